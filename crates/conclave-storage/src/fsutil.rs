@@ -1,0 +1,97 @@
+//! Small filesystem helpers whose only job is durability: write-then-rename with fsync of
+//! both the file and its directory, so a crash leaves either the old or the new content.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Fsync a directory so that renames and creations inside it survive a crash.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Atomically replace `path` with `bytes`: write a temp file, fsync it, rename, fsync the dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+/// Read a whole file, `Ok(None)` when it does not exist.
+pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Frame `payload` as `len (u32 LE) ‖ crc32 (u32 LE) ‖ payload`, appending to `out`.
+pub fn frame_into(out: &mut Vec<u8>, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Size of the frame header written by [`frame_into`].
+pub const FRAME_HEADER: usize = 8;
+
+/// Parse one frame at the start of `buf`: `Ok(Some((payload, total_len)))`, `Ok(None)` when
+/// `buf` is empty, `Err(reason)` when the frame is truncated or its checksum does not match.
+pub fn parse_frame(buf: &[u8]) -> Result<Option<(&[u8], usize)>, String> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    if buf.len() < FRAME_HEADER {
+        return Err(format!("truncated frame header ({} bytes)", buf.len()));
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    let end = FRAME_HEADER
+        .checked_add(len)
+        .ok_or_else(|| "frame length overflows".to_string())?;
+    if buf.len() < end {
+        return Err(format!(
+            "truncated frame: header says {len} bytes, {} present",
+            buf.len() - FRAME_HEADER
+        ));
+    }
+    let payload = &buf[FRAME_HEADER..end];
+    if crc32fast::hash(payload) != crc {
+        return Err("checksum mismatch".to_string());
+    }
+    Ok(Some((payload, end)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_detect_damage() {
+        let mut buf = Vec::new();
+        frame_into(&mut buf, b"hello");
+        frame_into(&mut buf, b"");
+        let (p, n) = parse_frame(&buf).unwrap().unwrap();
+        assert_eq!(p, b"hello");
+        let (p2, n2) = parse_frame(&buf[n..]).unwrap().unwrap();
+        assert_eq!(p2, b"");
+        assert_eq!(n + n2, buf.len());
+        assert!(parse_frame(&buf[..n - 1]).is_err());
+        let mut bad = buf.clone();
+        bad[9] ^= 1;
+        assert!(parse_frame(&bad).is_err());
+    }
+}
