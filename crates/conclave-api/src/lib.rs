@@ -1,1 +1,54 @@
+//! conclave's HTTP API, `/v1/...`.
+//!
+//! Why this crate exists: it is the only crate that knows HTTP on the server side. It turns
+//! requests into [`conclave_state::Command`]s and reads, and outcomes and errors into status
+//! codes and JSON. Business rules live in `conclave-state`; consensus in `conclave-raft`.
+//!
+//! Every error is `{"error": {"code", "message", "hint"}}` with a 4xx/5xx status; see
+//! [`error::ApiError`]. Handlers never panic on request input: keys, query strings and bodies
+//! are parsed by hand here so that every rejection gets that same JSON shape.
 
+pub mod error;
+mod kv;
+mod query;
+mod status;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use conclave_raft::RaftNode;
+use conclave_state::Limits;
+
+pub use error::ApiError;
+
+/// Everything a handler needs, shared by all requests.
+pub struct AppContext {
+    pub node: RaftNode,
+    pub limits: Limits,
+    pub cluster_id: String,
+    pub api_addr: String,
+    pub rpc_addr: String,
+    pub version: String,
+}
+
+pub type Ctx = Arc<AppContext>;
+
+/// Build the router for the whole API.
+pub fn router(ctx: Ctx) -> Router {
+    Router::new()
+        .route("/v1/kv", get(kv::list))
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
+        .route("/v1/status", get(status::status))
+        .route("/v1/health", get(status::health))
+        .route("/v1/ready", get(status::ready))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        // Bodies are read with our own limit (413 with a JSON error), not axum's default.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(ctx)
+}

@@ -344,6 +344,11 @@ impl LogStore {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The last committed log index this node has recorded.
+    pub fn committed_index(&self) -> Option<u64> {
+        self.lock().committed.map(|c| c.index)
+    }
+
     /// Entries currently held (not purged), for status output.
     pub fn first_and_last_index(&self) -> (u64, Option<u64>) {
         let log = self.lock();

@@ -1,1 +1,128 @@
+//! Wire types of conclave's HTTP API, shared by the server (`conclave-api`) and the CLI.
+//!
+//! Why a crate of its own: the API is a contract other tools rely on. Keeping its shapes in
+//! one place, with no behaviour and no IO, makes a change to the contract visible in review.
 
+use serde::{Deserialize, Serialize};
+
+/// HTTP header: the key's mod revision on `GET /v1/kv/{key}`.
+pub const HEADER_REVISION: &str = "x-conclave-revision";
+/// HTTP header: the store revision the answer was read at.
+pub const HEADER_INDEX: &str = "x-conclave-index";
+/// HTTP header: the key's create revision.
+pub const HEADER_CREATE_REVISION: &str = "x-conclave-create-revision";
+/// HTTP header: the key's version (puts since creation).
+pub const HEADER_VERSION: &str = "x-conclave-version";
+/// HTTP header on a listing: the last key returned, when more keys match (pass as `after=`).
+pub const HEADER_NEXT_AFTER: &str = "x-conclave-next-after";
+
+/// Stable error codes carried in [`ErrorBody`].
+pub mod codes {
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const KEY_NOT_FOUND: &str = "key_not_found";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const CAS_CONFLICT: &str = "cas_conflict";
+    pub const TOO_LARGE: &str = "too_large";
+    pub const NO_LEADER: &str = "no_leader";
+    pub const NOT_READY: &str = "not_ready";
+    pub const UNAVAILABLE: &str = "unavailable";
+    pub const INDETERMINATE: &str = "indeterminate";
+}
+
+/// Every error response: `{"error": {"code", "message", "hint"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    pub hint: String,
+    /// On a CAS conflict: the key's current mod revision (0 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<u64>,
+}
+
+/// `PUT /v1/kv/{key}` → 200.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PutResponse {
+    pub revision: u64,
+}
+
+/// `DELETE /v1/kv/{key}` → 200.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeleteResponse {
+    pub revision: u64,
+    pub deleted: bool,
+}
+
+/// One item of `GET /v1/kv?prefix=P`. `value` holds the value when it is UTF-8; otherwise
+/// `value` is absent and `value_base64` holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KvItem {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_base64: Option<String>,
+    /// The key's mod revision.
+    pub revision: u64,
+    pub create_revision: u64,
+    pub version: u64,
+}
+
+/// One Raft member as `GET /v1/status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub node_id: u64,
+    pub rpc_addr: String,
+    pub api_addr: String,
+    /// `voter` or `learner`.
+    pub role: String,
+}
+
+/// Group-commit and storage counters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StorageStatus {
+    pub log_fsyncs: u64,
+    pub log_entries_appended: u64,
+    pub commands_proposed: u64,
+    pub batches_proposed: u64,
+    /// Commands made durable per log fsync since start (group commit efficiency).
+    pub writes_per_fsync: f64,
+    pub log_first_index: u64,
+    pub log_last_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub keys: u64,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub node_id: u64,
+    pub cluster_id: String,
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: String,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub revision: u64,
+    pub version: String,
+    pub api_addr: String,
+    pub rpc_addr: String,
+    pub members: Vec<MemberStatus>,
+    pub storage: StorageStatus,
+}
+
+/// `GET /v1/health` and `/v1/ready` → 200.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealthResponse {
+    pub status: String,
+    pub node_id: u64,
+    pub leader_id: Option<u64>,
+    pub applied_index: u64,
+}

@@ -1,1 +1,19 @@
-fn main() {}
+//! `conclave`: the agent and the CLI in one binary. See ARCHITECTURE.md for the map.
+
+mod agent;
+mod cli;
+mod client;
+mod config;
+mod identity;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // reqwest and rustls are built without a default crypto provider (to avoid a C build);
+    // install ring before anything builds a TLS config. It fails only if one is installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = cli::Cli::parse();
+    cli::run(args)
+}

@@ -1,0 +1,117 @@
+//! The API's one error type: an HTTP status, a stable code, a message and a hint.
+
+use axum::Json;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use conclave_raft::ConsensusError;
+use conclave_state::LimitError;
+use conclave_types::{ErrorBody, ErrorDetail, codes};
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub hint: String,
+    pub current_revision: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            hint: hint.into(),
+            current_revision: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message, hint)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                hint: self.hint,
+                current_revision: self.current_revision,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> Self {
+        match e {
+            LimitError::EmptyKey => {
+                ApiError::bad_request("the key is empty", "put the key in the path: /v1/kv/<key>")
+            }
+            LimitError::KeyTooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::TOO_LARGE,
+                e.to_string(),
+                "use a shorter key; the limit is set by the agent's max_key_bytes",
+            ),
+            LimitError::ValueTooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::TOO_LARGE,
+                e.to_string(),
+                "store large blobs elsewhere and keep a reference here; the limit is the agent's max_value_bytes",
+            ),
+        }
+    }
+}
+
+impl From<ConsensusError> for ApiError {
+    fn from(e: ConsensusError) -> Self {
+        match &e {
+            ConsensusError::NotLeader { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::NO_LEADER,
+                e.to_string(),
+                "retry shortly; an election may be in progress",
+            ),
+            ConsensusError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::UNAVAILABLE,
+                e.to_string(),
+                "retry on another node or once this node is back",
+            ),
+            ConsensusError::Indeterminate(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::INDETERMINATE,
+                e.to_string(),
+                "read the key to see whether the write took effect, or retry with ?cas=",
+            ),
+        }
+    }
+}
+
+pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        codes::NOT_FOUND,
+        format!("no route for {method} {}", uri.path()),
+        "the API lives under /v1: /v1/kv/{key}, /v1/kv?prefix=, /v1/status, /v1/health, /v1/ready",
+    )
+}
+
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+        "keys take GET, PUT and DELETE; /v1/kv, /v1/status, /v1/health and /v1/ready take GET",
+    )
+}

@@ -1,0 +1,220 @@
+//! `/v1/kv`: put, get, delete and prefix listing.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use conclave_state::{Command, KeyValue, Outcome};
+use conclave_types::{
+    DeleteResponse, HEADER_CREATE_REVISION, HEADER_INDEX, HEADER_NEXT_AFTER, HEADER_REVISION,
+    HEADER_VERSION, KvItem, PutResponse, codes,
+};
+
+use crate::{ApiError, Ctx, query};
+
+/// Default and maximum page size of a listing.
+const DEFAULT_LIST_LIMIT: usize = 1000;
+const MAX_LIST_LIMIT: usize = 10_000;
+
+fn header_u64(v: u64) -> HeaderValue {
+    HeaderValue::from(v)
+}
+
+fn cas_conflict(current: u64) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::CONFLICT,
+        codes::CAS_CONFLICT,
+        if current == 0 {
+            "compare-and-swap failed: the key does not exist".to_string()
+        } else {
+            format!("compare-and-swap failed: the key's current revision is {current}")
+        },
+        "read the key again and retry with ?cas=<its X-Conclave-Revision> (0 = must not exist)",
+    );
+    e.current_revision = Some(current);
+    e
+}
+
+async fn read_body(ctx: &Ctx, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+    let limit = ctx.limits.max_value_bytes;
+    let too_large = |size: String| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::TOO_LARGE,
+            format!("the value is {size} bytes, above the limit of {limit} bytes"),
+            "store large blobs elsewhere and keep a reference here; the limit is the agent's max_value_bytes",
+        )
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(too_large(len.to_string()));
+        }
+    }
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large(format!("more than {limit}")))
+        }
+        Err(e) => Err(ApiError::bad_request(
+            format!("could not read the request body: {e}"),
+            "send the value as the raw request body",
+        )),
+    }
+}
+
+pub(crate) async fn put(
+    State(ctx): State<Ctx>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = query::key_from_path(uri.path())?;
+    let params = query::parse(uri.query(), &["cas"])?;
+    let expected = query::revision(&params, "cas")?;
+    ctx.limits.check_key(&key)?;
+    let value = read_body(&ctx, &headers, body).await?;
+    let command = Command::Put {
+        key,
+        value,
+        expected,
+    };
+    ctx.limits.check(&command)?;
+    match ctx.node.propose(command).await? {
+        Outcome::Put { revision } => Ok(Json(PutResponse { revision }).into_response()),
+        Outcome::CasFailed { current, .. } => Err(cas_conflict(current)),
+        other => Err(unexpected(other)),
+    }
+}
+
+pub(crate) async fn delete(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, ApiError> {
+    let key = query::key_from_path(uri.path())?;
+    let params = query::parse(uri.query(), &["cas"])?;
+    let expected = query::revision(&params, "cas")?;
+    ctx.limits.check_key(&key)?;
+    match ctx.node.propose(Command::Delete { key, expected }).await? {
+        Outcome::Deleted { revision, deleted } => {
+            Ok(Json(DeleteResponse { revision, deleted }).into_response())
+        }
+        Outcome::CasFailed { current, .. } => Err(cas_conflict(current)),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(outcome: Outcome) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        codes::UNAVAILABLE,
+        format!("unexpected outcome {outcome:?}"),
+        "this is a bug in conclave; please report it",
+    )
+}
+
+pub(crate) async fn get(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, ApiError> {
+    let key = query::key_from_path(uri.path())?;
+    let params = query::parse(uri.query(), &["consistency"])?;
+    ctx.limits.check_key(&key)?;
+    if !query::stale(&params)? {
+        ctx.node.read_barrier().await?;
+    }
+    let (found, index): (Option<KeyValue>, u64) = ctx
+        .node
+        .state()
+        .read(|a| (a.state.get(&key).cloned(), a.state.revision()));
+    match found {
+        Some(kv) => {
+            let mut resp = Response::new(Body::from(kv.value));
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert(HEADER_REVISION, header_u64(kv.mod_revision));
+            h.insert(HEADER_INDEX, header_u64(index));
+            h.insert(HEADER_CREATE_REVISION, header_u64(kv.create_revision));
+            h.insert(HEADER_VERSION, header_u64(kv.version));
+            Ok(resp)
+        }
+        None => {
+            let mut resp = ApiError::new(
+                StatusCode::NOT_FOUND,
+                codes::KEY_NOT_FOUND,
+                format!("key {key:?} does not exist"),
+                "list keys with GET /v1/kv?prefix=",
+            )
+            .into_response();
+            resp.headers_mut().insert(HEADER_INDEX, header_u64(index));
+            Ok(resp)
+        }
+    }
+}
+
+pub(crate) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, ApiError> {
+    let params = query::parse(uri.query(), &["prefix", "limit", "after", "consistency"])?;
+    let prefix = query::get(&params, "prefix").unwrap_or("").to_owned();
+    let after = query::get(&params, "after").map(str::to_owned);
+    let limit = match query::get(&params, "limit") {
+        None => DEFAULT_LIST_LIMIT,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(
+                    format!("limit must be an integer from 1 to {MAX_LIST_LIMIT}, got {v:?}"),
+                    format!(
+                        "page through larger listings with ?after=<the {HEADER_NEXT_AFTER} header of the previous page>"
+                    ),
+                ));
+            }
+        },
+    };
+    if !query::stale(&params)? {
+        ctx.node.read_barrier().await?;
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (items, next, index) = ctx.node.state().read(|a| {
+        let (found, more) = a.state.list(&prefix, after.as_deref(), limit);
+        let next = if more {
+            found.last().map(|(k, _)| (*k).to_owned())
+        } else {
+            None
+        };
+        let items: Vec<KvItem> = found
+            .into_iter()
+            .map(|(k, kv)| {
+                let (value, value_base64) = match std::str::from_utf8(&kv.value) {
+                    Ok(s) => (Some(s.to_owned()), None),
+                    Err(_) => (None, Some(b64.encode(&kv.value))),
+                };
+                KvItem {
+                    key: k.to_owned(),
+                    value,
+                    value_base64,
+                    revision: kv.mod_revision,
+                    create_revision: kv.create_revision,
+                    version: kv.version,
+                }
+            })
+            .collect();
+        (items, next, a.state.revision())
+    });
+    let mut resp = Json(items).into_response();
+    resp.headers_mut().insert(HEADER_INDEX, header_u64(index));
+    if let Some(next) = next {
+        if let Ok(v) = HeaderValue::from_str(
+            &percent_encoding::utf8_percent_encode(&next, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+        ) {
+            resp.headers_mut().insert(HEADER_NEXT_AFTER, v);
+        }
+    }
+    Ok(resp)
+}

@@ -1,0 +1,356 @@
+//! Command-line surface: `conclave agent` and the client commands.
+//!
+//! Exit codes: 0 success, 1 error (including "key not found"), 2 usage error.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use crate::client::{Client, ClientError};
+use crate::config::{self, AgentFlags, LogFormat};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "conclave",
+    version,
+    about = "conclave keeps a cluster in agreement about its members, its leader and its configuration.",
+    after_help = "Examples:\n  conclave agent                      # single-node cluster in ./conclave-data\n  conclave kv put app/color blue\n  conclave kv get app/color\n  conclave status --output json"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClientOpts {
+    /// Agent to talk to.
+    #[arg(
+        long,
+        env = "CONCLAVE_ADDR",
+        default_value = "http://127.0.0.1:7400",
+        global = true
+    )]
+    addr: String,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Human, global = true)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the agent (a single-node cluster with no flags).
+    #[command(
+        after_help = "Examples:\n  conclave agent\n  conclave agent --data-dir /var/lib/conclave --http-addr 0.0.0.0:7400\n  conclave agent --config /etc/conclave.toml --print-config"
+    )]
+    Agent(AgentArgs),
+    /// Read and write keys.
+    #[command(subcommand)]
+    Kv(KvCommand),
+    /// Show this node's view of the cluster.
+    #[command(
+        after_help = "Examples:\n  conclave status\n  conclave status --output json --addr http://10.0.0.2:7400"
+    )]
+    Status {
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+#[derive(Args, Debug)]
+struct AgentArgs {
+    /// TOML configuration file (defaults < file < CONCLAVE_* env < flags).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    print_config: bool,
+    #[command(flatten)]
+    flags: AgentFlags,
+}
+
+#[derive(Subcommand, Debug)]
+enum KvCommand {
+    /// Store a value (from the argument, or from stdin when it is omitted or `-`).
+    #[command(
+        after_help = "Examples:\n  conclave kv put app/color blue\n  conclave kv put app/config - < config.json\n  conclave kv put lock/a me --cas 0   # only if absent"
+    )]
+    Put {
+        key: String,
+        value: Option<String>,
+        /// Only if the key's revision is this (0 = must not exist).
+        #[arg(long)]
+        cas: Option<u64>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Print a value.
+    #[command(
+        after_help = "Examples:\n  conclave kv get app/color\n  conclave kv get app/color --stale -o json"
+    )]
+    Get {
+        key: String,
+        /// Read this node's copy instead of a linearizable read.
+        #[arg(long)]
+        stale: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Delete a key.
+    #[command(
+        after_help = "Examples:\n  conclave kv del app/color\n  conclave kv del app/color --cas 7"
+    )]
+    Del {
+        key: String,
+        /// Only if the key's revision is this.
+        #[arg(long)]
+        cas: Option<u64>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// List keys under a prefix.
+    #[command(after_help = "Examples:\n  conclave kv ls app/\n  conclave kv ls --limit 10 -o json")]
+    Ls {
+        #[arg(default_value = "")]
+        prefix: String,
+        /// At most this many keys.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Agent(args) => run_agent(args),
+        Command::Kv(cmd) => client_command(|| kv(cmd)),
+        Command::Status { client } => client_command(|| status(&client)),
+    }
+}
+
+fn run_agent(args: AgentArgs) -> ExitCode {
+    let config = match config::load(args.config.as_deref(), &args.flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.print_config {
+        match toml::to_string_pretty(&config) {
+            Ok(text) => {
+                print!("{text}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("error: cannot render the configuration: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let filter = match EnvFilter::try_new(&config.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: invalid log_level {:?}: {e}", config.log_level);
+            return ExitCode::from(2);
+        }
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => subscriber.json().init(),
+        LogFormat::Text => subscriber.init(),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("conclave")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::agent::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run a client command on a small runtime and turn its error into a message and exit 1.
+fn client_command<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), ClientError>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+async fn kv(cmd: KvCommand) -> Result<(), ClientError> {
+    match cmd {
+        KvCommand::Put {
+            key,
+            value,
+            cas,
+            client,
+        } => {
+            let value = match value.as_deref() {
+                None | Some("-") => {
+                    let mut buf = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut buf)
+                        .map_err(|e| ClientError::Local(format!("cannot read stdin: {e}")))?;
+                    buf
+                }
+                Some(v) => v.as_bytes().to_vec(),
+            };
+            let c = Client::new(&client.addr)?;
+            let r = c.put(&key, value, cas).await?;
+            match client.output {
+                Output::Json => {
+                    print_json(&serde_json::json!({"key": key, "revision": r.revision}))
+                }
+                Output::Human => println!("OK revision {}", r.revision),
+            }
+        }
+        KvCommand::Get { key, stale, client } => {
+            let c = Client::new(&client.addr)?;
+            let got = c.get(&key, stale).await?;
+            match client.output {
+                Output::Json => {
+                    let (value, value_base64) = match std::str::from_utf8(&got.value) {
+                        Ok(s) => (Some(s.to_string()), None),
+                        Err(_) => {
+                            use base64::Engine;
+                            let b64 = base64::engine::general_purpose::STANDARD;
+                            (None, Some(b64.encode(&got.value)))
+                        }
+                    };
+                    print_json(&serde_json::json!({
+                        "key": key, "value": value, "value_base64": value_base64,
+                        "revision": got.revision, "index": got.index,
+                    }))
+                }
+                Output::Human => {
+                    let mut out = std::io::stdout();
+                    let _ = out.write_all(&got.value);
+                    if !got.value.ends_with(b"\n") && std::io::IsTerminal::is_terminal(&out) {
+                        let _ = out.write_all(b"\n");
+                    }
+                }
+            }
+        }
+        KvCommand::Del { key, cas, client } => {
+            let c = Client::new(&client.addr)?;
+            let r = c.delete(&key, cas).await?;
+            match client.output {
+                Output::Json => print_json(&serde_json::json!({
+                    "key": key, "revision": r.revision, "deleted": r.deleted
+                })),
+                Output::Human if r.deleted => println!("deleted (revision {})", r.revision),
+                Output::Human => println!("not found (nothing deleted)"),
+            }
+        }
+        KvCommand::Ls {
+            prefix,
+            limit,
+            client,
+        } => {
+            let c = Client::new(&client.addr)?;
+            let items = c.list(&prefix, limit).await?;
+            match client.output {
+                Output::Json => print_json(&serde_json::to_value(&items).unwrap_or_default()),
+                Output::Human => {
+                    for item in items {
+                        let value = item.value.unwrap_or_else(|| {
+                            format!(
+                                "<{} bytes, binary>",
+                                item.value_base64.map_or(0, |b| b.len() * 3 / 4)
+                            )
+                        });
+                        println!("{}\t{}\t(rev {})", item.key, value, item.revision);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn status(opts: &ClientOpts) -> Result<(), ClientError> {
+    let c = Client::new(&opts.addr)?;
+    let s = c.status().await?;
+    match opts.output {
+        Output::Json => print_json(&serde_json::to_value(&s).unwrap_or_default()),
+        Output::Human => {
+            println!("cluster   {}", s.cluster_id);
+            println!("node      {} ({})", s.node_id, s.role);
+            println!(
+                "leader    {}",
+                s.leader_id.map_or("none".to_string(), |l| l.to_string())
+            );
+            println!("term      {}", s.term);
+            println!(
+                "index     commit {}  applied {}  revision {}",
+                s.commit_index, s.applied_index, s.revision
+            );
+            println!(
+                "storage   {} keys, {:.1} writes/fsync, log {}..{}",
+                s.storage.keys,
+                s.storage.writes_per_fsync,
+                s.storage.log_first_index,
+                s.storage
+                    .log_last_index
+                    .map_or("-".to_string(), |l| l.to_string())
+            );
+            println!();
+            println!("{:<18} {:<8} {:<22} {:<22}", "MEMBER", "ROLE", "API", "RPC");
+            for m in &s.members {
+                println!(
+                    "{:<18} {:<8} {:<22} {:<22}",
+                    m.node_id, m.role, m.api_addr, m.rpc_addr
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! The CLI's HTTP client for the agent's API.
+
+use conclave_types::{
+    DeleteResponse, ErrorBody, HEADER_INDEX, HEADER_REVISION, KvItem, PutResponse, Status,
+};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// Characters left as they are in a key path: unreserved ones and `/`.
+const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no conclave agent at {0} — start one with: conclave agent")]
+    NoAgent(String),
+    #[error("{message}{}", hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{0}")]
+    Local(String),
+}
+
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+pub struct GotValue {
+    pub value: Vec<u8>,
+    pub revision: u64,
+    pub index: u64,
+}
+
+impl Client {
+    pub fn new(addr: &str) -> Result<Self, ClientError> {
+        let base = addr.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Local(format!(
+                "--addr must be a URL such as http://127.0.0.1:7400, got {addr:?}"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| ClientError::Local(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Self { base, http })
+    }
+
+    fn key_url(&self, key: &str) -> String {
+        format!("{}/v1/kv/{}", self.base, utf8_percent_encode(key, KEY_SET))
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() || e.is_timeout() {
+                ClientError::NoAgent(self.base.clone())
+            } else {
+                ClientError::Local(format!("request to {} failed: {e}", self.base))
+            }
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => ClientError::Api {
+                status,
+                code: body.error.code,
+                message: body.error.message,
+                hint: Some(body.error.hint).filter(|h| !h.is_empty()),
+            },
+            Err(_) => ClientError::Api {
+                status,
+                code: "http".into(),
+                message: format!("HTTP {status}: {text}"),
+                hint: None,
+            },
+        })
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        resp: reqwest::Response,
+    ) -> Result<T, ClientError> {
+        resp.json()
+            .await
+            .map_err(|e| ClientError::Local(format!("unexpected answer from {}: {e}", self.base)))
+    }
+
+    pub async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        cas: Option<u64>,
+    ) -> Result<PutResponse, ClientError> {
+        let mut req = self.http.put(self.key_url(key)).body(value);
+        if let Some(cas) = cas {
+            req = req.query(&[("cas", cas)]);
+        }
+        let resp = self.send(req).await?;
+        self.json(resp).await
+    }
+
+    pub async fn get(&self, key: &str, stale: bool) -> Result<GotValue, ClientError> {
+        let mut req = self.http.get(self.key_url(key));
+        if stale {
+            req = req.query(&[("consistency", "stale")]);
+        }
+        let resp = self.send(req).await?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let (revision, index) = (header(HEADER_REVISION), header(HEADER_INDEX));
+        let value = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Local(format!("reading the value failed: {e}")))?
+            .to_vec();
+        Ok(GotValue {
+            value,
+            revision,
+            index,
+        })
+    }
+
+    pub async fn delete(&self, key: &str, cas: Option<u64>) -> Result<DeleteResponse, ClientError> {
+        let mut req = self.http.delete(self.key_url(key));
+        if let Some(cas) = cas {
+            req = req.query(&[("cas", cas)]);
+        }
+        let resp = self.send(req).await?;
+        self.json(resp).await
+    }
+
+    pub async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<KvItem>, ClientError> {
+        let limit = limit.to_string();
+        let req = self
+            .http
+            .get(format!("{}/v1/kv", self.base))
+            .query(&[("prefix", prefix), ("limit", &limit)]);
+        let resp = self.send(req).await?;
+        self.json(resp).await
+    }
+
+    pub async fn status(&self) -> Result<Status, ClientError> {
+        let resp = self
+            .send(self.http.get(format!("{}/v1/status", self.base)))
+            .await?;
+        self.json(resp).await
+    }
+}

@@ -1,0 +1,253 @@
+//! The agent's configuration: built-in defaults < `--config FILE` (TOML) < `CONCLAVE_*`
+//! environment < command-line flags.
+//!
+//! The file is first parsed on its own with `toml` so that a type error names the file, the
+//! line and the key; figment then does the layering and names the source (file or variable)
+//! of any value it rejects.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use conclave_raft::RaftTuning;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything `conclave agent` can be told. Field names are the TOML keys and, upper-cased
+/// with a `CONCLAVE_` prefix (nested with `__`), the environment variables.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// This node's id. Minted once (random) when the data dir is new and not given.
+    pub node_id: Option<u64>,
+    /// The cluster's id. Minted once when the data dir is new and not given.
+    pub cluster_id: Option<String>,
+    /// Where the Raft log, snapshots and the node identity live.
+    pub data_dir: PathBuf,
+    /// HTTP API listen address.
+    pub http_addr: SocketAddr,
+    /// Node-to-node RPC listen address.
+    pub rpc_addr: SocketAddr,
+    /// API address other nodes and clients should use (defaults to `http_addr`).
+    pub advertise_http_addr: Option<String>,
+    /// RPC address other nodes should use (defaults to `rpc_addr`).
+    pub advertise_rpc_addr: Option<String>,
+    /// `text` (human-readable) or `json`.
+    pub log_format: LogFormat,
+    /// A tracing filter, e.g. `info` or `conclave=debug,openraft=warn`.
+    pub log_level: String,
+    /// Largest key accepted, bytes.
+    pub max_key_bytes: usize,
+    /// Largest value accepted, bytes.
+    pub max_value_bytes: usize,
+    /// Raft timings and compaction.
+    pub raft: RaftTuning,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        let limits = conclave_state::Limits::default();
+        Self {
+            node_id: None,
+            cluster_id: None,
+            data_dir: PathBuf::from("./conclave-data"),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 7401)),
+            advertise_http_addr: None,
+            advertise_rpc_addr: None,
+            log_format: LogFormat::Text,
+            log_level: "info,openraft=warn".to_string(),
+            max_key_bytes: limits.max_key_bytes,
+            max_value_bytes: limits.max_value_bytes,
+            raft: RaftTuning::default(),
+        }
+    }
+}
+
+impl AgentConfig {
+    pub fn limits(&self) -> conclave_state::Limits {
+        conclave_state::Limits {
+            max_key_bytes: self.max_key_bytes,
+            max_value_bytes: self.max_value_bytes,
+        }
+    }
+
+    pub fn advertised_http(&self) -> String {
+        self.advertise_http_addr
+            .clone()
+            .unwrap_or_else(|| self.http_addr.to_string())
+    }
+
+    pub fn advertised_rpc(&self) -> String {
+        self.advertise_rpc_addr
+            .clone()
+            .unwrap_or_else(|| self.rpc_addr.to_string())
+    }
+
+    /// Cross-field checks figment cannot express.
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.max_key_bytes == 0 || self.max_value_bytes == 0 {
+            bail!("max_key_bytes and max_value_bytes must be at least 1");
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms {
+            bail!(
+                "raft.election_timeout_min_ms ({}) must be greater than raft.heartbeat_ms ({}), and the heartbeat must be at least 1 ms",
+                r.election_timeout_min_ms,
+                r.heartbeat_ms
+            );
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            bail!(
+                "raft.election_timeout_max_ms ({}) must be greater than raft.election_timeout_min_ms ({})",
+                r.election_timeout_max_ms,
+                r.election_timeout_min_ms
+            );
+        }
+        if self.node_id == Some(0) {
+            bail!("node_id must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Load the layered configuration. `flags` holds only the values given on the command line.
+pub fn load(file: Option<&Path>, flags: &AgentFlags) -> anyhow::Result<AgentConfig> {
+    let mut figment = Figment::from(Serialized::defaults(AgentConfig::default()));
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        // Parse once on its own for an error with line, column and key.
+        if let Err(e) = toml::from_str::<AgentConfig>(&text) {
+            bail!(
+                "invalid config file {}: {}",
+                path.display(),
+                e.to_string().trim_end()
+            );
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment
+        // CONCLAVE_ADDR belongs to the CLI (which agent to talk to), not to the agent.
+        .merge(Env::prefixed("CONCLAVE_").ignore(&["addr"]).split("__"))
+        .merge(Serialized::globals(flags));
+    let config: AgentConfig = figment.extract().map_err(|e| {
+        let mut msg = String::from("invalid configuration");
+        for err in e {
+            msg.push_str(&format!("\n  - {err}"));
+        }
+        anyhow::anyhow!(msg)
+    })?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Agent settings that may be given as flags; only those given override other layers.
+#[derive(Debug, Default, Clone, Serialize, clap::Args)]
+pub struct AgentFlags {
+    /// This node's id (minted once when the data dir is new).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
+    /// The cluster's id (minted once when the data dir is new).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// Data directory [default: ./conclave-data].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP API listen address [default: 127.0.0.1:7400].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<SocketAddr>,
+    /// Node RPC listen address [default: 127.0.0.1:7401].
+    #[arg(long, alias = "raft-addr")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpc_addr: Option<SocketAddr>,
+    /// API address to advertise to other nodes [default: the HTTP listen address].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_http_addr: Option<String>,
+    /// RPC address to advertise to other nodes [default: the RPC listen address].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_rpc_addr: Option<String>,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. info or conclave=debug [default: info,openraft=warn].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Largest value accepted, bytes [default: 1048576].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_value_bytes: Option<usize>,
+    /// Largest key accepted, bytes [default: 4096].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_key_bytes: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_type_errors_name_the_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "log_level = \"info\"\nmax_value_bytes = \"big\"\n").unwrap();
+        let err = load(Some(&path), &AgentFlags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.toml"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("max_value_bytes"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "max_value_bytes = 10\nmax_key_bytes = 20\n[raft]\nheartbeat_ms = 50\n",
+        )
+        .unwrap();
+        let flags = AgentFlags {
+            max_value_bytes: Some(99),
+            ..Default::default()
+        };
+        let c = load(Some(&path), &flags).unwrap();
+        assert_eq!(c.max_value_bytes, 99);
+        assert_eq!(c.max_key_bytes, 20);
+        assert_eq!(c.raft.heartbeat_ms, 50);
+        assert_eq!(c.http_addr.port(), 7400);
+    }
+
+    #[test]
+    fn inconsistent_timings_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[raft]\nheartbeat_ms = 500\nelection_timeout_min_ms = 400\n",
+        )
+        .unwrap();
+        let err = load(Some(&path), &AgentFlags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("election_timeout_min_ms"), "{err}");
+    }
+}
