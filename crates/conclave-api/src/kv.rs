@@ -17,6 +17,8 @@ use crate::{ApiError, Ctx, query};
 /// Default and maximum page size of a listing.
 const DEFAULT_LIST_LIMIT: usize = 1000;
 const MAX_LIST_LIMIT: usize = 10_000;
+/// Oversized bodies up to this many bytes beyond the limit are read before the 413.
+const DRAIN_OVERSIZED_UP_TO: usize = 16 * 1024 * 1024;
 
 fn header_u64(v: u64) -> HeaderValue {
     HeaderValue::from(v)
@@ -51,10 +53,15 @@ async fn read_body(ctx: &Ctx, headers: &HeaderMap, body: Body) -> Result<Vec<u8>
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
     {
-        if len > limit {
-            return Err(too_large(len.to_string()));
+        // Read (and drop) a moderately oversized body so the client, still sending, gets
+        // to see the 413 instead of a reset connection. Far larger ones are cut off.
+        if len <= limit.saturating_add(DRAIN_OVERSIZED_UP_TO) {
+            use http_body_util::BodyExt;
+            let _ = http_body_util::Limited::new(body, len).collect().await;
         }
+        return Err(too_large(len.to_string()));
     }
     use http_body_util::BodyExt;
     match http_body_util::Limited::new(body, limit).collect().await {
@@ -208,13 +215,13 @@ pub(crate) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, A
     });
     let mut resp = Json(items).into_response();
     resp.headers_mut().insert(HEADER_INDEX, header_u64(index));
-    if let Some(next) = next {
-        if let Ok(v) = HeaderValue::from_str(
+    if let Some(next) = next
+        && let Ok(v) = HeaderValue::from_str(
             &percent_encoding::utf8_percent_encode(&next, percent_encoding::NON_ALPHANUMERIC)
                 .to_string(),
-        ) {
-            resp.headers_mut().insert(HEADER_NEXT_AFTER, v);
-        }
+        )
+    {
+        resp.headers_mut().insert(HEADER_NEXT_AFTER, v);
     }
     Ok(resp)
 }

@@ -39,6 +39,8 @@ pub type Ctx = Arc<AppContext>;
 pub fn router(ctx: Ctx) -> Router {
     Router::new()
         .route("/v1/kv", get(kv::list))
+        // An empty key gets the handlers' "the key is empty" 400, not a 404 for the route.
+        .route("/v1/kv/", get(kv::get).put(kv::put).delete(kv::delete))
         .route(
             "/v1/kv/{*key}",
             get(kv::get).put(kv::put).delete(kv::delete),

@@ -295,10 +295,10 @@ pub async fn serve(
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 r = serve_conn(stream, raft, cluster_id) => {
-                    if let Err(e) = r {
-                        if e.kind() != io::ErrorKind::UnexpectedEof {
-                            tracing::debug!(%peer, error = %e, "node RPC connection closed");
-                        }
+                    if let Err(e) = r
+                        && e.kind() != io::ErrorKind::UnexpectedEof
+                    {
+                        tracing::debug!(%peer, error = %e, "node RPC connection closed");
                     }
                 }
             }

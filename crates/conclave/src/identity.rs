@@ -50,23 +50,23 @@ pub fn load_or_create(
                 path.display()
             )
         })?;
-        if let Some(want) = want_node {
-            if want != id.node_id {
-                bail!(
-                    "data directory {} belongs to node {}, but node id {want} was requested; drop --node-id or use a fresh --data-dir",
-                    data_dir.display(),
-                    id.node_id
-                );
-            }
+        if let Some(want) = want_node
+            && want != id.node_id
+        {
+            bail!(
+                "data directory {} belongs to node {}, but node id {want} was requested; drop --node-id or use a fresh --data-dir",
+                data_dir.display(),
+                id.node_id
+            );
         }
-        if let Some(want) = want_cluster {
-            if want != id.cluster_id {
-                bail!(
-                    "data directory {} belongs to cluster {:?}, but cluster {want:?} was requested; a data directory holds one cluster's data — use a fresh --data-dir to join another cluster",
-                    data_dir.display(),
-                    id.cluster_id
-                );
-            }
+        if let Some(want) = want_cluster
+            && want != id.cluster_id
+        {
+            bail!(
+                "data directory {} belongs to cluster {:?}, but cluster {want:?} was requested; a data directory holds one cluster's data — use a fresh --data-dir to join another cluster",
+                data_dir.display(),
+                id.cluster_id
+            );
         }
         return Ok((id, false));
     }

@@ -1,1 +1,9 @@
+//! Integration tests: the real `conclave` binary, real sockets, real disk.
+//! One test binary (see ARCHITECTURE.md, "Testing"); modules by area.
 
+mod support;
+
+mod api;
+mod bad_input;
+mod cli;
+mod durability;

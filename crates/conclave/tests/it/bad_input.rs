@@ -1,0 +1,218 @@
+//! Bad input gets a clear error and loses nothing.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::{Agent, BIN, free_addr, http};
+
+async fn code_of(r: reqwest::Response) -> (StatusCode, String, String) {
+    let st = r.status();
+    let v: Value = r.json().await.expect("JSON error body");
+    (
+        st,
+        v["error"]["code"].as_str().unwrap_or_default().to_string(),
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::start(dir.path(), &[]).await;
+    let c = http();
+    c.put(a.url("/v1/kv/keep"))
+        .body("safe")
+        .send()
+        .await
+        .unwrap();
+
+    let big_key = "k".repeat(4097);
+    let (st, code, msg) = code_of(
+        c.put(a.url(&format!("/v1/kv/{big_key}")))
+            .body("v")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (st, code.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+    );
+    assert!(msg.contains("4097") && msg.contains("4096"), "{msg}");
+
+    let big_value = vec![b'v'; 1024 * 1024 + 1];
+    let (st, _, msg) = code_of(
+        c.put(a.url("/v1/kv/big"))
+            .body(big_value)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(msg.contains("1048576"), "{msg}");
+    // Exactly at the limit is fine.
+    let r = c
+        .put(a.url("/v1/kv/big"))
+        .body(vec![b'v'; 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    for (q, needle) in [
+        ("cas=abc", "cas must be"),
+        ("cas=-1", "cas must be"),
+        ("cass=1", "unknown query parameter"),
+    ] {
+        let (st, code, msg) = code_of(
+            c.put(a.url(&format!("/v1/kv/keep?{q}")))
+                .body("x")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (st, code.as_str()),
+            (StatusCode::BAD_REQUEST, "bad_request"),
+            "{q}"
+        );
+        assert!(msg.contains(needle), "{q}: {msg}");
+    }
+    let (st, _, msg) = code_of(
+        c.get(a.url("/v1/kv/keep?consistency=eventual"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(msg.contains("consistency"), "{msg}");
+    let (st, _, msg) = code_of(c.get(a.url("/v1/kv?limit=0")).send().await.unwrap()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(msg.contains("limit"), "{msg}");
+
+    let (st, _, msg) = code_of(
+        c.put(a.url("/v1/kv/bad%FFkey"))
+            .body("x")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(msg.contains("UTF-8"), "{msg}");
+    let (st, _, _) = code_of(c.put(a.url("/v1/kv/")).body("x").send().await.unwrap()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    // Nothing was changed or lost.
+    let r = c.get(a.url("/v1/kv/keep")).send().await.unwrap();
+    assert_eq!(r.headers()["x-conclave-revision"], "1");
+    assert_eq!(r.text().await.unwrap(), "safe");
+    let s: Value = c
+        .get(a.url("/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["revision"], 2);
+}
+
+fn run_agent(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(BIN)
+        .arg("agent")
+        .args(args)
+        .output()
+        .expect("run agent");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_type_error_names_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("broken.toml");
+    std::fs::write(
+        &cfg,
+        "# settings\nhttp_addr = \"127.0.0.1:0\"\nmax_value_bytes = \"lots\"\n",
+    )
+    .unwrap();
+    let (code, err) = run_agent(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("broken.toml") && err.contains("line 3") && err.contains("max_value_bytes"),
+        "{err}"
+    );
+    let (code, err) = run_agent(&[
+        "--config",
+        dir.path().join("missing.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.toml"), "{err}");
+}
+
+#[test]
+fn unwritable_data_dir_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // A data dir below a regular file cannot be created, even by root.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let data = file.join("data");
+    let (code, err) = run_agent(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--http-addr",
+        &free_addr().to_string(),
+        "--rpc-addr",
+        &free_addr().to_string(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(data.to_str().unwrap()) && err.contains("--data-dir"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn port_in_use_names_the_address_and_touches_no_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::start(dir.path(), &[]).await;
+    let other = tempfile::tempdir().unwrap();
+    let data = other.path().join("data");
+    let (code, err) = run_agent(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--http-addr",
+        &a.http.to_string(),
+        "--rpc-addr",
+        &free_addr().to_string(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&a.http.to_string()) && err.contains("--http-addr"),
+        "{err}"
+    );
+    assert!(
+        !data.exists(),
+        "a failed start must not create the data dir"
+    );
+    // The running agent is unaffected.
+    assert_eq!(
+        http()
+            .get(a.url("/v1/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

@@ -1,0 +1,156 @@
+//! Start and stop real agents on ephemeral loopback ports; every child is killed by PID on drop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_conclave");
+
+/// A free loopback port (bound then released; the agent binds it right after).
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
+    l.local_addr().expect("local addr")
+}
+
+pub struct Agent {
+    child: Option<Child>,
+    pub http: SocketAddr,
+    pub rpc: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    /// Start an agent with its data in `dir` and wait until it is healthy.
+    pub async fn start(dir: &Path, extra: &[&str]) -> Agent {
+        let agent = Self::spawn(dir, free_addr(), free_addr(), extra);
+        agent.wait_healthy(Duration::from_secs(20)).await;
+        agent
+    }
+
+    pub fn spawn(dir: &Path, http: SocketAddr, rpc: SocketAddr, extra: &[&str]) -> Agent {
+        let data = dir.join("data");
+        let log = dir.join(format!("agent-{}.log", http.port()));
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(BIN)
+            .arg("agent")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--http-addr")
+            .arg(http.to_string())
+            .arg("--rpc-addr")
+            .arg(rpc.to_string())
+            .args(extra)
+            .env_remove("CONCLAVE_ADDR")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn conclave agent");
+        Agent {
+            child: Some(child),
+            http,
+            rpc,
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn addr_flag(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    pub async fn wait_healthy(&self, timeout: Duration) {
+        let client = http();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = client.get(self.url("/v1/health")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent on {} not healthy within {timeout:?}; log:\n{}",
+                self.http,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// kill -9 and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Send a signal and wait for the exit, up to `timeout`.
+    pub fn signal_and_wait(&mut self, sig: &str, timeout: Duration) -> Option<ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(c.id().to_string())
+            .status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
+
+/// Run the CLI; returns (exit code, stdout, stderr).
+pub fn cli(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("CONCLAVE_ADDR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cli");
+    {
+        let mut si = child.stdin.take().expect("stdin");
+        if let Some(data) = stdin {
+            si.write_all(data).expect("write stdin");
+        }
+    }
+    let out = child.wait_with_output().expect("cli output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
