@@ -1,1 +1,265 @@
-fn main() {}
+//! conclave-bench: drive conclave or etcd with the same HTTP/1.1 keep-alive load, and probe
+//! the disk's fsync ceiling, so numbers can be compared in one run on one machine.
+//!
+//! `conclave-bench load --system conclave|etcd --op put|get|stale-get -c 64 --seconds 5`
+//! prints one JSON line: ops/s, latency percentiles (µs), errors.
+//! `conclave-bench fsync --dir D` prints the single-thread 4 KiB write + fdatasync rate.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use bytes::Bytes;
+use clap::{Parser, Subcommand, ValueEnum};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpStream;
+
+#[derive(Parser)]
+#[command(about = "Load generator for conclave and etcd, and a disk fsync probe")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one load point and print a JSON line.
+    Load {
+        #[arg(long, value_enum)]
+        system: System,
+        /// host:port of the HTTP endpoint.
+        #[arg(long)]
+        addr: String,
+        #[arg(long, value_enum)]
+        op: Op,
+        /// Concurrent clients, each with its own keep-alive connection.
+        #[arg(long, short = 'c')]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Distinct keys written/read.
+        #[arg(long, default_value_t = 1000)]
+        keys: usize,
+        #[arg(long, default_value_t = 100)]
+        value_size: usize,
+    },
+    /// Measure 4 KiB write + fdatasync per op, single thread.
+    Fsync {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum System {
+    Conclave,
+    Etcd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum Op {
+    Put,
+    Get,
+    StaleGet,
+}
+
+#[derive(Serialize)]
+struct Report {
+    system: String,
+    op: String,
+    concurrency: usize,
+    ops: u64,
+    errors: u64,
+    seconds: f64,
+    ops_per_sec: f64,
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+    max_us: u64,
+}
+
+fn key_name(i: usize) -> String {
+    format!("bench/{i:08}")
+}
+
+fn build_request(system: System, op: Op, addr: &str, key: &str, value: &Bytes) -> Request<Full<Bytes>> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let builder = Request::builder().header("host", addr);
+    let result = match (system, op) {
+        (System::Conclave, Op::Put) => builder
+            .method("PUT")
+            .uri(format!("/v1/kv/{key}"))
+            .body(Full::new(value.clone())),
+        (System::Conclave, Op::Get) => builder
+            .method("GET")
+            .uri(format!("/v1/kv/{key}"))
+            .body(Full::new(Bytes::new())),
+        (System::Conclave, Op::StaleGet) => builder
+            .method("GET")
+            .uri(format!("/v1/kv/{key}?consistency=stale"))
+            .body(Full::new(Bytes::new())),
+        (System::Etcd, Op::Put) => builder
+            .method("POST")
+            .uri("/v3/kv/put")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(format!(
+                r#"{{"key":"{}","value":"{}"}}"#,
+                b64.encode(key),
+                b64.encode(value)
+            )))),
+        (System::Etcd, Op::Get | Op::StaleGet) => builder
+            .method("POST")
+            .uri("/v3/kv/range")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(format!(
+                r#"{{"key":"{}"{}}}"#,
+                b64.encode(key),
+                if op == Op::StaleGet { r#","serializable":true"# } else { "" }
+            )))),
+    };
+    result.expect("static request parts are valid")
+}
+
+async fn worker(
+    system: System,
+    op: Op,
+    addr: String,
+    id: usize,
+    keys: usize,
+    value: Bytes,
+    deadline: Instant,
+) -> anyhow::Result<(Vec<u32>, u64)> {
+    let stream = TcpStream::connect(&addr).await.with_context(|| format!("connect {addr}"))?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut lat = Vec::with_capacity(100_000);
+    let mut errors = 0u64;
+    let mut i = id * 7919;
+    while Instant::now() < deadline {
+        let key = key_name(i % keys);
+        i += 1;
+        let req = build_request(system, op, &addr, &key, &value);
+        let start = Instant::now();
+        sender.ready().await?;
+        let resp = sender.send_request(req).await?;
+        let ok = resp.status().is_success();
+        let _ = resp.into_body().collect().await?;
+        lat.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        if !ok {
+            errors += 1;
+        }
+    }
+    Ok((lat, errors))
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    u64::from(sorted[idx])
+}
+
+async fn load(
+    system: System,
+    addr: String,
+    op: Op,
+    concurrency: usize,
+    seconds: f64,
+    keys: usize,
+    value_size: usize,
+) -> anyhow::Result<Report> {
+    if concurrency == 0 {
+        bail!("concurrency must be at least 1");
+    }
+    let value = Bytes::from(vec![b'v'; value_size]);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|id| {
+            tokio::spawn(worker(system, op, addr.clone(), id, keys, value.clone(), deadline))
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await??;
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    Ok(Report {
+        system: format!("{system:?}").to_lowercase(),
+        op: format!("{op:?}").to_lowercase(),
+        concurrency,
+        ops: all.len() as u64,
+        errors,
+        seconds: elapsed,
+        ops_per_sec: all.len() as f64 / elapsed,
+        p50_us: percentile(&all, 0.50),
+        p99_us: percentile(&all, 0.99),
+        p999_us: percentile(&all, 0.999),
+        max_us: all.last().map_or(0, |v| u64::from(*v)),
+    })
+}
+
+fn fsync_probe(dir: PathBuf, seconds: f64) -> anyhow::Result<serde_json::Value> {
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("fsync-probe.bin");
+    let f = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+    let block = vec![0xabu8; 4096];
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let mut offset = 0u64;
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        f.write_all_at(&block, offset)?;
+        f.sync_data()?;
+        lat.push(t.elapsed().as_micros() as u32);
+        offset += 4096;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    lat.sort_unstable();
+    Ok(serde_json::json!({
+        "probe": "4KiB write + fdatasync, single thread",
+        "ops": lat.len(),
+        "ops_per_sec": lat.len() as f64 / elapsed,
+        "p50_us": percentile(&lat, 0.5),
+        "p99_us": percentile(&lat, 0.99),
+    }))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Load {
+            system,
+            addr,
+            op,
+            concurrency,
+            seconds,
+            keys,
+            value_size,
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let report = rt.block_on(load(system, addr, op, concurrency, seconds, keys, value_size))?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Cmd::Fsync { dir, seconds } => println!("{}", fsync_probe(dir, seconds)?),
+    }
+    Ok(())
+}
