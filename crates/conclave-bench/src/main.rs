@@ -91,7 +91,13 @@ fn key_name(i: usize) -> String {
     format!("bench/{i:08}")
 }
 
-fn build_request(system: System, op: Op, addr: &str, key: &str, value: &Bytes) -> Request<Full<Bytes>> {
+fn build_request(
+    system: System,
+    op: Op,
+    addr: &str,
+    key: &str,
+    value: &Bytes,
+) -> Request<Full<Bytes>> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let builder = Request::builder().header("host", addr);
     let result = match (system, op) {
@@ -123,7 +129,11 @@ fn build_request(system: System, op: Op, addr: &str, key: &str, value: &Bytes) -
             .body(Full::new(Bytes::from(format!(
                 r#"{{"key":"{}"{}}}"#,
                 b64.encode(key),
-                if op == Op::StaleGet { r#","serializable":true"# } else { "" }
+                if op == Op::StaleGet {
+                    r#","serializable":true"#
+                } else {
+                    ""
+                }
             )))),
     };
     result.expect("static request parts are valid")
@@ -138,7 +148,9 @@ async fn worker(
     value: Bytes,
     deadline: Instant,
 ) -> anyhow::Result<(Vec<u32>, u64)> {
-    let stream = TcpStream::connect(&addr).await.with_context(|| format!("connect {addr}"))?;
+    let stream = TcpStream::connect(&addr)
+        .await
+        .with_context(|| format!("connect {addr}"))?;
     stream.set_nodelay(true)?;
     let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
@@ -187,7 +199,15 @@ async fn load(
     let deadline = start + Duration::from_secs_f64(seconds);
     let tasks: Vec<_> = (0..concurrency)
         .map(|id| {
-            tokio::spawn(worker(system, op, addr.clone(), id, keys, value.clone(), deadline))
+            tokio::spawn(worker(
+                system,
+                op,
+                addr.clone(),
+                id,
+                keys,
+                value.clone(),
+                deadline,
+            ))
         })
         .collect();
     let mut all = Vec::new();
@@ -217,7 +237,12 @@ async fn load(
 fn fsync_probe(dir: PathBuf, seconds: f64) -> anyhow::Result<serde_json::Value> {
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("fsync-probe.bin");
-    let f = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
     let block = vec![0xabu8; 4096];
     let mut lat = Vec::new();
     let start = Instant::now();
@@ -256,7 +281,15 @@ fn main() -> anyhow::Result<()> {
             value_size,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
-            let report = rt.block_on(load(system, addr, op, concurrency, seconds, keys, value_size))?;
+            let report = rt.block_on(load(
+                system,
+                addr,
+                op,
+                concurrency,
+                seconds,
+                keys,
+                value_size,
+            ))?;
             println!("{}", serde_json::to_string(&report)?);
         }
         Cmd::Fsync { dir, seconds } => println!("{}", fsync_probe(dir, seconds)?),

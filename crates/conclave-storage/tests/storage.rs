@@ -43,6 +43,17 @@ fn entry(term: u64, index: u64, key: &str) -> Entry<TypeConfig> {
     }
 }
 
+/// The log's segment files, oldest first.
+fn segments(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut segs: Vec<_> = std::fs::read_dir(data_dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    segs
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -62,13 +73,7 @@ fn reopen_recovers_entries_and_cuts_a_torn_tail() {
         log.blocking_append(entries).await.unwrap();
     });
     // Simulate a crash mid-write: garbage half-record at the end of the newest segment.
-    let logdir = dir.path().join("log");
-    let mut segs: Vec<_> = std::fs::read_dir(&logdir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    segs.sort();
+    let segs = segments(dir.path());
     assert!(segs.len() > 1, "expected several segments, got {segs:?}");
     let last = segs.last().unwrap().clone();
     let len_before = std::fs::metadata(&last).unwrap().len();
@@ -111,13 +116,7 @@ fn corruption_in_an_old_segment_is_refused_with_its_location() {
         let entries: Vec<_> = (1..=20).map(|i| entry(1, i, "k")).collect();
         log.blocking_append(entries).await.unwrap();
     });
-    let logdir = dir.path().join("log");
-    let mut segs: Vec<_> = std::fs::read_dir(&logdir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    segs.sort();
+    let segs = segments(dir.path());
     let mut bytes = std::fs::read(&segs[0]).unwrap();
     bytes[20] ^= 0xff;
     std::fs::write(&segs[0], bytes).unwrap();

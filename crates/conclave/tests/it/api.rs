@@ -167,14 +167,7 @@ async fn status_health_ready_and_route_errors() {
     let c = http();
     c.put(a.url("/v1/kv/k")).body("v").send().await.unwrap();
 
-    let s: Value = c
-        .get(a.url("/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: Value = a.status().await;
     assert_eq!(s["node_id"], 42);
     assert_eq!(s["cluster_id"], "test-cluster");
     assert_eq!(s["leader_id"], 42);
@@ -214,14 +207,7 @@ async fn restart_keeps_identity_and_data_and_sigterm_exits_zero() {
             .await
             .unwrap();
     }
-    let before: Value = c
-        .get(a.url("/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before: Value = a.status().await;
     let started = std::time::Instant::now();
     let st = a
         .signal_and_wait("TERM", std::time::Duration::from_secs(5))
@@ -232,14 +218,7 @@ async fn restart_keeps_identity_and_data_and_sigterm_exits_zero() {
 
     let b = Agent::spawn(dir.path(), a.http, a.rpc, &[]);
     b.wait_healthy(std::time::Duration::from_secs(20)).await;
-    let after: Value = c
-        .get(b.url("/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: Value = b.status().await;
     assert_eq!(before["node_id"], after["node_id"]);
     assert_eq!(before["cluster_id"], after["cluster_id"]);
     assert_eq!(after["revision"], 50);
@@ -270,14 +249,7 @@ async fn snapshots_and_log_compaction_survive_restart() {
     // Wait for a snapshot to be taken and the log purged behind it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let s: Value = c
-            .get(a.url("/v1/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s: Value = a.status().await;
         if s["storage"]["snapshot_index"].as_u64().unwrap_or(0) >= 300
             && s["storage"]["log_first_index"].as_u64().unwrap() > 0
         {
@@ -292,14 +264,7 @@ async fn snapshots_and_log_compaction_survive_restart() {
     a.kill9();
     let b = Agent::spawn(dir.path(), a.http, a.rpc, &["--config", &cfg]);
     b.wait_healthy(std::time::Duration::from_secs(20)).await;
-    let s: Value = c
-        .get(b.url("/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: Value = b.status().await;
     assert_eq!(s["revision"], 400);
     assert_eq!(s["storage"]["keys"], 37);
     let r = c.get(b.url("/v1/kv/s/3")).send().await.unwrap();

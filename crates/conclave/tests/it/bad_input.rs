@@ -114,14 +114,7 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     let r = c.get(a.url("/v1/kv/keep")).send().await.unwrap();
     assert_eq!(r.headers()["x-conclave-revision"], "1");
     assert_eq!(r.text().await.unwrap(), "safe");
-    let s: Value = c
-        .get(a.url("/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: Value = a.status().await;
     assert_eq!(s["revision"], 2);
 }
 

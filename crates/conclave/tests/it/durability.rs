@@ -76,13 +76,6 @@ async fn acknowledged_writes_survive_kill_9() {
         );
         assert_eq!(&r.text().await.unwrap(), value, "{key} torn");
     }
-    let s: serde_json::Value = c
-        .get(b.url("/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: serde_json::Value = b.status().await;
     assert!(s["revision"].as_u64().unwrap() >= *revisions.last().unwrap());
 }

@@ -59,6 +59,18 @@ impl Agent {
         format!("http://{}{}", self.http, path)
     }
 
+    /// `GET /v1/status` as JSON.
+    pub async fn status(&self) -> serde_json::Value {
+        http()
+            .get(self.url("/v1/status"))
+            .send()
+            .await
+            .expect("status request")
+            .json()
+            .await
+            .expect("status JSON")
+    }
+
     pub fn addr_flag(&self) -> String {
         format!("http://{}", self.http)
     }
