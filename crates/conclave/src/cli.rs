@@ -129,6 +129,18 @@ enum KvCommand {
     },
 }
 
+/// Print a line to stdout. A closed stdout (e.g. `conclave status | head -1`) is not an
+/// error worth a panic: the reader has what it wanted.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+fn out_raw(bytes: &[u8]) {
+    let _ = std::io::stdout().lock().write_all(bytes);
+}
+
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Agent(args) => run_agent(args),
@@ -148,7 +160,7 @@ fn run_agent(args: AgentArgs) -> ExitCode {
     if args.print_config {
         match toml::to_string_pretty(&config) {
             Ok(text) => {
-                print!("{text}");
+                out_raw(text.as_bytes());
                 return ExitCode::SUCCESS;
             }
             Err(e) => {
@@ -219,7 +231,7 @@ where
 }
 
 fn print_json(v: &serde_json::Value) {
-    println!(
+    out!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
     );
@@ -249,7 +261,7 @@ async fn kv(cmd: KvCommand) -> Result<(), ClientError> {
                 Output::Json => {
                     print_json(&serde_json::json!({"key": key, "revision": r.revision}))
                 }
-                Output::Human => println!("OK revision {}", r.revision),
+                Output::Human => out!("OK revision {}", r.revision),
             }
         }
         KvCommand::Get { key, stale, client } => {
@@ -286,8 +298,8 @@ async fn kv(cmd: KvCommand) -> Result<(), ClientError> {
                 Output::Json => print_json(&serde_json::json!({
                     "key": key, "revision": r.revision, "deleted": r.deleted
                 })),
-                Output::Human if r.deleted => println!("deleted (revision {})", r.revision),
-                Output::Human => println!("not found (nothing deleted)"),
+                Output::Human if r.deleted => out!("deleted (revision {})", r.revision),
+                Output::Human => out!("not found (nothing deleted)"),
             }
         }
         KvCommand::Ls {
@@ -307,7 +319,7 @@ async fn kv(cmd: KvCommand) -> Result<(), ClientError> {
                                 item.value_base64.map_or(0, |b| b.len() * 3 / 4)
                             )
                         });
-                        println!("{}\t{}\t(rev {})", item.key, value, item.revision);
+                        out!("{}\t{}\t(rev {})", item.key, value, item.revision);
                     }
                 }
             }
@@ -322,18 +334,20 @@ async fn status(opts: &ClientOpts) -> Result<(), ClientError> {
     match opts.output {
         Output::Json => print_json(&serde_json::to_value(&s).unwrap_or_default()),
         Output::Human => {
-            println!("cluster   {}", s.cluster_id);
-            println!("node      {} ({})", s.node_id, s.role);
-            println!(
+            out!("cluster   {}", s.cluster_id);
+            out!("node      {} ({})", s.node_id, s.role);
+            out!(
                 "leader    {}",
                 s.leader_id.map_or("none".to_string(), |l| l.to_string())
             );
-            println!("term      {}", s.term);
-            println!(
+            out!("term      {}", s.term);
+            out!(
                 "index     commit {}  applied {}  revision {}",
-                s.commit_index, s.applied_index, s.revision
+                s.commit_index,
+                s.applied_index,
+                s.revision
             );
-            println!(
+            out!(
                 "storage   {} keys, {:.1} writes/fsync, log {}..{}",
                 s.storage.keys,
                 s.storage.writes_per_fsync,
@@ -342,12 +356,15 @@ async fn status(opts: &ClientOpts) -> Result<(), ClientError> {
                     .log_last_index
                     .map_or("-".to_string(), |l| l.to_string())
             );
-            println!();
-            println!("{:<18} {:<8} {:<22} {:<22}", "MEMBER", "ROLE", "API", "RPC");
+            out!();
+            out!("{:<18} {:<8} {:<22} {:<22}", "MEMBER", "ROLE", "API", "RPC");
             for m in &s.members {
-                println!(
+                out!(
                     "{:<18} {:<8} {:<22} {:<22}",
-                    m.node_id, m.role, m.api_addr, m.rpc_addr
+                    m.node_id,
+                    m.role,
+                    m.api_addr,
+                    m.rpc_addr
                 );
             }
         }
