@@ -3,19 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{Agent, http};
-
-async fn error_code(resp: reqwest::Response) -> (StatusCode, String, Value) {
-    let status = resp.status();
-    let body: Value = resp.json().await.expect("error body is JSON");
-    let code = body["error"]["code"]
-        .as_str()
-        .expect("error.code")
-        .to_string();
-    assert!(body["error"]["message"].is_string(), "{body}");
-    assert!(body["error"]["hint"].is_string(), "{body}");
-    (status, code, body)
-}
+use crate::support::{Agent, error_code, http};
 
 #[tokio::test]
 async fn kv_contract() {

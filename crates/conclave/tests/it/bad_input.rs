@@ -3,19 +3,16 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{Agent, BIN, free_addr, http};
+use crate::support::{Agent, BIN, error_code, free_addr, http};
 
+/// Status, code and message of a JSON error (shape checked by `error_code`).
 async fn code_of(r: reqwest::Response) -> (StatusCode, String, String) {
-    let st = r.status();
-    let v: Value = r.json().await.expect("JSON error body");
-    (
-        st,
-        v["error"]["code"].as_str().unwrap_or_default().to_string(),
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-    )
+    let (st, code, body) = error_code(r).await;
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (st, code, message)
 }
 
 #[tokio::test]

@@ -134,6 +134,22 @@ impl Drop for Agent {
     }
 }
 
+/// Status, `error.code` and body of an error response, checking the contract's shape:
+/// `{"error": {"code", "message", "hint"}}`.
+pub async fn error_code(
+    resp: reqwest::Response,
+) -> (reqwest::StatusCode, String, serde_json::Value) {
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.expect("error body is JSON");
+    let code = body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_string();
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert!(body["error"]["hint"].is_string(), "{body}");
+    (status, code, body)
+}
+
 pub fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
