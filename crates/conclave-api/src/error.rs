@@ -94,8 +94,36 @@ impl From<ConsensusError> for ApiError {
                 e.to_string(),
                 "read the key to see whether the write took effect, or retry with ?cas=",
             ),
+            ConsensusError::Rejected {
+                status,
+                code,
+                message,
+                hint,
+            } => ApiError::new(
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::CONFLICT),
+                known_code(code),
+                message.clone(),
+                hint.clone(),
+            ),
         }
     }
+}
+
+/// Codes crossing a forwarding hop arrive as strings; map them back to the static set.
+fn known_code(code: &str) -> &'static str {
+    [
+        codes::BAD_REQUEST,
+        codes::MEMBER_NOT_FOUND,
+        codes::UNSAFE,
+        codes::CONFLICT,
+        codes::REMOVED,
+        codes::NOT_READY,
+        codes::NOT_JOINED,
+        codes::UNAVAILABLE,
+    ]
+    .into_iter()
+    .find(|c| *c == code)
+    .unwrap_or(codes::CONFLICT)
 }
 
 pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
@@ -103,7 +131,7 @@ pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         codes::NOT_FOUND,
         format!("no route for {method} {}", uri.path()),
-        "the API lives under /v1: /v1/kv/{key}, /v1/kv?prefix=, /v1/status, /v1/health, /v1/ready",
+        "the API lives under /v1: /v1/kv/{key}, /v1/kv?prefix=, /v1/status, /v1/health, /v1/ready, /v1/cluster/status, /v1/cluster/members",
     )
 }
 
@@ -112,6 +140,6 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         codes::METHOD_NOT_ALLOWED,
         format!("{method} is not allowed on {}", uri.path()),
-        "keys take GET, PUT and DELETE; /v1/kv, /v1/status, /v1/health and /v1/ready take GET",
+        "keys take GET, PUT and DELETE; /v1/kv, /v1/status, /v1/health and /v1/ready take GET; membership changes take POST or DELETE (see the README)",
     )
 }

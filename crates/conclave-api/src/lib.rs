@@ -8,6 +8,7 @@
 //! [`error::ApiError`]. Handlers never panic on request input: keys, query strings and bodies
 //! are parsed by hand here so that every rejection gets that same JSON shape.
 
+mod cluster;
 pub mod error;
 mod kv;
 mod query;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 use conclave_raft::RaftNode;
 use conclave_state::Limits;
 
@@ -27,7 +28,6 @@ pub use error::ApiError;
 pub struct AppContext {
     pub node: RaftNode,
     pub limits: Limits,
-    pub cluster_id: String,
     pub api_addr: String,
     pub rpc_addr: String,
     pub version: String,
@@ -48,6 +48,17 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/status", get(status::status))
         .route("/v1/health", get(status::health))
         .route("/v1/ready", get(status::ready))
+        .route("/v1/cluster/status", get(cluster::status))
+        // The IPAM seed's path, for tools written against it.
+        .route("/api/v1/cluster/status", get(cluster::status))
+        .route("/v1/cluster/members", get(cluster::list).post(cluster::add))
+        .route(
+            "/v1/cluster/members/{id}",
+            axum::routing::delete(cluster::remove),
+        )
+        .route("/v1/cluster/members/{id}/promote", post(cluster::promote))
+        .route("/v1/cluster/members/{id}/demote", post(cluster::demote))
+        .route("/v1/cluster/leader/transfer", post(cluster::transfer))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // Bodies are read with our own limit (413 with a JSON error), not axum's default.

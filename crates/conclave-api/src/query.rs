@@ -78,6 +78,18 @@ pub(crate) fn revision(params: &[(String, String)], name: &str) -> Result<Option
         .transpose()
 }
 
+/// A boolean flag such as `force`: absent, `true` or `false`.
+pub(crate) fn flag(params: &[(String, String)], name: &str) -> Result<bool, ApiError> {
+    match get(params, name) {
+        None | Some("false") => Ok(false),
+        Some("true") | Some("") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(
+            format!("{name} must be true or false, got {other:?}"),
+            format!("pass ?{name}=true or leave it out"),
+        )),
+    }
+}
+
 /// `consistency=stale|linearizable` → true when stale reads were asked for.
 pub(crate) fn stale(params: &[(String, String)]) -> Result<bool, ApiError> {
     match get(params, "consistency") {

@@ -54,7 +54,7 @@ pub(crate) async fn status(State(ctx): State<Ctx>) -> Json<Status> {
     let (first, last) = node.log_bounds();
     Json(Status {
         node_id: node.id,
-        cluster_id: ctx.cluster_id.clone(),
+        cluster_id: node.cluster_id().unwrap_or_default(),
         leader_id: m.current_leader,
         term: m.current_term,
         role: role_name(m.state).to_string(),
@@ -88,6 +88,22 @@ fn serving(ctx: &Ctx) -> Result<HealthResponse, ApiError> {
     let node = &ctx.node;
     let m = node.metrics();
     let applied = m.last_applied.map_or(0, |l| l.index);
+    if let Some(why) = node.removed() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::REMOVED,
+            why,
+            "this node no longer serves as a member; wipe its data directory and start it with --join to bring it back",
+        ));
+    }
+    if m.membership_config.membership().nodes().next().is_none() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::NOT_JOINED,
+            format!("node {} has not formed or joined a cluster yet", node.id),
+            "it is waiting for --join / --bootstrap-expect peers; see its log for what it is waiting for",
+        ));
+    }
     if let Err(fatal) = &m.running_state {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

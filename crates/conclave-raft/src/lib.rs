@@ -16,24 +16,36 @@
 #![allow(clippy::result_large_err)]
 
 pub mod batcher;
+mod cluster;
+pub mod formation;
 pub mod network;
 pub mod read_barrier;
+pub mod rpc;
+mod server;
+pub mod transport;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use conclave_state::{Command, Outcome};
 use conclave_storage::{
-    LogStats, LogStore, NodeId, NodeInfo, StateHandle, StateMachineStore, TypeConfig,
+    LogStats, LogStore, NodeId, NodeInfo, StateHandle, StateMachineStore, TypeConfig, identity,
 };
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{Config, Raft, RaftMetrics, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use batcher::BatchStats;
+pub use transport::{Credentials, Timings};
+
+use crate::network::Peers;
+use crate::rpc::{LeaderReply, LeaderRequest, NodeReport, RpcRequest, RpcResponse};
+use crate::transport::Pool;
 
 /// Raft timings and log-compaction settings. Timings must match across a cluster.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -67,9 +79,18 @@ impl Default for RaftTuning {
 }
 
 impl RaftTuning {
-    fn openraft_config(&self, cluster_id: &str) -> Result<Config, StartError> {
+    /// The timings every member of a cluster must share.
+    pub fn timings(&self) -> Timings {
+        Timings {
+            heartbeat_ms: self.heartbeat_ms,
+            election_timeout_min_ms: self.election_timeout_min_ms,
+            election_timeout_max_ms: self.election_timeout_max_ms,
+        }
+    }
+
+    fn openraft_config(&self) -> Result<Config, StartError> {
         let config = Config {
-            cluster_name: cluster_id.to_owned(),
+            cluster_name: "conclave".to_owned(),
             heartbeat_interval: self.heartbeat_ms,
             election_timeout_min: self.election_timeout_min_ms,
             election_timeout_max: self.election_timeout_max_ms,
@@ -92,11 +113,11 @@ pub enum StartError {
     Raft(String),
 }
 
-/// Why a proposal or read could not be served here. Cloneable so one failure can answer many
-/// batched callers.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a request could not be served. Cloneable so one failure can answer many batched
+/// callers; serializable so it crosses a forwarding hop unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ConsensusError {
-    /// This node is not the leader; the leader is named when known, for forwarding.
+    /// No leader could be reached in time; the leader is named when known.
     #[error("this node is not the leader{}", leader_hint(.leader_id))]
     NotLeader {
         leader_id: Option<NodeId>,
@@ -108,6 +129,30 @@ pub enum ConsensusError {
     /// The request may or may not have been applied (e.g. leadership changed mid-flight).
     #[error("the outcome is unknown: {0}; retry, preferably with a compare-and-swap")]
     Indeterminate(String),
+    /// The leader refused a membership request (unsafe, unknown node, ...).
+    #[error("{message}")]
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+        hint: String,
+    },
+}
+
+impl ConsensusError {
+    pub(crate) fn rejected(
+        status: u16,
+        code: &str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        ConsensusError::Rejected {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
 }
 
 fn leader_hint(leader: &Option<NodeId>) -> String {
@@ -117,126 +162,457 @@ fn leader_hint(leader: &Option<NodeId>) -> String {
     }
 }
 
-/// A running Raft member: consensus, local state, and the RPC server.
+/// Everything [`RaftNode::start`] needs besides the stores and the listener.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub node_id: NodeId,
+    /// None for a node that will join a cluster and adopt its id.
+    pub cluster_id: Option<String>,
+    /// The join secret; required on every node RPC connection when set.
+    pub cluster_token: Option<String>,
+    pub tuning: RaftTuning,
+    /// Where the identity file lives (a joining node records its cluster there).
+    pub data_dir: PathBuf,
+    /// How this node is reached, as recorded in the membership.
+    pub info: NodeInfo,
+    /// Voters the leader promotes learners towards.
+    pub voters_wanted: usize,
+    /// Set while waiting to form a cluster with `--bootstrap-expect`.
+    pub bootstrap_expect: Option<u32>,
+}
+
+/// A running Raft member: consensus, local state, the RPC server and request forwarding.
 #[derive(Clone)]
 pub struct RaftNode {
     pub id: NodeId,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     raft: Raft<TypeConfig>,
     state: StateHandle,
     proposals: batcher::Batcher,
     reads: read_barrier::ReadBarrier,
     log_stats: Arc<LogStats>,
     log: LogStore,
+    creds: Arc<Credentials>,
+    pool: Pool,
+    peers: Arc<Peers>,
+    tuning: RaftTuning,
+    data_dir: PathBuf,
+    info: RwLock<NodeInfo>,
+    voters_wanted: usize,
+    bootstrap_expect: Option<u32>,
+    removed: watch::Sender<Option<String>>,
+    lag: cluster::LagTracker,
 }
 
 impl RaftNode {
-    /// Start Raft over already opened stores and serve node RPC on `rpc_listener`.
+    /// Start Raft over already opened stores, serve node RPC on `rpc_listener`, and run the
+    /// background duties (address book, promotions, announcing a new address).
     pub async fn start(
-        id: NodeId,
-        cluster_id: &str,
-        tuning: &RaftTuning,
+        options: NodeOptions,
         log: LogStore,
         sm: StateMachineStore,
         rpc_listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
-        let config = Arc::new(tuning.openraft_config(cluster_id)?);
-        let cluster_id: Arc<str> = Arc::from(cluster_id);
+        let config = Arc::new(options.tuning.openraft_config()?);
+        let creds = Arc::new(Credentials::new(
+            options.node_id,
+            options.cluster_id.clone(),
+            options.cluster_token.as_deref(),
+            options.tuning.timings(),
+        ));
+        let peers = Arc::new(Peers::default());
         let network = network::NetworkFactory {
-            cluster_id: cluster_id.clone(),
-            self_id: id,
+            creds: creds.clone(),
+            peers: peers.clone(),
         };
         let state = sm.handle();
         let log_stats = log.stats();
         let log_handle = log.clone();
-        let raft = Raft::new(id, config, network, log, sm)
+        let raft = Raft::new(options.node_id, config, network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        tokio::spawn(network::serve(
-            rpc_listener,
-            raft.clone(),
-            cluster_id,
-            shutdown.clone(),
-        ));
-        let proposals = batcher::Batcher::spawn(raft.clone(), tuning.max_batch_commands);
-        let reads = read_barrier::ReadBarrier::spawn(raft.clone());
-        Ok(Self {
-            id,
-            raft,
-            state,
-            proposals,
-            reads,
-            log_stats,
-            log: log_handle,
-        })
+        let proposals = batcher::Batcher::spawn(raft.clone(), options.tuning.max_batch_commands);
+        let id = options.node_id;
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let weak = weak.clone();
+            // Each read round asks the leader (this node or another) for a read index.
+            let reads = read_barrier::ReadBarrier::spawn(Box::new(move || {
+                let weak = weak.clone();
+                Box::pin(async move {
+                    let Some(inner) = weak.upgrade() else {
+                        return Err(ConsensusError::Unavailable(
+                            "the node is shutting down".into(),
+                        ));
+                    };
+                    match (RaftNode { id, inner })
+                        .leader_call(LeaderRequest::ReadIndex, 0)
+                        .await?
+                    {
+                        LeaderReply::ReadIndex(i) => Ok(i),
+                        other => Err(unexpected_reply(&other)),
+                    }
+                })
+            }));
+            Inner {
+                raft,
+                state,
+                proposals,
+                reads,
+                log_stats,
+                log: log_handle,
+                pool: Pool::new(creds.clone()),
+                creds,
+                peers,
+                tuning: options.tuning,
+                data_dir: options.data_dir,
+                info: RwLock::new(options.info),
+                voters_wanted: options.voters_wanted.max(1),
+                bootstrap_expect: options.bootstrap_expect,
+                removed: watch::channel(None).0,
+                lag: cluster::LagTracker::default(),
+            }
+        });
+        let node = RaftNode { id, inner };
+        tokio::spawn(server::serve(rpc_listener, node.clone(), shutdown.clone()));
+        tokio::spawn(cluster::maintain(node.clone(), shutdown));
+        Ok(node)
     }
 
-    /// Make this node the single voter of a new cluster, unless the log already holds a
-    /// membership (then this is a restart and nothing happens).
-    pub async fn initialize_single(&self, info: NodeInfo) -> Result<(), StartError> {
-        let members = BTreeMap::from([(self.id, info)]);
-        match self.raft.initialize(members).await {
+    /// Whether this node holds a membership (it formed or joined a cluster).
+    pub async fn is_initialized(&self) -> bool {
+        self.inner.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Form a cluster of exactly `members`, unless this node already belongs to one (then
+    /// nothing happens). Every initial member may call this with the same map.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, NodeInfo>) -> Result<(), StartError> {
+        match self.inner.raft.initialize(members).await {
             Ok(()) => Ok(()),
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(e) => Err(StartError::Raft(e.to_string())),
         }
     }
 
-    /// Replicate and apply `command`; returns its outcome once durable on a quorum.
+    /// Make this node the single voter of a new cluster (no-op on a restart).
+    pub async fn initialize_single(&self) -> Result<(), StartError> {
+        let me = self.info();
+        self.initialize(BTreeMap::from([(self.id, me)])).await
+    }
+
+    /// Replicate and apply `command` (on the leader, wherever that is); returns its outcome
+    /// once durable on a quorum.
     pub async fn propose(&self, command: Command) -> Result<Outcome, ConsensusError> {
-        self.proposals.propose(command).await
+        match self.leader_call(LeaderRequest::Propose(command), 0).await? {
+            LeaderReply::Outcome(o) => Ok(o),
+            other => Err(unexpected_reply(&other)),
+        }
     }
 
     /// Wait until the local state is at least as new as every write acknowledged before now.
     pub async fn read_barrier(&self) -> Result<(), ConsensusError> {
-        self.reads.wait().await
+        let index = self.reads().read_index().await?;
+        self.wait_applied(index).await
+    }
+
+    fn reads(&self) -> &read_barrier::ReadBarrier {
+        &self.inner.reads
+    }
+
+    async fn wait_applied(&self, index: u64) -> Result<(), ConsensusError> {
+        let mut rx = self.inner.state.applied_index();
+        let deadline = Instant::now() + self.request_timeout();
+        loop {
+            if *rx.borrow_and_update() >= index {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    return Err(ConsensusError::Unavailable(
+                        "the node is shutting down".into(),
+                    ));
+                }
+                Err(_) => {
+                    return Err(ConsensusError::Unavailable(format!(
+                        "this node has not applied index {index} within {:?}; it is catching up",
+                        self.request_timeout()
+                    )));
+                }
+            }
+        }
+    }
+
+    /// How long a request may wait for a leader (elections included) before failing.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.inner.tuning.election_timeout_max_ms * 4)
+    }
+
+    /// Run `req` on the leader: here if this node leads, else forwarded to it. Waits out
+    /// elections (up to [`Self::request_timeout`]) and retries whenever the request certainly
+    /// did not take effect; an ambiguous failure is reported as `Indeterminate`.
+    pub(crate) async fn leader_call(
+        &self,
+        req: LeaderRequest,
+        hops: u8,
+    ) -> Result<LeaderReply, ConsensusError> {
+        let deadline = Instant::now() + self.request_timeout();
+        let mut last_leader = None;
+        loop {
+            if let Some(why) = self.removed() {
+                return Err(ConsensusError::rejected(
+                    503,
+                    conclave_types::codes::REMOVED,
+                    why,
+                    "this node is no longer a member; send requests to another node",
+                ));
+            }
+            let m = self.metrics();
+            let leader = m.current_leader;
+            last_leader = leader.or(last_leader);
+            let outcome = match leader {
+                Some(l) if l == self.id => Some(self.serve_leader(req.clone()).await),
+                Some(l) if hops < 2 => match self.peer_addr(l) {
+                    Some(addr) => self.forward(&addr, &req, hops + 1, deadline).await,
+                    None => None,
+                },
+                _ => None,
+            };
+            match outcome {
+                Some(Err(ConsensusError::NotLeader { .. })) | None => {}
+                Some(result) => return result,
+            }
+            if Instant::now() >= deadline {
+                return Err(ConsensusError::NotLeader {
+                    leader_id: last_leader,
+                    leader: None,
+                });
+            }
+            self.wait_leader_change(leader, deadline).await;
+        }
+    }
+
+    /// Forward to `addr`. `None` means "certainly not applied; look for the leader again".
+    async fn forward(
+        &self,
+        addr: &str,
+        req: &LeaderRequest,
+        hops: u8,
+        deadline: Instant,
+    ) -> Option<Result<LeaderReply, ConsensusError>> {
+        let rpc = RpcRequest::Leader {
+            req: req.clone(),
+            hops,
+        };
+        let timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        match self
+            .inner
+            .pool
+            .call::<_, RpcResponse>(addr, &rpc, timeout, req.idempotent())
+            .await
+        {
+            Ok(RpcResponse::Leader(r)) => Some(r),
+            Ok(RpcResponse::NotAllowed(why)) => Some(Err(ConsensusError::Unavailable(why))),
+            Ok(_) => Some(Err(ConsensusError::Unavailable(
+                "the leader answered with the wrong message type".into(),
+            ))),
+            Err(e) if e.not_sent() => {
+                tracing::debug!(%addr, error = %e, "forwarding failed; looking for the leader again");
+                None
+            }
+            Err(e) if req.idempotent() => {
+                tracing::debug!(%addr, error = %e, "forwarding failed; retrying");
+                None
+            }
+            Err(e) => Some(Err(ConsensusError::Indeterminate(e.to_string()))),
+        }
+    }
+
+    /// Sleep until the known leader differs from `seen`, a short poll interval passes, or
+    /// the deadline.
+    async fn wait_leader_change(&self, seen: Option<NodeId>, deadline: Instant) {
+        let mut rx = self.inner.raft.metrics();
+        let poll = Instant::now() + Duration::from_millis(50);
+        let until = poll.min(deadline);
+        let _ = tokio::time::timeout_at(until.into(), async {
+            loop {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+                if rx.borrow().current_leader != seen {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// A request from another node: serve it if this node leads, else forward it once more.
+    pub(crate) async fn serve_peer_request(
+        &self,
+        req: LeaderRequest,
+        hops: u8,
+    ) -> Result<LeaderReply, ConsensusError> {
+        if matches!(req, LeaderRequest::ReadIndex) {
+            // Coalesce the followers' read-index requests into this node's rounds.
+            return self.reads().read_index().await.map(LeaderReply::ReadIndex);
+        }
+        self.leader_call(req, hops).await
+    }
+
+    /// Serve a leader request on this node, which believes it leads.
+    async fn serve_leader(&self, req: LeaderRequest) -> Result<LeaderReply, ConsensusError> {
+        match req {
+            LeaderRequest::Propose(cmd) => self
+                .inner
+                .proposals
+                .propose(cmd)
+                .await
+                .map(LeaderReply::Outcome),
+            LeaderRequest::ReadIndex => {
+                let (read_log_id, _) = self
+                    .inner
+                    .raft
+                    .get_read_log_id()
+                    .await
+                    .map_err(cluster::map_check_leader_error)?;
+                Ok(LeaderReply::ReadIndex(read_log_id.map_or(0, |l| l.index)))
+            }
+            other => self.serve_membership(other).await,
+        }
     }
 
     pub fn state(&self) -> &StateHandle {
-        &self.state
+        &self.inner.state
     }
 
     pub fn metrics(&self) -> RaftMetrics<NodeId, NodeInfo> {
-        self.raft.metrics().borrow().clone()
+        self.inner.raft.metrics().borrow().clone()
     }
 
     pub fn raft(&self) -> &Raft<TypeConfig> {
-        &self.raft
+        &self.inner.raft
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.inner.creds
+    }
+
+    pub fn cluster_id(&self) -> Option<String> {
+        self.inner.creds.cluster_id()
+    }
+
+    /// How this node is reached, as it announces itself.
+    pub fn info(&self) -> NodeInfo {
+        self.inner
+            .info
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn log_stats(&self) -> &LogStats {
-        &self.log_stats
+        &self.inner.log_stats
     }
 
     pub fn batch_stats(&self) -> &BatchStats {
-        self.proposals.stats()
+        self.inner.proposals.stats()
     }
 
     /// The highest log index known to be committed.
     pub fn committed_index(&self) -> Option<u64> {
-        self.log.committed_index()
+        self.inner.log.committed_index()
     }
 
     /// First and last log index held on disk.
     pub fn log_bounds(&self) -> (u64, Option<u64>) {
-        self.log.first_and_last_index()
+        self.inner.log.first_and_last_index()
+    }
+
+    /// Why this node is no longer a member, once it has been removed.
+    pub fn removed(&self) -> Option<String> {
+        self.inner.removed.borrow().clone()
     }
 
     /// Wait until this node knows a leader, up to `timeout`.
     pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
-        self.raft
+        self.inner
+            .raft
             .wait(Some(timeout))
             .metrics(|m| m.current_leader.is_some(), "a leader is known")
             .await
             .is_ok()
     }
 
+    fn peer_addr(&self, id: NodeId) -> Option<String> {
+        self.inner.peers.addr(id).or_else(|| {
+            self.metrics()
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.rpc_addr.clone())
+                .filter(|a| !a.is_empty())
+        })
+    }
+
+    /// What this node knows, for [`RpcRequest::Info`].
+    pub fn report(&self) -> NodeReport {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        NodeReport {
+            node_id: self.id,
+            cluster_id: self.cluster_id(),
+            initialized: membership.nodes().next().is_some(),
+            bootstrap_expect: self.inner.bootstrap_expect,
+            info: self.info(),
+            leader_id: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            members: membership
+                .nodes()
+                .map(|(id, n)| (*id, n.clone(), voters.contains(id)))
+                .collect(),
+        }
+    }
+
+    /// Record the cluster this node now belongs to (a joining node, accepted by a leader).
+    pub fn adopt_cluster(&self, cluster_id: &str) -> Result<(), String> {
+        let dir = &self.inner.data_dir;
+        let mut id = identity::load(dir)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no identity file in {}", dir.display()))?;
+        if let Some(have) = &id.cluster_id {
+            if have != cluster_id {
+                return Err(format!(
+                    "this node belongs to cluster {have:?}, not {cluster_id:?}"
+                ));
+            }
+        } else {
+            id.cluster_id = Some(cluster_id.to_owned());
+            identity::save(dir, &id).map_err(|e| e.to_string())?;
+            tracing::info!(cluster_id, "joined cluster");
+        }
+        self.inner.creds.set_cluster_id(cluster_id.to_owned());
+        Ok(())
+    }
+
     /// Stop Raft (replication, elections, the state machine worker).
     pub async fn shutdown(&self) {
-        if let Err(e) = self.raft.shutdown().await {
+        if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown reported an error");
         }
     }
+}
+
+fn unexpected_reply(reply: &LeaderReply) -> ConsensusError {
+    ConsensusError::Unavailable(format!("unexpected reply from the leader: {reply:?}"))
 }
 
 /// Map openraft's write error to conclave's.
@@ -249,8 +625,14 @@ pub(crate) fn map_write_error(
             leader: f.leader_node,
         },
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            ConsensusError::Unavailable(e.to_string())
+            ConsensusError::rejected(
+                409,
+                conclave_types::codes::CONFLICT,
+                e.to_string(),
+                "wait for the previous membership change to finish, then retry",
+            )
         }
-        RaftError::Fatal(f) => ConsensusError::Unavailable(f.to_string()),
+        // The write was handed to Raft; whether it was appended is unknown.
+        RaftError::Fatal(f) => ConsensusError::Indeterminate(f.to_string()),
     }
 }

@@ -1,21 +1,15 @@
-//! Node-to-node RPC: openraft's messages over persistent TCP connections.
+//! openraft's network traits over [`crate::transport`] connections.
 //!
-//! Why not HTTP: Raft traffic is a stream of small request/response pairs between a fixed set
-//! of peers. A persistent connection per (peer, replication stream) with length-prefixed
-//! postcard frames avoids per-request headers and connection setup.
-//!
-//! # Wire format
-//! Every frame is `len u32 LE ‖ postcard(message)`, at most [`MAX_FRAME`] bytes. A connection
-//! starts with a [`Hello`] from the client naming the cluster; the server answers with
-//! [`RpcResponse::Welcome`] or [`RpcResponse::Refused`] and closes. Then the client sends one
-//! [`RpcRequest`] at a time and reads one [`RpcResponse`].
+//! One [`PeerClient`] per replication stream keeps one persistent connection. Addresses are
+//! looked up in the shared [`Peers`] book at connect time, which follows the committed
+//! membership, so a member that moved is reached at its new address at once.
 
+use std::collections::HashMap;
 use std::io;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use conclave_storage::{NodeId, NodeInfo, TypeConfig};
-use openraft::Raft;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -24,82 +18,55 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 
-/// Largest frame accepted (snapshot chunks are far smaller).
-pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+use crate::rpc::{RpcRequest, RpcResponse};
+use crate::transport::{CallError, Conn, Credentials};
 
-/// RPC protocol version; a peer speaking another one is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Hello {
-    pub protocol: u32,
-    pub cluster_id: String,
-    pub from: NodeId,
+/// Where each peer is and when it last answered this node.
+#[derive(Default)]
+pub struct Peers {
+    inner: RwLock<HashMap<NodeId, PeerState>>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub enum RpcRequest {
-    AppendEntries(AppendEntriesRequest<TypeConfig>),
-    Vote(VoteRequest<NodeId>),
-    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+#[derive(Debug, Clone, Default)]
+pub struct PeerState {
+    pub rpc_addr: String,
+    pub last_ack: Option<Instant>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub enum RpcResponse {
-    Welcome,
-    Refused(String),
-    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
-    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
-    InstallSnapshot(
-        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
-    ),
-}
-
-async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, msg: &impl Serialize) -> io::Result<()> {
-    let bytes = postcard::to_stdvec(msg).map_err(io::Error::other)?;
-    if bytes.len() > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("frame of {} bytes exceeds {MAX_FRAME}", bytes.len()),
-        ));
+impl Peers {
+    pub fn addr(&self, id: NodeId) -> Option<String> {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&id)
+            .map(|p| p.rpc_addr.clone())
+            .filter(|a| !a.is_empty())
     }
-    w.write_all(&(bytes.len() as u32).to_le_bytes()).await?;
-    w.write_all(&bytes).await?;
-    w.flush().await
-}
 
-async fn read_frame<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
-    r: &mut R,
-) -> io::Result<T> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).await?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds {MAX_FRAME}"),
-        ));
+    /// Follow the membership: set every member's address, keep contact times.
+    pub fn update<'a>(&self, members: impl Iterator<Item = (&'a NodeId, &'a NodeInfo)>) {
+        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        for (id, info) in members {
+            map.entry(*id).or_default().rpc_addr = info.rpc_addr.clone();
+        }
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    postcard::from_bytes(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
 
-type Conn = (
-    BufReader<tokio::net::tcp::OwnedReadHalf>,
-    BufWriter<tokio::net::tcp::OwnedWriteHalf>,
-);
+    fn acked(&self, id: NodeId) {
+        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(id).or_default().last_ack = Some(Instant::now());
+    }
+
+    /// Time since `id` last answered an RPC from this node.
+    pub fn since_last_ack(&self, id: NodeId) -> Option<Duration> {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&id).and_then(|p| p.last_ack).map(|t| t.elapsed())
+    }
+}
 
 /// Creates one [`PeerClient`] per replication stream; cheap to clone.
 #[derive(Clone)]
 pub struct NetworkFactory {
-    pub(crate) cluster_id: Arc<str>,
-    pub(crate) self_id: NodeId,
+    pub(crate) creds: Arc<Credentials>,
+    pub(crate) peers: Arc<Peers>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -108,9 +75,9 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
         PeerClient {
             target,
-            addr: node.rpc_addr.clone(),
-            cluster_id: self.cluster_id.clone(),
-            self_id: self.self_id,
+            fallback_addr: node.rpc_addr.clone(),
+            creds: self.creds.clone(),
+            peers: self.peers.clone(),
             conn: None,
         }
     }
@@ -119,77 +86,47 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 /// A lazily connected, persistent connection to one peer.
 pub struct PeerClient {
     target: NodeId,
-    addr: String,
-    cluster_id: Arc<str>,
-    self_id: NodeId,
+    fallback_addr: String,
+    creds: Arc<Credentials>,
+    peers: Arc<Peers>,
     conn: Option<Conn>,
 }
 
-enum CallError {
-    Unreachable(io::Error),
-    Network(io::Error),
-    Refused(String),
-}
-
 impl PeerClient {
-    async fn connect(&mut self) -> Result<&mut Conn, CallError> {
-        if self.conn.is_none() {
-            let stream = TcpStream::connect(&self.addr)
-                .await
-                .map_err(CallError::Unreachable)?;
-            stream.set_nodelay(true).map_err(CallError::Network)?;
-            let (r, w) = stream.into_split();
-            let mut conn = (BufReader::new(r), BufWriter::new(w));
-            let hello = Hello {
-                protocol: PROTOCOL_VERSION,
-                cluster_id: self.cluster_id.to_string(),
-                from: self.self_id,
-            };
-            write_frame(&mut conn.1, &hello)
-                .await
-                .map_err(CallError::Unreachable)?;
-            match read_frame::<_, RpcResponse>(&mut conn.0)
-                .await
-                .map_err(CallError::Unreachable)?
-            {
-                RpcResponse::Welcome => {}
-                RpcResponse::Refused(why) => return Err(CallError::Refused(why)),
-                _ => {
-                    return Err(CallError::Network(io::Error::other(
-                        "unexpected handshake reply",
-                    )));
-                }
-            }
-            self.conn = Some(conn);
-        }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| CallError::Network(io::Error::other("no connection")))
+    fn addr(&self) -> String {
+        self.peers
+            .addr(self.target)
+            .unwrap_or_else(|| self.fallback_addr.clone())
     }
 
     async fn call(&mut self, req: RpcRequest, timeout: Duration) -> Result<RpcResponse, CallError> {
+        let addr = self.addr();
         let fut = async {
-            let conn = self.connect().await?;
-            write_frame(&mut conn.1, &req)
-                .await
-                .map_err(CallError::Network)?;
-            read_frame::<_, RpcResponse>(&mut conn.0)
-                .await
-                .map_err(CallError::Network)
+            if self.conn.is_none() {
+                self.conn = Some(Conn::connect(&addr, &self.creds).await?);
+            }
+            match self.conn.as_mut() {
+                Some(conn) => conn.call(&req).await,
+                None => Err(CallError::Unreachable {
+                    addr: addr.clone(),
+                    source: io::Error::other("no connection"),
+                }),
+            }
         };
         let result = match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
-            Err(_) => Err(CallError::Network(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "no reply from node {} at {} within {timeout:?}",
-                    self.target, self.addr
+            Err(_) => Err(CallError::Lost {
+                addr: addr.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no reply from node {} within {timeout:?}", self.target),
                 ),
-            ))),
+            }),
         };
-        if result.is_err() {
+        match &result {
+            Ok(_) => self.peers.acked(self.target),
             // The stream may hold a half-read frame; start over on the next call.
-            self.conn = None;
+            Err(_) => self.conn = None,
         }
         result
     }
@@ -199,20 +136,26 @@ impl PeerClient {
         e: CallError,
     ) -> RPCError<NodeId, NodeInfo, RaftError<NodeId, E>> {
         match e {
-            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
-            CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
+            CallError::Unreachable { source, .. } => {
+                RPCError::Unreachable(Unreachable::new(&source))
+            }
+            CallError::Lost { source, .. } => RPCError::Network(NetworkError::new(&source)),
             CallError::Refused(why) => {
-                tracing::error!(target_node = self.target, addr = %self.addr, %why, "peer refused our connection");
+                tracing::error!(target_node = self.target, "{why}");
                 RPCError::Unreachable(Unreachable::new(&io::Error::other(why)))
             }
         }
     }
 }
 
-fn unexpected<E: std::error::Error>() -> RPCError<NodeId, NodeInfo, RaftError<NodeId, E>> {
-    RPCError::Network(NetworkError::new(&io::Error::other(
-        "peer answered with the wrong message type",
-    )))
+fn unexpected<E: std::error::Error>(
+    resp: RpcResponse,
+) -> RPCError<NodeId, NodeInfo, RaftError<NodeId, E>> {
+    let why = match resp {
+        RpcResponse::NotAllowed(why) => why,
+        _ => "peer answered with the wrong message type".to_string(),
+    };
+    RPCError::Unreachable(Unreachable::new(&io::Error::other(why)))
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -228,7 +171,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Ok(RpcResponse::AppendEntries(r)) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
-            Ok(_) => Err(unexpected()),
+            Ok(other) => Err(unexpected(other)),
             Err(e) => Err(self.to_rpc_error(e)),
         }
     }
@@ -248,7 +191,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Ok(RpcResponse::InstallSnapshot(r)) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
-            Ok(_) => Err(unexpected()),
+            Ok(other) => Err(unexpected(other)),
             Err(e) => Err(self.to_rpc_error(e)),
         }
     }
@@ -262,88 +205,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Ok(RpcResponse::Vote(r)) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
-            Ok(_) => Err(unexpected()),
+            Ok(other) => Err(unexpected(other)),
             Err(e) => Err(self.to_rpc_error(e)),
         }
-    }
-}
-
-/// Serve node RPC on `listener` until `shutdown` fires.
-pub async fn serve(
-    listener: TcpListener,
-    raft: Raft<TypeConfig>,
-    cluster_id: Arc<str>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "node RPC accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let raft = raft.clone();
-        let cluster_id = cluster_id.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                r = serve_conn(stream, raft, cluster_id) => {
-                    if let Err(e) = r
-                        && e.kind() != io::ErrorKind::UnexpectedEof
-                    {
-                        tracing::debug!(%peer, error = %e, "node RPC connection closed");
-                    }
-                }
-            }
-        });
-    }
-}
-
-async fn serve_conn(
-    stream: TcpStream,
-    raft: Raft<TypeConfig>,
-    cluster_id: Arc<str>,
-) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let (r, w) = stream.into_split();
-    let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
-    let hello: Hello = read_frame(&mut r).await?;
-    if hello.protocol != PROTOCOL_VERSION {
-        let why = format!(
-            "protocol version {} is not supported by this node (it speaks {PROTOCOL_VERSION}); run the same conclave release on every node",
-            hello.protocol
-        );
-        write_frame(&mut w, &RpcResponse::Refused(why)).await?;
-        return Ok(());
-    }
-    if *hello.cluster_id != *cluster_id {
-        let why = format!(
-            "node {} belongs to cluster {:?} but this node belongs to cluster {:?}; a node's data directory ties it to one cluster",
-            hello.from, hello.cluster_id, cluster_id
-        );
-        tracing::warn!(from = hello.from, "{why}");
-        write_frame(&mut w, &RpcResponse::Refused(why)).await?;
-        return Ok(());
-    }
-    write_frame(&mut w, &RpcResponse::Welcome).await?;
-    loop {
-        let req: RpcRequest = read_frame(&mut r).await?;
-        let resp = match req {
-            RpcRequest::AppendEntries(rpc) => {
-                RpcResponse::AppendEntries(raft.append_entries(rpc).await)
-            }
-            RpcRequest::Vote(rpc) => RpcResponse::Vote(raft.vote(rpc).await),
-            RpcRequest::InstallSnapshot(rpc) => {
-                RpcResponse::InstallSnapshot(raft.install_snapshot(rpc).await)
-            }
-        };
-        write_frame(&mut w, &resp).await?;
     }
 }

@@ -17,6 +17,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod fsutil;
+pub mod identity;
 pub mod log;
 pub mod state_machine;
 
@@ -32,13 +33,17 @@ pub use state_machine::{StateHandle, StateMachineStore};
 /// A node's identity as Raft knows it. Node ids are minted once and never reused.
 pub type NodeId = u64;
 
-/// What the cluster records about each member in the Raft membership: where to reach it.
+/// What the cluster records about each member in the Raft membership: where to reach it and
+/// whether it may ever be made a voter. Changing it goes through consensus, so every node
+/// agrees on every member's addresses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     /// Node-to-node RPC address (`host:port`).
     pub rpc_addr: String,
-    /// HTTP API address (`host:port`), used to forward client requests.
+    /// HTTP API address (`host:port`); empty until the node has announced it.
     pub api_addr: String,
+    /// Started with `--role learner`: never promoted to voter automatically.
+    pub learner_only: bool,
 }
 
 impl fmt::Display for NodeInfo {

@@ -28,6 +28,11 @@ pub mod codes {
     pub const NOT_READY: &str = "not_ready";
     pub const UNAVAILABLE: &str = "unavailable";
     pub const INDETERMINATE: &str = "indeterminate";
+    pub const MEMBER_NOT_FOUND: &str = "member_not_found";
+    pub const UNSAFE: &str = "unsafe_membership_change";
+    pub const CONFLICT: &str = "conflict";
+    pub const REMOVED: &str = "removed";
+    pub const NOT_JOINED: &str = "not_joined";
 }
 
 /// Every error response: `{"error": {"code", "message", "hint"}}`.
@@ -125,4 +130,79 @@ pub struct HealthResponse {
     pub node_id: u64,
     pub leader_id: Option<u64>,
     pub applied_index: u64,
+}
+
+/// One Raft member as `GET /v1/cluster/members` and `/v1/cluster/status` show it. Replication
+/// fields come from the leader and are absent when no leader answered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterMember {
+    pub node_id: u64,
+    /// `voter` or `learner`.
+    pub role: String,
+    /// Started with `--role learner` or demoted: never promoted automatically.
+    pub learner_only: bool,
+    pub is_leader: bool,
+    pub rpc_addr: String,
+    pub api_addr: String,
+    /// Highest log index known to be replicated to this member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_index: Option<u64>,
+    /// Entries this member is behind the leader's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_entries: Option<u64>,
+    /// How long this member has been behind (0 when caught up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// Milliseconds since the leader last heard from this member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact_ms: Option<u64>,
+    /// Reachable and caught up (the leader is healthy by definition while it leads).
+    pub healthy: bool,
+}
+
+/// `GET /v1/cluster/status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterStatus {
+    pub cluster_id: String,
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    pub commit_index: u64,
+    pub last_log_index: u64,
+    /// Voters the cluster promotes learners towards (`--voters`).
+    pub voters_wanted: usize,
+    /// Whether the voters that are healthy form a quorum.
+    pub quorum_healthy: bool,
+    /// Which node answered (the leader, normally).
+    pub reported_by: u64,
+    pub members: Vec<ClusterMember>,
+}
+
+/// `POST /v1/cluster/members`: add a node by its id and RPC address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberRequest {
+    pub node_id: u64,
+    pub rpc_addr: String,
+    #[serde(default)]
+    pub api_addr: String,
+    /// Add as a voter (after it has caught up as a learner) instead of a learner.
+    #[serde(default)]
+    pub voter: bool,
+}
+
+/// `POST /v1/cluster/leader/transfer`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    /// The node to hand leadership to; the most caught-up voter when absent.
+    #[serde(default)]
+    pub to: Option<u64>,
+}
+
+/// `POST /v1/cluster/leader/transfer` → 200.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TransferResponse {
+    pub previous_leader: u64,
+    pub leader_id: u64,
+    pub term: u64,
 }

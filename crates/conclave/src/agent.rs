@@ -9,15 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use conclave_api::AppContext;
-use conclave_raft::RaftNode;
-use conclave_storage::{NodeInfo, StorageOptions};
+use conclave_raft::formation::{self, FormError};
+use conclave_raft::{NodeOptions, RaftNode};
+use conclave_storage::{NodeInfo, StorageOptions, identity};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::AgentConfig;
-use crate::identity;
+use crate::config::{AgentConfig, Formation, NodeRole};
 
 /// How long in-flight HTTP requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
@@ -30,38 +30,187 @@ async fn bind(addr: std::net::SocketAddr, what: &str, flag: &str) -> anyhow::Res
     })
 }
 
+/// The node id to use: the flag, else the data dir's, else (static formation) the entry of
+/// `--initial-members` whose address is this node's RPC address.
+fn choose_node_id(
+    config: &AgentConfig,
+    formation: &Formation,
+    existing: Option<&identity::Identity>,
+) -> anyhow::Result<Option<u64>> {
+    if config.node_id.is_some() || existing.is_some() {
+        return Ok(config.node_id);
+    }
+    if let Formation::Static(members) = formation {
+        let me = config.advertised_rpc();
+        return match members.iter().find(|(_, addr)| *addr == me) {
+            Some((id, _)) => Ok(Some(*id)),
+            None => bail!(
+                "this node's RPC address {me} is not in --initial-members; give its id with --node-id, or list it as ID={me}"
+            ),
+        };
+    }
+    Ok(None)
+}
+
+/// One agent per data directory: a second one would corrupt the log. The lock is held by the
+/// open file and released by the kernel when the process ends, however it ends.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if file.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        bail!(
+            "data directory {} is in use by another conclave agent (pid {}); stop it first or choose another --data-dir",
+            dir.display(),
+            holder.trim()
+        );
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    Ok(file)
+}
+
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    let formation = config.formation()?;
     let http_listener = bind(config.http_addr, "HTTP API", "--http-addr").await?;
     let rpc_listener = bind(config.rpc_addr, "node RPC", "--rpc-addr").await?;
 
-    let (identity, created) = identity::load_or_create(
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}; choose another with --data-dir or fix its permissions",
+            config.data_dir.display()
+        )
+    })?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let existing = identity::load(&config.data_dir)?;
+    if let Some(why) = existing.as_ref().and_then(|i| i.removed.clone()) {
+        bail!(
+            "{why}. This data directory no longer belongs to a cluster member; to bring the node back, start it with a fresh --data-dir and --join a member"
+        );
+    }
+    let want_node = choose_node_id(&config, &formation, existing.as_ref())?;
+    // The cluster id a brand-new cluster gets; joining nodes adopt theirs later.
+    let new_cluster = match &formation {
+        Formation::Single => Some(
+            config
+                .cluster_id
+                .clone()
+                .unwrap_or_else(identity::mint_cluster_id),
+        ),
+        Formation::Static(members) => Some(
+            config
+                .cluster_id
+                .clone()
+                .unwrap_or_else(|| formation::derived_cluster_id(members)),
+        ),
+        Formation::Bootstrap { .. } | Formation::Join(_) => config.cluster_id.clone(),
+    };
+    let (mut identity, created) = identity::load_or_create(
         &config.data_dir,
-        config.node_id,
+        want_node,
         config.cluster_id.as_deref(),
+        new_cluster.clone(),
     )?;
+    if identity.cluster_id.is_none() && new_cluster.is_some() {
+        identity.cluster_id = new_cluster;
+        identity::save(&config.data_dir, &identity)?;
+    }
+    if let Formation::Static(members) = &formation
+        && !members.iter().any(|(id, _)| *id == identity.node_id)
+    {
+        bail!(
+            "this node is node {}, which is not in --initial-members; list it there or drop --initial-members to --join instead",
+            identity.node_id
+        );
+    }
     let (log, sm) = conclave_storage::open(&config.data_dir, &StorageOptions::default())
         .with_context(|| format!("cannot open the stores in {}", config.data_dir.display()))?;
 
     let shutdown = CancellationToken::new();
+    let me = NodeInfo {
+        rpc_addr: config.advertised_rpc(),
+        api_addr: config.advertised_http(),
+        learner_only: config.role == NodeRole::Learner,
+    };
     let node = RaftNode::start(
-        identity.node_id,
-        &identity.cluster_id,
-        &config.raft,
+        NodeOptions {
+            node_id: identity.node_id,
+            cluster_id: identity.cluster_id.clone(),
+            cluster_token: config.cluster_token.clone(),
+            tuning: config.raft.clone(),
+            data_dir: config.data_dir.clone(),
+            info: me,
+            voters_wanted: config.voters,
+            bootstrap_expect: match &formation {
+                Formation::Bootstrap { expect, .. } => Some(*expect),
+                _ => None,
+            },
+        },
         log,
         sm,
         rpc_listener,
         shutdown.clone(),
     )
     .await?;
-    let me = NodeInfo {
-        rpc_addr: config.advertised_rpc(),
-        api_addr: config.advertised_http(),
-    };
-    node.initialize_single(me).await?;
+
+    // Formation failures that retrying cannot fix (refusals) stop the agent.
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<FormError>(1);
+    if node.is_initialized().await {
+        if let Formation::Join(addrs) | Formation::Bootstrap { join: addrs, .. } = &formation {
+            let (node, addrs, tx) = (node.clone(), addrs.clone(), fatal_tx.clone());
+            tokio::spawn(async move {
+                if let Err(e) = formation::check_join_targets(&node, &addrs).await {
+                    let _ = tx.send(e).await;
+                }
+            });
+        }
+    } else {
+        match &formation {
+            Formation::Single => node.initialize_single().await?,
+            Formation::Static(members) => formation::form_static(&node, members).await?,
+            Formation::Bootstrap { expect, join } => {
+                let (node, join, tx, stop) = (
+                    node.clone(),
+                    join.clone(),
+                    fatal_tx.clone(),
+                    shutdown.clone(),
+                );
+                let expect = *expect;
+                tokio::spawn(async move {
+                    if let Err(e) = formation::bootstrap(&node, expect, &join, &stop).await {
+                        let _ = tx.send(e).await;
+                    }
+                });
+            }
+            Formation::Join(addrs) => {
+                let (node, addrs, tx, stop) = (
+                    node.clone(),
+                    addrs.clone(),
+                    fatal_tx.clone(),
+                    shutdown.clone(),
+                );
+                tokio::spawn(async move {
+                    if let Err(e) = formation::join(&node, &addrs, &stop).await {
+                        let _ = tx.send(e).await;
+                    }
+                });
+            }
+        }
+    }
+    drop(fatal_tx);
 
     tracing::info!(
         node_id = identity.node_id,
-        cluster_id = %identity.cluster_id,
+        cluster_id = identity.cluster_id.as_deref().unwrap_or("(joining)"),
         new = created,
         data_dir = %config.data_dir.display(),
         http = %config.http_addr,
@@ -72,7 +221,6 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let ctx = Arc::new(AppContext {
         node: node.clone(),
         limits: config.limits(),
-        cluster_id: identity.cluster_id.clone(),
         api_addr: config.advertised_http(),
         rpc_addr: config.advertised_rpc(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -89,6 +237,14 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tokio::select! {
         signal = wait_for_signal() => {
             tracing::info!(signal, "shutting down: no new requests, draining in-flight ones");
+        }
+        Some(e) = fatal_rx.recv() => {
+            if !matches!(e, FormError::Stopped) {
+                shutdown.cancel();
+                http.abort();
+                node.shutdown().await;
+                return Err(anyhow::anyhow!(e));
+            }
         }
         res = &mut http => {
             // The server only returns on its own when it failed.

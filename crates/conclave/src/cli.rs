@@ -158,7 +158,7 @@ fn run_agent(args: AgentArgs) -> ExitCode {
         }
     };
     if args.print_config {
-        match toml::to_string_pretty(&config) {
+        match toml::to_string_pretty(&config.redacted()) {
             Ok(text) => {
                 out_raw(text.as_bytes());
                 return ExitCode::SUCCESS;

@@ -43,6 +43,64 @@ pub struct AgentConfig {
     pub max_value_bytes: usize,
     /// Raft timings and compaction.
     pub raft: RaftTuning,
+    /// Join secret: required on every node RPC connection when set. Never printed.
+    pub cluster_token: Option<String>,
+    /// Node RPC addresses of members to join (or, with `bootstrap_expect`, to form with).
+    pub join: AddrList,
+    /// Static formation: `ID=HOST:PORT,...` of every initial voter (RPC addresses).
+    pub initial_members: Option<String>,
+    /// Form the cluster once this many voters (this one included) have met via `join`.
+    pub bootstrap_expect: Option<u32>,
+    /// Voters the leader promotes caught-up learners towards.
+    pub voters: usize,
+    /// `voter` (may be promoted) or `learner` (never a voter unless promoted by hand).
+    pub role: NodeRole,
+    /// Explicitly a single-node cluster (the default without join/initial_members).
+    pub single_node: bool,
+}
+
+/// A list of addresses: a TOML array, or one comma-separated string (flags, environment).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct AddrList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for AddrList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            One(String),
+            Many(Vec<String>),
+        }
+        let items = match Either::deserialize(d)? {
+            Either::One(s) => s.split(',').map(str::to_owned).collect(),
+            Either::Many(v) => v,
+        };
+        Ok(AddrList(
+            items
+                .into_iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        ))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    #[default]
+    Voter,
+    Learner,
+}
+
+/// How this node comes to belong to a cluster (when its data dir does not already say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Formation {
+    Single,
+    Static(Vec<(u64, String)>),
+    Bootstrap { expect: u32, join: Vec<String> },
+    Join(Vec<String>),
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -68,6 +126,13 @@ impl Default for AgentConfig {
             max_key_bytes: limits.max_key_bytes,
             max_value_bytes: limits.max_value_bytes,
             raft: RaftTuning::default(),
+            cluster_token: None,
+            join: AddrList::default(),
+            initial_members: None,
+            bootstrap_expect: None,
+            voters: 3,
+            role: NodeRole::Voter,
+            single_node: false,
         }
     }
 }
@@ -92,8 +157,70 @@ impl AgentConfig {
             .unwrap_or_else(|| self.rpc_addr.to_string())
     }
 
+    /// The configuration with secrets replaced, for `--print-config` and logs.
+    pub fn redacted(&self) -> AgentConfig {
+        let mut c = self.clone();
+        if c.cluster_token.is_some() {
+            c.cluster_token = Some("<redacted>".into());
+        }
+        c
+    }
+
+    /// Which way to form or join a cluster; conflicting settings are an error.
+    pub fn formation(&self) -> anyhow::Result<Formation> {
+        let join = !self.join.0.is_empty();
+        if self.single_node
+            && (join || self.initial_members.is_some() || self.bootstrap_expect.is_some())
+        {
+            bail!(
+                "--single-node cannot be combined with --join, --initial-members or --bootstrap-expect"
+            );
+        }
+        if let Some(members) = &self.initial_members {
+            if join || self.bootstrap_expect.is_some() {
+                bail!(
+                    "--initial-members lists every initial voter; do not combine it with --join or --bootstrap-expect (new nodes use --join alone)"
+                );
+            }
+            if self.role == NodeRole::Learner {
+                bail!(
+                    "a learner cannot be an initial member; start it with --role learner --join <member>"
+                );
+            }
+            let parsed = conclave_raft::formation::parse_initial_members(members)?;
+            return Ok(Formation::Static(parsed));
+        }
+        if let Some(expect) = self.bootstrap_expect {
+            if expect == 0 {
+                bail!("--bootstrap-expect must be at least 1");
+            }
+            if !join {
+                bail!(
+                    "--bootstrap-expect {expect} needs --join with the other nodes' RPC addresses, e.g. --join 10.0.0.1:7401,10.0.0.2:7401"
+                );
+            }
+            if self.role == NodeRole::Learner {
+                bail!(
+                    "a learner does not take part in bootstrapping; drop --bootstrap-expect and use --join"
+                );
+            }
+            return Ok(Formation::Bootstrap {
+                expect,
+                join: self.join.0.clone(),
+            });
+        }
+        if join {
+            return Ok(Formation::Join(self.join.0.clone()));
+        }
+        Ok(Formation::Single)
+    }
+
     /// Cross-field checks figment cannot express.
     fn validate(&self) -> anyhow::Result<()> {
+        self.formation()?;
+        if self.voters == 0 {
+            bail!("voters must be at least 1");
+        }
         if self.max_key_bytes == 0 || self.max_value_bytes == 0 {
             bail!("max_key_bytes and max_value_bytes must be at least 1");
         }
@@ -197,6 +324,34 @@ pub struct AgentFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_key_bytes: Option<usize>,
+    /// Join secret shared by all nodes (prefer the CONCLAVE_CLUSTER_TOKEN variable: flags show in `ps`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_token: Option<String>,
+    /// RPC addresses of cluster members to join, comma-separated (host:7401).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub join: Vec<String>,
+    /// Static formation: every initial voter as ID=HOST:PORT (RPC address), comma-separated.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_members: Option<String>,
+    /// Form a new cluster once this many voters have met through --join.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap_expect: Option<u32>,
+    /// Voters the cluster promotes caught-up learners towards [default: 3].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voters: Option<usize>,
+    /// voter (may be promoted) or learner (stays a non-voter) [default: voter].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<NodeRole>,
+    /// Run as a single-node cluster (the default when no formation flag is given).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub single_node: bool,
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@ mod agent;
 mod cli;
 mod client;
 mod config;
-mod identity;
 
 use std::process::ExitCode;
 

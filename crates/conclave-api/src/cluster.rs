@@ -1,0 +1,195 @@
+//! `/v1/cluster/...`: the members, their health, and membership changes.
+//!
+//! Every handler here runs on the leader: a follower forwards the request over node RPC, so
+//! an operator can use any node. The safety checks (quorum after a removal, last voter) live
+//! with the leader in `conclave-raft`; this module turns requests and refusals into HTTP.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use conclave_raft::rpc::LeaderRequest;
+use conclave_storage::NodeInfo;
+use conclave_types::{
+    AddMemberRequest, ClusterMember, ClusterStatus, TransferRequest, TransferResponse,
+};
+use serde::de::DeserializeOwned;
+
+use crate::{ApiError, Ctx, query};
+
+/// Membership requests are small; anything larger is a mistake.
+const MAX_BODY: usize = 64 * 1024;
+
+async fn json_body<T: DeserializeOwned + Default>(body: Body, what: &str) -> Result<T, ApiError> {
+    use http_body_util::BodyExt;
+    let bytes = http_body_util::Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            ApiError::bad_request(
+                format!("could not read the request body: {e}"),
+                format!("send a JSON {what} of at most {MAX_BODY} bytes"),
+            )
+        })?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(
+            format!("the body is not a valid {what}: {e}"),
+            format!("see the API reference in the README for the {what} fields"),
+        )
+    })
+}
+
+fn node_id_from_path(uri: &Uri) -> Result<u64, ApiError> {
+    let segment = uri
+        .path()
+        .trim_start_matches("/v1/cluster/members/")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    segment
+        .parse::<u64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                format!("{segment:?} is not a node id"),
+                "node ids are positive integers; list them with GET /v1/cluster/members",
+            )
+        })
+}
+
+pub(crate) async fn status(
+    State(ctx): State<Ctx>,
+    uri: Uri,
+) -> Result<Json<ClusterStatus>, ApiError> {
+    query::parse(uri.query(), &[])?;
+    Ok(Json(ctx.node.cluster_status().await?))
+}
+
+/// The leader's view when it answers; else this node's own view (roles and addresses only).
+pub(crate) async fn list(
+    State(ctx): State<Ctx>,
+    uri: Uri,
+) -> Result<Json<Vec<ClusterMember>>, ApiError> {
+    let params = query::parse(uri.query(), &["consistency"])?;
+    if query::stale(&params)? {
+        return Ok(Json(ctx.node.local_members()));
+    }
+    match ctx.node.cluster_status().await {
+        Ok(s) => Ok(Json(s.members)),
+        Err(e) => {
+            tracing::debug!(error = %e, "no leader answered; listing members as this node knows them");
+            Ok(Json(ctx.node.local_members()))
+        }
+    }
+}
+
+#[derive(Default, serde::Deserialize)]
+struct MaybeAdd(Option<AddMemberRequest>);
+
+pub(crate) async fn add(
+    State(ctx): State<Ctx>,
+    uri: Uri,
+    body: Body,
+) -> Result<(StatusCode, Json<Vec<ClusterMember>>), ApiError> {
+    query::parse(uri.query(), &[])?;
+    let MaybeAdd(req) = json_body(body, "member (node_id, rpc_addr, api_addr, voter)").await?;
+    let Some(req) = req else {
+        return Err(ApiError::bad_request(
+            "the body is empty",
+            r#"send {"node_id": 4, "rpc_addr": "10.0.0.4:7401"} (add "voter": true to make it a voter once caught up)"#,
+        ));
+    };
+    if req
+        .rpc_addr
+        .rsplit_once(':')
+        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    {
+        return Err(ApiError::bad_request(
+            format!("rpc_addr {:?} is not a HOST:PORT address", req.rpc_addr),
+            "give the node's RPC address, e.g. 10.0.0.4:7401",
+        ));
+    }
+    if req.node_id == 0 {
+        return Err(ApiError::bad_request(
+            "node_id 0 is not valid",
+            "node ids start at 1; the node prints its id at start-up and in GET /v1/status",
+        ));
+    }
+    let members = ctx
+        .node
+        .change_members(LeaderRequest::AddMember {
+            node_id: req.node_id,
+            info: NodeInfo {
+                rpc_addr: req.rpc_addr,
+                api_addr: req.api_addr,
+                learner_only: false,
+            },
+            voter: req.voter,
+        })
+        .await?;
+    Ok((StatusCode::OK, Json(members)))
+}
+
+pub(crate) async fn remove(
+    State(ctx): State<Ctx>,
+    uri: Uri,
+) -> Result<Json<Vec<ClusterMember>>, ApiError> {
+    let params = query::parse(uri.query(), &["force"])?;
+    let force = query::flag(&params, "force")?;
+    let node_id = node_id_from_path(&uri)?;
+    Ok(Json(
+        ctx.node
+            .change_members(LeaderRequest::Remove { node_id, force })
+            .await?,
+    ))
+}
+
+pub(crate) async fn promote(
+    State(ctx): State<Ctx>,
+    uri: Uri,
+) -> Result<Json<Vec<ClusterMember>>, ApiError> {
+    query::parse(uri.query(), &[])?;
+    let node_id = node_id_from_path(&uri)?;
+    Ok(Json(
+        ctx.node
+            .change_members(LeaderRequest::Promote { node_id })
+            .await?,
+    ))
+}
+
+pub(crate) async fn demote(
+    State(ctx): State<Ctx>,
+    uri: Uri,
+) -> Result<Json<Vec<ClusterMember>>, ApiError> {
+    let params = query::parse(uri.query(), &["force"])?;
+    let force = query::flag(&params, "force")?;
+    let node_id = node_id_from_path(&uri)?;
+    Ok(Json(
+        ctx.node
+            .change_members(LeaderRequest::Demote { node_id, force })
+            .await?,
+    ))
+}
+
+pub(crate) async fn transfer(
+    State(ctx): State<Ctx>,
+    uri: Uri,
+    body: Body,
+) -> Result<Json<TransferResponse>, ApiError> {
+    let params = query::parse(uri.query(), &["to"])?;
+    let mut req: TransferRequest = json_body(body, "transfer request (to)").await?;
+    if let Some(to) = query::get(&params, "to") {
+        req.to = Some(to.parse().map_err(|_| {
+            ApiError::bad_request(
+                format!("to must be a node id, got {to:?}"),
+                "leave it out to let the leader pick the best voter",
+            )
+        })?);
+    }
+    Ok(Json(ctx.node.transfer_leader(req.to).await?))
+}

@@ -1,0 +1,810 @@
+//! Membership: the leader's side of every membership request, with the safety checks an
+//! operator expects, and the background duties every node runs.
+//!
+//! Every change goes through `change_membership`, so all nodes agree on who the members are
+//! and where they live. The leader refuses a change that would leave the cluster without a
+//! healthy quorum unless forced, and never removes or demotes the last voter.
+//!
+//! Background duties ([`maintain`]): keep the address book in step with the membership;
+//! on the leader, track how far each member is behind and promote caught-up learners while
+//! the cluster has fewer voters than wanted; on every node, announce its addresses when the
+//! membership holds old ones (it restarted on a new address), and notice when it has been
+//! removed while it was away.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use conclave_storage::{NodeId, NodeInfo, identity};
+use conclave_types::{ClusterMember, ClusterStatus, TransferResponse, codes};
+use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use tokio_util::sync::CancellationToken;
+
+use crate::rpc::{LeaderReply, LeaderRequest, RpcRequest, RpcResponse};
+use crate::{ConsensusError, RaftNode, map_write_error};
+
+/// A member more entries behind than this is not healthy.
+const MAX_HEALTHY_LAG: u64 = 1000;
+/// A learner at most this many entries behind may be promoted.
+const PROMOTE_MAX_LAG: u64 = 100;
+/// How often the background duties run.
+const TICK: Duration = Duration::from_millis(250);
+/// How long a member may know no leader before it asks others whether it was removed.
+const LEADERLESS_CHECK_AFTER: Duration = Duration::from_secs(5);
+
+/// Since when each member has been behind the leader's last log index (leader only).
+#[derive(Default)]
+pub(crate) struct LagTracker {
+    behind_since: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl LagTracker {
+    fn sample(&self, matched: &BTreeMap<NodeId, u64>, last_index: u64) {
+        let mut map = self.behind_since.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        map.retain(|id, _| matched.contains_key(id));
+        for (id, m) in matched {
+            if *m >= last_index {
+                map.remove(id);
+            } else {
+                map.entry(*id).or_insert(now);
+            }
+        }
+    }
+
+    fn seconds_behind(&self, id: NodeId) -> f64 {
+        let map = self.behind_since.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&id).map_or(0.0, |t| t.elapsed().as_secs_f64())
+    }
+}
+
+pub(crate) fn map_check_leader_error(
+    e: RaftError<NodeId, CheckIsLeaderError<NodeId, NodeInfo>>,
+) -> ConsensusError {
+    match e {
+        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => ConsensusError::NotLeader {
+            leader_id: f.leader_id,
+            leader: f.leader_node,
+        },
+        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
+            ConsensusError::Unavailable(format!("leadership could not be confirmed: {q}"))
+        }
+        RaftError::Fatal(f) => ConsensusError::Unavailable(f.to_string()),
+    }
+}
+
+fn not_a_member(id: NodeId, nodes: &BTreeMap<NodeId, NodeInfo>) -> ConsensusError {
+    ConsensusError::rejected(
+        404,
+        codes::MEMBER_NOT_FOUND,
+        format!(
+            "node {id} is not a member; the members are {:?}",
+            nodes.keys().collect::<Vec<_>>()
+        ),
+        "list the members with GET /v1/cluster/members or `conclave members list`",
+    )
+}
+
+fn unexpected(reply: LeaderReply) -> ConsensusError {
+    ConsensusError::Unavailable(format!("unexpected reply from the leader: {reply:?}"))
+}
+
+impl RaftNode {
+    /// The committed membership as this node knows it: every member and the voters.
+    fn membership(&self) -> (BTreeMap<NodeId, NodeInfo>, BTreeSet<NodeId>) {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        (
+            membership.nodes().map(|(id, n)| (*id, n.clone())).collect(),
+            membership.voter_ids().collect(),
+        )
+    }
+
+    async fn change(
+        &self,
+        change: ChangeMembers<NodeId, NodeInfo>,
+        retain: bool,
+    ) -> Result<(), ConsensusError> {
+        self.raft()
+            .change_membership(change, retain)
+            .await
+            .map(|_| ())
+            .map_err(map_write_error)
+    }
+
+    /// Members as the leader sees them: replication progress, contact and health.
+    fn leader_status(&self) -> ClusterStatus {
+        let m = self.metrics();
+        let last = m.last_log_index.unwrap_or(0);
+        let (nodes, voters) = self.membership();
+        let matched: BTreeMap<NodeId, u64> = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, l)| (*id, l.as_ref().map_or(0, |l| l.index)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let contact_limit = Duration::from_millis(self.inner.tuning.election_timeout_max_ms);
+        let members: Vec<ClusterMember> = nodes
+            .iter()
+            .map(|(id, info)| {
+                let me = *id == self.id;
+                let match_index = if me {
+                    Some(last)
+                } else {
+                    matched.get(id).copied()
+                };
+                let lag = match_index.map(|mi| last.saturating_sub(mi));
+                let contact = if me {
+                    Some(Duration::ZERO)
+                } else {
+                    self.inner.peers.since_last_ack(*id)
+                };
+                let healthy = me
+                    || (contact.is_some_and(|c| c <= contact_limit)
+                        && lag.is_some_and(|l| l <= MAX_HEALTHY_LAG));
+                ClusterMember {
+                    node_id: *id,
+                    role: if voters.contains(id) {
+                        "voter"
+                    } else {
+                        "learner"
+                    }
+                    .into(),
+                    learner_only: info.learner_only,
+                    is_leader: me,
+                    rpc_addr: info.rpc_addr.clone(),
+                    api_addr: info.api_addr.clone(),
+                    match_index,
+                    lag_entries: lag,
+                    lag_seconds: Some(if me {
+                        0.0
+                    } else {
+                        self.inner.lag.seconds_behind(*id)
+                    }),
+                    last_contact_ms: contact.map(|c| c.as_millis() as u64),
+                    healthy,
+                }
+            })
+            .collect();
+        let healthy_voters = members
+            .iter()
+            .filter(|mb| mb.role == "voter" && mb.healthy)
+            .count();
+        ClusterStatus {
+            cluster_id: self.cluster_id().unwrap_or_default(),
+            leader_id: m.current_leader,
+            term: m.current_term,
+            commit_index: self.committed_index().unwrap_or(0),
+            last_log_index: last,
+            voters_wanted: self.inner.voters_wanted,
+            quorum_healthy: healthy_voters > voters.len() / 2,
+            reported_by: self.id,
+            members,
+        }
+    }
+
+    /// Members as this node alone knows them (no leader answered): roles and addresses.
+    pub fn local_members(&self) -> Vec<ClusterMember> {
+        let m = self.metrics();
+        let (nodes, voters) = self.membership();
+        nodes
+            .into_iter()
+            .map(|(id, info)| ClusterMember {
+                node_id: id,
+                role: if voters.contains(&id) {
+                    "voter"
+                } else {
+                    "learner"
+                }
+                .into(),
+                learner_only: info.learner_only,
+                is_leader: m.current_leader == Some(id),
+                rpc_addr: info.rpc_addr,
+                api_addr: info.api_addr,
+                match_index: None,
+                lag_entries: None,
+                lag_seconds: None,
+                last_contact_ms: None,
+                healthy: false,
+            })
+            .collect()
+    }
+
+    fn healthy_members(&self) -> BTreeSet<NodeId> {
+        self.leader_status()
+            .members
+            .into_iter()
+            .filter(|m| m.healthy)
+            .map(|m| m.node_id)
+            .collect()
+    }
+
+    /// Refuse (unless forced) a change after which the healthy voters are no quorum.
+    fn check_quorum_after(
+        &self,
+        action: &str,
+        remaining: &BTreeSet<NodeId>,
+        force: bool,
+    ) -> Result<(), ConsensusError> {
+        let healthy = self.healthy_members();
+        let ok = remaining.iter().filter(|v| healthy.contains(v)).count();
+        let needed = remaining.len() / 2 + 1;
+        if ok < needed && !force {
+            return Err(ConsensusError::rejected(
+                409,
+                codes::UNSAFE,
+                format!(
+                    "{action} would leave the voters {remaining:?}, of which only {ok} are healthy; {needed} are needed for a quorum, so the cluster would stop accepting writes"
+                ),
+                "bring the unhealthy voters back first, or repeat with --force (?force=true) if they are gone for good",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Serve a membership request on the leader.
+    pub(crate) async fn serve_membership(
+        &self,
+        req: LeaderRequest,
+    ) -> Result<LeaderReply, ConsensusError> {
+        let (nodes, voters) = self.membership();
+        match req {
+            LeaderRequest::Propose(_) | LeaderRequest::ReadIndex => Err(
+                ConsensusError::Unavailable("not a membership request".into()),
+            ),
+            LeaderRequest::Status => Ok(LeaderReply::Status(Box::new(self.leader_status()))),
+            LeaderRequest::Join { node_id, info } => {
+                match nodes.get(&node_id) {
+                    Some(known) if *known == info => {}
+                    Some(_) => self.set_nodes(node_id, info).await?,
+                    None => {
+                        tracing::info!(node_id, %info, "adding a joining node as a learner");
+                        self.raft()
+                            .add_learner(node_id, info, false)
+                            .await
+                            .map_err(map_write_error)?;
+                    }
+                }
+                Ok(LeaderReply::Members(self.leader_status().members))
+            }
+            LeaderRequest::AddMember {
+                node_id,
+                info,
+                voter,
+            } => {
+                match nodes.get(&node_id) {
+                    Some(known) if known.rpc_addr == info.rpc_addr => {}
+                    Some(known) => {
+                        return Err(ConsensusError::rejected(
+                            409,
+                            codes::CONFLICT,
+                            format!("node {node_id} is already a member, at {}", known.rpc_addr),
+                            "a member's address is updated by the node itself when it restarts; remove it first to re-add it",
+                        ));
+                    }
+                    None => {
+                        let wait = self.request_timeout() * 4;
+                        match tokio::time::timeout(
+                            wait,
+                            self.raft().add_learner(node_id, info, voter),
+                        )
+                        .await
+                        {
+                            Ok(r) => {
+                                r.map_err(map_write_error)?;
+                            }
+                            Err(_) => {
+                                return Err(ConsensusError::rejected(
+                                    504,
+                                    codes::NOT_READY,
+                                    format!(
+                                        "node {node_id} was added as a learner but has not caught up within {wait:?}"
+                                    ),
+                                    "check that it is running and reachable, then promote it with `conclave members promote`",
+                                ));
+                            }
+                        }
+                    }
+                }
+                if voter && !voters.contains(&node_id) {
+                    self.change(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), true)
+                        .await?;
+                }
+                Ok(LeaderReply::Members(self.leader_status().members))
+            }
+            LeaderRequest::SetInfo { node_id, info } => {
+                match nodes.get(&node_id) {
+                    None => return Err(not_a_member(node_id, &nodes)),
+                    Some(known) if *known == info => {}
+                    Some(known) => {
+                        tracing::info!(node_id, old = %known, new = %info, "a member announced new addresses");
+                        self.set_nodes(node_id, info).await?;
+                    }
+                }
+                Ok(LeaderReply::Members(self.leader_status().members))
+            }
+            LeaderRequest::Remove { node_id, force } => {
+                if !nodes.contains_key(&node_id) {
+                    return Err(not_a_member(node_id, &nodes));
+                }
+                if voters.contains(&node_id) {
+                    let mut remaining = voters.clone();
+                    remaining.remove(&node_id);
+                    if remaining.is_empty() {
+                        return Err(last_voter("remove", node_id));
+                    }
+                    self.check_quorum_after(
+                        &format!("removing node {node_id}"),
+                        &remaining,
+                        force,
+                    )?;
+                    if node_id == self.id {
+                        return self
+                            .hand_over_then(LeaderRequest::Remove { node_id, force })
+                            .await;
+                    }
+                    self.change(
+                        ChangeMembers::RemoveVoters(BTreeSet::from([node_id])),
+                        false,
+                    )
+                    .await?;
+                } else {
+                    self.change(ChangeMembers::RemoveNodes(BTreeSet::from([node_id])), false)
+                        .await?;
+                }
+                tracing::info!(node_id, "removed a member");
+                if let Some(info) = nodes.get(&node_id) {
+                    self.tell_removed(info.rpc_addr.clone());
+                }
+                Ok(LeaderReply::Members(self.leader_status().members))
+            }
+            LeaderRequest::Promote { node_id } => {
+                let Some(info) = nodes.get(&node_id) else {
+                    return Err(not_a_member(node_id, &nodes));
+                };
+                if voters.contains(&node_id) {
+                    return Ok(LeaderReply::Members(self.leader_status().members));
+                }
+                if info.learner_only {
+                    let info = NodeInfo {
+                        learner_only: false,
+                        ..info.clone()
+                    };
+                    self.set_nodes(node_id, info).await?;
+                }
+                self.change(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), true)
+                    .await?;
+                tracing::info!(node_id, "promoted a learner to voter");
+                Ok(LeaderReply::Members(self.leader_status().members))
+            }
+            LeaderRequest::Demote { node_id, force } => {
+                let Some(info) = nodes.get(&node_id) else {
+                    return Err(not_a_member(node_id, &nodes));
+                };
+                if !voters.contains(&node_id) {
+                    return Ok(LeaderReply::Members(self.leader_status().members));
+                }
+                let mut remaining = voters.clone();
+                remaining.remove(&node_id);
+                if remaining.is_empty() {
+                    return Err(last_voter("demote", node_id));
+                }
+                self.check_quorum_after(&format!("demoting node {node_id}"), &remaining, force)?;
+                if node_id == self.id {
+                    return self
+                        .hand_over_then(LeaderRequest::Demote { node_id, force })
+                        .await;
+                }
+                // Marked learner-only first, so the promoter does not undo the demotion.
+                let info = NodeInfo {
+                    learner_only: true,
+                    ..info.clone()
+                };
+                self.set_nodes(node_id, info).await?;
+                self.change(ChangeMembers::RemoveVoters(BTreeSet::from([node_id])), true)
+                    .await?;
+                tracing::info!(node_id, "demoted a voter to learner");
+                Ok(LeaderReply::Members(self.leader_status().members))
+            }
+            LeaderRequest::TransferLeader { to } => self.transfer_leadership(to).await,
+        }
+    }
+
+    async fn set_nodes(&self, node_id: NodeId, info: NodeInfo) -> Result<(), ConsensusError> {
+        self.change(
+            ChangeMembers::SetNodes(BTreeMap::from([(node_id, info)])),
+            true,
+        )
+        .await
+    }
+
+    /// The leader cannot remove or demote itself in place: hand leadership over, then let
+    /// the new leader do it. Boxed with an explicit `Send` bound because it recurses through
+    /// `leader_call` back into `serve_membership`.
+    fn hand_over_then(
+        &self,
+        req: LeaderRequest,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<LeaderReply, ConsensusError>> + Send>> {
+        let node = self.clone();
+        Box::pin(async move {
+            node.transfer_leadership(None).await?;
+            node.leader_call(req, 0).await
+        })
+    }
+
+    fn tell_removed(&self, addr: String) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let req = RpcRequest::Removed { by: node.id };
+            if let Err(e) = node
+                .inner
+                .pool
+                .call::<_, RpcResponse>(&addr, &req, Duration::from_secs(2), true)
+                .await
+            {
+                tracing::info!(%addr, error = %e, "could not tell the removed node; it will find out when it asks");
+            }
+        });
+    }
+
+    /// Hand leadership to `to` (or the healthiest, most caught-up voter).
+    ///
+    /// openraft 0.9 has no transfer primitive, and followers refuse to vote while their
+    /// leader's lease is valid. So the leader stops sending heartbeats, asks the target to
+    /// campaign, and waits: the target campaigns as soon as the leases run out, ahead of
+    /// every other follower's randomized election timer.
+    async fn transfer_leadership(&self, to: Option<NodeId>) -> Result<LeaderReply, ConsensusError> {
+        let status = self.leader_status();
+        let voter = |id: NodeId| {
+            status
+                .members
+                .iter()
+                .find(|m| m.node_id == id && m.role == "voter")
+        };
+        let target = match to {
+            Some(t) if t == self.id => {
+                return Ok(LeaderReply::Transferred(TransferResponse {
+                    previous_leader: self.id,
+                    leader_id: self.id,
+                    term: status.term,
+                }));
+            }
+            Some(t) => match voter(t) {
+                Some(m) if m.healthy => m.clone(),
+                Some(_) => {
+                    return Err(ConsensusError::rejected(
+                        409,
+                        codes::UNSAFE,
+                        format!("node {t} is not healthy (unreachable or behind)"),
+                        "pick a healthy voter, or leave the target out to let the leader choose",
+                    ));
+                }
+                None => {
+                    return Err(ConsensusError::rejected(
+                        400,
+                        codes::BAD_REQUEST,
+                        format!("node {t} is not a voter"),
+                        "leadership can only go to a voter; promote it first",
+                    ));
+                }
+            },
+            None => match status
+                .members
+                .iter()
+                .filter(|m| m.role == "voter" && m.healthy && m.node_id != self.id)
+                .min_by_key(|m| m.lag_entries.unwrap_or(u64::MAX))
+            {
+                Some(m) => m.clone(),
+                None => {
+                    return Err(ConsensusError::rejected(
+                        409,
+                        codes::UNSAFE,
+                        "there is no other healthy voter to hand leadership to",
+                        "add or repair a voter first",
+                    ));
+                }
+            },
+        };
+        let term = status.term;
+        let req = RpcRequest::TakeLeadership { term };
+        match self
+            .inner
+            .pool
+            .call::<_, RpcResponse>(&target.rpc_addr, &req, Duration::from_secs(2), true)
+            .await
+        {
+            Ok(RpcResponse::Ack) => {}
+            Ok(other) => {
+                return Err(ConsensusError::Unavailable(format!(
+                    "node {} declined to take leadership: {other:?}",
+                    target.node_id
+                )));
+            }
+            Err(e) => return Err(ConsensusError::Unavailable(e.to_string())),
+        }
+        tracing::info!(to = target.node_id, "handing leadership over");
+        let raft = self.raft();
+        raft.runtime_config().heartbeat(false);
+        let deadline = Duration::from_millis(self.inner.tuning.election_timeout_max_ms * 4);
+        let me = self.id;
+        let waited = raft
+            .wait(Some(deadline))
+            .metrics(
+                |m| m.current_leader.is_some_and(|l| l != me),
+                "another node leads",
+            )
+            .await;
+        raft.runtime_config().heartbeat(true);
+        match waited {
+            Ok(m) => Ok(LeaderReply::Transferred(TransferResponse {
+                previous_leader: me,
+                leader_id: m.current_leader.unwrap_or(target.node_id),
+                term: m.current_term,
+            })),
+            Err(_) => Err(ConsensusError::Unavailable(format!(
+                "leadership did not move to node {} within {deadline:?}; node {me} still leads",
+                target.node_id
+            ))),
+        }
+    }
+
+    /// Asked by the leader to take over: campaign until elected or the attempt times out.
+    pub(crate) fn campaign_for_transfer(&self, term: u64) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let tuning = &node.inner.tuning;
+            let deadline =
+                Instant::now() + Duration::from_millis(tuning.election_timeout_max_ms * 4);
+            let pause = Duration::from_millis(tuning.heartbeat_ms.max(50));
+            while Instant::now() < deadline {
+                let m = node.metrics();
+                if m.state == ServerState::Leader {
+                    tracing::info!(term = m.current_term, "took over leadership");
+                    return;
+                }
+                if m.current_leader.is_some_and(|l| l != node.id) && m.current_term > term {
+                    // Someone else won a newer term: the transfer is over either way.
+                    return;
+                }
+                if node.raft().trigger().elect().await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(pause).await;
+            }
+        });
+    }
+
+    /// This node was removed from the cluster: remember it, stop Raft, and say so.
+    pub(crate) async fn mark_removed(&self, by: NodeId) {
+        if self.removed().is_some() {
+            return;
+        }
+        let why = format!(
+            "node {} was removed from cluster {} (by node {by})",
+            self.id,
+            self.cluster_id().unwrap_or_default()
+        );
+        tracing::error!(
+            "{why}; it no longer serves as a member. To bring it back, wipe its data directory and start it with --join"
+        );
+        let dir = &self.inner.data_dir;
+        match identity::load(dir) {
+            Ok(Some(mut id)) => {
+                id.removed = Some(why.clone());
+                if let Err(e) = identity::save(dir, &id) {
+                    tracing::warn!(error = %e, "could not record the removal");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not record the removal"),
+        }
+        self.inner.removed.send_replace(Some(why));
+        let node = self.clone();
+        tokio::spawn(async move { node.shutdown().await });
+    }
+
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ConsensusError> {
+        match self.leader_call(LeaderRequest::Status, 0).await? {
+            LeaderReply::Status(s) => Ok(*s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Run a membership request on the leader; returns the members afterwards.
+    pub async fn change_members(
+        &self,
+        req: LeaderRequest,
+    ) -> Result<Vec<ClusterMember>, ConsensusError> {
+        match self.leader_call(req, 0).await? {
+            LeaderReply::Members(m) => Ok(m),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn transfer_leader(
+        &self,
+        to: Option<NodeId>,
+    ) -> Result<TransferResponse, ConsensusError> {
+        match self
+            .leader_call(LeaderRequest::TransferLeader { to }, 0)
+            .await?
+        {
+            LeaderReply::Transferred(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Leader: promote one caught-up learner while there are fewer voters than wanted.
+    async fn promote_caught_up_learners(&self) {
+        let status = self.leader_status();
+        let voters = status.members.iter().filter(|m| m.role == "voter").count();
+        if voters >= self.inner.voters_wanted {
+            return;
+        }
+        let candidate = status
+            .members
+            .iter()
+            .filter(|m| {
+                m.role == "learner"
+                    && !m.learner_only
+                    && m.healthy
+                    && m.lag_entries.is_some_and(|l| l <= PROMOTE_MAX_LAG)
+            })
+            .min_by_key(|m| m.lag_entries);
+        if let Some(c) = candidate {
+            let id = c.node_id;
+            match self
+                .change(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+                .await
+            {
+                Ok(()) => tracing::info!(
+                    node_id = id,
+                    voters = voters + 1,
+                    wanted = self.inner.voters_wanted,
+                    "promoted a caught-up learner to voter"
+                ),
+                Err(e) => tracing::debug!(node_id = id, error = %e, "promotion failed; will retry"),
+            }
+        }
+    }
+
+    /// A member whose recorded addresses are not its current ones tells the leader, through
+    /// any member it can reach (the leader may not be able to reach it at the old address).
+    async fn announce_if_moved(&self) {
+        let (nodes, _) = self.membership();
+        let me = self.info();
+        let Some(recorded) = nodes.get(&self.id) else {
+            return;
+        };
+        let wanted = NodeInfo {
+            learner_only: recorded.learner_only,
+            ..me
+        };
+        if *recorded == wanted {
+            return;
+        }
+        let req = LeaderRequest::SetInfo {
+            node_id: self.id,
+            info: wanted.clone(),
+        };
+        if self.metrics().current_leader == Some(self.id) {
+            if let Err(e) = self.serve_membership(req).await {
+                tracing::warn!(error = %e, "could not record this node's new addresses");
+            }
+            return;
+        }
+        let leader = self.metrics().current_leader;
+        let mut targets: Vec<(NodeId, String)> = nodes
+            .iter()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, n)| (*id, n.rpc_addr.clone()))
+            .collect();
+        targets.sort_by_key(|(id, _)| Some(*id) != leader);
+        for (id, addr) in targets {
+            let rpc = RpcRequest::Leader {
+                req: req.clone(),
+                hops: 1,
+            };
+            match self
+                .inner
+                .pool
+                .call::<_, RpcResponse>(&addr, &rpc, Duration::from_secs(3), true)
+                .await
+            {
+                Ok(RpcResponse::Leader(Ok(_))) => {
+                    tracing::info!(via = id, info = %wanted, "announced this node's new addresses");
+                    return;
+                }
+                Ok(other) => {
+                    tracing::debug!(via = id, reply = ?other, "address announcement not accepted")
+                }
+                Err(e) => tracing::debug!(via = id, error = %e, "address announcement failed"),
+            }
+        }
+    }
+
+    /// A member that has known no leader for a while asks the others whether it was removed
+    /// while it was away.
+    async fn check_still_member(&self) {
+        let (nodes, _) = self.membership();
+        for (id, info) in nodes.iter().filter(|(id, _)| **id != self.id) {
+            let resp = self
+                .inner
+                .pool
+                .call::<_, RpcResponse>(
+                    &info.rpc_addr,
+                    &RpcRequest::Info,
+                    Duration::from_secs(2),
+                    true,
+                )
+                .await;
+            if let Ok(RpcResponse::Info(report)) = resp
+                && report.initialized
+                && report.leader_id.is_some()
+                && report.cluster_id == self.cluster_id()
+                && !report.members.iter().any(|(m, _, _)| *m == self.id)
+            {
+                self.mark_removed(report.leader_id.unwrap_or(*id)).await;
+                return;
+            }
+        }
+    }
+}
+
+fn last_voter(action: &str, id: NodeId) -> ConsensusError {
+    ConsensusError::rejected(
+        409,
+        codes::UNSAFE,
+        format!("node {id} is the last voter; a cluster cannot {action} its last voter"),
+        "add and promote another voter first (conclave members add / promote)",
+    )
+}
+
+/// The background duties; ends with `shutdown`.
+pub(crate) async fn maintain(node: RaftNode, shutdown: CancellationToken) {
+    let mut tick: u64 = 0;
+    let mut leaderless_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        tick += 1;
+        if node.removed().is_some() {
+            continue;
+        }
+        let m = node.metrics();
+        let membership = m.membership_config.membership();
+        node.inner.peers.update(membership.nodes());
+        let initialized = membership.nodes().next().is_some();
+        if m.state == ServerState::Leader {
+            let last = m.last_log_index.unwrap_or(0);
+            if let Some(r) = &m.replication {
+                let matched: BTreeMap<NodeId, u64> = r
+                    .iter()
+                    .map(|(id, l)| (*id, l.as_ref().map_or(0, |l| l.index)))
+                    .collect();
+                node.inner.lag.sample(&matched, last);
+            }
+            if tick.is_multiple_of(4) {
+                node.promote_caught_up_learners().await;
+            }
+        }
+        if initialized && tick % 4 == 2 {
+            node.announce_if_moved().await;
+        }
+        if initialized && m.current_leader.is_none() {
+            let since = *leaderless_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= LEADERLESS_CHECK_AFTER {
+                leaderless_since = Some(Instant::now());
+                node.check_still_member().await;
+            }
+        } else {
+            leaderless_since = None;
+        }
+    }
+}

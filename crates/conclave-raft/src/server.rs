@@ -1,0 +1,123 @@
+//! The node RPC server: accepts connections, runs the handshake, dispatches requests.
+//!
+//! What a connection may do depends on what the two sides are: Raft traffic needs both
+//! nodes in the same cluster (a node that has not joined one adopts the cluster of the first
+//! leader that replicates to it); a node that has not joined may only ask [`RpcRequest::Info`]
+//! and send a join request.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::RaftNode;
+use crate::rpc::{LeaderRequest, RpcRequest, RpcResponse};
+use crate::transport::{self, Accepted, read_frame, write_frame};
+
+/// Serve node RPC on `listener` until `shutdown` fires.
+pub(crate) async fn serve(listener: TcpListener, node: RaftNode, shutdown: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "node RPC accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let node = node.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                r = serve_conn(stream, node) => {
+                    if let Err(e) = r
+                        && e.kind() != io::ErrorKind::UnexpectedEof
+                    {
+                        tracing::debug!(%peer, error = %e, "node RPC connection closed");
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_conn(stream: TcpStream, node: RaftNode) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (r, w) = stream.into_split();
+    let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
+    let Some(peer) = transport::accept(&mut r, &mut w, node.credentials()).await? else {
+        return Ok(());
+    };
+    loop {
+        let req: RpcRequest = read_frame(&mut r).await?;
+        let resp = dispatch(&node, &peer, req).await;
+        write_frame(&mut w, &resp).await?;
+    }
+}
+
+async fn dispatch(node: &RaftNode, peer: &Accepted, req: RpcRequest) -> RpcResponse {
+    let raft = node.raft();
+    let is_raft = matches!(
+        req,
+        RpcRequest::AppendEntries(_) | RpcRequest::Vote(_) | RpcRequest::InstallSnapshot(_)
+    );
+    if is_raft {
+        let Some(theirs) = &peer.peer_cluster else {
+            return RpcResponse::NotAllowed(format!(
+                "node {} has not joined a cluster; it cannot take part in Raft",
+                peer.peer_id
+            ));
+        };
+        if node.credentials().cluster_id().is_none()
+            && let Err(e) = node.adopt_cluster(theirs)
+        {
+            return RpcResponse::NotAllowed(e);
+        }
+    }
+    match req {
+        RpcRequest::AppendEntries(rpc) => {
+            RpcResponse::AppendEntries(raft.append_entries(rpc).await)
+        }
+        RpcRequest::Vote(rpc) => RpcResponse::Vote(raft.vote(rpc).await),
+        RpcRequest::InstallSnapshot(rpc) => {
+            RpcResponse::InstallSnapshot(raft.install_snapshot(rpc).await)
+        }
+        RpcRequest::Info => RpcResponse::Info(Box::new(node.report())),
+        RpcRequest::Leader { req, hops } => {
+            let joining = matches!(req, LeaderRequest::Join { .. });
+            if peer.peer_cluster.is_none() && !joining {
+                return RpcResponse::NotAllowed(format!(
+                    "node {} has not joined a cluster; only a join request is accepted from it",
+                    peer.peer_id
+                ));
+            }
+            if node.credentials().cluster_id().is_none() {
+                return RpcResponse::NotAllowed(
+                    "this node has not joined a cluster yet; send the request to a member".into(),
+                );
+            }
+            RpcResponse::Leader(node.serve_peer_request(req, hops).await)
+        }
+        RpcRequest::Removed { by } => {
+            if peer.peer_cluster.is_none() || peer.peer_cluster != node.credentials().cluster_id() {
+                return RpcResponse::NotAllowed("only a member can say that".into());
+            }
+            node.mark_removed(by).await;
+            RpcResponse::Ack
+        }
+        RpcRequest::TakeLeadership { term } => {
+            if peer.peer_cluster.is_none() || peer.peer_cluster != node.credentials().cluster_id() {
+                return RpcResponse::NotAllowed("only a member can say that".into());
+            }
+            node.campaign_for_transfer(term);
+            RpcResponse::Ack
+        }
+    }
+}

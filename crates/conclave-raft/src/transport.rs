@@ -1,0 +1,519 @@
+//! Node-to-node connections: framing, the authenticated handshake, and a connection pool.
+//!
+//! Why hand-written: Raft traffic is a stream of small request/response pairs between a fixed
+//! set of peers. A persistent TCP connection with length-prefixed postcard frames costs no
+//! headers and no per-request setup, and the handshake below checks, once per connection,
+//! everything two nodes must agree on before they exchange a single Raft message.
+//!
+//! # Wire format
+//! Every frame is `len u32 LE ‖ postcard(message)`, at most [`MAX_FRAME`] bytes.
+//!
+//! # Handshake (mutual, the token never crosses the wire)
+//! 1. client → [`Hello`]: protocol version, its cluster id (none while it has not joined one),
+//!    node id, Raft timings, a random nonce.
+//! 2. server → [`Challenge`]: its own nonce and `HMAC(token, "server" ‖ client nonce)`. The
+//!    client checks that proof: a server with another token is refused by the client.
+//! 3. client → [`Proof`]: `HMAC(token, "client" ‖ server nonce)`.
+//! 4. server → [`Verdict`]: welcome (with its node id and cluster id) or refused with the
+//!    reason, checked in this order: token, protocol version, cluster id, Raft timings.
+//!
+//! After that the client sends one request at a time and reads one response.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use conclave_storage::NodeId;
+use rand::RngCore;
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// Largest frame accepted. Snapshots travel in chunks far below this.
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// RPC protocol version; a peer speaking another one is refused.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Idle connections kept per peer address by a [`Pool`].
+const MAX_IDLE_PER_PEER: usize = 64;
+
+/// The Raft timings every member of a cluster must share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+}
+
+impl Timings {
+    /// Each differing field as `name: <ours> X, <theirs> Y`; empty when equal.
+    pub fn diff(&self, ours: &str, theirs_name: &str, theirs: &Timings) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, a, b) in [
+            ("heartbeat_ms", self.heartbeat_ms, theirs.heartbeat_ms),
+            (
+                "election_timeout_min_ms",
+                self.election_timeout_min_ms,
+                theirs.election_timeout_min_ms,
+            ),
+            (
+                "election_timeout_max_ms",
+                self.election_timeout_max_ms,
+                theirs.election_timeout_max_ms,
+            ),
+        ] {
+            if a != b {
+                out.push(format!(
+                    "raft.{name}: {ours} has {a}, {theirs_name} has {b}"
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Hello {
+    protocol: u32,
+    cluster_id: Option<String>,
+    from: NodeId,
+    timings: Timings,
+    nonce: [u8; 32],
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Challenge {
+    nonce: [u8; 32],
+    proof: Vec<u8>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Proof {
+    proof: Vec<u8>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Verdict {
+    Welcome {
+        node_id: NodeId,
+        cluster_id: Option<String>,
+    },
+    Refused(String),
+}
+
+/// This node's side of every handshake. The cluster id can be adopted later (joining).
+pub struct Credentials {
+    pub node_id: NodeId,
+    cluster_id: RwLock<Option<String>>,
+    key: hmac::Key,
+    has_token: bool,
+    pub timings: Timings,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a secret: never printed.
+        f.debug_struct("Credentials")
+            .field("node_id", &self.node_id)
+            .field("cluster_id", &self.cluster_id())
+            .field("has_token", &self.has_token)
+            .finish()
+    }
+}
+
+impl Credentials {
+    pub fn new(
+        node_id: NodeId,
+        cluster_id: Option<String>,
+        token: Option<&str>,
+        timings: Timings,
+    ) -> Self {
+        let token = token.unwrap_or("");
+        Self {
+            node_id,
+            cluster_id: RwLock::new(cluster_id),
+            key: hmac::Key::new(hmac::HMAC_SHA256, token.as_bytes()),
+            has_token: !token.is_empty(),
+            timings,
+        }
+    }
+
+    pub fn cluster_id(&self) -> Option<String> {
+        self.cluster_id
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_cluster_id(&self, id: String) {
+        *self.cluster_id.write().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    }
+
+    fn sign(&self, role: &[u8], nonce: &[u8; 32]) -> Vec<u8> {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(b"conclave/");
+        ctx.update(role);
+        ctx.update(nonce);
+        ctx.sign().as_ref().to_vec()
+    }
+
+    fn verify(&self, role: &[u8], nonce: &[u8; 32], proof: &[u8]) -> bool {
+        let mut msg = b"conclave/".to_vec();
+        msg.extend_from_slice(role);
+        msg.extend_from_slice(nonce);
+        hmac::verify(&self.key, &msg, proof).is_ok()
+    }
+
+    fn token_mismatch(&self, peer: &str) -> String {
+        format!(
+            "cluster token mismatch with {peer}: the two nodes do not share the same --cluster-token{}; set the same token (CONCLAVE_CLUSTER_TOKEN) on every node",
+            if self.has_token {
+                " (or the peer has none)"
+            } else {
+                " (this node has none)"
+            }
+        )
+    }
+}
+
+fn nonce() -> [u8; 32] {
+    let mut n = [0u8; 32];
+    rand::rng().fill_bytes(&mut n);
+    n
+}
+
+pub(crate) async fn write_frame<W: AsyncWriteExt + Unpin>(
+    w: &mut W,
+    msg: &impl Serialize,
+) -> io::Result<()> {
+    let bytes = postcard::to_stdvec(msg).map_err(io::Error::other)?;
+    if bytes.len() > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("frame of {} bytes exceeds {MAX_FRAME}", bytes.len()),
+        ));
+    }
+    w.write_all(&(bytes.len() as u32).to_le_bytes()).await?;
+    w.write_all(&bytes).await?;
+    w.flush().await
+}
+
+pub(crate) async fn read_frame<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+) -> io::Result<T> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds {MAX_FRAME}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    postcard::from_bytes(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Why a call failed, as far as the caller can tell whether the request took effect.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Nothing was sent: the peer could not be reached or the handshake failed on the wire.
+    #[error("cannot reach {addr}: {source}")]
+    Unreachable { addr: String, source: io::Error },
+    /// One side refused the other during the handshake; nothing was sent.
+    #[error("{0}")]
+    Refused(String),
+    /// The request was (perhaps partly) sent but no reply came: it may have taken effect.
+    #[error("no reply from {addr}: {source}")]
+    Lost { addr: String, source: io::Error },
+}
+
+impl CallError {
+    /// True when the request certainly did not reach the peer.
+    pub fn not_sent(&self) -> bool {
+        !matches!(self, CallError::Lost { .. })
+    }
+}
+
+/// An authenticated connection to one peer.
+pub struct Conn {
+    addr: String,
+    r: BufReader<OwnedReadHalf>,
+    w: BufWriter<OwnedWriteHalf>,
+    /// The peer's node id and cluster id as it announced them.
+    pub peer_id: NodeId,
+    pub peer_cluster: Option<String>,
+}
+
+impl Conn {
+    /// Connect to `addr` and run the client side of the handshake.
+    pub async fn connect(addr: &str, creds: &Credentials) -> Result<Conn, CallError> {
+        let unreachable = |source: io::Error| CallError::Unreachable {
+            addr: addr.to_owned(),
+            source,
+        };
+        let stream = TcpStream::connect(addr).await.map_err(unreachable)?;
+        stream.set_nodelay(true).map_err(unreachable)?;
+        let (r, w) = stream.into_split();
+        let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
+        let my_nonce = nonce();
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            cluster_id: creds.cluster_id(),
+            from: creds.node_id,
+            timings: creds.timings,
+            nonce: my_nonce,
+        };
+        write_frame(&mut w, &hello).await.map_err(unreachable)?;
+        let challenge: Challenge = read_frame(&mut r).await.map_err(unreachable)?;
+        let server_knows_token = creds.verify(b"server", &my_nonce, &challenge.proof);
+        // The proof is sent even to a server that failed its own, so that both sides log
+        // the refusal; it reveals nothing about the token.
+        let proof = Proof {
+            proof: creds.sign(b"client", &challenge.nonce),
+        };
+        write_frame(&mut w, &proof).await.map_err(unreachable)?;
+        let verdict = read_frame::<_, Verdict>(&mut r)
+            .await
+            .map_err(unreachable)?;
+        if !server_knows_token {
+            return Err(CallError::Refused(
+                creds.token_mismatch(&format!("the node at {addr}")),
+            ));
+        }
+        match verdict {
+            Verdict::Welcome {
+                node_id,
+                cluster_id,
+            } => Ok(Conn {
+                addr: addr.to_owned(),
+                r,
+                w,
+                peer_id: node_id,
+                peer_cluster: cluster_id,
+            }),
+            Verdict::Refused(why) => Err(CallError::Refused(format!(
+                "the node at {addr} refused this node: {why}"
+            ))),
+        }
+    }
+
+    /// An idle connection should have nothing to read: end-of-file means the peer closed it
+    /// (it restarted), and stray bytes mean the stream is out of step. Checked before reuse so
+    /// that a write is not sent into a dead connection and reported as "outcome unknown".
+    fn looks_open(&self) -> bool {
+        if !self.r.buffer().is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.r.get_ref().try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Send one request and read its reply.
+    pub async fn call<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
+        &mut self,
+        req: &Req,
+    ) -> Result<Resp, CallError> {
+        let lost = |source: io::Error| CallError::Lost {
+            addr: self.addr.clone(),
+            source,
+        };
+        write_frame(&mut self.w, req).await.map_err(lost)?;
+        read_frame(&mut self.r).await.map_err(lost)
+    }
+}
+
+/// What the server side of a handshake learned about the client.
+pub struct Accepted {
+    pub peer_id: NodeId,
+    pub peer_cluster: Option<String>,
+}
+
+/// Run the server side of the handshake on a fresh connection. `Ok(None)` means the peer was
+/// refused (and told why).
+pub(crate) async fn accept<R, W>(
+    r: &mut R,
+    w: &mut W,
+    creds: &Credentials,
+) -> io::Result<Option<Accepted>>
+where
+    R: AsyncReadExt + Unpin,
+    W: AsyncWriteExt + Unpin,
+{
+    let hello: Hello = read_frame(r).await?;
+    let my_nonce = nonce();
+    let challenge = Challenge {
+        nonce: my_nonce,
+        proof: creds.sign(b"server", &hello.nonce),
+    };
+    write_frame(w, &challenge).await?;
+    let proof: Proof = read_frame(r).await?;
+    let mine = creds.cluster_id();
+    let refusal = if !creds.verify(b"client", &my_nonce, &proof.proof) {
+        Some(creds.token_mismatch(&format!("node {}", hello.from)))
+    } else if hello.protocol != PROTOCOL_VERSION {
+        Some(format!(
+            "node {} speaks RPC protocol {} but this node speaks {PROTOCOL_VERSION}; run the same conclave release on every node",
+            hello.from, hello.protocol
+        ))
+    } else if let (Some(theirs), Some(ours)) = (&hello.cluster_id, &mine)
+        && theirs != ours
+    {
+        Some(format!(
+            "node {} belongs to cluster {theirs:?} but this node belongs to cluster {ours:?}; a data directory ties a node to one cluster — start the node with a fresh --data-dir to move it to this cluster",
+            hello.from
+        ))
+    } else if hello.from == creds.node_id {
+        Some(format!(
+            "node id {} is this node's own id; two nodes share one id (a copied data directory?) — give one of them a fresh --data-dir",
+            hello.from
+        ))
+    } else {
+        let diff = creds.timings.diff(
+            &format!("node {}", creds.node_id),
+            &format!("node {}", hello.from),
+            &hello.timings,
+        );
+        (!diff.is_empty()).then(|| {
+            format!(
+                "Raft timings are a cluster invariant and differ: {}; start node {} with this cluster's timings",
+                diff.join("; "),
+                hello.from
+            )
+        })
+    };
+    if let Some(why) = refusal {
+        tracing::warn!(from = hello.from, "refused a node RPC connection: {why}");
+        write_frame(w, &Verdict::Refused(why)).await?;
+        return Ok(None);
+    }
+    write_frame(
+        w,
+        &Verdict::Welcome {
+            node_id: creds.node_id,
+            cluster_id: mine,
+        },
+    )
+    .await?;
+    Ok(Some(Accepted {
+        peer_id: hello.from,
+        peer_cluster: hello.cluster_id,
+    }))
+}
+
+/// Reusable authenticated connections, keyed by address; safe for concurrent callers (each
+/// call takes its own connection).
+pub struct Pool {
+    creds: Arc<Credentials>,
+    idle: Mutex<HashMap<String, Vec<Conn>>>,
+}
+
+impl Pool {
+    pub fn new(creds: Arc<Credentials>) -> Self {
+        Self {
+            creds,
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn credentials(&self) -> &Arc<Credentials> {
+        &self.creds
+    }
+
+    /// An idle connection to `addr` that the peer has not closed meanwhile.
+    fn take(&self, addr: &str) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(addr)?;
+        while let Some(conn) = list.pop() {
+            if conn.looks_open() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(conn.addr.clone()).or_default();
+        if list.len() < MAX_IDLE_PER_PEER {
+            list.push(conn);
+        }
+    }
+
+    /// Drop every idle connection to `addr` (its node restarted or moved).
+    pub fn forget(&self, addr: &str) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(addr);
+    }
+
+    /// Get a connection to `addr`, new or idle, and the peer identity it announced.
+    pub async fn connection(&self, addr: &str, timeout: Duration) -> Result<Conn, CallError> {
+        if let Some(c) = self.take(addr) {
+            return Ok(c);
+        }
+        match tokio::time::timeout(timeout, Conn::connect(addr, &self.creds)).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Unreachable {
+                addr: addr.to_owned(),
+                source: io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+            }),
+        }
+    }
+
+    /// One request/response on a pooled connection, within `timeout`.
+    ///
+    /// A pooled connection may have been closed by the peer since its last use; for requests
+    /// that are safe to repeat (`idempotent`), a failure on a reused connection is retried
+    /// once on a fresh one.
+    pub async fn call<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
+        &self,
+        addr: &str,
+        req: &Req,
+        timeout: Duration,
+        idempotent: bool,
+    ) -> Result<Resp, CallError> {
+        let attempt = async {
+            let reused = self.take(addr);
+            let was_reused = reused.is_some();
+            let mut conn = match reused {
+                Some(c) => c,
+                None => Conn::connect(addr, &self.creds).await?,
+            };
+            match conn.call(req).await {
+                Ok(resp) => {
+                    self.give_back(conn);
+                    Ok(resp)
+                }
+                Err(e) if was_reused && idempotent => {
+                    tracing::debug!(%addr, error = %e, "pooled connection failed; reconnecting");
+                    self.forget(addr);
+                    let mut conn = Conn::connect(addr, &self.creds).await?;
+                    let resp = conn.call(req).await?;
+                    self.give_back(conn);
+                    Ok(resp)
+                }
+                Err(e) => {
+                    self.forget(addr);
+                    Err(e)
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Lost {
+                addr: addr.to_owned(),
+                source: io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no reply within {timeout:?}"),
+                ),
+            }),
+        }
+    }
+}
