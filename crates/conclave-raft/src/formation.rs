@@ -149,7 +149,7 @@ fn describe(e: &CallError) -> String {
         CallError::Unreachable { .. } | CallError::Lost { .. } => {
             format!("{e} (--join takes node RPC addresses, port 7401 by default, not HTTP ones)")
         }
-        CallError::Refused(_) => e.to_string(),
+        CallError::Refused(_) | CallError::ItsMe(_) => e.to_string(),
     }
 }
 

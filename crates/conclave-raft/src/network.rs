@@ -140,6 +140,9 @@ impl PeerClient {
                 RPCError::Unreachable(Unreachable::new(&source))
             }
             CallError::Lost { source, .. } => RPCError::Network(NetworkError::new(&source)),
+            CallError::ItsMe(addr) => RPCError::Unreachable(Unreachable::new(&io::Error::other(
+                format!("{addr} is this node's own address"),
+            ))),
             CallError::Refused(why) => {
                 tracing::error!(target_node = self.target, "{why}");
                 RPCError::Unreachable(Unreachable::new(&io::Error::other(why)))

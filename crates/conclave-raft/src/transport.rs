@@ -103,6 +103,8 @@ enum Verdict {
         cluster_id: Option<String>,
     },
     Refused(String),
+    /// The client connected to itself (its join list names its own address).
+    ItsYou,
 }
 
 /// This node's side of every handshake. The cluster id can be adopted later (joining).
@@ -112,6 +114,9 @@ pub struct Credentials {
     key: hmac::Key,
     has_token: bool,
     pub timings: Timings,
+    /// Nonces of this node's own handshakes in progress: a hello carrying one of them is
+    /// this node talking to itself, not a second node with the same id.
+    own_nonces: std::sync::Mutex<std::collections::VecDeque<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -139,7 +144,26 @@ impl Credentials {
             key: hmac::Key::new(hmac::HMAC_SHA256, token.as_bytes()),
             has_token: !token.is_empty(),
             timings,
+            own_nonces: std::sync::Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    fn remember_nonce(&self, n: [u8; 32]) {
+        let mut q = self.own_nonces.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= 1024 {
+            q.pop_front();
+        }
+        q.push_back(n);
+    }
+
+    fn forget_nonce(&self, n: &[u8; 32]) {
+        let mut q = self.own_nonces.lock().unwrap_or_else(|p| p.into_inner());
+        q.retain(|x| x != n);
+    }
+
+    fn is_own_nonce(&self, n: &[u8; 32]) -> bool {
+        let q = self.own_nonces.lock().unwrap_or_else(|p| p.into_inner());
+        q.contains(n)
     }
 
     pub fn cluster_id(&self) -> Option<String> {
@@ -228,6 +252,9 @@ pub enum CallError {
     /// One side refused the other during the handshake; nothing was sent.
     #[error("{0}")]
     Refused(String),
+    /// The address is this node's own.
+    #[error("{0} is this node's own address")]
+    ItsMe(String),
     /// The request was (perhaps partly) sent but no reply came: it may have taken effect.
     #[error("no reply from {addr}: {source}")]
     Lost { addr: String, source: io::Error },
@@ -260,8 +287,25 @@ impl Conn {
         let stream = TcpStream::connect(addr).await.map_err(unreachable)?;
         stream.set_nodelay(true).map_err(unreachable)?;
         let (r, w) = stream.into_split();
-        let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
+        let (r, w) = (BufReader::new(r), BufWriter::new(w));
         let my_nonce = nonce();
+        creds.remember_nonce(my_nonce);
+        let result = Self::handshake(addr, creds, my_nonce, r, w).await;
+        creds.forget_nonce(&my_nonce);
+        result
+    }
+
+    async fn handshake(
+        addr: &str,
+        creds: &Credentials,
+        my_nonce: [u8; 32],
+        mut r: BufReader<OwnedReadHalf>,
+        mut w: BufWriter<OwnedWriteHalf>,
+    ) -> Result<Conn, CallError> {
+        let unreachable = |source: io::Error| CallError::Unreachable {
+            addr: addr.to_owned(),
+            source,
+        };
         let hello = Hello {
             protocol: PROTOCOL_VERSION,
             cluster_id: creds.cluster_id(),
@@ -297,6 +341,7 @@ impl Conn {
                 peer_id: node_id,
                 peer_cluster: cluster_id,
             }),
+            Verdict::ItsYou => Err(CallError::ItsMe(addr.to_owned())),
             Verdict::Refused(why) => Err(CallError::Refused(format!(
                 "the node at {addr} refused this node: {why}"
             ))),
@@ -354,6 +399,10 @@ where
     write_frame(w, &challenge).await?;
     let proof: Proof = read_frame(r).await?;
     let mine = creds.cluster_id();
+    if creds.is_own_nonce(&hello.nonce) {
+        write_frame(w, &Verdict::ItsYou).await?;
+        return Ok(None);
+    }
     let refusal = if !creds.verify(b"client", &my_nonce, &proof.proof) {
         Some(creds.token_mismatch(&format!("node {}", hello.from)))
     } else if hello.protocol != PROTOCOL_VERSION {

@@ -51,11 +51,17 @@ enum Command {
     #[command(
         after_help = "Examples:\n  conclave agent\n  conclave agent --data-dir /var/lib/conclave --http-addr 0.0.0.0:7400\n  conclave agent --config /etc/conclave.toml --print-config"
     )]
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Read and write keys.
     #[command(subcommand)]
     Kv(KvCommand),
-    /// Show this node's view of the cluster.
+    /// List and change the cluster's Raft members.
+    #[command(subcommand)]
+    Members(MembersCommand),
+    /// Hand leadership to another voter.
+    #[command(subcommand)]
+    Leader(LeaderCommand),
+    /// Show this node and the cluster: leader, term, and every member's health and lag.
     #[command(
         after_help = "Examples:\n  conclave status\n  conclave status --output json --addr http://10.0.0.2:7400"
     )]
@@ -75,6 +81,74 @@ struct AgentArgs {
     print_config: bool,
     #[command(flatten)]
     flags: AgentFlags,
+}
+
+#[derive(Subcommand, Debug)]
+enum MembersCommand {
+    /// List the members with their role, addresses, lag and health (asks the leader).
+    #[command(after_help = "Examples:\n  conclave members list\n  conclave members list -o json")]
+    List {
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Add a node as a learner (or as a voter once it has caught up, with --voter).
+    #[command(
+        after_help = "Examples:\n  conclave members add 4 10.0.0.4:7401\n  conclave members add 4 10.0.0.4:7401 --voter"
+    )]
+    Add {
+        node_id: u64,
+        /// The node's RPC address (host:7401).
+        rpc_addr: String,
+        /// Make it a voter once it has caught up.
+        #[arg(long)]
+        voter: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Remove a member. Refused if the remaining voters would have no healthy quorum.
+    #[command(
+        after_help = "Examples:\n  conclave members remove 4\n  conclave members remove 3 --force   # node 3 is gone for good"
+    )]
+    Remove {
+        node_id: u64,
+        /// Remove even if the remaining voters would have no healthy quorum.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Make a learner a voter.
+    #[command(after_help = "Examples:\n  conclave members promote 4")]
+    Promote {
+        node_id: u64,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Make a voter a learner (it stays one until promoted by hand).
+    #[command(after_help = "Examples:\n  conclave members demote 3")]
+    Demote {
+        node_id: u64,
+        /// Demote even if the remaining voters would have no healthy quorum.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LeaderCommand {
+    /// Hand leadership to a voter (the most caught-up healthy one when none is named).
+    #[command(
+        after_help = "Examples:\n  conclave leader transfer\n  conclave leader transfer --to 2"
+    )]
+    Transfer {
+        /// The node to hand leadership to.
+        #[arg(long)]
+        to: Option<u64>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,7 +217,9 @@ fn out_raw(bytes: &[u8]) {
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Agent(args) => run_agent(args),
+        Command::Agent(args) => run_agent(*args),
+        Command::Members(cmd) => client_command(|| members(cmd)),
+        Command::Leader(cmd) => client_command(|| leader(cmd)),
         Command::Kv(cmd) => client_command(|| kv(cmd)),
         Command::Status { client } => client_command(|| status(&client)),
     }
@@ -357,17 +433,143 @@ async fn status(opts: &ClientOpts) -> Result<(), ClientError> {
                     .map_or("-".to_string(), |l| l.to_string())
             );
             out!();
-            out!("{:<18} {:<8} {:<22} {:<22}", "MEMBER", "ROLE", "API", "RPC");
-            for m in &s.members {
-                out!(
-                    "{:<18} {:<8} {:<22} {:<22}",
-                    m.node_id,
-                    m.role,
-                    m.api_addr,
-                    m.rpc_addr
-                );
+            match c.cluster_status().await {
+                Ok(cs) => {
+                    out!(
+                        "quorum    {}",
+                        if cs.quorum_healthy {
+                            "healthy"
+                        } else {
+                            "NOT healthy"
+                        }
+                    );
+                    print_members(&cs.members);
+                }
+                Err(e) => {
+                    out!("(no leader answered: {e}; showing this node's view)");
+                    out!("{:<18} {:<8} {:<22} {:<22}", "MEMBER", "ROLE", "API", "RPC");
+                    for m in &s.members {
+                        out!(
+                            "{:<18} {:<8} {:<22} {:<22}",
+                            m.node_id,
+                            m.role,
+                            m.api_addr,
+                            m.rpc_addr
+                        );
+                    }
+                }
             }
         }
+    }
+    Ok(())
+}
+
+fn print_members(members: &[conclave_types::ClusterMember]) {
+    out!(
+        "{:<18} {:<8} {:<7} {:<22} {:<22} {:>8} {:>8} {:>9} {:<8}",
+        "MEMBER",
+        "ROLE",
+        "LEADER",
+        "API",
+        "RPC",
+        "MATCH",
+        "LAG",
+        "CONTACT",
+        "HEALTH"
+    );
+    let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    for m in members {
+        out!(
+            "{:<18} {:<8} {:<7} {:<22} {:<22} {:>8} {:>8} {:>9} {:<8}",
+            m.node_id,
+            if m.learner_only && m.role == "learner" {
+                "learner*"
+            } else {
+                m.role.as_str()
+            },
+            if m.is_leader { "*" } else { "" },
+            if m.api_addr.is_empty() {
+                "-"
+            } else {
+                m.api_addr.as_str()
+            },
+            m.rpc_addr,
+            opt(m.match_index),
+            opt(m.lag_entries),
+            m.last_contact_ms
+                .map_or("-".to_string(), |c| format!("{c}ms")),
+            if m.healthy { "ok" } else { "UNHEALTHY" }
+        );
+    }
+}
+
+async fn members(cmd: MembersCommand) -> Result<(), ClientError> {
+    let (client, result) = match cmd {
+        MembersCommand::List { client } => {
+            let r = Client::new(&client.addr)?.members().await;
+            (client, r)
+        }
+        MembersCommand::Add {
+            node_id,
+            rpc_addr,
+            voter,
+            client,
+        } => {
+            let req = conclave_types::AddMemberRequest {
+                node_id,
+                rpc_addr,
+                api_addr: String::new(),
+                voter,
+            };
+            let r = Client::new(&client.addr)?.add_member(&req).await;
+            (client, r)
+        }
+        MembersCommand::Remove {
+            node_id,
+            force,
+            client,
+        } => {
+            let r = Client::new(&client.addr)?
+                .change_member("remove", node_id, force)
+                .await;
+            (client, r)
+        }
+        MembersCommand::Promote { node_id, client } => {
+            let r = Client::new(&client.addr)?
+                .change_member("promote", node_id, false)
+                .await;
+            (client, r)
+        }
+        MembersCommand::Demote {
+            node_id,
+            force,
+            client,
+        } => {
+            let r = Client::new(&client.addr)?
+                .change_member("demote", node_id, force)
+                .await;
+            (client, r)
+        }
+    };
+    let members = result?;
+    match client.output {
+        Output::Json => print_json(&serde_json::to_value(&members).unwrap_or_default()),
+        Output::Human => print_members(&members),
+    }
+    Ok(())
+}
+
+async fn leader(cmd: LeaderCommand) -> Result<(), ClientError> {
+    let LeaderCommand::Transfer { to, client } = cmd;
+    let r = Client::new(&client.addr)?.transfer_leader(to).await?;
+    match client.output {
+        Output::Json => print_json(&serde_json::to_value(&r).unwrap_or_default()),
+        Output::Human => out!(
+            "leadership moved from node {} to node {} (term {})",
+            r.previous_leader,
+            r.leader_id,
+            r.term
+        ),
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The CLI's HTTP client for the agent's API.
 
 use conclave_types::{
-    DeleteResponse, ErrorBody, HEADER_INDEX, HEADER_REVISION, KvItem, PutResponse, Status,
+    AddMemberRequest, ClusterMember, ClusterStatus, DeleteResponse, ErrorBody, HEADER_INDEX,
+    HEADER_REVISION, KvItem, PutResponse, Status, TransferRequest, TransferResponse,
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -157,6 +158,66 @@ impl Client {
     pub async fn status(&self) -> Result<Status, ClientError> {
         let resp = self
             .send(self.http.get(format!("{}/v1/status", self.base)))
+            .await?;
+        self.json(resp).await
+    }
+
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
+        let resp = self
+            .send(self.http.get(format!("{}/v1/cluster/status", self.base)))
+            .await?;
+        self.json(resp).await
+    }
+
+    pub async fn members(&self) -> Result<Vec<ClusterMember>, ClientError> {
+        let resp = self
+            .send(self.http.get(format!("{}/v1/cluster/members", self.base)))
+            .await?;
+        self.json(resp).await
+    }
+
+    pub async fn add_member(
+        &self,
+        req: &AddMemberRequest,
+    ) -> Result<Vec<ClusterMember>, ClientError> {
+        let resp = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/cluster/members", self.base))
+                    .json(req),
+            )
+            .await?;
+        self.json(resp).await
+    }
+
+    /// `action` is `remove`, `promote` or `demote`.
+    pub async fn change_member(
+        &self,
+        action: &str,
+        node_id: u64,
+        force: bool,
+    ) -> Result<Vec<ClusterMember>, ClientError> {
+        let base = format!("{}/v1/cluster/members/{node_id}", self.base);
+        let req = match action {
+            "remove" => self.http.delete(base),
+            _ => self.http.post(format!("{base}/{action}")),
+        };
+        let req = if force {
+            req.query(&[("force", "true")])
+        } else {
+            req
+        };
+        let resp = self.send(req).await?;
+        self.json(resp).await
+    }
+
+    pub async fn transfer_leader(&self, to: Option<u64>) -> Result<TransferResponse, ClientError> {
+        let resp = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/cluster/leader/transfer", self.base))
+                    .json(&TransferRequest { to }),
+            )
             .await?;
         self.json(resp).await
     }

@@ -6,4 +6,5 @@ mod support;
 mod api;
 mod bad_input;
 mod cli;
+mod cluster;
 mod durability;

@@ -29,7 +29,19 @@ impl Agent {
     }
 
     pub fn spawn(dir: &Path, http: SocketAddr, rpc: SocketAddr, extra: &[&str]) -> Agent {
+        Self::spawn_env(dir, http, rpc, extra, &[])
+    }
+
+    /// Like [`Agent::spawn`], with extra environment variables.
+    pub fn spawn_env(
+        dir: &Path,
+        http: SocketAddr,
+        rpc: SocketAddr,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let data = dir.join("data");
+        std::fs::create_dir_all(dir).expect("test dir");
         let log = dir.join(format!("agent-{}.log", http.port()));
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(BIN)
@@ -41,6 +53,7 @@ impl Agent {
             .arg("--rpc-addr")
             .arg(rpc.to_string())
             .args(extra)
+            .envs(env.iter().copied())
             .env_remove("CONCLAVE_ADDR")
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
@@ -96,6 +109,22 @@ impl Agent {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait for the process to exit on its own, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.child.as_mut()?;
+            if let Ok(Some(st)) = c.try_wait() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// kill -9 and reap.
