@@ -18,6 +18,17 @@ use crate::{ConsensusError, map_write_error};
 
 type Reply = oneshot::Sender<Result<Outcome, ConsensusError>>;
 
+/// A batch stops growing past this many bytes of keys and values, so one log entry (and one
+/// append request of several entries) stays a bounded size.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+fn command_bytes(c: &Command) -> usize {
+    match c {
+        Command::Put { key, value, .. } => key.len() + value.len() + 16,
+        Command::Delete { key, .. } => key.len() + 16,
+    }
+}
+
 /// Counters: commands proposed and log entries (batches) they were grouped into.
 #[derive(Debug, Default)]
 pub struct BatchStats {
@@ -64,7 +75,19 @@ async fn run(
     stats: Arc<BatchStats>,
 ) {
     let mut queued: Vec<(Command, Reply)> = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut queued, max_batch).await > 0 {
+    while let Some(first) = rx.recv().await {
+        let mut bytes = command_bytes(&first.0);
+        queued.push(first);
+        // Take what queued up meanwhile, up to the count and byte caps.
+        while queued.len() < max_batch && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(next) => {
+                    bytes += command_bytes(&next.0);
+                    queued.push(next);
+                }
+                Err(_) => break,
+            }
+        }
         let (commands, replies): (Vec<Command>, Vec<Reply>) = queued.drain(..).unzip();
         stats
             .commands

@@ -97,6 +97,11 @@ impl RaftTuning {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_threshold),
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
             install_snapshot_timeout: 10_000,
+            // openraft 0.9 gives each append request one heartbeat interval to complete,
+            // whatever its size. Entries are batches of at most MAX_BATCH_BYTES (plus one
+            // oversized command), so this keeps an append to a few MiB: small enough for a
+            // catching-up follower to receive and fsync within the heartbeat.
+            max_payload_entries: 4,
             ..Default::default()
         };
         config
@@ -228,6 +233,7 @@ impl RaftNode {
         let network = network::NetworkFactory {
             creds: creds.clone(),
             peers: peers.clone(),
+            min_append_timeout: Duration::from_millis(options.tuning.election_timeout_max_ms),
         };
         let state = sm.handle();
         let log_stats = log.stats();

@@ -67,6 +67,9 @@ impl Peers {
 pub struct NetworkFactory {
     pub(crate) creds: Arc<Credentials>,
     pub(crate) peers: Arc<Peers>,
+    /// Least time an append may take. openraft bounds appends by the heartbeat interval,
+    /// too short for a catching-up follower that receives megabytes per request.
+    pub(crate) min_append_timeout: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -79,6 +82,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             creds: self.creds.clone(),
             peers: self.peers.clone(),
             conn: None,
+            in_flight: false,
+            min_append_timeout: self.min_append_timeout,
         }
     }
 }
@@ -90,6 +95,10 @@ pub struct PeerClient {
     creds: Arc<Credentials>,
     peers: Arc<Peers>,
     conn: Option<Conn>,
+    /// Set while a call is on the wire. openraft may cancel a call (its own timeout drops
+    /// the future); a connection left mid-frame must not be reused.
+    in_flight: bool,
+    min_append_timeout: Duration,
 }
 
 impl PeerClient {
@@ -101,6 +110,11 @@ impl PeerClient {
 
     async fn call(&mut self, req: RpcRequest, timeout: Duration) -> Result<RpcResponse, CallError> {
         let addr = self.addr();
+        if self.in_flight {
+            // The previous call was cancelled mid-way.
+            self.conn = None;
+        }
+        self.in_flight = true;
         let fut = async {
             if self.conn.is_none() {
                 self.conn = Some(Conn::connect(&addr, &self.creds).await?);
@@ -123,6 +137,7 @@ impl PeerClient {
                 ),
             }),
         };
+        self.in_flight = false;
         match &result {
             Ok(_) => self.peers.acked(self.target),
             // The stream may hold a half-read frame; start over on the next call.
@@ -168,7 +183,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
         match self
-            .call(RpcRequest::AppendEntries(rpc), option.hard_ttl())
+            .call(
+                RpcRequest::AppendEntries(rpc),
+                option.hard_ttl().max(self.min_append_timeout),
+            )
             .await
         {
             Ok(RpcResponse::AppendEntries(r)) => {

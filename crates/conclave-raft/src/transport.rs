@@ -32,7 +32,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-/// Largest frame accepted. Snapshots travel in chunks far below this.
+/// Largest frame accepted. An append carries at most a few batches of about
+/// [`crate::batcher::MAX_BATCH_BYTES`]; snapshots travel in chunks of a few MiB.
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 /// RPC protocol version; a peer speaking another one is refused.

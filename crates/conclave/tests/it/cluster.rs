@@ -540,3 +540,203 @@ async fn wrong_token_foreign_data_dir_and_other_timings_are_refused() {
         "{body}"
     );
 }
+
+/// Outcome counts of the CAS-increment clients.
+#[derive(Default)]
+struct Tally {
+    acked: Vec<u64>,
+    ambiguous: u64,
+}
+
+async fn signal(pid: u32, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cas_counter_loses_no_acknowledged_increment_across_leader_kills_and_a_pause() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let root = tempfile::tempdir().unwrap();
+    let env = cluster_env(&[]);
+    let mut nodes = start_static(root.path(), 3, &[], &env).await;
+    let urls: Arc<Mutex<Vec<String>>> =
+        Arc::new(Mutex::new(nodes.iter().map(|n| n.agent.url("")).collect()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let mut clients = Vec::new();
+    for c in 0..8usize {
+        let (urls, stop, tally) = (urls.clone(), stop.clone(), tally.clone());
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .unwrap();
+            let mut target = c;
+            while !stop.load(Ordering::Relaxed) {
+                let base = {
+                    let u = urls.lock().unwrap();
+                    u[target % u.len()].clone()
+                };
+                target += 1;
+                let Ok(r) = client.get(format!("{base}/v1/kv/counter")).send().await else {
+                    continue;
+                };
+                let (current, rev) = match r.status().as_u16() {
+                    200 => {
+                        let rev: u64 = r.headers()["x-conclave-revision"]
+                            .to_str()
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        let v: u64 = r.text().await.unwrap().parse().unwrap();
+                        (v, rev)
+                    }
+                    404 => (0, 0),
+                    _ => continue,
+                };
+                let next = current + 1;
+                let r = client
+                    .put(format!("{base}/v1/kv/counter?cas={rev}"))
+                    .body(next.to_string())
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => tally.lock().unwrap().acked.push(next),
+                    Ok(r) if r.status() == 409 => {}
+                    Ok(r) => {
+                        let body = r.text().await.unwrap_or_default();
+                        if body.contains("indeterminate") {
+                            tally.lock().unwrap().ambiguous += 1;
+                        }
+                    }
+                    // The request may have reached the node before it died.
+                    Err(_) => tally.lock().unwrap().ambiguous += 1,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Kill the leader twice (restarting it in between), then pause a follower.
+    for _ in 0..2 {
+        let l = leader_of(&nodes, &[0, 1, 2]).await;
+        let (h, r) = (nodes[l].agent.http, nodes[l].agent.rpc);
+        nodes[l].agent.kill9();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let dir = nodes[l].dir.clone();
+        nodes[l].agent = Agent::spawn_env(&dir, h, r, &[], &env);
+        nodes[l].agent.wait_healthy(Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let l = leader_of(&nodes, &[0, 1, 2]).await;
+    let f = (l + 1) % 3;
+    let pid = nodes[f].agent.pid().expect("running");
+    signal(pid, "STOP").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal(pid, "CONT").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+
+    let tally = tally.lock().unwrap();
+    let mut acked = tally.acked.clone();
+    acked.sort_unstable();
+    let n = acked.len();
+    acked.dedup();
+    assert_eq!(
+        acked.len(),
+        n,
+        "two clients were told they set the same value: a lost write"
+    );
+    assert!(n > 20, "too few increments to mean anything: {n}");
+    // Every node agrees on the final value once it has caught up.
+    let mut finals = Vec::new();
+    for node in &nodes {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let value: u64 = loop {
+            let lin = get_value(&node.agent, "counter", false).await;
+            let stale = get_value(&node.agent, "counter", true).await;
+            if let (Some(a), Some(b)) = (lin, stale)
+                && a == b
+            {
+                break a.parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "node did not converge");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        finals.push(value);
+    }
+    assert!(
+        finals.iter().all(|v| *v == finals[0]),
+        "nodes disagree: {finals:?}"
+    );
+    let last = finals[0];
+    eprintln!(
+        "counter {last}: {n} acknowledged increments, {} ambiguous",
+        tally.ambiguous
+    );
+    assert!(
+        last >= n as u64 && last <= n as u64 + tally.ambiguous,
+        "counter {last}, acknowledged {n}, ambiguous {}",
+        tally.ambiguous
+    );
+    if tally.ambiguous == 0 {
+        assert_eq!(
+            last, n as u64,
+            "counter must equal the acknowledged increments"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_during_compaction_catches_up_from_a_50mb_snapshot() {
+    let root = tempfile::tempdir().unwrap();
+    // openraft 0.9 gives every append one heartbeat interval; megabyte entries in a debug
+    // build on two busy cores need a longer one than the other tests use.
+    let env = cluster_env(&[
+        ("CONCLAVE_RAFT__SNAPSHOT_THRESHOLD", "20"),
+        ("CONCLAVE_RAFT__LOGS_KEPT_AFTER_SNAPSHOT", "5"),
+        ("CONCLAVE_RAFT__HEARTBEAT_MS", "500"),
+        ("CONCLAVE_RAFT__ELECTION_TIMEOUT_MIN_MS", "3000"),
+        ("CONCLAVE_RAFT__ELECTION_TIMEOUT_MAX_MS", "6000"),
+    ]);
+    let mut nodes = start_static(root.path(), 3, &[], &env).await;
+    let leader = leader_of(&nodes, &[0, 1, 2]).await;
+    let down = (leader + 1) % 3;
+    let (h, r) = (nodes[down].agent.http, nodes[down].agent.rpc);
+    nodes[down].agent.kill9();
+    // 52 values of 1 MiB: a state over 50 MB, snapshotted and the log purged meanwhile.
+    let blob = "x".repeat(1024 * 1024);
+    for i in 0..52 {
+        let r = put(&nodes[leader].agent, &format!("big/{i:02}"), &blob).await;
+        assert!(r.status().is_success(), "{:?}", r.text().await);
+    }
+    let st = nodes[leader].agent.status().await;
+    assert!(
+        st["storage"]["log_first_index"].as_u64().unwrap_or(0) > 10,
+        "the leader compacted its log: {st}"
+    );
+    let dir = nodes[down].dir.clone();
+    nodes[down].agent = Agent::spawn_env(&dir, h, r, &[], &env);
+    let back = &nodes[down].agent;
+    back.wait_healthy(Duration::from_secs(60)).await;
+    eventually(
+        "caught up from a snapshot",
+        Duration::from_secs(60),
+        || async {
+            get_value(back, "big/51", true)
+                .await
+                .is_some_and(|v| v.len() == blob.len())
+        },
+    )
+    .await;
+    let st = back.status().await;
+    assert!(st["storage"]["snapshot_index"].as_u64().is_some(), "{st}");
+    assert_eq!(st["storage"]["keys"].as_u64(), Some(52), "{st}");
+}
