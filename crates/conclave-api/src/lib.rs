@@ -48,6 +48,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/status", get(status::status))
         .route("/v1/health", get(status::health))
         .route("/v1/ready", get(status::ready))
+        .route("/v1/snapshot", get(cluster::snapshot))
         .route("/v1/cluster/status", get(cluster::status))
         // The IPAM seed's path, for tools written against it.
         .route("/api/v1/cluster/status", get(cluster::status))

@@ -19,6 +19,7 @@
 pub mod fsutil;
 pub mod identity;
 pub mod log;
+pub mod offline;
 pub mod state_machine;
 
 use std::fmt;

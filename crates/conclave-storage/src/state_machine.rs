@@ -207,6 +207,11 @@ impl StateMachineStore {
         Ok(snapshot_files(&self.dir)?.pop())
     }
 
+    /// Write `bytes` as the snapshot for `last_log_id` and remove older ones (offline tools).
+    pub fn persist_file(&self, last_log_id: Option<LogId>, bytes: &[u8]) -> io::Result<()> {
+        self.persist(last_log_id, bytes)
+    }
+
     /// Write `bytes` as the snapshot for `last_log_id` and remove older ones.
     fn persist(&self, last_log_id: Option<LogId>, bytes: &[u8]) -> io::Result<()> {
         let (index, term) = last_log_id.map_or((0, 0), |l| (l.index, l.leader_id.term));

@@ -52,33 +52,6 @@ fn choose_node_id(
     Ok(None)
 }
 
-/// One agent per data directory: a second one would corrupt the log. The lock is held by the
-/// open file and released by the kernel when the process ends, however it ends.
-fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    use std::io::{Read, Seek, Write};
-    let path = dir.join("lock");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    if file.try_lock().is_err() {
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
-        bail!(
-            "data directory {} is in use by another conclave agent (pid {}); stop it first or choose another --data-dir",
-            dir.display(),
-            holder.trim()
-        );
-    }
-    file.set_len(0)?;
-    file.rewind()?;
-    write!(file, "{}", std::process::id())?;
-    Ok(file)
-}
-
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let formation = config.formation()?;
     let http_listener = bind(config.http_addr, "HTTP API", "--http-addr").await?;
@@ -90,7 +63,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             config.data_dir.display()
         )
     })?;
-    let _lock = lock_data_dir(&config.data_dir)?;
+    // One agent per data directory: a second one would corrupt the log.
+    let _lock = conclave_storage::offline::lock_dir(&config.data_dir)?;
     let existing = identity::load(&config.data_dir)?;
     if let Some(why) = existing.as_ref().and_then(|i| i.removed.clone()) {
         bail!(

@@ -221,4 +221,14 @@ impl Client {
             .await?;
         self.json(resp).await
     }
+
+    pub async fn snapshot(&self) -> Result<Vec<u8>, ClientError> {
+        let resp = self
+            .send(self.http.get(format!("{}/v1/snapshot", self.base)))
+            .await?;
+        resp.bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| ClientError::Local(format!("snapshot download failed: {e}")))
+    }
 }
