@@ -223,13 +223,20 @@ impl RaftNode {
             .collect()
     }
 
-    /// Refuse (unless forced) a change after which the healthy voters are no quorum.
-    fn check_quorum_after(
+    /// Voter `node_id` may stop voting (`action`: remove or demote) unless it is the last
+    /// voter, or (unless forced) the healthy voters left would be no quorum.
+    fn check_voter_can_leave(
         &self,
         action: &str,
-        remaining: &BTreeSet<NodeId>,
+        node_id: NodeId,
+        voters: &BTreeSet<NodeId>,
         force: bool,
     ) -> Result<(), ConsensusError> {
+        let mut remaining = voters.clone();
+        remaining.remove(&node_id);
+        if remaining.is_empty() {
+            return Err(last_voter(action, node_id));
+        }
         let healthy = self.healthy_members();
         let ok = remaining.iter().filter(|v| healthy.contains(v)).count();
         let needed = remaining.len() / 2 + 1;
@@ -238,7 +245,7 @@ impl RaftNode {
                 409,
                 codes::UNSAFE,
                 format!(
-                    "{action} would leave the voters {remaining:?}, of which only {ok} are healthy; {needed} are needed for a quorum, so the cluster would stop accepting writes"
+                    "to {action} node {node_id} would leave the voters {remaining:?}, of which only {ok} are healthy; {needed} are needed for a quorum, so the cluster would stop accepting writes"
                 ),
                 "bring the unhealthy voters back first, or repeat with --force (?force=true) if they are gone for good",
             ));
@@ -332,16 +339,7 @@ impl RaftNode {
                     return Err(not_a_member(node_id, &nodes));
                 }
                 if voters.contains(&node_id) {
-                    let mut remaining = voters.clone();
-                    remaining.remove(&node_id);
-                    if remaining.is_empty() {
-                        return Err(last_voter("remove", node_id));
-                    }
-                    self.check_quorum_after(
-                        &format!("removing node {node_id}"),
-                        &remaining,
-                        force,
-                    )?;
+                    self.check_voter_can_leave("remove", node_id, &voters, force)?;
                     if node_id == self.id {
                         return self
                             .hand_over_then(LeaderRequest::Remove { node_id, force })
@@ -388,12 +386,7 @@ impl RaftNode {
                 if !voters.contains(&node_id) {
                     return Ok(LeaderReply::Members(self.leader_status().members));
                 }
-                let mut remaining = voters.clone();
-                remaining.remove(&node_id);
-                if remaining.is_empty() {
-                    return Err(last_voter("demote", node_id));
-                }
-                self.check_quorum_after(&format!("demoting node {node_id}"), &remaining, force)?;
+                self.check_voter_can_leave("demote", node_id, &voters, force)?;
                 if node_id == self.id {
                     return self
                         .hand_over_then(LeaderRequest::Demote { node_id, force })

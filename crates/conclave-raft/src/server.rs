@@ -105,17 +105,17 @@ async fn dispatch(node: &RaftNode, peer: &Accepted, req: RpcRequest) -> RpcRespo
             }
             RpcResponse::Leader(node.serve_peer_request(req, hops).await)
         }
+        RpcRequest::Removed { .. } | RpcRequest::TakeLeadership { .. }
+            if peer.peer_cluster.is_none()
+                || peer.peer_cluster != node.credentials().cluster_id() =>
+        {
+            RpcResponse::NotAllowed("only a member can say that".into())
+        }
         RpcRequest::Removed { by } => {
-            if peer.peer_cluster.is_none() || peer.peer_cluster != node.credentials().cluster_id() {
-                return RpcResponse::NotAllowed("only a member can say that".into());
-            }
             node.mark_removed(by).await;
             RpcResponse::Ack
         }
         RpcRequest::TakeLeadership { term } => {
-            if peer.peer_cluster.is_none() || peer.peer_cluster != node.credentials().cluster_id() {
-                return RpcResponse::NotAllowed("only a member can say that".into());
-            }
             node.campaign_for_transfer(term);
             RpcResponse::Ack
         }

@@ -471,10 +471,6 @@ impl Pool {
         }
     }
 
-    pub fn credentials(&self) -> &Arc<Credentials> {
-        &self.creds
-    }
-
     /// An idle connection to `addr` that the peer has not closed meanwhile.
     fn take(&self, addr: &str) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -501,20 +497,6 @@ impl Pool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(addr);
-    }
-
-    /// Get a connection to `addr`, new or idle, and the peer identity it announced.
-    pub async fn connection(&self, addr: &str, timeout: Duration) -> Result<Conn, CallError> {
-        if let Some(c) = self.take(addr) {
-            return Ok(c);
-        }
-        match tokio::time::timeout(timeout, Conn::connect(addr, &self.creds)).await {
-            Ok(r) => r,
-            Err(_) => Err(CallError::Unreachable {
-                addr: addr.to_owned(),
-                source: io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
-            }),
-        }
     }
 
     /// One request/response on a pooled connection, within `timeout`.
