@@ -4,6 +4,8 @@
 //! `conclave-bench load --system conclave|etcd --op put|get|stale-get -c 64 --seconds 5`
 //! prints one JSON line: ops/s, latency percentiles (µs), errors.
 //! `conclave-bench fsync --dir D` prints the single-thread 4 KiB write + fdatasync rate.
+//! `conclave-bench failover --system S --kill-pid P --addr a,b` kills the leader's process and
+//! prints how long it took until a write was acknowledged again.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -34,7 +36,7 @@ enum Cmd {
     Load {
         #[arg(long, value_enum)]
         system: System,
-        /// host:port of the HTTP endpoint.
+        /// host:port of the HTTP endpoint; a comma-separated list spreads clients over nodes.
         #[arg(long)]
         addr: String,
         #[arg(long, value_enum)]
@@ -49,6 +51,21 @@ enum Cmd {
         keys: usize,
         #[arg(long, default_value_t = 100)]
         value_size: usize,
+    },
+    /// SIGKILL a process (the leader), then write through the other nodes until one write is
+    /// acknowledged; prints the time from the kill to that acknowledgement.
+    Failover {
+        #[arg(long, value_enum)]
+        system: System,
+        /// PID of the leader's process.
+        #[arg(long)]
+        kill_pid: u32,
+        /// Comma-separated host:port of the surviving nodes' HTTP endpoints.
+        #[arg(long)]
+        addr: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 20.0)]
+        timeout: f64,
     },
     /// Measure 4 KiB write + fdatasync per op, single thread.
     Fsync {
@@ -139,6 +156,7 @@ fn build_request(
     result.expect("static request parts are valid")
 }
 
+/// One client: a keep-alive connection to `addr`, requests back to back until `deadline`.
 async fn worker(
     system: System,
     op: Op,
@@ -194,6 +212,7 @@ async fn load(
     if concurrency == 0 {
         bail!("concurrency must be at least 1");
     }
+    let addrs = split_addrs(&addr)?;
     let value = Bytes::from(vec![b'v'; value_size]);
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
@@ -202,7 +221,7 @@ async fn load(
             tokio::spawn(worker(
                 system,
                 op,
-                addr.clone(),
+                addrs[id % addrs.len()].clone(),
                 id,
                 keys,
                 value.clone(),
@@ -232,6 +251,90 @@ async fn load(
         p999_us: percentile(&all, 0.999),
         max_us: all.last().map_or(0, |v| u64::from(*v)),
     })
+}
+
+fn split_addrs(list: &str) -> anyhow::Result<Vec<String>> {
+    let addrs: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(String::from)
+        .collect();
+    if addrs.is_empty() {
+        bail!("--addr needs at least one host:port");
+    }
+    Ok(addrs)
+}
+
+/// One acknowledged write through `addr`, or an error (refused, timed out, non-2xx).
+async fn write_once(system: System, addr: &str, value: &Bytes) -> anyhow::Result<()> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = build_request(system, Op::Put, addr, "bench/failover", value);
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    // etcd's gateway can answer 200 with an error object while it has no leader.
+    if !status.is_success() || body.starts_with(b"{\"error\"") {
+        bail!("{status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok(())
+}
+
+async fn failover(
+    system: System,
+    pid: u32,
+    addr: String,
+    timeout: f64,
+) -> anyhow::Result<serde_json::Value> {
+    let addrs = split_addrs(&addr)?;
+    let value = Bytes::from(vec![b'v'; 100]);
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .context("run kill")?;
+    if !status.success() {
+        bail!("kill -9 {pid} failed");
+    }
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs_f64(timeout);
+    // A new attempt through every survivor every 50 ms, each left to run until the deadline:
+    // a request that waits inside a node for the election is not cut short, and one that
+    // hangs (etcd's gateway holds requests sent to a dead leader) does not delay the next.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Duration, u64)>();
+    let mut attempt = 0u64;
+    let mut launch = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            first = rx.recv() => {
+                let Some((addr, took, n)) = first else { break };
+                return Ok(serde_json::json!({
+                    "system": format!("{system:?}").to_lowercase(),
+                    "failover_ms": took.as_secs_f64() * 1000.0,
+                    "first_ack_via": addr,
+                    "attempt": n,
+                }));
+            }
+            _ = launch.tick() => {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                for addr in &addrs {
+                    attempt += 1;
+                    let (tx, addr, value, n) = (tx.clone(), addr.clone(), value.clone(), attempt);
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tokio::spawn(async move {
+                        if let Ok(Ok(())) = tokio::time::timeout(left, write_once(system, &addr, &value)).await {
+                            let _ = tx.send((addr, killed.elapsed(), n));
+                        }
+                    });
+                }
+            }
+        }
+    }
+    bail!("no write was acknowledged within {timeout} s of the kill")
 }
 
 fn fsync_probe(dir: PathBuf, seconds: f64) -> anyhow::Result<serde_json::Value> {
@@ -291,6 +394,18 @@ fn main() -> anyhow::Result<()> {
                 value_size,
             ))?;
             println!("{}", serde_json::to_string(&report)?);
+        }
+        Cmd::Failover {
+            system,
+            kill_pid,
+            addr,
+            timeout,
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            println!(
+                "{}",
+                rt.block_on(failover(system, kill_pid, addr, timeout))?
+            );
         }
         Cmd::Fsync { dir, seconds } => println!("{}", fsync_probe(dir, seconds)?),
     }

@@ -17,6 +17,7 @@
 
 pub mod batcher;
 mod cluster;
+mod failover;
 pub mod formation;
 pub mod network;
 pub mod read_barrier;
@@ -26,6 +27,7 @@ pub mod transport;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -210,6 +212,10 @@ struct Inner {
     bootstrap_expect: Option<u32>,
     removed: watch::Sender<Option<String>>,
     lag: cluster::LagTracker,
+    /// When this node last received an append (or heartbeat) from a leader, as milliseconds
+    /// since `started`.
+    leader_contact_ms: AtomicU64,
+    started: Instant,
 }
 
 impl RaftNode {
@@ -280,10 +286,13 @@ impl RaftNode {
                 bootstrap_expect: options.bootstrap_expect,
                 removed: watch::channel(None).0,
                 lag: cluster::LagTracker::default(),
+                leader_contact_ms: AtomicU64::new(0),
+                started: Instant::now(),
             }
         });
         let node = RaftNode { id, inner };
         tokio::spawn(server::serve(rpc_listener, node.clone(), shutdown.clone()));
+        tokio::spawn(failover::watch_leader(node.clone(), shutdown.clone()));
         tokio::spawn(cluster::maintain(node.clone(), shutdown));
         Ok(node)
     }
@@ -496,6 +505,20 @@ impl RaftNode {
 
     pub fn state(&self) -> &StateHandle {
         &self.inner.state
+    }
+
+    /// Note that a leader's append (or heartbeat) arrived.
+    pub(crate) fn heard_from_leader(&self) {
+        let now = self.inner.started.elapsed().as_millis() as u64;
+        self.inner
+            .leader_contact_ms
+            .fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Whether a leader's append arrived within `window` (counting from start-up).
+    pub(crate) fn leader_heard_within(&self, window: Duration) -> bool {
+        let last = Duration::from_millis(self.inner.leader_contact_ms.load(Ordering::Relaxed));
+        self.inner.started.elapsed().saturating_sub(last) < window
     }
 
     pub fn metrics(&self) -> RaftMetrics<NodeId, NodeInfo> {

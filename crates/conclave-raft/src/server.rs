@@ -83,6 +83,7 @@ async fn dispatch(node: &RaftNode, peer: &Accepted, req: RpcRequest) -> RpcRespo
     }
     match req {
         RpcRequest::AppendEntries(rpc) => {
+            node.heard_from_leader();
             RpcResponse::AppendEntries(raft.append_entries(rpc).await)
         }
         RpcRequest::Vote(rpc) => RpcResponse::Vote(raft.vote(rpc).await),

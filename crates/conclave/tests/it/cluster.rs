@@ -402,6 +402,59 @@ async fn leader_kill_9_fails_over_and_the_old_leader_catches_up() {
     assert_eq!(get_value(old, "after", false).await.as_deref(), Some("2"));
 }
 
+/// With election timeouts of 6–12 s, only the crash detector (`conclave-raft::failover`) can
+/// replace a killed leader within seconds; a leader that is merely paused keeps its term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_leader_is_replaced_before_the_election_timeout_a_paused_one_is_not() {
+    let root = tempfile::tempdir().unwrap();
+    let env = cluster_env(&[
+        ("CONCLAVE_RAFT__ELECTION_TIMEOUT_MIN_MS", "6000"),
+        ("CONCLAVE_RAFT__ELECTION_TIMEOUT_MAX_MS", "12000"),
+    ]);
+    let mut nodes = start_static(root.path(), 3, &[], &env).await;
+    let leader = leader_of(&nodes, &[0, 1, 2]).await;
+    let term = |s: Value| s["term"].as_u64().expect("status has a term");
+    let term_before = term(
+        get_json(&nodes[leader].agent.url("/v1/status"))
+            .await
+            .unwrap(),
+    );
+
+    // Paused for 1.5 s: its RPC port still accepts connections, so nobody campaigns.
+    let pid = nodes[leader].agent.pid().unwrap();
+    signal(pid, "-STOP").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(pid, "-CONT").await;
+    assert!(
+        put(&nodes[leader].agent, "k", "1")
+            .await
+            .status()
+            .is_success()
+    );
+    let term_after = term(
+        get_json(&nodes[leader].agent.url("/v1/status"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        term_before, term_after,
+        "a paused leader must not be deposed"
+    );
+
+    // Killed: its port refuses connections, and a survivor campaigns at once.
+    nodes[leader].agent.kill9();
+    let killed = Instant::now();
+    let live: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let r = put(&nodes[live[0]].agent, "k", "2").await;
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "a write was acknowledged {took:?} after the kill; the election timer alone needs 6 s or more"
+    );
+    assert_ne!(leader_of(&nodes, &live).await, leader);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_moves_to_a_new_address_one_at_a_time() {
     let root = tempfile::tempdir().unwrap();
