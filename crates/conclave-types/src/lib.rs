@@ -206,3 +206,77 @@ pub struct TransferResponse {
     pub leader_id: u64,
     pub term: u64,
 }
+
+/// Liveness of a member as gossip sees it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    /// Heartbeats arrive.
+    Alive,
+    /// Heartbeats stopped recently; not yet declared dead.
+    Suspect,
+    /// The failure detector declared it dead; reaped after `gossip.reap_dead_after`.
+    Dead,
+    /// It said goodbye (SIGTERM) before going away.
+    Left,
+}
+
+/// One agent in `GET /v1/members`: every node, whatever its role, as gossip sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GossipMember {
+    pub id: u64,
+    /// `voter`, `learner` or `client` (the role it was started with).
+    pub role: String,
+    pub api_addr: String,
+    pub rpc_addr: String,
+    pub state: MemberState,
+    /// Its own health checks pass (and it is alive).
+    pub healthy: bool,
+    /// Names of its failing health checks.
+    pub failing_checks: Vec<String>,
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Milliseconds since its heartbeat last advanced, as this node saw it.
+    pub last_seen_ms: u64,
+    /// `leader`, `follower`, `candidate` or `learner` for Raft members; absent for clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft_role: Option<String>,
+    pub version: String,
+    /// Start generation (milliseconds since the epoch at its start).
+    pub generation: u64,
+    /// The cluster id it belongs to (empty while a client has not met a Raft member).
+    pub cluster_id: String,
+}
+
+/// `POST /v1/members/remove-dead` → which dead or left members were reaped.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RemoveDeadResponse {
+    pub removed: Vec<u64>,
+}
+
+/// One sink in `GET /v1/publish/status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SinkStatus {
+    pub name: String,
+    pub path: String,
+    pub format: String,
+    /// Members in the last publication.
+    pub published_count: usize,
+    /// SHA-256 (hex) of the last published content, if any.
+    pub content_hash: Option<String>,
+    /// When it was last written, RFC 3339.
+    pub last_write: Option<String>,
+    /// Writes since the agent started.
+    pub writes: u64,
+    /// Why the sink is holding its last publication, if it is.
+    pub held: Option<String>,
+    pub last_hook: Option<HookResult>,
+    pub hook_failures: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HookResult {
+    pub at: String,
+    pub ok: bool,
+    pub detail: String,
+    pub attempts: u32,
+}

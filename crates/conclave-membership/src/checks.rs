@@ -1,0 +1,282 @@
+//! Health checks declared in the agent's config: HTTP, TCP connect, exec.
+//!
+//! Each check runs on its own interval with a timeout. Its status follows its first result,
+//! then changes only after `rise` consecutive successes (to passing) or `fall` consecutive
+//! failures (to failing), so a check that flaps inside its thresholds changes nothing. The
+//! node's summary (which checks fail) is advertised through gossip and gates reload hooks.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// One `[[check]]` table of the agent config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// Shown in `/v1/members` when failing.
+    pub name: String,
+    /// GET this URL; passes on 2xx (and `body_contains`, if set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// Connect to this host:port; passes when the connection opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<String>,
+    /// Run this program with these arguments (no shell); passes on exit status 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<Vec<String>>,
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive successes to turn passing.
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    /// Consecutive failures to turn failing.
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_rise() -> u32 {
+    2
+}
+fn default_fall() -> u32 {
+    3
+}
+
+impl CheckConfig {
+    /// Problems an operator must fix, naming the check.
+    pub fn validate(&self) -> Result<(), String> {
+        let kinds = [self.http.is_some(), self.tcp.is_some(), self.exec.is_some()]
+            .iter()
+            .filter(|k| **k)
+            .count();
+        if kinds != 1 {
+            return Err(format!(
+                "check {:?} must have exactly one of http, tcp or exec",
+                self.name
+            ));
+        }
+        if self.name.is_empty() || self.name.contains(',') {
+            return Err(format!(
+                "check name {:?} must be non-empty and contain no comma",
+                self.name
+            ));
+        }
+        if self.exec.as_ref().is_some_and(Vec::is_empty) {
+            return Err(format!(
+                "check {:?}: exec needs a program, e.g. exec = [\"/usr/bin/test\", \"-f\", \"/ready\"]",
+                self.name
+            ));
+        }
+        if self.rise == 0 || self.fall == 0 || self.interval.is_zero() || self.timeout.is_zero() {
+            return Err(format!(
+                "check {:?}: rise, fall, interval and timeout must be above zero",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which checks fail right now (empty: healthy).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthSummary {
+    pub failing: Vec<String>,
+}
+
+impl HealthSummary {
+    pub fn passing(&self) -> bool {
+        self.failing.is_empty()
+    }
+}
+
+/// Hysteresis of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckState {
+    pub passing: Option<bool>,
+    streak: u32,
+    last: Option<bool>,
+}
+
+impl CheckState {
+    pub const fn new() -> Self {
+        Self {
+            passing: None,
+            streak: 0,
+            last: None,
+        }
+    }
+
+    /// Record one result; returns whether the status changed.
+    pub fn record(&mut self, ok: bool, rise: u32, fall: u32) -> bool {
+        self.streak = if self.last == Some(ok) {
+            self.streak + 1
+        } else {
+            1
+        };
+        self.last = Some(ok);
+        let before = self.passing;
+        self.passing = match self.passing {
+            None => Some(ok),
+            Some(true) if !ok && self.streak >= fall => Some(false),
+            Some(false) if ok && self.streak >= rise => Some(true),
+            p => p,
+        };
+        self.passing != before
+    }
+}
+
+impl Default for CheckState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Run every check until `shutdown`; the summary changes only when a status changes.
+pub fn spawn(
+    checks: Vec<CheckConfig>,
+    shutdown: CancellationToken,
+) -> watch::Receiver<HealthSummary> {
+    let (tx, rx) = watch::channel(HealthSummary::default());
+    let tx = Arc::new(tx);
+    let states: Arc<Mutex<BTreeMap<String, bool>>> = Arc::default();
+    for check in checks {
+        let (tx, states, shutdown) = (tx.clone(), states.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(check.timeout)
+                .build()
+                .unwrap_or_default();
+            let mut state = CheckState::new();
+            loop {
+                let ok = run_once(&check, &client).await;
+                if state.record(ok.is_ok(), check.rise, check.fall) {
+                    let passing = state.passing == Some(true);
+                    match &ok {
+                        Ok(()) => tracing::info!(check = %check.name, "health check passes"),
+                        Err(why) => tracing::warn!(check = %check.name, %why, "health check fails"),
+                    }
+                    let summary = {
+                        let mut s = states.lock().unwrap_or_else(|p| p.into_inner());
+                        s.insert(check.name.clone(), passing);
+                        HealthSummary {
+                            failing: s
+                                .iter()
+                                .filter(|(_, p)| !**p)
+                                .map(|(n, _)| n.clone())
+                                .collect(),
+                        }
+                    };
+                    tx.send_replace(summary);
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(check.interval) => {}
+                }
+            }
+        });
+    }
+    rx
+}
+
+async fn run_once(check: &CheckConfig, client: &reqwest::Client) -> Result<(), String> {
+    let work = async {
+        if let Some(url) = &check.http {
+            let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(format!("GET {url} answered {status}"));
+            }
+            if let Some(want) = &check.body_contains {
+                let body = resp.text().await.map_err(|e| e.to_string())?;
+                if !body.contains(want.as_str()) {
+                    return Err(format!("GET {url}: the body does not contain {want:?}"));
+                }
+            }
+            Ok(())
+        } else if let Some(addr) = &check.tcp {
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .map(drop)
+                .map_err(|e| format!("connect {addr}: {e}"))
+        } else if let Some(argv) = &check.exec {
+            let (program, args) = argv.split_first().ok_or("exec is empty")?;
+            let status = tokio::process::Command::new(program)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .status()
+                .await
+                .map_err(|e| format!("run {program}: {e}"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("{program} exited with {status}"))
+            }
+        } else {
+            Err("no check kind".into())
+        }
+    };
+    match tokio::time::timeout(check.timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timed out after {:?}", check.timeout)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flapping_inside_the_thresholds_changes_nothing() {
+        let mut s = CheckState::new();
+        assert!(s.record(true, 2, 3));
+        for ok in [false, true, false, false, true, false, true] {
+            assert!(!s.record(ok, 2, 3), "changed on {ok}");
+        }
+        assert_eq!(s.passing, Some(true));
+        assert!(!s.record(false, 2, 3));
+        assert!(!s.record(false, 2, 3));
+        assert!(s.record(false, 2, 3), "three failures in a row fail it");
+        assert!(!s.record(true, 2, 3));
+        assert!(s.record(true, 2, 3), "two successes in a row pass it");
+    }
+
+    #[test]
+    fn a_check_needs_exactly_one_kind() {
+        let mut c: CheckConfig = toml_like("api");
+        assert!(c.validate().is_err());
+        c.tcp = Some("127.0.0.1:1".into());
+        assert!(c.validate().is_ok());
+        c.http = Some("http://x".into());
+        assert!(c.validate().unwrap_err().contains("exactly one"));
+    }
+
+    fn toml_like(name: &str) -> CheckConfig {
+        CheckConfig {
+            name: name.into(),
+            http: None,
+            body_contains: None,
+            tcp: None,
+            exec: None,
+            interval: default_interval(),
+            timeout: default_timeout(),
+            rise: 2,
+            fall: 3,
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! Membership for every node: who is in the cluster, alive and healthy, whatever its role.
+//!
+//! Raft holds a few voters; deployments have tens to hundreds of agents (voters, learners,
+//! clients) that must all see the same peer list. This crate runs gossip (chitchat's
+//! Scuttlebutt anti-entropy with a phi-accrual failure detector) over UDP on the RPC port,
+//! authenticated with the cluster token (`transport`), turns what gossip knows into one
+//! member list (`view`), and runs the node's health checks (`checks`), whose results travel
+//! with gossip.
+//!
+//! Gossip is advisory: discovery, health, publishing. Nothing authoritative (the KV store,
+//! membership of Raft, fencing) depends on it.
+
+pub mod checks;
+pub mod transport;
+pub mod view;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chitchat::{
+    ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ProtocolVersion,
+    spawn_chitchat,
+};
+use conclave_types::{GossipMember, MemberState};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::transport::TransportStats;
+use crate::view::{Observed, keys};
+
+/// Gossip timings, `[gossip]` in the agent config. Cluster-wide in spirit: nodes with very
+/// different timings judge each other's liveness differently.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GossipTuning {
+    /// How often a node gossips with a few peers.
+    pub interval_ms: u64,
+    /// Failure detector threshold: a node is dead when the time since its last heartbeat
+    /// exceeds this many mean heartbeat intervals.
+    pub phi_threshold: f64,
+    /// A live node whose heartbeat has not advanced for this long is shown as `suspect`.
+    pub suspect_after_ms: u64,
+    /// Dead and left members are forgotten after this long (`remove-dead` does it at once).
+    #[serde(with = "humantime_serde")]
+    pub reap_dead_after: Duration,
+}
+
+impl Default for GossipTuning {
+    fn default() -> Self {
+        Self {
+            interval_ms: 200,
+            phi_threshold: 8.0,
+            suspect_after_ms: 1000,
+            reap_dead_after: Duration::from_secs(72 * 3600),
+        }
+    }
+}
+
+impl GossipTuning {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval_ms < 10 {
+            return Err("gossip.interval_ms must be at least 10".into());
+        }
+        if self.phi_threshold.is_nan() || self.phi_threshold <= 1.0 {
+            return Err("gossip.phi_threshold must be above 1".into());
+        }
+        if self.suspect_after_ms < self.interval_ms {
+            return Err("gossip.suspect_after_ms must be at least gossip.interval_ms".into());
+        }
+        Ok(())
+    }
+}
+
+/// What this node is and says about itself.
+#[derive(Debug, Clone)]
+pub struct GossipOptions {
+    pub node_id: u64,
+    /// `voter`, `learner` or `client`.
+    pub role: String,
+    /// UDP address to bind (the RPC port).
+    pub listen: SocketAddr,
+    /// Where others reach this node's gossip (the advertised RPC address).
+    pub advertise: SocketAddr,
+    pub api_addr: String,
+    pub rpc_addr: String,
+    /// host:port of nodes to gossip with first (names are re-resolved by chitchat).
+    pub seeds: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+    pub version: String,
+    pub cluster_id: Option<String>,
+    pub token: Option<String>,
+    pub tuning: GossipTuning,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GossipError {
+    #[error("cannot start gossip on {addr}/udp: {source}")]
+    Start {
+        addr: SocketAddr,
+        source: anyhow::Error,
+    },
+}
+
+/// The member list as this node sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct View {
+    pub self_id: u64,
+    pub members: Vec<GossipMember>,
+}
+
+impl View {
+    /// The same members, ignoring how long ago each was seen: what publishers compare.
+    fn same_membership(&self, other: &View) -> bool {
+        self.members.len() == other.members.len()
+            && self.members.iter().zip(&other.members).all(|(a, b)| {
+                let mut b = b.clone();
+                b.last_seen_ms = a.last_seen_ms;
+                *a == b
+            })
+    }
+
+    /// Counts by state, for status and metrics.
+    pub fn counts(&self) -> BTreeMap<MemberState, usize> {
+        let mut c = BTreeMap::new();
+        for m in &self.members {
+            *c.entry(m.state).or_default() += 1;
+        }
+        c
+    }
+}
+
+/// A running gossip member. Cheap to clone.
+#[derive(Clone)]
+pub struct Membership {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    handle: tokio::sync::Mutex<Option<ChitchatHandle>>,
+    /// Stops the transport's relay.
+    stop: CancellationToken,
+    chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
+    view: watch::Sender<View>,
+    latest: std::sync::RwLock<View>,
+    stats: Arc<TransportStats>,
+    tuning: GossipTuning,
+    id: u64,
+    /// When each (node, generation)'s heartbeat last advanced here.
+    beats: std::sync::Mutex<HashMap<ChitchatId, (u64, Instant)>>,
+}
+
+impl Membership {
+    pub async fn start(
+        opts: GossipOptions,
+        shutdown: CancellationToken,
+    ) -> Result<Self, GossipError> {
+        let generation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let interval = Duration::from_millis(opts.tuning.interval_ms);
+        let config = ChitchatConfig {
+            chitchat_id: ChitchatId::new(opts.node_id.to_string(), generation, opts.advertise),
+            cluster_id: "conclave".into(),
+            gossip_interval: interval,
+            listen_addr: opts.listen,
+            seed_nodes: opts.seeds.clone(),
+            failure_detector_config: FailureDetectorConfig {
+                phi_threshold: opts.tuning.phi_threshold,
+                sampling_window_size: 100,
+                max_interval: Duration::from_secs(10),
+                initial_interval: interval,
+                dead_node_grace_period: opts.tuning.reap_dead_after,
+            },
+            marked_for_deletion_grace_period: Duration::from_secs(3600),
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+            protocol_version: ProtocolVersion::V1,
+        };
+        let mut kvs = vec![
+            (keys::ROLE.to_string(), opts.role.clone()),
+            (keys::API.to_string(), opts.api_addr.clone()),
+            (keys::RPC.to_string(), opts.rpc_addr.clone()),
+            (keys::VERSION.to_string(), opts.version.clone()),
+            (keys::HEALTH.to_string(), "pass".to_string()),
+            (
+                keys::CLUSTER.to_string(),
+                opts.cluster_id.clone().unwrap_or_default(),
+            ),
+        ];
+        kvs.extend(
+            opts.tags
+                .iter()
+                .map(|(k, v)| (format!("{}{k}", keys::TAG_PREFIX), v.clone())),
+        );
+        let stats = Arc::new(TransportStats::default());
+        let stop = CancellationToken::new();
+        let transport =
+            transport::AuthUdpTransport::new(opts.token.as_deref(), stats.clone(), stop.clone());
+        let handle = spawn_chitchat(config, kvs, &transport)
+            .await
+            .map_err(|source| GossipError::Start {
+                addr: opts.listen,
+                source,
+            })?;
+        let chitchat = handle.chitchat();
+        let initial = View {
+            self_id: opts.node_id,
+            members: Vec::new(),
+        };
+        let inner = Arc::new(Inner {
+            handle: tokio::sync::Mutex::new(Some(handle)),
+            stop,
+            chitchat,
+            view: watch::channel(initial.clone()).0,
+            latest: std::sync::RwLock::new(initial),
+            stats,
+            tuning: opts.tuning.clone(),
+            id: opts.node_id,
+            beats: Default::default(),
+        });
+        let membership = Membership { inner };
+        tokio::spawn(refresh_loop(membership.clone(), shutdown));
+        Ok(membership)
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The member list right now (last-seen times fresh to the refresh period).
+    pub fn view(&self) -> View {
+        self.inner
+            .latest
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Wakes when membership changes (a member appears, changes state, health, tags...).
+    pub fn subscribe(&self) -> watch::Receiver<View> {
+        self.inner.view.subscribe()
+    }
+
+    pub fn stats(&self) -> &TransportStats {
+        &self.inner.stats
+    }
+
+    /// Advertise a key (no-op when unchanged).
+    pub async fn set(&self, key: &str, value: &str) {
+        let mut cc = self.inner.chitchat.lock().await;
+        let me = cc.self_node_state();
+        if me.get(key) != Some(value) {
+            me.set(key, value);
+        }
+    }
+
+    pub async fn set_health(&self, summary: &checks::HealthSummary) {
+        let health = if summary.passing() { "pass" } else { "fail" };
+        self.set(keys::HEALTH, health).await;
+        self.set(keys::FAILING, &summary.failing.join(",")).await;
+    }
+
+    /// Forget every dead or left member now, on every node (the decision travels with
+    /// gossip). Returns the ids removed.
+    pub async fn remove_dead(&self) -> Vec<u64> {
+        let gone: Vec<(u64, u64)> = self
+            .view()
+            .members
+            .iter()
+            .filter(|m| matches!(m.state, MemberState::Dead | MemberState::Left))
+            .map(|m| (m.id, m.generation))
+            .collect();
+        for (id, generation) in &gone {
+            self.set(&format!("{}{id}.{generation}", keys::REAPED_PREFIX), "1")
+                .await;
+        }
+        self.refresh().await;
+        gone.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// Say goodbye: others show this node as `left`, not `dead`. Then stop gossiping.
+    pub async fn leave(&self) {
+        self.set(keys::LEFT, "1").await;
+        // A few rounds carry the goodbye to the others.
+        tokio::time::sleep(Duration::from_millis(self.inner.tuning.interval_ms * 4)).await;
+        if let Some(handle) = self.inner.handle.lock().await.take() {
+            let _ = handle.shutdown().await;
+        }
+        self.inner.stop.cancel();
+    }
+
+    async fn refresh(&self) {
+        let observed = {
+            let cc = self.inner.chitchat.lock().await;
+            let live: std::collections::HashSet<&ChitchatId> = cc.live_nodes().collect();
+            let me = cc.self_chitchat_id().clone();
+            cc.node_states()
+                .iter()
+                .map(|(id, state)| {
+                    (
+                        id.clone(),
+                        u64::from(state.heartbeat()),
+                        state
+                            .key_values()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect::<BTreeMap<_, _>>(),
+                        *id == me || live.contains(id),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let now = Instant::now();
+        let observed: Vec<Observed> = {
+            let mut table = self.inner.beats.lock().unwrap_or_else(|p| p.into_inner());
+            table.retain(|id, _| observed.iter().any(|o| o.0 == *id));
+            observed
+                .into_iter()
+                .map(|(id, beat, keys, live)| {
+                    let entry = table.entry(id.clone()).or_insert((beat, now));
+                    if entry.0 != beat || id.node_id.as_ref() == self.inner.id.to_string() {
+                        *entry = (beat, now);
+                    }
+                    Observed {
+                        node_id: id.node_id.to_string(),
+                        generation: id.generation_id,
+                        keys,
+                        live,
+                        silent_for: now.duration_since(entry.1),
+                    }
+                })
+                .collect()
+        };
+        let members = view::compute(
+            &observed,
+            Duration::from_millis(self.inner.tuning.suspect_after_ms),
+        );
+        let view = View {
+            self_id: self.inner.id,
+            members,
+        };
+        *self.inner.latest.write().unwrap_or_else(|p| p.into_inner()) = view.clone();
+        self.inner.view.send_if_modified(|old| {
+            if old.same_membership(&view) {
+                false
+            } else {
+                *old = view;
+                true
+            }
+        });
+    }
+}
+
+async fn refresh_loop(m: Membership, shutdown: CancellationToken) {
+    let period = Duration::from_millis((m.inner.tuning.interval_ms / 2).max(20));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        m.refresh().await;
+    }
+}

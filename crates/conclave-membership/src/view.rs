@@ -1,0 +1,266 @@
+//! From gossip state to the member list: one entry per node id, with its liveness.
+//!
+//! Pure: the caller gathers what chitchat knows (each node's keys, whether the failure
+//! detector holds it live or dead, when its heartbeat last advanced) and passes the time, so
+//! the rules below are testable without sockets or clocks.
+//!
+//! Rules:
+//! - a node id appears once: the newest generation wins (a restarted node is the same
+//!   member, not a second one);
+//! - `left` if it said goodbye; else `dead` if the failure detector says so; else `suspect`
+//!   if its heartbeat has not advanced for `suspect_after`; else `alive`;
+//! - reaped generations (by `remove-dead` anywhere in the cluster) are hidden;
+//! - healthy = alive and its own checks pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use conclave_types::{GossipMember, MemberState};
+
+/// Keys every agent advertises in its gossip state.
+pub mod keys {
+    pub const ROLE: &str = "role";
+    pub const API: &str = "api";
+    pub const RPC: &str = "rpc";
+    pub const VERSION: &str = "version";
+    pub const CLUSTER: &str = "cluster";
+    pub const RAFT_ROLE: &str = "raft_role";
+    /// `pass` or `fail`.
+    pub const HEALTH: &str = "health";
+    /// Comma-separated names of failing checks.
+    pub const FAILING: &str = "failing";
+    pub const LEFT: &str = "left";
+    /// `tag.<key>` = value.
+    pub const TAG_PREFIX: &str = "tag.";
+    /// `reaped.<node id>.<generation>` = `1`: hide that dead generation everywhere.
+    pub const REAPED_PREFIX: &str = "reaped.";
+}
+
+/// What gossip knows about one generation of one node.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub node_id: String,
+    pub generation: u64,
+    pub keys: BTreeMap<String, String>,
+    /// The failure detector's verdict (`true` for this node itself).
+    pub live: bool,
+    /// Time since its heartbeat last advanced here.
+    pub silent_for: Duration,
+}
+
+/// The (node id, generation) pairs reaped anywhere, read from every node's keys.
+pub fn reaped(observed: &[Observed]) -> BTreeSet<(u64, u64)> {
+    observed
+        .iter()
+        .flat_map(|o| o.keys.keys())
+        .filter_map(|k| {
+            let rest = k.strip_prefix(keys::REAPED_PREFIX)?;
+            let (id, generation) = rest.split_once('.')?;
+            Some((id.parse().ok()?, generation.parse().ok()?))
+        })
+        .collect()
+}
+
+pub fn compute(observed: &[Observed], suspect_after: Duration) -> Vec<GossipMember> {
+    let reaped = reaped(observed);
+    let mut newest: BTreeMap<u64, &Observed> = BTreeMap::new();
+    for o in observed {
+        let Ok(id) = o.node_id.parse::<u64>() else {
+            continue;
+        };
+        match newest.get(&id) {
+            Some(prev) if prev.generation >= o.generation => {}
+            _ => {
+                newest.insert(id, o);
+            }
+        }
+    }
+    newest
+        .into_iter()
+        .filter(|(id, o)| !reaped.contains(&(*id, o.generation)))
+        .map(|(id, o)| member(id, o, suspect_after))
+        .collect()
+}
+
+fn member(id: u64, o: &Observed, suspect_after: Duration) -> GossipMember {
+    let get = |k: &str| o.keys.get(k).cloned().unwrap_or_default();
+    let state = if o.keys.get(keys::LEFT).is_some_and(|v| v == "1") {
+        MemberState::Left
+    } else if !o.live {
+        MemberState::Dead
+    } else if o.silent_for > suspect_after {
+        MemberState::Suspect
+    } else {
+        MemberState::Alive
+    };
+    let failing_checks: Vec<String> = o
+        .keys
+        .get(keys::FAILING)
+        .map(|f| {
+            f.split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let checks_pass = o.keys.get(keys::HEALTH).is_none_or(|h| h == "pass");
+    let tags = o
+        .keys
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(keys::TAG_PREFIX)?.to_string(), v.clone())))
+        .collect();
+    GossipMember {
+        id,
+        role: get(keys::ROLE),
+        api_addr: get(keys::API),
+        rpc_addr: get(keys::RPC),
+        state,
+        healthy: state == MemberState::Alive && checks_pass,
+        failing_checks,
+        tags,
+        last_seen_ms: o.silent_for.as_millis() as u64,
+        raft_role: o
+            .keys
+            .get(keys::RAFT_ROLE)
+            .cloned()
+            .filter(|r| !r.is_empty()),
+        version: get(keys::VERSION),
+        generation: o.generation,
+        cluster_id: get(keys::CLUSTER),
+    }
+}
+
+/// A filter over the member list, as in `GET /v1/members?role=&healthy=&tag=k=v&state=`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct MemberFilter {
+    /// Any of these roles (empty: all).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Only members that are healthy.
+    #[serde(default)]
+    pub healthy_only: bool,
+    /// Every one of these tags must match.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Any of these states (empty: all).
+    #[serde(default)]
+    pub states: Vec<MemberState>,
+    /// Leave out this node id.
+    #[serde(default)]
+    pub exclude_id: Option<u64>,
+}
+
+impl MemberFilter {
+    pub fn matches(&self, m: &GossipMember) -> bool {
+        (self.roles.is_empty() || self.roles.contains(&m.role))
+            && (!self.healthy_only || m.healthy)
+            && self.tags.iter().all(|(k, v)| m.tags.get(k) == Some(v))
+            && (self.states.is_empty() || self.states.contains(&m.state))
+            && self.exclude_id != Some(m.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(id: &str, generation: u64, live: bool, silent_ms: u64, kv: &[(&str, &str)]) -> Observed {
+        Observed {
+            node_id: id.into(),
+            generation,
+            keys: kv
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            live,
+            silent_for: Duration::from_millis(silent_ms),
+        }
+    }
+
+    const SUSPECT: Duration = Duration::from_millis(1000);
+
+    #[test]
+    fn states_follow_left_then_detector_then_silence() {
+        let v = compute(
+            &[
+                obs("1", 1, true, 10, &[("role", "voter")]),
+                obs("2", 1, true, 5000, &[]),
+                obs("3", 1, false, 9000, &[]),
+                obs("4", 1, false, 9000, &[("left", "1")]),
+            ],
+            SUSPECT,
+        );
+        let states: Vec<_> = v.iter().map(|m| m.state).collect();
+        assert_eq!(
+            states,
+            [
+                MemberState::Alive,
+                MemberState::Suspect,
+                MemberState::Dead,
+                MemberState::Left
+            ]
+        );
+        assert!(v[0].healthy);
+        assert!(!v[1].healthy, "a suspect member is not healthy");
+        assert_eq!(v[0].role, "voter");
+    }
+
+    #[test]
+    fn the_newest_generation_is_the_member() {
+        let v = compute(
+            &[
+                obs("7", 100, false, 9000, &[("api", "old:1")]),
+                obs("7", 200, true, 0, &[("api", "new:1")]),
+            ],
+            SUSPECT,
+        );
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].api_addr, "new:1");
+        assert_eq!(v[0].state, MemberState::Alive);
+    }
+
+    #[test]
+    fn reaped_generations_are_hidden_everywhere_but_a_new_one_returns() {
+        let reaper = obs("1", 1, true, 0, &[("reaped.2.5", "1")]);
+        let v = compute(&[reaper.clone(), obs("2", 5, false, 9000, &[])], SUSPECT);
+        assert_eq!(v.iter().map(|m| m.id).collect::<Vec<_>>(), [1]);
+        let v = compute(&[reaper, obs("2", 6, true, 0, &[])], SUSPECT);
+        assert_eq!(v.iter().map(|m| m.id).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn failing_checks_make_a_live_member_unhealthy_and_tags_are_read() {
+        let v = compute(
+            &[obs(
+                "1",
+                1,
+                true,
+                0,
+                &[
+                    ("health", "fail"),
+                    ("failing", "db,disk"),
+                    ("tag.zone", "a"),
+                ],
+            )],
+            SUSPECT,
+        );
+        assert!(!v[0].healthy);
+        assert_eq!(v[0].failing_checks, ["db", "disk"]);
+        assert_eq!(v[0].tags.get("zone").map(String::as_str), Some("a"));
+        let f = MemberFilter {
+            tags: [("zone".to_string(), "a".to_string())].into(),
+            ..Default::default()
+        };
+        assert!(f.matches(&v[0]));
+        let f = MemberFilter {
+            healthy_only: true,
+            ..Default::default()
+        };
+        assert!(!f.matches(&v[0]));
+    }
+
+    #[test]
+    fn foreign_node_ids_are_ignored() {
+        assert!(compute(&[obs("quickwit-1", 1, true, 0, &[])], SUSPECT).is_empty());
+    }
+}

@@ -1,0 +1,502 @@
+//! A running sink: follows the member list, writes its file, runs its hook, reports status.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use conclave_membership::View;
+use conclave_membership::checks::HealthSummary;
+use conclave_membership::view::MemberFilter;
+use conclave_types::{HookResult, MemberState, SinkStatus};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::guard::{Decision, Guard, GuardConfig, Surroundings};
+use crate::render::{Address, Format, Peer, render};
+
+/// One `[[publish]]` table of the agent config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Shown in `/v1/publish/status`; defaults to the file name.
+    #[serde(default)]
+    pub name: String,
+    pub path: PathBuf,
+    pub format: Format,
+    /// JSON only: rename keys, e.g. `{ role = "nodeType", peer_string = "peerString" }`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// `env` only: the variable name.
+    #[serde(default = "default_env_var")]
+    pub env_var: String,
+    /// Which address to publish: `api` (default) or `rpc`.
+    #[serde(default)]
+    pub address: Address,
+    /// Only these roles (empty: all).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Only members with all these tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Only healthy members (alive, checks passing). Default true.
+    #[serde(default = "yes")]
+    pub healthy_only: bool,
+    #[serde(default)]
+    pub exclude_self: bool,
+    #[serde(default = "default_debounce", with = "humantime_serde")]
+    pub debounce: Duration,
+    /// Shrinking below this many peers (or to none) must last `confirm_after`.
+    #[serde(default)]
+    pub min_peers: usize,
+    #[serde(default = "default_confirm", with = "humantime_serde")]
+    pub confirm_after: Duration,
+    #[serde(default)]
+    pub hook: Option<HookConfig>,
+}
+
+/// Run after a publication changes, only while this node's health checks pass.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// Program and arguments (no shell). Gets `CONCLAVE_PEERS_FILE`, `CONCLAVE_PEERS_COUNT`,
+    /// `CONCLAVE_SINK` in its environment.
+    #[serde(default)]
+    pub exec: Option<Vec<String>>,
+    /// POST `{sink, path, count, hash}` here; 2xx is success.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default = "default_hook_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts before giving up on one publication.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// First retry delay; doubles on each retry.
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    pub backoff: Duration,
+}
+
+fn default_env_var() -> String {
+    "PEERS".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_debounce() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_confirm() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_hook_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_attempts() -> u32 {
+    5
+}
+fn default_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl SinkConfig {
+    pub fn display_name(&self) -> String {
+        if self.name.is_empty() {
+            self.path.file_name().map_or_else(
+                || self.path.display().to_string(),
+                |f| f.to_string_lossy().into(),
+            )
+        } else {
+            self.name.clone()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let name = self.display_name();
+        if self.path.as_os_str().is_empty() || self.path.file_name().is_none() {
+            return Err(format!("publish sink {name:?}: path must name a file"));
+        }
+        if let Some(h) = &self.hook {
+            if h.exec.is_some() == h.url.is_some() {
+                return Err(format!(
+                    "publish sink {name:?}: a hook needs exactly one of exec or url"
+                ));
+            }
+            if h.exec.as_ref().is_some_and(Vec::is_empty) {
+                return Err(format!("publish sink {name:?}: hook exec needs a program"));
+            }
+            if h.attempts == 0 {
+                return Err(format!(
+                    "publish sink {name:?}: hook attempts must be at least 1"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn filter(&self, self_id: u64) -> MemberFilter {
+        MemberFilter {
+            roles: self.roles.clone(),
+            healthy_only: self.healthy_only,
+            tags: self.tags.clone(),
+            // Dead and left members are never peers.
+            states: vec![MemberState::Alive, MemberState::Suspect],
+            exclude_id: self.exclude_self.then_some(self_id),
+        }
+    }
+}
+
+/// All sinks of this agent; `status()` is `GET /v1/publish/status`.
+#[derive(Clone, Default)]
+pub struct Publisher {
+    sinks: Vec<Arc<Mutex<SinkStatus>>>,
+}
+
+impl Publisher {
+    pub fn spawn(
+        configs: Vec<SinkConfig>,
+        view: watch::Receiver<View>,
+        health: watch::Receiver<HealthSummary>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let mut sinks = Vec::new();
+        for cfg in configs {
+            let status = Arc::new(Mutex::new(SinkStatus {
+                name: cfg.display_name(),
+                path: cfg.path.display().to_string(),
+                format: cfg.format.name().into(),
+                published_count: 0,
+                content_hash: None,
+                last_write: None,
+                writes: 0,
+                held: None,
+                last_hook: None,
+                hook_failures: 0,
+            }));
+            sinks.push(status.clone());
+            tokio::spawn(run(
+                cfg,
+                view.clone(),
+                health.clone(),
+                status,
+                shutdown.clone(),
+            ));
+        }
+        Self { sinks }
+    }
+
+    pub fn status(&self) -> Vec<SinkStatus> {
+        self.sinks
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
+    }
+}
+
+fn surroundings(view: &View) -> Surroundings {
+    let raft: Vec<_> = view
+        .members
+        .iter()
+        .filter(|m| m.raft_role.is_some() && m.state == MemberState::Alive)
+        .collect();
+    let others: Vec<_> = view
+        .members
+        .iter()
+        .filter(|m| m.id != view.self_id && m.state != MemberState::Left)
+        .collect();
+    let not_alive = others
+        .iter()
+        .filter(|m| m.state != MemberState::Alive)
+        .count();
+    Surroundings {
+        no_raft_leader: !raft.is_empty()
+            && !raft
+                .iter()
+                .any(|m| m.raft_role.as_deref() == Some("leader")),
+        lost_sight: others.len() >= 2 && not_alive * 2 > others.len(),
+    }
+}
+
+fn hash_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// The file's current content and the count it holds, when it was written by a sink of the
+/// same format (so a restart does not rewrite an identical file).
+fn existing(path: &Path, format: Format) -> Option<(Vec<u8>, usize)> {
+    let bytes = std::fs::read(path).ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?;
+    let count = match format {
+        Format::Json => serde_json::from_str::<Vec<serde_json::Value>>(text)
+            .ok()?
+            .len(),
+        Format::Lines => text.lines().filter(|l| !l.trim().is_empty()).count(),
+        Format::Count => text.trim().parse().ok()?,
+        Format::Env => {
+            let (_, list) = text.trim().split_once('=')?;
+            list.split(',').filter(|p| !p.is_empty()).count()
+        }
+    };
+    Some((bytes, count))
+}
+
+/// Write atomically: temp file in the same directory, fsync, rename, fsync the directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let file_name = path
+        .file_name()
+        .map(|f| f.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+async fn run(
+    cfg: SinkConfig,
+    mut view: watch::Receiver<View>,
+    mut health: watch::Receiver<HealthSummary>,
+    status: Arc<Mutex<SinkStatus>>,
+    shutdown: CancellationToken,
+) {
+    let name = cfg.display_name();
+    let mut guard = Guard::new(
+        GuardConfig {
+            debounce: cfg.debounce,
+            min_peers: cfg.min_peers,
+            confirm_after: cfg.confirm_after,
+        },
+        existing(&cfg.path, cfg.format),
+    );
+    let set =
+        |f: &dyn Fn(&mut SinkStatus)| f(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Some((bytes, count)) = existing(&cfg.path, cfg.format) {
+        set(&|s| {
+            s.content_hash = Some(hash_hex(&bytes));
+            s.published_count = count;
+        });
+    }
+    // A publication whose hook has not run yet (this node was unhealthy, or it failed).
+    let mut hook_pending: Option<(String, usize)> = None;
+    let tick = Duration::from_millis(250);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = view.changed() => {}
+            _ = health.changed() => {}
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let v = view.borrow().clone();
+        if v.members.is_empty() {
+            continue;
+        }
+        let filter = cfg.filter(v.self_id);
+        let mut peers: Vec<Peer> = v
+            .members
+            .iter()
+            .filter(|m| filter.matches(m))
+            .filter_map(|m| Peer::from_member(m, cfg.address))
+            .collect();
+        peers.sort_by_key(|p| p.id);
+        let content = render(&peers, cfg.format, &cfg.fields, &cfg.env_var);
+        match guard.observe(Instant::now(), &content, peers.len(), surroundings(&v)) {
+            Decision::Unchanged | Decision::Settling => set(&|s| s.held = None),
+            Decision::Hold(why) => {
+                let changed = status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .held
+                    .as_deref()
+                    != Some(why.as_str());
+                if changed {
+                    tracing::warn!(sink = %name, "holding the last publication: {why}");
+                }
+                set(&|s| s.held = Some(why.clone()));
+            }
+            Decision::Write => match write_atomically(&cfg.path, &content) {
+                Ok(()) => {
+                    let hash = hash_hex(&content);
+                    tracing::info!(sink = %name, peers = peers.len(), path = %cfg.path.display(), "published peers");
+                    guard.written(content, peers.len());
+                    set(&|s| {
+                        s.held = None;
+                        s.content_hash = Some(hash.clone());
+                        s.last_write = Some(now_rfc3339());
+                        s.writes += 1;
+                        s.published_count = peers.len();
+                    });
+                    if cfg.hook.is_some() {
+                        hook_pending = Some((hash, peers.len()));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(sink = %name, path = %cfg.path.display(), error = %e, "cannot write the peers file; will retry");
+                    set(&|s| s.held = Some(format!("write failed: {e}")));
+                }
+            },
+        }
+        let healthy = health.borrow().passing();
+        if let (Some(hook), Some((hash, count))) = (&cfg.hook, &hook_pending) {
+            if !healthy {
+                let failing = health.borrow().failing.join(",");
+                set(&|s| {
+                    s.last_hook = Some(HookResult {
+                        at: now_rfc3339(),
+                        ok: false,
+                        detail: format!(
+                            "not run: this node's health checks fail ({failing}); it runs when they pass"
+                        ),
+                        attempts: 0,
+                    })
+                });
+                continue;
+            }
+            let result = run_hook(hook, &cfg, &name, hash, *count, &shutdown).await;
+            if !result.ok {
+                tracing::error!(sink = %name, detail = %result.detail, attempts = result.attempts, "reload hook failed");
+            }
+            set(&|s| {
+                if !result.ok {
+                    s.hook_failures += 1;
+                }
+                s.last_hook = Some(result.clone());
+            });
+            hook_pending = None;
+        }
+    }
+}
+
+async fn run_hook(
+    hook: &HookConfig,
+    cfg: &SinkConfig,
+    name: &str,
+    hash: &str,
+    count: usize,
+    shutdown: &CancellationToken,
+) -> HookResult {
+    let mut delay = hook.backoff;
+    let mut detail = String::new();
+    for attempt in 1..=hook.attempts {
+        match tokio::time::timeout(hook.timeout, hook_once(hook, cfg, name, hash, count)).await {
+            Ok(Ok(d)) => {
+                tracing::info!(sink = %name, attempt, "reload hook ran");
+                return HookResult {
+                    at: now_rfc3339(),
+                    ok: true,
+                    detail: d,
+                    attempts: attempt,
+                };
+            }
+            Ok(Err(e)) => detail = e,
+            Err(_) => detail = format!("timed out after {:?}", hook.timeout),
+        }
+        tracing::warn!(sink = %name, attempt, %detail, "reload hook failed; retrying");
+        if attempt < hook.attempts {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(300));
+        }
+    }
+    HookResult {
+        at: now_rfc3339(),
+        ok: false,
+        detail,
+        attempts: hook.attempts,
+    }
+}
+
+async fn hook_once(
+    hook: &HookConfig,
+    cfg: &SinkConfig,
+    name: &str,
+    hash: &str,
+    count: usize,
+) -> Result<String, String> {
+    if let Some(argv) = &hook.exec {
+        let (program, args) = argv.split_first().ok_or("exec is empty")?;
+        let out = tokio::process::Command::new(program)
+            .args(args)
+            .env("CONCLAVE_PEERS_FILE", &cfg.path)
+            .env("CONCLAVE_PEERS_COUNT", count.to_string())
+            .env("CONCLAVE_SINK", name)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| format!("cannot run {program}: {e}"))?;
+        if out.status.success() {
+            Ok(format!("{program} exited 0"))
+        } else {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: String = stderr
+                .chars()
+                .rev()
+                .take(200)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            Err(format!(
+                "{program} exited with {}: {}",
+                out.status,
+                tail.trim()
+            ))
+        }
+    } else if let Some(url) = &hook.url {
+        let resp = reqwest::Client::new()
+            .post(url)
+            .json(&serde_json::json!({
+                "sink": name, "path": cfg.path, "count": count, "hash": hash,
+            }))
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        if resp.status().is_success() {
+            Ok(format!("POST {url}: {}", resp.status()))
+        } else {
+            Err(format!("POST {url} answered {}", resp.status()))
+        }
+    } else {
+        Err("the hook has neither exec nor url".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/peers.txt");
+        write_atomically(&path, b"a:1\n").unwrap();
+        write_atomically(&path, b"a:1\nb:2\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"a:1\nb:2\n");
+        assert_eq!(existing(&path, Format::Lines).map(|e| e.1), Some(2));
+        // No temp files are left behind.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
+            1
+        );
+    }
+}
