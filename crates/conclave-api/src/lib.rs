@@ -8,9 +8,11 @@
 //! [`error::ApiError`]. Handlers never panic on request input: keys, query strings and bodies
 //! are parsed by hand here so that every rejection gets that same JSON shape.
 
+pub mod client;
 mod cluster;
 pub mod error;
 mod kv;
+pub mod members;
 mod query;
 mod status;
 
@@ -23,6 +25,7 @@ use conclave_raft::RaftNode;
 use conclave_state::Limits;
 
 pub use error::ApiError;
+pub use status::role_name;
 
 /// Everything a handler needs, shared by all requests.
 pub struct AppContext {
@@ -36,7 +39,7 @@ pub struct AppContext {
 pub type Ctx = Arc<AppContext>;
 
 /// Build the router for the whole API.
-pub fn router(ctx: Ctx) -> Router {
+pub fn router(ctx: Ctx, members_ctx: members::MembersContext) -> Router {
     Router::new()
         .route("/v1/kv", get(kv::list))
         // An empty key gets the handlers' "the key is empty" 400, not a 404 for the route.
@@ -65,4 +68,5 @@ pub fn router(ctx: Ctx) -> Router {
         // Bodies are read with our own limit (413 with a JSON error), not axum's default.
         .layer(DefaultBodyLimit::disable())
         .with_state(ctx)
+        .merge(members::router(members_ctx))
 }

@@ -14,7 +14,7 @@ use crate::{ApiError, Ctx};
 /// catching up rather than healthy.
 const MAX_HEALTHY_APPLY_LAG: u64 = 1000;
 
-pub(crate) fn role_name(state: ServerState) -> &'static str {
+pub fn role_name(state: ServerState) -> &'static str {
     match state {
         ServerState::Leader => "leader",
         ServerState::Follower => "follower",

@@ -21,6 +21,9 @@ use ring::hmac;
 use tokio_util::sync::CancellationToken;
 
 const TAG_LEN: usize = 16;
+/// Loopback address of the relay's internal sockets: 127.0.0.2 rather than 127.0.0.1, so
+/// their ephemeral ports never take a port another local service binds on 127.0.0.1.
+const STAND_IN_IP: ([u8; 4], u16) = ([127, 0, 0, 2], 0);
 /// The largest UDP payload on IPv4.
 const MAX_DATAGRAM: usize = 65_507;
 
@@ -73,8 +76,10 @@ impl Transport for AuthUdpTransport {
             .with_context(|| {
                 format!("cannot bind {listen_addr}/udp for gossip; choose another --rpc-addr")
             })?;
-        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-        let inner = chitchat::transport::UdpSocket::open(loopback).await?;
+        let inner = match chitchat::transport::UdpSocket::open(STAND_IN_IP.into()).await {
+            Ok(s) => s,
+            Err(_) => chitchat::transport::UdpSocket::open(([127, 0, 0, 1], 0).into()).await?,
+        };
         let inner_addr = inner.local_addr()?;
         let relay = Arc::new(Relay {
             public: Arc::new(public),
@@ -121,7 +126,8 @@ impl Relay {
         if let Some(s) = lock(&self.stand_ins).get(&remote) {
             return Ok(s.clone());
         }
-        let sock = Arc::new(tokio::net::UdpSocket::bind(("127.0.0.1", 0)).await?);
+        let ip = self.inner_addr.ip();
+        let sock = Arc::new(tokio::net::UdpSocket::bind((ip, 0)).await?);
         let addr = sock.local_addr()?;
         let mut map = lock(&self.stand_ins);
         if let Some(s) = map.get(&remote) {

@@ -87,9 +87,14 @@ impl Guard {
             if count < *published_count && (count == 0 || count < self.cfg.min_peers) {
                 let since = *self.shrink_since.get_or_insert(now);
                 if now.duration_since(since) < self.cfg.confirm_after {
+                    let why = if count == 0 {
+                        "to none".to_string()
+                    } else {
+                        format!("to {count}, below min_peers {}", self.cfg.min_peers)
+                    };
                     return Decision::Hold(format!(
-                        "the list would shrink from {published_count} to {count} peers (below min_peers {}); it is published only if that lasts {:?}",
-                        self.cfg.min_peers, self.cfg.confirm_after
+                        "the list would shrink from {published_count} peers {why}; it is published only if that lasts {:?}",
+                        self.cfg.confirm_after
                     ));
                 }
             } else {

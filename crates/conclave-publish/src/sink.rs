@@ -305,7 +305,11 @@ async fn run(
             _ = tokio::time::sleep(tick) => {}
         }
         let v = view.borrow().clone();
-        if v.members.is_empty() {
+        let leaving = v
+            .members
+            .iter()
+            .any(|m| m.id == v.self_id && m.state == MemberState::Left);
+        if v.members.is_empty() || leaving {
             continue;
         }
         let filter = cfg.filter(v.self_id);

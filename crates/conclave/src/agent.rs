@@ -10,7 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use std::net::SocketAddr;
+
 use conclave_api::AppContext;
+use conclave_api::members::MembersContext;
+use conclave_membership::view::keys;
+use conclave_membership::{GossipOptions, Membership, checks};
+use conclave_publish::Publisher;
 use conclave_raft::formation::{self, FormError};
 use conclave_raft::{NodeOptions, RaftNode};
 use conclave_storage::{NodeInfo, StorageOptions, identity};
@@ -52,19 +58,207 @@ fn choose_node_id(
     Ok(None)
 }
 
-pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
-    let formation = config.formation()?;
-    let http_listener = bind(config.http_addr, "HTTP API", "--http-addr").await?;
-    let rpc_listener = bind(config.rpc_addr, "node RPC", "--rpc-addr").await?;
+/// The gossip seeds: every address this node was told about, except its own.
+fn gossip_seeds(config: &AgentConfig, formation: &Formation) -> Vec<String> {
+    let me = config.advertised_rpc();
+    let mut seeds: Vec<String> = match formation {
+        Formation::Static(members) => members.iter().map(|(_, a)| a.clone()).collect(),
+        Formation::Bootstrap { join, .. } | Formation::Join(join) => join.clone(),
+        Formation::Single => Vec::new(),
+    };
+    seeds.retain(|s| *s != me);
+    seeds
+}
 
+/// Gossip, health checks and publishers: what every agent runs, whatever its role.
+struct MembershipParts {
+    membership: Membership,
+    publisher: Publisher,
+}
+
+async fn start_membership(
+    config: &AgentConfig,
+    node_id: u64,
+    cluster_id: Option<String>,
+    seeds: Vec<String>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<MembershipParts> {
+    let advertised = config.advertised_rpc();
+    let advertise = match advertised.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => tokio::net::lookup_host(&advertised)
+            .await
+            .ok()
+            .and_then(|mut it| it.next())
+            .with_context(|| {
+                format!("cannot resolve the advertised RPC address {advertised}; fix --advertise-rpc-addr")
+            })?,
+    };
+    let membership = Membership::start(
+        GossipOptions {
+            node_id,
+            role: config.role.name().into(),
+            listen: config.rpc_addr,
+            advertise,
+            api_addr: config.advertised_http(),
+            rpc_addr: advertised,
+            seeds,
+            tags: config.tags.0.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            cluster_id,
+            token: config.cluster_token.clone(),
+            tuning: config.gossip.clone(),
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let health = checks::spawn(config.check.clone(), shutdown.clone());
+    {
+        let (membership, mut health, shutdown) =
+            (membership.clone(), health.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let summary = health.borrow_and_update().clone();
+                membership.set_health(&summary).await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = health.changed() => if r.is_err() { return },
+                }
+            }
+        });
+    }
+    let publisher = Publisher::spawn(
+        config.publish.clone(),
+        membership.subscribe(),
+        health,
+        shutdown.clone(),
+    );
+    Ok(MembershipParts {
+        membership,
+        publisher,
+    })
+}
+
+impl MembershipParts {
+    fn api_context(&self) -> MembersContext {
+        MembersContext {
+            membership: self.membership.clone(),
+            publisher: self.publisher.clone(),
+        }
+    }
+}
+
+type HttpTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Serve `app` until `shutdown`, draining in-flight requests.
+fn serve_http(listener: TcpListener, app: axum::Router, shutdown: &CancellationToken) -> HttpTask {
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    })
+}
+
+/// The HTTP server returned on its own: it failed (or was told to stop).
+fn http_ended(res: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    match res {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(anyhow::anyhow!("HTTP server failed: {e}")),
+        Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
+    }
+}
+
+/// Create the data directory and take its lock (one agent per directory).
+fn prepare_data_dir(config: &AgentConfig) -> anyhow::Result<std::fs::File> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "cannot create data directory {}; choose another with --data-dir or fix its permissions",
             config.data_dir.display()
         )
     })?;
+    Ok(conclave_storage::offline::lock_dir(&config.data_dir)?)
+}
+
+/// Keep this node's Raft role and cluster id current in its gossip state.
+async fn advertise_raft(node: RaftNode, membership: Membership, shutdown: CancellationToken) {
+    loop {
+        let m = node.metrics();
+        let role = if node.removed().is_some() {
+            ""
+        } else {
+            conclave_api::role_name(m.state)
+        };
+        membership.set(keys::RAFT_ROLE, role).await;
+        membership
+            .set(keys::CLUSTER, node.cluster_id().as_deref().unwrap_or(""))
+            .await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}
+
+/// A client agent: gossip, checks and publishers, and an API that forwards to the cluster.
+async fn run_client(config: AgentConfig) -> anyhow::Result<()> {
+    let formation = config.formation()?;
+    let http_listener = bind(config.http_addr, "HTTP API", "--http-addr").await?;
+    let _lock = prepare_data_dir(&config)?;
+    // A client keeps only its identity, so a restart is the same member.
+    let (identity, created) =
+        identity::load_or_create(&config.data_dir, config.node_id, None, None)?;
+    let shutdown = CancellationToken::new();
+    let parts = start_membership(
+        &config,
+        identity.node_id,
+        None,
+        gossip_seeds(&config, &formation),
+        &shutdown,
+    )
+    .await?;
+    tracing::info!(
+        node_id = identity.node_id,
+        new = created,
+        http = %config.http_addr,
+        gossip = %config.rpc_addr,
+        join = ?config.join.0,
+        "conclave client agent started"
+    );
+    let ctx = conclave_api::client::ClientContext {
+        membership: parts.membership.clone(),
+        http: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .context("HTTP client")?,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        api_addr: config.advertised_http(),
+        rpc_addr: config.advertised_rpc(),
+        max_body: config.max_value_bytes + 64 * 1024,
+    };
+    let app = conclave_api::client::router(ctx, parts.api_context());
+    let mut http = serve_http(http_listener, app, &shutdown);
+    tokio::select! {
+        signal = wait_for_signal() => tracing::info!(signal, "shutting down: leaving gossip"),
+        res = &mut http => return http_ended(res),
+    }
+    parts.membership.leave().await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, &mut http).await;
+    tracing::info!("conclave client agent stopped");
+    Ok(())
+}
+
+pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    if config.role == NodeRole::Client {
+        return run_client(config).await;
+    }
+    let formation = config.formation()?;
+    let http_listener = bind(config.http_addr, "HTTP API", "--http-addr").await?;
+    let rpc_listener = bind(config.rpc_addr, "node RPC", "--rpc-addr").await?;
+
     // One agent per data directory: a second one would corrupt the log.
-    let _lock = conclave_storage::offline::lock_dir(&config.data_dir)?;
+    let _lock = prepare_data_dir(&config)?;
     let existing = identity::load(&config.data_dir)?;
     if let Some(why) = existing.as_ref().and_then(|i| i.removed.clone()) {
         bail!(
@@ -192,6 +386,20 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         "conclave agent started"
     );
 
+    let parts = start_membership(
+        &config,
+        identity.node_id,
+        node.cluster_id(),
+        gossip_seeds(&config, &formation),
+        &shutdown,
+    )
+    .await?;
+    tokio::spawn(advertise_raft(
+        node.clone(),
+        parts.membership.clone(),
+        shutdown.clone(),
+    ));
+
     let ctx = Arc::new(AppContext {
         node: node.clone(),
         limits: config.limits(),
@@ -199,14 +407,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         rpc_addr: config.advertised_rpc(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     });
-    let app = conclave_api::router(ctx);
-
-    let http_shutdown = shutdown.clone();
-    let mut http = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-    });
+    let app = conclave_api::router(ctx, parts.api_context());
+    let mut http = serve_http(http_listener, app, &shutdown);
 
     tokio::select! {
         signal = wait_for_signal() => {
@@ -223,13 +425,11 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         res = &mut http => {
             // The server only returns on its own when it failed.
             node.shutdown().await;
-            return match res {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(anyhow::anyhow!("HTTP server failed: {e}")),
-                Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
-            };
+            return http_ended(res);
         }
     }
+    // Say goodbye first, so others show this node as left rather than dead.
+    parts.membership.leave().await;
     shutdown.cancel();
     match tokio::time::timeout(DRAIN_TIMEOUT, &mut http).await {
         Ok(_) => tracing::info!("HTTP drained"),

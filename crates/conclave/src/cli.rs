@@ -55,12 +55,20 @@ enum Command {
     /// Read and write keys.
     #[command(subcommand)]
     Kv(KvCommand),
-    /// List and change the cluster's Raft members.
-    #[command(subcommand)]
-    Members(MembersCommand),
+    /// Every agent as gossip sees it (no subcommand), or list and change the Raft members.
+    #[command(
+        after_help = "Examples:\n  conclave members                          # all agents: state, health, tags\n  conclave members --role client --healthy\n  conclave members --tag zone=eu-1 -o json\n  conclave members list                     # the Raft voters and learners\n  conclave members remove-dead"
+    )]
+    Members(MembersArgs),
     /// Hand leadership to another voter.
     #[command(subcommand)]
     Leader(LeaderCommand),
+    /// Show this agent's peer publishing sinks: last write, content hash, hook result, holds.
+    #[command(after_help = "Examples:\n  conclave publish\n  conclave publish -o json")]
+    Publish {
+        #[command(flatten)]
+        client: ClientOpts,
+    },
     /// Save the cluster's state to a file, or restore a file into a new data directory.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -98,9 +106,26 @@ struct AgentArgs {
     flags: AgentFlags,
 }
 
+#[derive(Args, Debug)]
+struct MembersArgs {
+    #[command(subcommand)]
+    cmd: Option<MembersCommand>,
+    /// Only these roles (voter, learner, client; comma-separated).
+    #[arg(long)]
+    role: Option<String>,
+    /// Only healthy members (alive, health checks passing).
+    #[arg(long)]
+    healthy: bool,
+    /// Only members with this tag, key=value (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    tags: Vec<String>,
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
 #[derive(Subcommand, Debug)]
 enum MembersCommand {
-    /// List the members with their role, addresses, lag and health (asks the leader).
+    /// List the Raft members with their role, addresses, lag and health (asks the leader).
     #[command(after_help = "Examples:\n  conclave members list\n  conclave members list -o json")]
     List {
         #[command(flatten)]
@@ -129,6 +154,15 @@ enum MembersCommand {
         /// Remove even if the remaining voters would have no healthy quorum.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Forget dead and left agents now, on every node (otherwise after gossip.reap_dead_after).
+    #[command(
+        name = "remove-dead",
+        after_help = "Examples:\n  conclave members remove-dead"
+    )]
+    RemoveDead {
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -266,6 +300,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Agent(args) => run_agent(*args),
         Command::Members(cmd) => client_command(|| members(cmd)),
+        Command::Publish { client } => client_command(|| publish(client)),
         Command::Leader(cmd) => client_command(|| leader(cmd)),
         Command::Snapshot(cmd) => client_command(|| snapshot(cmd)),
         Command::Recover { data_dir, yes } => client_command(|| recover(data_dir, yes)),
@@ -552,8 +587,125 @@ fn print_members(members: &[conclave_types::ClusterMember]) {
     }
 }
 
-async fn members(cmd: MembersCommand) -> Result<(), ClientError> {
+fn print_gossip_members(members: &[conclave_types::GossipMember]) {
+    out!(
+        "{:<18} {:<8} {:<9} {:<8} {:<9} {:<22} {:<22} {:>8}  {}",
+        "MEMBER",
+        "ROLE",
+        "RAFT",
+        "STATE",
+        "HEALTH",
+        "API",
+        "RPC",
+        "SEEN",
+        "TAGS"
+    );
+    for m in members {
+        let health = if m.healthy {
+            "ok".to_string()
+        } else if m.failing_checks.is_empty() {
+            "-".to_string()
+        } else {
+            format!("FAIL:{}", m.failing_checks.join(","))
+        };
+        let tags = m
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let state = serde_json::to_value(m.state)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        out!(
+            "{:<18} {:<8} {:<9} {:<8} {:<9} {:<22} {:<22} {:>8}  {}",
+            m.id,
+            m.role,
+            m.raft_role.as_deref().unwrap_or("-"),
+            state,
+            health,
+            m.api_addr,
+            m.rpc_addr,
+            format!("{}ms", m.last_seen_ms),
+            tags
+        );
+    }
+}
+
+async fn publish(client: ClientOpts) -> Result<(), ClientError> {
+    let sinks = Client::new(&client.addr)?.publish_status().await?;
+    if client.output == Output::Json {
+        print_json(&serde_json::to_value(&sinks).unwrap_or_default());
+        return Ok(());
+    }
+    if sinks.is_empty() {
+        out!("no publish sinks configured (add [[publish]] tables to the agent config)");
+    }
+    for s in sinks {
+        out!(
+            "{} ({}, {}): {} peers, {} writes, last {}{}",
+            s.name,
+            s.format,
+            s.path,
+            s.published_count,
+            s.writes,
+            s.last_write.as_deref().unwrap_or("never"),
+            s.held.map(|h| format!("\n  HELD: {h}")).unwrap_or_default()
+        );
+        if let Some(h) = s.last_hook {
+            out!(
+                "  hook: {} after {} attempt(s) at {}: {} ({} failures so far)",
+                if h.ok { "ok" } else { "FAILED" },
+                h.attempts,
+                h.at,
+                h.detail,
+                s.hook_failures
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn members(args: MembersArgs) -> Result<(), ClientError> {
+    let Some(cmd) = args.cmd else {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(r) = args.role {
+            query.push(("role", r));
+        }
+        if args.healthy {
+            query.push(("healthy", "true".into()));
+        }
+        for t in args.tags {
+            query.push(("tag", t));
+        }
+        let list = Client::new(&args.client.addr)?
+            .gossip_members(&query)
+            .await?;
+        match args.client.output {
+            Output::Json => print_json(&serde_json::to_value(&list).unwrap_or_default()),
+            Output::Human => print_gossip_members(&list),
+        }
+        return Ok(());
+    };
+    if let MembersCommand::RemoveDead { client } = cmd {
+        let r = Client::new(&client.addr)?.remove_dead().await?;
+        match client.output {
+            Output::Json => print_json(&serde_json::to_value(&r).unwrap_or_default()),
+            Output::Human if r.removed.is_empty() => out!("no dead or left members"),
+            Output::Human => out!(
+                "removed {}",
+                r.removed
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+        return Ok(());
+    }
     let (client, result) = match cmd {
+        MembersCommand::RemoveDead { .. } => unreachable!("handled above"),
         MembersCommand::List { client } => {
             let r = Client::new(&client.addr)?.members().await;
             (client, r)

@@ -176,6 +176,38 @@ impl Client {
         self.json(resp).await
     }
 
+    /// `GET /v1/members` with a raw filter query (`role=..&healthy=true&tag=k=v`).
+    pub async fn gossip_members(
+        &self,
+        query: &[(&str, String)],
+    ) -> Result<Vec<conclave_types::GossipMember>, ClientError> {
+        let resp = self
+            .send(
+                self.http
+                    .get(format!("{}/v1/members", self.base))
+                    .query(query),
+            )
+            .await?;
+        self.json(resp).await
+    }
+
+    pub async fn remove_dead(&self) -> Result<conclave_types::RemoveDeadResponse, ClientError> {
+        let resp = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/members/remove-dead", self.base)),
+            )
+            .await?;
+        self.json(resp).await
+    }
+
+    pub async fn publish_status(&self) -> Result<Vec<conclave_types::SinkStatus>, ClientError> {
+        let resp = self
+            .send(self.http.get(format!("{}/v1/publish/status", self.base)))
+            .await?;
+        self.json(resp).await
+    }
+
     pub async fn add_member(
         &self,
         req: &AddMemberRequest,

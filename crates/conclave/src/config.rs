@@ -8,7 +8,12 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, bail};
+use conclave_membership::GossipTuning;
+use conclave_membership::checks::CheckConfig;
+use conclave_publish::SinkConfig;
 use conclave_raft::RaftTuning;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -57,6 +62,46 @@ pub struct AgentConfig {
     pub role: NodeRole,
     /// Explicitly a single-node cluster (the default without join/initial_members).
     pub single_node: bool,
+    /// Labels advertised through gossip (`[tags]` table, or `--tag key=value`).
+    pub tags: Tags,
+    /// Gossip timings and failure detection.
+    pub gossip: GossipTuning,
+    /// Health checks (`[[check]]` tables).
+    pub check: Vec<CheckConfig>,
+    /// Peer publishing sinks (`[[publish]]` tables).
+    pub publish: Vec<SinkConfig>,
+}
+
+/// Tags: a TOML table, or `key=value` items (flags, or one comma-separated string).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Tags(pub BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Map(BTreeMap<String, String>),
+            List(Vec<String>),
+            One(String),
+        }
+        let items: Vec<String> = match Either::deserialize(d)? {
+            Either::Map(m) => return Ok(Tags(m)),
+            Either::List(v) => v,
+            Either::One(s) => s.split(',').map(str::to_owned).collect(),
+        };
+        let mut map = BTreeMap::new();
+        for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            let Some((k, v)) = item.split_once('=') else {
+                return Err(serde::de::Error::custom(format!(
+                    "tag {item:?} is not key=value (e.g. --tag zone=eu-1)"
+                )));
+            };
+            map.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+        Ok(Tags(map))
+    }
 }
 
 /// A list of addresses: a TOML array, or one comma-separated string (flags, environment).
@@ -92,6 +137,18 @@ pub enum NodeRole {
     #[default]
     Voter,
     Learner,
+    /// Gossip only: no Raft log; forwards API calls to the cluster.
+    Client,
+}
+
+impl NodeRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeRole::Voter => "voter",
+            NodeRole::Learner => "learner",
+            NodeRole::Client => "client",
+        }
+    }
 }
 
 /// How this node comes to belong to a cluster (when its data dir does not already say).
@@ -133,6 +190,10 @@ impl Default for AgentConfig {
             voters: 3,
             role: NodeRole::Voter,
             single_node: false,
+            tags: Tags::default(),
+            gossip: GossipTuning::default(),
+            check: Vec::new(),
+            publish: Vec::new(),
         }
     }
 }
@@ -169,6 +230,20 @@ impl AgentConfig {
     /// Which way to form or join a cluster; conflicting settings are an error.
     pub fn formation(&self) -> anyhow::Result<Formation> {
         let join = !self.join.0.is_empty();
+        if self.role == NodeRole::Client {
+            if self.initial_members.is_some() || self.bootstrap_expect.is_some() || self.single_node
+            {
+                bail!(
+                    "a client holds no Raft log: it cannot be an initial member, bootstrap or run single-node; start it with --role client --join <members>"
+                );
+            }
+            if !join {
+                bail!(
+                    "a client needs --join with the RPC addresses (or DNS names) of members, e.g. --role client --join 10.0.0.1:7401"
+                );
+            }
+            return Ok(Formation::Join(self.join.0.clone()));
+        }
         if self.single_node
             && (join || self.initial_members.is_some() || self.bootstrap_expect.is_some())
         {
@@ -218,6 +293,27 @@ impl AgentConfig {
     /// Cross-field checks figment cannot express.
     fn validate(&self) -> anyhow::Result<()> {
         self.formation()?;
+        self.gossip.validate().map_err(anyhow::Error::msg)?;
+        let mut names = std::collections::BTreeSet::new();
+        for c in &self.check {
+            c.validate().map_err(anyhow::Error::msg)?;
+            if !names.insert(c.name.clone()) {
+                bail!(
+                    "two health checks are named {:?}; check names must be unique",
+                    c.name
+                );
+            }
+        }
+        let mut paths = std::collections::BTreeSet::new();
+        for p in &self.publish {
+            p.validate().map_err(anyhow::Error::msg)?;
+            if !paths.insert(p.path.clone()) {
+                bail!(
+                    "two publish sinks write {}; give each its own path",
+                    p.path.display()
+                );
+            }
+        }
         if self.voters == 0 {
             bail!("voters must be at least 1");
         }
@@ -328,8 +424,9 @@ pub struct AgentFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_token: Option<String>,
-    /// RPC addresses of cluster members to join, comma-separated (host:7401).
-    #[arg(long, value_delimiter = ',')]
+    /// RPC addresses or DNS names of members to join, comma-separated (host:7401); retried
+    /// with backoff until one answers (--retry-join is the same flag).
+    #[arg(long, value_delimiter = ',', alias = "retry-join")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub join: Vec<String>,
     /// Static formation: every initial voter as ID=HOST:PORT (RPC address), comma-separated.
@@ -352,6 +449,10 @@ pub struct AgentFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub single_node: bool,
+    /// A label advertised through gossip, key=value (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    #[serde(rename = "tags", skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 #[cfg(test)]

@@ -422,9 +422,9 @@ async fn a_crashed_leader_is_replaced_before_the_election_timeout_a_paused_one_i
 
     // Paused for 1.5 s: its RPC port still accepts connections, so nobody campaigns.
     let pid = nodes[leader].agent.pid().unwrap();
-    signal(pid, "-STOP").await;
+    signal(pid, "STOP").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    signal(pid, "-CONT").await;
+    signal(pid, "CONT").await;
     assert!(
         put(&nodes[leader].agent, "k", "1")
             .await
@@ -601,7 +601,7 @@ struct Tally {
     ambiguous: u64,
 }
 
-async fn signal(pid: u32, sig: &str) {
+pub async fn signal(pid: u32, sig: &str) {
     let _ = std::process::Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())

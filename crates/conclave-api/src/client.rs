@@ -1,0 +1,216 @@
+//! The API of a client agent (`--role client`): it holds no Raft log, serves the membership
+//! view and its publications locally, and forwards everything else (KV, cluster) to a Raft
+//! member it knows through gossip — the leader when gossip names one.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use conclave_membership::Membership;
+use conclave_types::{GossipMember, HealthResponse, MemberState, codes};
+use serde::Serialize;
+
+use crate::ApiError;
+use crate::members::{self, MembersContext};
+
+pub struct ClientContext {
+    pub membership: Membership,
+    pub http: reqwest::Client,
+    pub version: String,
+    pub api_addr: String,
+    pub rpc_addr: String,
+    /// Largest request body forwarded.
+    pub max_body: usize,
+}
+
+type CCtx = Arc<ClientContext>;
+
+pub fn router(ctx: ClientContext, members_ctx: MembersContext) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/health", get(health))
+        .route("/v1/ready", get(health))
+        .fallback(forward)
+        .with_state(Arc::new(ctx))
+        .merge(members::router(members_ctx))
+}
+
+/// Alive Raft members, the leader first.
+fn raft_members(ctx: &ClientContext) -> Vec<GossipMember> {
+    let mut v: Vec<GossipMember> = ctx
+        .membership
+        .view()
+        .members
+        .into_iter()
+        .filter(|m| {
+            m.raft_role.is_some() && m.state == MemberState::Alive && !m.api_addr.is_empty()
+        })
+        .collect();
+    v.sort_by_key(|m| (m.raft_role.as_deref() != Some("leader"), m.id));
+    v
+}
+
+#[derive(Serialize)]
+struct ClientStatus {
+    node_id: u64,
+    role: &'static str,
+    cluster_id: String,
+    leader_id: Option<u64>,
+    version: String,
+    api_addr: String,
+    rpc_addr: String,
+    members: std::collections::BTreeMap<MemberState, usize>,
+}
+
+async fn status(State(ctx): State<CCtx>) -> Json<ClientStatus> {
+    let view = ctx.membership.view();
+    let raft = raft_members(&ctx);
+    Json(ClientStatus {
+        node_id: ctx.membership.node_id(),
+        role: "client",
+        cluster_id: raft
+            .first()
+            .map(|m| m.cluster_id.clone())
+            .unwrap_or_default(),
+        leader_id: raft
+            .iter()
+            .find(|m| m.raft_role.as_deref() == Some("leader"))
+            .map(|m| m.id),
+        version: ctx.version.clone(),
+        api_addr: ctx.api_addr.clone(),
+        rpc_addr: ctx.rpc_addr.clone(),
+        members: view.counts(),
+    })
+}
+
+/// A client serves when gossip shows it a Raft leader to forward to.
+async fn health(State(ctx): State<CCtx>) -> Result<Json<HealthResponse>, ApiError> {
+    let raft = raft_members(&ctx);
+    if raft.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::NOT_JOINED,
+            format!(
+                "client {} has not met any Raft member through gossip yet",
+                ctx.membership.node_id()
+            ),
+            "check --join (RPC addresses or DNS names of members) and the cluster token; the log says what it is retrying",
+        ));
+    }
+    let Some(leader) = raft
+        .iter()
+        .find(|m| m.raft_role.as_deref() == Some("leader"))
+    else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::NO_LEADER,
+            "no Raft member reports a leader",
+            "an election may be in progress; if this lasts, check the voters",
+        ));
+    };
+    Ok(Json(HealthResponse {
+        status: "ok".into(),
+        node_id: ctx.membership.node_id(),
+        leader_id: Some(leader.id),
+        applied_index: 0,
+    }))
+}
+
+const FORWARDED_HEADERS: &[&str] = &["content-type", "accept", "authorization"];
+
+async fn forward(State(ctx): State<CCtx>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, ctx.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::TOO_LARGE,
+                format!("the request body is over {} bytes", ctx.max_body),
+                "send a smaller body",
+            )
+            .into_response();
+        }
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let targets = raft_members(&ctx);
+    if targets.is_empty() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::NO_LEADER,
+            "this client knows no live Raft member to forward the request to",
+            "wait until gossip finds the cluster (see /v1/members), or send the request to a member",
+        )
+        .into_response();
+    }
+    for target in &targets {
+        let mut out = ctx
+            .http
+            .request(
+                parts.method.clone(),
+                format!("http://{}{path}", target.api_addr),
+            )
+            .body(body.clone());
+        for name in FORWARDED_HEADERS {
+            if let Some(v) = parts.headers.get(*name) {
+                out = out.header(*name, v);
+            }
+        }
+        match out.send().await {
+            Ok(resp) => return relay(resp).await,
+            // Not sent: safe to try the next member.
+            Err(e) if e.is_connect() => continue,
+            Err(e) => {
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::INDETERMINATE,
+                    format!(
+                        "the request was forwarded to node {} but no answer came back: {e}",
+                        target.id
+                    ),
+                    "it may or may not have been applied; read before retrying a write",
+                )
+                .into_response();
+            }
+        }
+    }
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        codes::UNAVAILABLE,
+        "no Raft member accepted the forwarded request",
+        "the members gossip lists may be restarting; retry shortly",
+    )
+    .into_response()
+}
+
+async fn relay(resp: reqwest::Response) -> Response {
+    let status = resp.status();
+    let mut builder = Response::builder().status(status.as_u16());
+    for (name, value) in resp.headers() {
+        let n = name.as_str();
+        if n == "content-type" || n.starts_with("x-conclave-") {
+            builder = builder.header(name.clone(), value.clone());
+        }
+    }
+    match resp.bytes().await {
+        Ok(bytes) => builder
+            .body(Body::from(bytes))
+            .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response()),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::INDETERMINATE,
+            format!("the member's answer was cut off: {e}"),
+            "it may or may not have been applied; read before retrying a write",
+        )
+        .into_response(),
+    }
+}

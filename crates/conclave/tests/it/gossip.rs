@@ -1,0 +1,332 @@
+//! Membership for every agent: 3 voters and 9 clients on loopback gossip, failure detection,
+//! graceful leave, restart as the same member, remove-dead, health checks, and a peers file
+//! with its reload hook. Every agent is killed by PID when the test ends.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::{Node, cluster_env, eventually, get_json, start_static};
+use crate::support::{Agent, free_addr, http};
+
+const GOSSIP: &[(&str, &str)] = &[
+    ("CONCLAVE_GOSSIP__INTERVAL_MS", "100"),
+    ("CONCLAVE_GOSSIP__SUSPECT_AFTER_MS", "600"),
+];
+
+async fn members(agent: &Agent, query: &str) -> Vec<Value> {
+    members_at(agent.http, query).await
+}
+
+async fn members_at(http: std::net::SocketAddr, query: &str) -> Vec<Value> {
+    get_json(&format!("http://{http}/v1/members{query}"))
+        .await
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn state_of(list: &[Value], id: u64) -> Option<String> {
+    list.iter()
+        .find(|m| m["id"].as_u64() == Some(id))
+        .and_then(|m| m["state"].as_str().map(String::from))
+}
+
+async fn node_id_of(agent: &Agent) -> u64 {
+    get_json(&agent.url("/v1/status")).await.unwrap()["node_id"]
+        .as_u64()
+        .unwrap()
+}
+
+async fn publish_status(agent: &Agent) -> Value {
+    get_json(&agent.url("/v1/publish/status")).await.unwrap()[0].clone()
+}
+
+fn write_config(dir: &Path, body: &str) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, body).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twelve_agents_one_view_detection_leave_restart_health_and_a_guarded_peers_file() {
+    let root = tempfile::tempdir().unwrap();
+    let env = cluster_env(GOSSIP);
+    let voters: Vec<Node> = start_static(root.path(), 3, &[], &env).await;
+    let join = voters
+        .iter()
+        .map(|v| v.agent.rpc.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+
+    // Client 0 publishes healthy peers to a file and runs a hook on change.
+    // Client 1 has a check we flap. Client 2 publishes too, but its own check always fails:
+    // its file follows the cluster, its hook never runs.
+    let flag = root.path().join("c1-flag");
+    std::fs::write(&flag, "").unwrap();
+    let peers_file = root.path().join("c0/peers.txt");
+    let hook_log = root.path().join("c0/hook.log");
+    let c2_peers = root.path().join("c2/peers.txt");
+    let c2_hook = root.path().join("c2/hook.log");
+    let sink = |file: &Path, hook: &Path| {
+        format!(
+            "[[publish]]\npath = {file:?}\nformat = \"lines\"\ndebounce = \"300ms\"\n[publish.hook]\nexec = [\"/bin/sh\", \"-c\", \"echo $CONCLAVE_PEERS_COUNT >> {}\"]\n",
+            hook.display()
+        )
+    };
+    let mut clients: Vec<(std::path::PathBuf, Agent)> = Vec::new();
+    for i in 0..9 {
+        let dir = root.path().join(format!("c{i}"));
+        let mut args = vec![
+            "--role".to_string(),
+            "client".into(),
+            "--join".into(),
+            join.clone(),
+            "--tag".into(),
+            format!("idx=c{i}"),
+        ];
+        let config = match i {
+            0 => Some(sink(&peers_file, &hook_log)),
+            1 => Some(format!(
+                "[[check]]\nname = \"flag\"\nexec = [\"/bin/test\", \"-f\", {:?}]\ninterval = \"200ms\"\nrise = 2\nfall = 3\n",
+                flag.display()
+            )),
+            2 => Some(format!(
+                "{}[[check]]\nname = \"never\"\nexec = [\"/bin/false\"]\ninterval = \"200ms\"\n",
+                sink(&c2_peers, &c2_hook)
+            )),
+            _ => None,
+        };
+        if let Some(body) = config {
+            args.push("--config".into());
+            args.push(write_config(&dir, &body));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let agent = Agent::spawn_env(&dir, free_addr(), free_addr(), &args, &env);
+        clients.push((dir, agent));
+    }
+    let all: Vec<std::net::SocketAddr> = voters
+        .iter()
+        .map(|v| v.agent.http)
+        .chain(clients.iter().map(|(_, a)| a.http))
+        .collect();
+    let everyone = || all.clone();
+
+    // One view: every agent lists 12 members, all alive.
+    eventually(
+        "12 agents agree on 12 alive members",
+        Duration::from_secs(30),
+        || async {
+            for a in everyone() {
+                let list = members_at(a, "").await;
+                if list.len() != 12 || list.iter().any(|m| m["state"] != "alive") {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    let voters_seen = members(&clients[5].1, "?role=voter").await;
+    assert_eq!(voters_seen.len(), 3);
+    assert!(voters_seen.iter().any(|m| m["raft_role"] == "leader"));
+    let tagged = members(&voters[0].agent, "?tag=idx=c4").await;
+    assert_eq!(tagged.len(), 1);
+    // A client forwards KV to the cluster.
+    let r = http()
+        .put(clients[3].1.url("/v1/kv/from-client"))
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let r = http()
+        .get(voters[1].agent.url("/v1/kv/from-client"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "hi");
+
+    // The peers file settles at the 11 healthy agents (client 2 fails its check) and the
+    // hook ran on client 0; client 2's hook never runs (its own check fails).
+    eventually("peers file lists 11", Duration::from_secs(20), || async {
+        lines(&peers_file) == 11 && lines(&c2_peers) == 11
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes0 = publish_status(&clients[0].1).await["writes"]
+        .as_u64()
+        .unwrap();
+    let hooks0 = lines(&hook_log);
+    assert!(hooks0 >= 1);
+    assert_eq!(
+        lines(&c2_hook),
+        0,
+        "an unhealthy node must not run its hook"
+    );
+
+    // From here on, a reader watches the file: never empty, never partial.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (stop, reads, path) = (stop.clone(), reads.clone(), peers_file.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let text = std::fs::read_to_string(&path).expect("peers file exists");
+                assert!(!text.is_empty(), "observed an empty peers file");
+                assert!(
+                    text.ends_with('\n'),
+                    "observed a partial peers file: {text:?}"
+                );
+                for line in text.lines() {
+                    assert!(
+                        line.parse::<std::net::SocketAddr>().is_ok(),
+                        "bad line {line:?}"
+                    );
+                }
+                reads.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+
+    // A flap inside the thresholds (fall = 3 at 200 ms) publishes nothing.
+    for _ in 0..3 {
+        std::fs::remove_file(&flag).unwrap();
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        std::fs::write(&flag, "").unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        publish_status(&clients[0].1).await["writes"]
+            .as_u64()
+            .unwrap(),
+        writes0,
+        "a flapping check must not change the publication"
+    );
+
+    // kill -9 client 4: suspect, then dead, on every node; the file drops it once.
+    let id4 = node_id_of(&clients[4].1).await;
+    let (gone4, gone5) = (clients[4].1.http, clients[5].1.http);
+    clients[4].1.kill9();
+    eventually(
+        "client 4 dead everywhere",
+        Duration::from_secs(15),
+        || async {
+            for a in everyone().into_iter().filter(|a| *a != gone4) {
+                if state_of(&members_at(a, "").await, id4).as_deref() != Some("dead") {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    eventually("file drops client 4", Duration::from_secs(10), || async {
+        lines(&peers_file) == 10
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let st = publish_status(&clients[0].1).await;
+    assert_eq!(st["writes"].as_u64().unwrap(), writes0 + 1, "{st}");
+    assert_eq!(lines(&hook_log), hooks0 + 1);
+
+    // SIGTERM client 5: it leaves; every node shows it as left.
+    let id5 = node_id_of(&clients[5].1).await;
+    let pid5 = clients[5].1.pid().unwrap();
+    crate::cluster::signal(pid5, "TERM").await;
+    assert!(clients[5].1.wait_exit(Duration::from_secs(10)).is_some());
+    eventually(
+        "client 5 left everywhere",
+        Duration::from_secs(10),
+        || async {
+            for a in everyone()
+                .into_iter()
+                .filter(|a| *a != gone4 && *a != gone5)
+            {
+                if state_of(&members_at(a, "").await, id5).as_deref() != Some("left") {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+
+    // Client 1's check fails for real: it drops out of the healthy-only file.
+    std::fs::remove_file(&flag).unwrap();
+    eventually(
+        "file drops client 1 and 5",
+        Duration::from_secs(10),
+        || async { lines(&peers_file) == 8 },
+    )
+    .await;
+    let unhealthy = members(&voters[0].agent, "?healthy=false").await;
+    let id1 = node_id_of(&clients[1].1).await;
+    let c1 = members(&voters[0].agent, "")
+        .await
+        .into_iter()
+        .find(|m| m["id"].as_u64() == Some(id1))
+        .unwrap();
+    assert_eq!(c1["healthy"], false);
+    assert_eq!(c1["failing_checks"], serde_json::json!(["flag"]));
+    assert!(!unhealthy.is_empty());
+
+    // Client 5 restarts on its data dir: the same member comes back, once.
+    let (dir5, old5) = (&clients[5].0, &clients[5].1);
+    let args = ["--role", "client", "--join", join.as_str()];
+    let _back = Agent::spawn_env(dir5, old5.http, old5.rpc, &args, &env);
+    eventually(
+        "client 5 alive again, once",
+        Duration::from_secs(15),
+        || async {
+            let list = members(&voters[0].agent, "").await;
+            list.iter()
+                .filter(|m| m["id"].as_u64() == Some(id5))
+                .count()
+                == 1
+                && state_of(&list, id5).as_deref() == Some("alive")
+        },
+    )
+    .await;
+
+    // remove-dead forgets client 4 everywhere.
+    let r: Value = http()
+        .post(voters[0].agent.url("/v1/members/remove-dead"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["removed"], serde_json::json!([id4]));
+    eventually(
+        "client 4 forgotten everywhere",
+        Duration::from_secs(10),
+        || async {
+            for a in everyone().into_iter().filter(|a| *a != gone4) {
+                if state_of(&members_at(a, "").await, id4).is_some() {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+
+    stop.store(true, Ordering::Relaxed);
+    reader
+        .join()
+        .expect("the reader saw only whole, non-empty files");
+    assert!(reads.load(Ordering::Relaxed) > 100);
+}
