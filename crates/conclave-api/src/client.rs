@@ -96,8 +96,11 @@ async fn health(State(ctx): State<CCtx>) -> Result<Json<HealthResponse>, ApiErro
             StatusCode::SERVICE_UNAVAILABLE,
             codes::NOT_JOINED,
             format!(
-                "client {} has not met any Raft member through gossip yet",
-                ctx.membership.node_id()
+                "client {} has not met any Raft member through gossip yet ({})",
+                ctx.membership.node_id(),
+                ctx.membership
+                    .join_problem()
+                    .unwrap_or_else(|| "other agents answer, but none holds the Raft log".into())
             ),
             "check --join (RPC addresses or DNS names of members) and the cluster token; the log says what it is retrying",
         ));

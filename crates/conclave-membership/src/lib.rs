@@ -148,6 +148,8 @@ struct Inner {
     stats: Arc<TransportStats>,
     tuning: GossipTuning,
     id: u64,
+    /// Why the join loop has not met anyone yet.
+    join_problem: std::sync::RwLock<Option<String>>,
     /// When each (node, generation)'s heartbeat last advanced here.
     beats: std::sync::Mutex<HashMap<ChitchatId, (u64, Instant)>>,
 }
@@ -220,14 +222,29 @@ impl Membership {
             tuning: opts.tuning.clone(),
             id: opts.node_id,
             beats: Default::default(),
+            join_problem: std::sync::RwLock::new(
+                (!opts.seeds.is_empty()).then(|| "joining: no seed has answered yet".to_string()),
+            ),
         });
         let membership = Membership { inner };
-        tokio::spawn(refresh_loop(membership.clone(), shutdown));
+        tokio::spawn(refresh_loop(membership.clone(), shutdown.clone()));
+        if !opts.seeds.is_empty() {
+            tokio::spawn(join_loop(membership.clone(), opts.seeds, shutdown));
+        }
         Ok(membership)
     }
 
     pub fn node_id(&self) -> u64 {
         self.inner.id
+    }
+
+    /// Why this agent has not met another member yet (`None` once it has, or with no seeds).
+    pub fn join_problem(&self) -> Option<String> {
+        self.inner
+            .join_problem
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The member list right now (last-seen times fresh to the refresh period).
@@ -350,6 +367,67 @@ impl Membership {
                 true
             }
         });
+    }
+}
+
+/// Until another member answers: resolve every seed (DNS names give A and AAAA records, and
+/// may resolve to nothing at first, e.g. a headless service before its pods are ready) and
+/// gossip with each address, backing off from 0.5 s to 10 s. chitchat itself re-resolves
+/// seed names only once a minute, which is too slow for a cluster that is starting up.
+async fn join_loop(m: Membership, seeds: Vec<String>, shutdown: CancellationToken) {
+    let mut pause = Duration::from_millis(500);
+    let mut last_log: Option<Instant> = None;
+    loop {
+        let met = m
+            .view()
+            .members
+            .iter()
+            .any(|x| x.id != m.inner.id && x.state == MemberState::Alive);
+        if met {
+            *m.inner
+                .join_problem
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            // Keep watching: if every other member vanishes, look for seeds again.
+            pause = Duration::from_millis(500);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+            continue;
+        }
+        let mut outcomes = Vec::new();
+        for seed in &seeds {
+            match tokio::net::lookup_host(seed.as_str()).await {
+                Ok(addrs) => {
+                    let addrs: Vec<SocketAddr> = addrs.collect();
+                    if addrs.is_empty() {
+                        outcomes.push(format!("{seed}: resolves to no address yet"));
+                    }
+                    for a in addrs {
+                        if let Some(h) = m.inner.handle.lock().await.as_ref() {
+                            let _ = h.gossip(a);
+                        }
+                        outcomes.push(format!("{seed}: no answer from {a} yet"));
+                    }
+                }
+                Err(e) => outcomes.push(format!("{seed}: does not resolve ({e})")),
+            }
+        }
+        let problem = format!("not joined yet: {}", outcomes.join("; "));
+        if last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+            last_log = Some(Instant::now());
+            tracing::warn!("{problem}; retrying with backoff (check --join and the cluster token)");
+        }
+        *m.inner
+            .join_problem
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(problem);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(10));
     }
 }
 

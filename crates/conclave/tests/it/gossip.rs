@@ -330,3 +330,75 @@ async fn twelve_agents_one_view_detection_leave_restart_health_and_a_guarded_pee
         .expect("the reader saw only whole, non-empty files");
     assert!(reads.load(Ordering::Relaxed) > 100);
 }
+
+/// Removes its line from /etc/hosts when dropped.
+struct HostsEntry {
+    line: String,
+}
+
+impl HostsEntry {
+    fn add(line: String) -> std::io::Result<HostsEntry> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open("/etc/hosts")?;
+        writeln!(f, "{line}")?;
+        Ok(HostsEntry { line })
+    }
+}
+
+impl Drop for HostsEntry {
+    fn drop(&mut self) {
+        if let Ok(text) = std::fs::read_to_string("/etc/hosts") {
+            let kept: String = text
+                .lines()
+                .filter(|l| *l != self.line)
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let _ = std::fs::write("/etc/hosts", kept);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_join_waits_for_a_dns_name_that_resolves_later() {
+    let writable = std::fs::OpenOptions::new()
+        .append(true)
+        .open("/etc/hosts")
+        .is_ok();
+    if !writable {
+        eprintln!("SKIPPED: needs a writable /etc/hosts (run as root, as .ci/run does)");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let env = cluster_env(GOSSIP);
+    let voter = start_static(root.path(), 1, &[], &env).await;
+    let name = format!("conclave-it-seed-{}.test", std::process::id());
+    let seed = format!("{name}:{}", voter[0].agent.rpc.port());
+    let client = Agent::spawn_env(
+        &root.path().join("client"),
+        free_addr(),
+        free_addr(),
+        &["--role", "client", "--retry-join", seed.as_str()],
+        &env,
+    );
+    // Not resolvable yet: not ready, and it says why.
+    eventually(
+        "the client explains it is not joined",
+        Duration::from_secs(10),
+        || async {
+            match http().get(client.url("/v1/ready")).send().await {
+                Ok(r) if r.status() == 503 => {
+                    let body = r.text().await.unwrap_or_default();
+                    body.contains("not_joined") && body.contains(&name)
+                }
+                _ => false,
+            }
+        },
+    )
+    .await;
+    let _entry = HostsEntry::add(format!("127.0.0.1 {name}")).unwrap();
+    client.wait_healthy(Duration::from_secs(20)).await;
+    let list = members(&client, "").await;
+    assert_eq!(list.len(), 2, "{list:?}");
+}
