@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use conclave_membership::Membership;
 use conclave_membership::view::MemberFilter;
 use conclave_publish::Publisher;
-use conclave_types::{GossipMember, MemberState, RemoveDeadResponse, SinkStatus};
+use conclave_types::{GossipMember, GossipStats, MemberState, RemoveDeadResponse, SinkStatus};
 
 use crate::{ApiError, query};
 
@@ -26,7 +26,9 @@ pub fn router(ctx: MembersContext) -> Router {
     Router::new()
         .route("/v1/members", get(list))
         .route("/v1/members/remove-dead", post(remove_dead))
+        .route("/v1/members/{id}", get(one))
         .route("/v1/publish/status", get(publish_status))
+        .route("/v1/gossip/stats", get(stats))
         .with_state(Arc::new(ctx))
 }
 
@@ -99,6 +101,32 @@ async fn list(
     ))
 }
 
+async fn one(
+    State(ctx): State<MCtx>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<GossipMember>, ApiError> {
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::bad_request(
+            format!("member id {id:?} is not a number"),
+            "use the numeric id shown by GET /v1/members",
+        )
+    })?;
+    ctx.membership
+        .view()
+        .members
+        .into_iter()
+        .find(|m| m.id == id)
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                conclave_types::codes::MEMBER_NOT_FOUND,
+                format!("no member {id} in this agent's view"),
+                "GET /v1/members lists the members this agent knows",
+            )
+        })
+}
+
 async fn remove_dead(State(ctx): State<MCtx>) -> Json<RemoveDeadResponse> {
     let removed = ctx.membership.remove_dead().await;
     if !removed.is_empty() {
@@ -109,4 +137,35 @@ async fn remove_dead(State(ctx): State<MCtx>) -> Json<RemoveDeadResponse> {
 
 async fn publish_status(State(ctx): State<MCtx>) -> Json<Vec<SinkStatus>> {
     Json(ctx.publisher.status())
+}
+
+async fn stats(State(ctx): State<MCtx>) -> Json<GossipStats> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &ctx.membership;
+    let t = m.stats();
+    let sinks = ctx.publisher.status();
+    Json(GossipStats {
+        node_id: m.node_id(),
+        members: m
+            .view()
+            .counts()
+            .into_iter()
+            .map(|(state, n)| {
+                let name = serde_json::to_value(state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                (name, n)
+            })
+            .collect(),
+        datagrams_sent: t.datagrams_sent.load(Relaxed),
+        datagrams_received: t.datagrams_received.load(Relaxed),
+        bytes_sent: t.bytes_sent.load(Relaxed),
+        bytes_received: t.bytes_received.load(Relaxed),
+        datagrams_rejected: t.rejected.load(Relaxed),
+        publications: sinks.iter().map(|s| s.writes).sum(),
+        publications_held: sinks.iter().filter(|s| s.held.is_some()).count() as u64,
+        hook_failures: sinks.iter().map(|s| s.hook_failures).sum(),
+        join_problem: m.join_problem(),
+    })
 }

@@ -67,6 +67,28 @@ enum Cmd {
         #[arg(long, default_value_t = 20.0)]
         timeout: f64,
     },
+    /// Poll `/v1/members` on every agent until all of them show member `id` in `state`;
+    /// prints when each agent first saw it (ms since the start).
+    Watch {
+        /// A file with one agent HTTP address (host:port) per line.
+        #[arg(long)]
+        addrs_file: PathBuf,
+        #[arg(long)]
+        id: u64,
+        /// alive, suspect, dead or left.
+        #[arg(long)]
+        state: String,
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+    },
+    /// Poll `/v1/members` on every agent for `seconds` and count members seen as suspect or
+    /// dead (false positives when no agent was stopped).
+    Steady {
+        #[arg(long)]
+        addrs_file: PathBuf,
+        #[arg(long)]
+        seconds: f64,
+    },
     /// Measure 4 KiB write + fdatasync per op, single thread.
     Fsync {
         #[arg(long)]
@@ -337,6 +359,132 @@ async fn failover(
     bail!("no write was acknowledged within {timeout} s of the kill")
 }
 
+async fn http_get_json(addr: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+    let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await??;
+    let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .uri(path)
+        .header("host", addr)
+        .body(Full::new(Bytes::new()))?;
+    let resp = tokio::time::timeout(Duration::from_secs(2), sender.send_request(req)).await??;
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok(serde_json::from_slice(&body)?)
+}
+
+fn read_addrs(file: &PathBuf) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// The state each agent reports for member `id` (None: not listed or unreachable).
+async fn states_of(addrs: &[String], id: u64) -> Vec<Option<String>> {
+    let polls = addrs.iter().cloned().map(move |a| async move {
+        let m = http_get_json(&a, &format!("/v1/members/{id}")).await.ok()?;
+        m["state"].as_str().map(String::from)
+    });
+    futures_join_all(polls).await
+}
+
+async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+    F: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
+}
+
+async fn watch(
+    addrs: Vec<String>,
+    id: u64,
+    state: String,
+    timeout: f64,
+) -> anyhow::Result<serde_json::Value> {
+    let start = Instant::now();
+    let mut seen: Vec<Option<f64>> = vec![None; addrs.len()];
+    let deadline = start + Duration::from_secs_f64(timeout);
+    while seen.iter().any(Option::is_none) && Instant::now() < deadline {
+        let round = states_of(&addrs, id).await;
+        let at = start.elapsed().as_secs_f64() * 1000.0;
+        for (slot, st) in seen.iter_mut().zip(round) {
+            if slot.is_none() && st.as_deref() == Some(state.as_str()) {
+                *slot = Some(at);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut times: Vec<f64> = seen.iter().flatten().copied().collect();
+    times.sort_by(f64::total_cmp);
+    let pick = |p: f64| {
+        if times.is_empty() {
+            0.0
+        } else {
+            times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1]
+        }
+    };
+    Ok(serde_json::json!({
+        "id": id, "state": state, "agents": addrs.len(),
+        "missing": seen.iter().filter(|s| s.is_none()).count(),
+        "p50_ms": pick(0.5), "p99_ms": pick(0.99), "all_ms": pick(1.0),
+    }))
+}
+
+async fn steady(addrs: Vec<String>, seconds: f64) -> anyhow::Result<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut polls = 0u64;
+    let mut suspect = std::collections::BTreeSet::new();
+    let mut dead = std::collections::BTreeSet::new();
+    while Instant::now() < deadline {
+        let lists = futures_join_all(
+            addrs
+                .iter()
+                .cloned()
+                .map(|a| async move { (a.clone(), http_get_json(&a, "/v1/members").await.ok()) }),
+        )
+        .await;
+        for (observer, list) in lists {
+            polls += 1;
+            for m in list
+                .as_ref()
+                .and_then(|l| l.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let id = m["id"].as_u64().unwrap_or(0);
+                match m["state"].as_str() {
+                    Some("suspect") => {
+                        suspect.insert((observer.clone(), id));
+                    }
+                    Some("dead") => {
+                        dead.insert((observer.clone(), id));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(serde_json::json!({
+        "agents": addrs.len(), "seconds": seconds, "polls": polls,
+        "suspect_pairs": suspect.len(), "dead_pairs": dead.len(),
+        "dead_examples": dead.iter().take(5).map(|(o, id)| format!("{o} saw {id}")).collect::<Vec<_>>(),
+    }))
+}
+
 fn fsync_probe(dir: PathBuf, seconds: f64) -> anyhow::Result<serde_json::Value> {
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("fsync-probe.bin");
@@ -406,6 +554,24 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 rt.block_on(failover(system, kill_pid, addr, timeout))?
             );
+        }
+        Cmd::Watch {
+            addrs_file,
+            id,
+            state,
+            timeout,
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let addrs = read_addrs(&addrs_file)?;
+            println!("{}", rt.block_on(watch(addrs, id, state, timeout))?);
+        }
+        Cmd::Steady {
+            addrs_file,
+            seconds,
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let addrs = read_addrs(&addrs_file)?;
+            println!("{}", rt.block_on(steady(addrs, seconds))?);
         }
         Cmd::Fsync { dir, seconds } => println!("{}", fsync_probe(dir, seconds)?),
     }

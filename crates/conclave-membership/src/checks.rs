@@ -90,15 +90,18 @@ impl CheckConfig {
     }
 }
 
-/// Which checks fail right now (empty: healthy).
+/// Which checks fail right now, and how many have not reported yet.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HealthSummary {
     pub failing: Vec<String>,
+    /// Checks without a first result yet: the node is not known to be healthy until they
+    /// report (a reload hook must not run on a node whose checks have not run).
+    pub pending: usize,
 }
 
 impl HealthSummary {
     pub fn passing(&self) -> bool {
-        self.failing.is_empty()
+        self.failing.is_empty() && self.pending == 0
     }
 }
 
@@ -149,7 +152,11 @@ pub fn spawn(
     checks: Vec<CheckConfig>,
     shutdown: CancellationToken,
 ) -> watch::Receiver<HealthSummary> {
-    let (tx, rx) = watch::channel(HealthSummary::default());
+    let total = checks.len();
+    let (tx, rx) = watch::channel(HealthSummary {
+        failing: Vec::new(),
+        pending: total,
+    });
     let tx = Arc::new(tx);
     let states: Arc<Mutex<BTreeMap<String, bool>>> = Arc::default();
     for check in checks {
@@ -177,6 +184,7 @@ pub fn spawn(
                                 .filter(|(_, p)| !**p)
                                 .map(|(n, _)| n.clone())
                                 .collect(),
+                            pending: total.saturating_sub(s.len()),
                         }
                     };
                     tx.send_replace(summary);

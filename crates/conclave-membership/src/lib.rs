@@ -186,6 +186,7 @@ impl Membership {
             (keys::API.to_string(), opts.api_addr.clone()),
             (keys::RPC.to_string(), opts.rpc_addr.clone()),
             (keys::VERSION.to_string(), opts.version.clone()),
+            // The owner sets the checks' summary right after start (`set_health`).
             (keys::HEALTH.to_string(), "pass".to_string()),
             (
                 keys::CLUSTER.to_string(),

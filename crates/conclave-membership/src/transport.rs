@@ -90,6 +90,7 @@ impl Transport for AuthUdpTransport {
             remotes: Mutex::new(HashMap::new()),
             last_warning: Mutex::new(None),
             stop: self.stop.clone(),
+            out_buf: Mutex::new(vec![0u8; MAX_DATAGRAM + 1]),
         });
         tokio::spawn(relay.clone().inbound());
         Ok(Box::new(AuthUdpSocket { inner, relay }))
@@ -108,6 +109,8 @@ struct Relay {
     remotes: Mutex<HashMap<SocketAddr, SocketAddr>>,
     last_warning: Mutex<Option<Instant>>,
     stop: CancellationToken,
+    /// The stand-ins' shared receive buffer.
+    out_buf: Mutex<Vec<u8>>,
 }
 
 impl Relay {
@@ -139,29 +142,35 @@ impl Relay {
         Ok(sock)
     }
 
-    /// chitchat → stand-in → tag → public port → remote.
+    /// chitchat → stand-in → tag → public port → remote. Stand-ins share one receive buffer
+    /// (a datagram may be 64 KiB; a buffer per peer would cost 64 KiB × peers of memory).
     async fn outbound(self: Arc<Self>, sock: Arc<tokio::net::UdpSocket>, remote: SocketAddr) {
-        let mut buf = vec![0u8; MAX_DATAGRAM + TAG_LEN];
         loop {
-            let got = tokio::select! {
+            tokio::select! {
                 _ = self.stop.cancelled() => return,
-                got = sock.recv_from(&mut buf) => got,
-            };
-            let Ok((n, from)) = got else {
-                continue;
-            };
-            if from != self.inner_addr {
-                continue;
+                r = sock.readable() => if r.is_err() { continue },
             }
-            if n + TAG_LEN > MAX_DATAGRAM {
-                // chitchat fills deltas up to the UDP limit; the tag does not fit. Skip: the
-                // next round (another peer, another digest) carries the state.
-                tracing::debug!(len = n, %remote, "gossip datagram too large for the tag; skipped");
-                continue;
-            }
-            let tag = self.tag(&buf[..n]);
-            buf[n..n + TAG_LEN].copy_from_slice(&tag);
-            if let Ok(sent) = self.public.send_to(&buf[..n + TAG_LEN], remote).await {
+            let datagram = {
+                let mut buf = lock(&self.out_buf);
+                match sock.try_recv_from(&mut buf) {
+                    Ok((n, from)) if from == self.inner_addr => {
+                        if n + TAG_LEN > MAX_DATAGRAM {
+                            // chitchat fills deltas up to the UDP limit; the tag does not fit.
+                            // Skip: the next round (another peer, another digest) carries it.
+                            tracing::debug!(len = n, %remote, "gossip datagram too large for the tag; skipped");
+                            continue;
+                        }
+                        let mut d = Vec::with_capacity(n + TAG_LEN);
+                        d.extend_from_slice(&buf[..n]);
+                        d
+                    }
+                    _ => continue,
+                }
+            };
+            let tag = self.tag(&datagram);
+            let mut datagram = datagram;
+            datagram.extend_from_slice(&tag);
+            if let Ok(sent) = self.public.send_to(&datagram, remote).await {
                 self.stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .bytes_sent

@@ -98,6 +98,7 @@ async fn members_meet_outsiders_are_refused_leavers_leave_and_dead_are_removed()
     // Health travels with gossip.
     b.set_health(&conclave_membership::checks::HealthSummary {
         failing: vec!["db".into()],
+        pending: 0,
     })
     .await;
     until("b unhealthy on a", || {
