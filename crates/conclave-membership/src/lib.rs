@@ -11,6 +11,7 @@
 //! membership of Raft, fencing) depends on it.
 
 pub mod checks;
+pub mod discovery;
 pub mod transport;
 pub mod view;
 
@@ -93,6 +94,8 @@ pub struct GossipOptions {
     pub cluster_id: Option<String>,
     pub token: Option<String>,
     pub tuning: GossipTuning,
+    /// DNS server for `srv:` seeds (default: /etc/resolv.conf).
+    pub dns_server: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,7 +171,13 @@ impl Membership {
             cluster_id: "conclave".into(),
             gossip_interval: interval,
             listen_addr: opts.listen,
-            seed_nodes: opts.seeds.clone(),
+            // chitchat re-resolves plain names itself (once a minute); SRV seeds are ours.
+            seed_nodes: opts
+                .seeds
+                .iter()
+                .filter(|s| !discovery::Discovery::is_srv(s))
+                .cloned()
+                .collect(),
             failure_detector_config: FailureDetectorConfig {
                 phi_threshold: opts.tuning.phi_threshold,
                 sampling_window_size: 100,
@@ -230,7 +239,13 @@ impl Membership {
         let membership = Membership { inner };
         tokio::spawn(refresh_loop(membership.clone(), shutdown.clone()));
         if !opts.seeds.is_empty() {
-            tokio::spawn(join_loop(membership.clone(), opts.seeds, shutdown));
+            let discovery = discovery::Discovery::new(opts.dns_server);
+            tokio::spawn(join_loop(
+                membership.clone(),
+                opts.seeds,
+                discovery,
+                shutdown,
+            ));
         }
         Ok(membership)
     }
@@ -375,7 +390,12 @@ impl Membership {
 /// may resolve to nothing at first, e.g. a headless service before its pods are ready) and
 /// gossip with each address, backing off from 0.5 s to 10 s. chitchat itself re-resolves
 /// seed names only once a minute, which is too slow for a cluster that is starting up.
-async fn join_loop(m: Membership, seeds: Vec<String>, shutdown: CancellationToken) {
+async fn join_loop(
+    m: Membership,
+    seeds: Vec<String>,
+    discovery: discovery::Discovery,
+    shutdown: CancellationToken,
+) {
     let mut pause = Duration::from_millis(500);
     let mut last_log: Option<Instant> = None;
     loop {
@@ -399,9 +419,8 @@ async fn join_loop(m: Membership, seeds: Vec<String>, shutdown: CancellationToke
         }
         let mut outcomes = Vec::new();
         for seed in &seeds {
-            match tokio::net::lookup_host(seed.as_str()).await {
+            match discovery.expand(seed).await {
                 Ok(addrs) => {
-                    let addrs: Vec<SocketAddr> = addrs.collect();
                     if addrs.is_empty() {
                         outcomes.push(format!("{seed}: resolves to no address yet"));
                     }
@@ -412,7 +431,7 @@ async fn join_loop(m: Membership, seeds: Vec<String>, shutdown: CancellationToke
                         outcomes.push(format!("{seed}: no answer from {a} yet"));
                     }
                 }
-                Err(e) => outcomes.push(format!("{seed}: does not resolve ({e})")),
+                Err(e) => outcomes.push(format!("{seed} does not resolve yet ({e})")),
             }
         }
         let problem = format!("not joined yet: {}", outcomes.join("; "));

@@ -44,6 +44,7 @@ async fn start(
                 suspect_after_ms: 300,
                 ..GossipTuning::default()
             },
+            dns_server: None,
         },
         stop.clone(),
     )

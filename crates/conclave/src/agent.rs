@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 
 use conclave_api::AppContext;
 use conclave_api::members::MembersContext;
+use conclave_membership::discovery::Discovery;
 use conclave_membership::view::keys;
 use conclave_membership::{GossipOptions, Membership, checks};
 use conclave_publish::Publisher;
@@ -108,6 +109,7 @@ async fn start_membership(
             cluster_id,
             token: config.cluster_token.clone(),
             tuning: config.gossip.clone(),
+            dns_server: config.dns_server,
         },
         shutdown.clone(),
     )
@@ -178,6 +180,60 @@ fn prepare_data_dir(config: &AgentConfig) -> anyhow::Result<std::fs::File> {
         )
     })?;
     Ok(conclave_storage::offline::lock_dir(&config.data_dir)?)
+}
+
+/// `--join` entries with `srv:` records expanded now; other entries as given (names in them
+/// are resolved on every connection attempt).
+async fn resolved_seeds(discovery: &Discovery, seeds: &[String]) -> Vec<String> {
+    let (srv, plain): (Vec<String>, Vec<String>) =
+        seeds.iter().cloned().partition(|s| Discovery::is_srv(s));
+    let mut out = plain;
+    out.extend(discovery.expand_all(&srv).await);
+    out
+}
+
+/// Join (or bootstrap with) the cluster behind `seeds`. SRV entries are looked up afresh
+/// every 15 s until it works: the records may change while a cluster starts.
+async fn form_with_seeds(
+    node: &RaftNode,
+    discovery: &Discovery,
+    seeds: &[String],
+    expect: Option<u32>,
+    stop: &CancellationToken,
+) -> Result<(), FormError> {
+    let has_srv = seeds.iter().any(|s| Discovery::is_srv(s));
+    loop {
+        let list = resolved_seeds(discovery, seeds).await;
+        if list.is_empty() {
+            tracing::warn!(
+                ?seeds,
+                "no --join entry resolves to an address yet; looking again in 2 s"
+            );
+            tokio::select! {
+                _ = stop.cancelled() => return Err(FormError::Stopped),
+                _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+            }
+        }
+        let round = stop.child_token();
+        let timer = has_srv.then(|| {
+            let round = round.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(15)).await;
+                round.cancel();
+            })
+        });
+        let result = match expect {
+            Some(e) => formation::bootstrap(node, e, &list, &round).await,
+            None => formation::join(node, &list, &round).await,
+        };
+        if let Some(t) = timer {
+            t.abort();
+        }
+        match result {
+            Err(FormError::Stopped) if !stop.is_cancelled() => continue,
+            other => return other,
+        }
+    }
 }
 
 /// Keep this node's Raft role and cluster id current in its gossip state.
@@ -332,10 +388,17 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
 
     // Formation failures that retrying cannot fix (refusals) stop the agent.
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<FormError>(1);
+    let discovery = Arc::new(Discovery::new(config.dns_server));
     if node.is_initialized().await {
         if let Formation::Join(addrs) | Formation::Bootstrap { join: addrs, .. } = &formation {
-            let (node, addrs, tx) = (node.clone(), addrs.clone(), fatal_tx.clone());
+            let (node, addrs, tx, d) = (
+                node.clone(),
+                addrs.clone(),
+                fatal_tx.clone(),
+                discovery.clone(),
+            );
             tokio::spawn(async move {
+                let addrs = resolved_seeds(&d, &addrs).await;
                 if let Err(e) = formation::check_join_targets(&node, &addrs).await {
                     let _ = tx.send(e).await;
                 }
@@ -346,28 +409,30 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             Formation::Single => node.initialize_single().await?,
             Formation::Static(members) => formation::form_static(&node, members).await?,
             Formation::Bootstrap { expect, join } => {
-                let (node, join, tx, stop) = (
+                let (node, join, tx, stop, d) = (
                     node.clone(),
                     join.clone(),
                     fatal_tx.clone(),
                     shutdown.clone(),
+                    discovery.clone(),
                 );
                 let expect = *expect;
                 tokio::spawn(async move {
-                    if let Err(e) = formation::bootstrap(&node, expect, &join, &stop).await {
+                    if let Err(e) = form_with_seeds(&node, &d, &join, Some(expect), &stop).await {
                         let _ = tx.send(e).await;
                     }
                 });
             }
             Formation::Join(addrs) => {
-                let (node, addrs, tx, stop) = (
+                let (node, addrs, tx, stop, d) = (
                     node.clone(),
                     addrs.clone(),
                     fatal_tx.clone(),
                     shutdown.clone(),
+                    discovery.clone(),
                 );
                 tokio::spawn(async move {
-                    if let Err(e) = formation::join(&node, &addrs, &stop).await {
+                    if let Err(e) = form_with_seeds(&node, &d, &addrs, None, &stop).await {
                         let _ = tx.send(e).await;
                     }
                 });

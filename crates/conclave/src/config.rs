@@ -64,6 +64,8 @@ pub struct AgentConfig {
     pub single_node: bool,
     /// Labels advertised through gossip (`[tags]` table, or `--tag key=value`).
     pub tags: Tags,
+    /// DNS server (host:port) for `srv:` join entries; default: /etc/resolv.conf.
+    pub dns_server: Option<SocketAddr>,
     /// Gossip timings and failure detection.
     pub gossip: GossipTuning,
     /// Health checks (`[[check]]` tables).
@@ -191,6 +193,7 @@ impl Default for AgentConfig {
             role: NodeRole::Voter,
             single_node: false,
             tags: Tags::default(),
+            dns_server: None,
             gossip: GossipTuning::default(),
             check: Vec::new(),
             publish: Vec::new(),
@@ -424,8 +427,9 @@ pub struct AgentFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_token: Option<String>,
-    /// RPC addresses or DNS names of members to join, comma-separated (host:7401); retried
-    /// with backoff until one answers (--retry-join is the same flag).
+    /// Members to join, comma-separated: RPC addresses, DNS names (host:7401) or SRV records
+    /// (srv:_conclave._udp.example.com); retried with backoff until one answers
+    /// (--retry-join is the same flag).
     #[arg(long, value_delimiter = ',', alias = "retry-join")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub join: Vec<String>,
@@ -449,6 +453,10 @@ pub struct AgentFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub single_node: bool,
+    /// DNS server (host:port) for srv: join entries [default: the system's].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_server: Option<SocketAddr>,
     /// A label advertised through gossip, key=value (repeatable).
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     #[serde(rename = "tags", skip_serializing_if = "Vec::is_empty")]

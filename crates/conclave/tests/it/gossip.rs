@@ -402,3 +402,128 @@ async fn retry_join_waits_for_a_dns_name_that_resolves_later() {
     let list = members(&client, "").await;
     assert_eq!(list.len(), 2, "{list:?}");
 }
+
+/// A DNS server for one test: once `ready`, SRV queries get one record (priority 0, weight 0,
+/// `port`, target `seed.it.test.`) and A queries 127.0.0.1; before that, NXDOMAIN. Stops
+/// when `stop` is set.
+fn spawn_dns(port: u16, ready: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> std::net::SocketAddr {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let q = &buf[..n];
+            // The question: labels from byte 12 to a zero byte, then type and class.
+            let mut end = 12;
+            while end < n && q[end] != 0 {
+                end += 1 + q[end] as usize;
+            }
+            let qtype = u16::from_be_bytes([q[end + 1], q[end + 2]]);
+            let question = &q[12..end + 5];
+            let mut answers: Vec<Vec<u8>> = Vec::new();
+            if ready.load(Ordering::Relaxed) {
+                let mut rr = vec![0xc0, 0x0c];
+                rr.extend_from_slice(&qtype.to_be_bytes());
+                rr.extend_from_slice(&[0, 1, 0, 0, 0, 1]); // class IN, TTL 1 s
+                let rdata: Vec<u8> = match qtype {
+                    33 => {
+                        let mut d = vec![0, 0, 0, 0];
+                        d.extend_from_slice(&port.to_be_bytes());
+                        for label in ["seed", "it", "test"] {
+                            d.push(label.len() as u8);
+                            d.extend_from_slice(label.as_bytes());
+                        }
+                        d.push(0);
+                        d
+                    }
+                    1 => vec![127, 0, 0, 1],
+                    _ => Vec::new(),
+                };
+                if !rdata.is_empty() {
+                    rr.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+                    rr.extend_from_slice(&rdata);
+                    answers.push(rr);
+                }
+            }
+            let rcode = if ready.load(Ordering::Relaxed) { 0 } else { 3 };
+            let mut resp = vec![
+                q[0],
+                q[1],
+                0x81,
+                0x80 | rcode,
+                0,
+                1,
+                0,
+                answers.len() as u8,
+                0,
+                0,
+                0,
+                0,
+            ];
+            resp.extend_from_slice(question);
+            for a in answers {
+                resp.extend_from_slice(&a);
+            }
+            let _ = sock.send_to(&resp, from);
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_join_finds_members_once_the_record_appears() {
+    let root = tempfile::tempdir().unwrap();
+    let env = cluster_env(GOSSIP);
+    let first = start_static(root.path(), 1, &[], &env).await;
+    let (ready, stop) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let dns = spawn_dns(first[0].agent.rpc.port(), ready.clone(), stop.clone()).to_string();
+    let srv = "srv:_conclave._udp.it.test";
+    let client = Agent::spawn_env(
+        &root.path().join("client"),
+        free_addr(),
+        free_addr(),
+        &[
+            "--role",
+            "client",
+            "--join",
+            srv,
+            "--dns-server",
+            dns.as_str(),
+        ],
+        &env,
+    );
+    let voter = Agent::spawn_env(
+        &root.path().join("voter2"),
+        free_addr(),
+        free_addr(),
+        &["--join", srv, "--dns-server", dns.as_str()],
+        &env,
+    );
+    eventually(
+        "the client explains it is not joined",
+        Duration::from_secs(10),
+        || async {
+            match http().get(client.url("/v1/ready")).send().await {
+                Ok(r) if r.status() == 503 => r.text().await.unwrap_or_default().contains(srv),
+                _ => false,
+            }
+        },
+    )
+    .await;
+    ready.store(true, Ordering::Relaxed);
+    client.wait_healthy(Duration::from_secs(30)).await;
+    voter.wait_healthy(Duration::from_secs(40)).await;
+    let members = get_json(&first[0].agent.url("/v1/cluster/members"))
+        .await
+        .unwrap();
+    assert_eq!(members.as_array().map(Vec::len), Some(2), "{members}");
+    stop.store(true, Ordering::Relaxed);
+}
