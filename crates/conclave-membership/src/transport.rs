@@ -91,8 +91,10 @@ impl Transport for AuthUdpTransport {
             last_warning: Mutex::new(None),
             stop: self.stop.clone(),
             out_buf: Mutex::new(vec![0u8; MAX_DATAGRAM + 1]),
+            started: Instant::now(),
         });
         tokio::spawn(relay.clone().inbound());
+        tokio::spawn(relay.clone().sweep_loop());
         Ok(Box::new(AuthUdpSocket { inner, relay }))
     }
 }
@@ -104,14 +106,26 @@ struct Relay {
     key: hmac::Key,
     stats: Arc<TransportStats>,
     /// Remote peer → its loopback stand-in.
-    stand_ins: Mutex<HashMap<SocketAddr, Arc<tokio::net::UdpSocket>>>,
+    stand_ins: Mutex<HashMap<SocketAddr, Arc<StandIn>>>,
     /// Stand-in address → remote peer.
     remotes: Mutex<HashMap<SocketAddr, SocketAddr>>,
     last_warning: Mutex<Option<Instant>>,
     stop: CancellationToken,
     /// The stand-ins' shared receive buffer.
     out_buf: Mutex<Vec<u8>>,
+    /// Time base for `StandIn::last_used`.
+    started: Instant,
 }
+
+/// A remote peer's loopback socket. Closed after `STAND_IN_IDLE` without traffic, so peers
+/// that come and go (new pod IPs) do not accumulate sockets.
+struct StandIn {
+    sock: Arc<tokio::net::UdpSocket>,
+    last_used_ms: AtomicU64,
+    closed: CancellationToken,
+}
+
+const STAND_IN_IDLE: Duration = Duration::from_secs(600);
 
 impl Relay {
     fn tag(&self, payload: &[u8]) -> [u8; TAG_LEN] {
@@ -121,33 +135,80 @@ impl Relay {
         tag
     }
 
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     /// The stand-in for `remote`, created (with its outbound pump) on first use.
     async fn stand_in(
         self: &Arc<Self>,
         remote: SocketAddr,
     ) -> anyhow::Result<Arc<tokio::net::UdpSocket>> {
         if let Some(s) = lock(&self.stand_ins).get(&remote) {
-            return Ok(s.clone());
+            s.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+            return Ok(s.sock.clone());
         }
         let ip = self.inner_addr.ip();
         let sock = Arc::new(tokio::net::UdpSocket::bind((ip, 0)).await?);
         let addr = sock.local_addr()?;
         let mut map = lock(&self.stand_ins);
         if let Some(s) = map.get(&remote) {
-            return Ok(s.clone());
+            return Ok(s.sock.clone());
         }
-        map.insert(remote, sock.clone());
+        let entry = Arc::new(StandIn {
+            sock: sock.clone(),
+            last_used_ms: AtomicU64::new(self.now_ms()),
+            closed: CancellationToken::new(),
+        });
+        map.insert(remote, entry.clone());
         lock(&self.remotes).insert(addr, remote);
-        tokio::spawn(self.clone().outbound(sock.clone(), remote));
+        tokio::spawn(self.clone().outbound(entry, remote));
         Ok(sock)
+    }
+
+    /// Close stand-ins idle for longer than `idle`; returns how many.
+    fn sweep(&self, idle: Duration) -> usize {
+        let now = self.now_ms();
+        let mut map = lock(&self.stand_ins);
+        let stale: Vec<SocketAddr> = map
+            .iter()
+            .filter(|(_, s)| {
+                now.saturating_sub(s.last_used_ms.load(Ordering::Relaxed)) > idle.as_millis() as u64
+            })
+            .map(|(r, _)| *r)
+            .collect();
+        for remote in &stale {
+            if let Some(s) = map.remove(remote) {
+                s.closed.cancel();
+                if let Ok(addr) = s.sock.local_addr() {
+                    lock(&self.remotes).remove(&addr);
+                }
+            }
+        }
+        stale.len()
+    }
+
+    async fn sweep_loop(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            }
+            let closed = self.sweep(STAND_IN_IDLE);
+            if closed > 0 {
+                tracing::debug!(closed, "closed idle gossip stand-in sockets");
+            }
+        }
     }
 
     /// chitchat → stand-in → tag → public port → remote. Stand-ins share one receive buffer
     /// (a datagram may be 64 KiB; a buffer per peer would cost 64 KiB × peers of memory).
-    async fn outbound(self: Arc<Self>, sock: Arc<tokio::net::UdpSocket>, remote: SocketAddr) {
+    async fn outbound(self: Arc<Self>, entry: Arc<StandIn>, remote: SocketAddr) {
+        let sock = entry.sock.clone();
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => return,
+                _ = entry.closed.cancelled() => return,
                 r = sock.readable() => if r.is_err() { continue },
             }
             let datagram = {
@@ -167,6 +228,7 @@ impl Relay {
                     _ => continue,
                 }
             };
+            entry.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
             let tag = self.tag(&datagram);
             let mut datagram = datagram;
             datagram.extend_from_slice(&tag);
@@ -273,5 +335,52 @@ impl Socket for AuthUdpSocket {
                 return Ok(got);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn idle_stand_ins_are_closed_and_recreated_on_demand() {
+        let transport = AuthUdpTransport::new(Some("t"), Arc::default(), CancellationToken::new());
+        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let peer_addr = peer.local_addr().unwrap();
+        let public = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let relay = Arc::new(Relay {
+            public: Arc::new(public),
+            inner_addr: "127.0.0.1:9".parse().unwrap(),
+            key: transport.key.clone(),
+            stats: Arc::default(),
+            stand_ins: Mutex::new(HashMap::new()),
+            remotes: Mutex::new(HashMap::new()),
+            last_warning: Mutex::new(None),
+            stop: CancellationToken::new(),
+            out_buf: Mutex::new(vec![0u8; 16]),
+            started: Instant::now(),
+        });
+        let first = relay
+            .stand_in(peer_addr)
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert_eq!(
+            relay.sweep(Duration::from_secs(60)),
+            0,
+            "a fresh stand-in stays"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(relay.sweep(Duration::from_millis(10)), 1);
+        assert!(lock(&relay.remotes).is_empty());
+        let second = relay
+            .stand_in(peer_addr)
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert_ne!(first, second, "a new stand-in replaces the closed one");
+        relay.stop.cancel();
     }
 }
