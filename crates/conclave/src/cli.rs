@@ -490,7 +490,34 @@ async fn kv(cmd: KvCommand) -> Result<(), ClientError> {
 
 async fn status(opts: &ClientOpts) -> Result<(), ClientError> {
     let c = Client::new(&opts.addr)?;
-    let s = c.status().await?;
+    let s = match c.status().await? {
+        crate::client::AgentStatus::Raft(s) => s,
+        crate::client::AgentStatus::Client(v) => {
+            match opts.output {
+                Output::Json => print_json(&v),
+                Output::Human => {
+                    out!("cluster   {}", v["cluster_id"].as_str().unwrap_or("-"));
+                    out!(
+                        "node      {} (client: no Raft log; forwards to the cluster)",
+                        v["node_id"]
+                    );
+                    out!(
+                        "leader    {}",
+                        v["leader_id"]
+                            .as_u64()
+                            .map_or("none known".to_string(), |l| l.to_string())
+                    );
+                    out!("members   {}", v["members"]);
+                    out!();
+                    match c.cluster_status().await {
+                        Ok(cs) => print_members(&cs.members),
+                        Err(e) => out!("cluster status unavailable: {e}"),
+                    }
+                }
+            }
+            return Ok(());
+        }
+    };
     match opts.output {
         Output::Json => print_json(&serde_json::to_value(&s).unwrap_or_default()),
         Output::Human => {

@@ -40,6 +40,13 @@ pub struct GotValue {
     pub index: u64,
 }
 
+/// What `GET /v1/status` answered.
+pub enum AgentStatus {
+    Raft(Box<Status>),
+    /// A client agent: node id, cluster id, leader (from gossip), member counts.
+    Client(serde_json::Value),
+}
+
 impl Client {
     pub fn new(addr: &str) -> Result<Self, ClientError> {
         let base = addr.trim_end_matches('/').to_string();
@@ -155,11 +162,18 @@ impl Client {
         self.json(resp).await
     }
 
-    pub async fn status(&self) -> Result<Status, ClientError> {
+    /// `GET /v1/status`: a Raft member's status, or a client agent's (a different shape).
+    pub async fn status(&self) -> Result<AgentStatus, ClientError> {
         let resp = self
             .send(self.http.get(format!("{}/v1/status", self.base)))
             .await?;
-        self.json(resp).await
+        let v: serde_json::Value = self.json(resp).await?;
+        if v["role"] == "client" {
+            return Ok(AgentStatus::Client(v));
+        }
+        serde_json::from_value(v)
+            .map(|s| AgentStatus::Raft(Box::new(s)))
+            .map_err(|e| ClientError::Local(format!("unexpected answer from {}: {e}", self.base)))
     }
 
     pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {

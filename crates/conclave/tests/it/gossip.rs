@@ -141,6 +141,21 @@ async fn twelve_agents_one_view_detection_leave_restart_health_and_a_guarded_pee
     assert!(voters_seen.iter().any(|m| m["raft_role"] == "leader"));
     let tagged = members(&voters[0].agent, "?tag=idx=c4").await;
     assert_eq!(tagged.len(), 1);
+    // The CLI on a client: its own status, then the cluster table (forwarded).
+    let addr = clients[6].1.addr_flag();
+    let (code, out, err) = crate::support::cli(&["status", "--addr", addr.as_str()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(client: no Raft log"), "{out}");
+    assert!(
+        out.contains("voter"),
+        "the cluster table lists the voters: {out}"
+    );
+    let (code, out, err) = crate::support::cli(
+        &["members", "--addr", addr.as_str(), "--role", "client"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 10, "a header and 9 clients: {out}");
     // A client forwards KV to the cluster.
     let r = http()
         .put(clients[3].1.url("/v1/kv/from-client"))
