@@ -19,13 +19,7 @@ TRIALS=${TRIALS:-10}
 OUT_JSON=bench/cluster-results.jsonl
 OUT_MD=bench/cluster-results.md
 
-if ! command -v etcd >/dev/null; then
-  echo "installing etcd-server (Debian) for the comparison" >&2
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server) >/dev/null
-fi
-cargo build --release -q -p conclave -p conclave-bench
-BIN=target/release/conclave
-BENCH=target/release/conclave-bench
+source bench/prepare.sh
 
 WORK=$(mktemp -d "$PWD/target/bench-cluster.XXXXXX")
 declare -A CPID EPID

@@ -15,13 +15,7 @@ CONCURRENCY=${CONCURRENCY:-"1 16 64 256"}
 OUT_JSON=bench/results.jsonl
 OUT_MD=bench/results.md
 
-if ! command -v etcd >/dev/null; then
-  echo "installing etcd-server (Debian) for the comparison" >&2
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server) >/dev/null
-fi
-cargo build --release -q -p conclave -p conclave-bench
-BIN=target/release/conclave
-BENCH=target/release/conclave-bench
+source bench/prepare.sh
 
 WORK=$(mktemp -d "$PWD/target/bench-work.XXXXXX")
 PIDS=()

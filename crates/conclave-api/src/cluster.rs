@@ -135,45 +135,40 @@ pub(crate) async fn add(
     Ok((StatusCode::OK, Json(members)))
 }
 
+/// The member a `/v1/cluster/members/{id}...` request names, and its `?force=` flag where
+/// the route takes one (elsewhere any query parameter is refused).
+fn member_target(uri: &Uri, takes_force: bool) -> Result<(u64, bool), ApiError> {
+    let allowed: &[&str] = if takes_force { &["force"] } else { &[] };
+    let params = query::parse(uri.query(), allowed)?;
+    let force = query::flag(&params, "force")?;
+    Ok((node_id_from_path(uri)?, force))
+}
+
 pub(crate) async fn remove(
     State(ctx): State<Ctx>,
     uri: Uri,
 ) -> Result<Json<Vec<ClusterMember>>, ApiError> {
-    let params = query::parse(uri.query(), &["force"])?;
-    let force = query::flag(&params, "force")?;
-    let node_id = node_id_from_path(&uri)?;
-    Ok(Json(
-        ctx.node
-            .change_members(LeaderRequest::Remove { node_id, force })
-            .await?,
-    ))
+    let (node_id, force) = member_target(&uri, true)?;
+    let req = LeaderRequest::Remove { node_id, force };
+    Ok(Json(ctx.node.change_members(req).await?))
 }
 
 pub(crate) async fn promote(
     State(ctx): State<Ctx>,
     uri: Uri,
 ) -> Result<Json<Vec<ClusterMember>>, ApiError> {
-    query::parse(uri.query(), &[])?;
-    let node_id = node_id_from_path(&uri)?;
-    Ok(Json(
-        ctx.node
-            .change_members(LeaderRequest::Promote { node_id })
-            .await?,
-    ))
+    let (node_id, _) = member_target(&uri, false)?;
+    let req = LeaderRequest::Promote { node_id };
+    Ok(Json(ctx.node.change_members(req).await?))
 }
 
 pub(crate) async fn demote(
     State(ctx): State<Ctx>,
     uri: Uri,
 ) -> Result<Json<Vec<ClusterMember>>, ApiError> {
-    let params = query::parse(uri.query(), &["force"])?;
-    let force = query::flag(&params, "force")?;
-    let node_id = node_id_from_path(&uri)?;
-    Ok(Json(
-        ctx.node
-            .change_members(LeaderRequest::Demote { node_id, force })
-            .await?,
-    ))
+    let (node_id, force) = member_target(&uri, true)?;
+    let req = LeaderRequest::Demote { node_id, force };
+    Ok(Json(ctx.node.change_members(req).await?))
 }
 
 pub(crate) async fn transfer(

@@ -388,24 +388,7 @@ async fn states_of(addrs: &[String], id: u64) -> Vec<Option<String>> {
         let m = http_get_json(&a, &format!("/v1/members/{id}")).await.ok()?;
         m["state"].as_str().map(String::from)
     });
-    futures_join_all(polls).await
-}
-
-async fn futures_join_all<F: std::future::Future>(
-    futs: impl IntoIterator<Item = F>,
-) -> Vec<F::Output>
-where
-    F::Output: Send + 'static,
-    F: Send + 'static,
-{
-    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        if let Ok(v) = h.await {
-            out.push(v);
-        }
-    }
-    out
+    futures::future::join_all(polls).await
 }
 
 async fn watch(
@@ -449,7 +432,7 @@ async fn steady(addrs: Vec<String>, seconds: f64) -> anyhow::Result<serde_json::
     let mut suspect = std::collections::BTreeSet::new();
     let mut dead = std::collections::BTreeSet::new();
     while Instant::now() < deadline {
-        let lists = futures_join_all(
+        let lists = futures::future::join_all(
             addrs
                 .iter()
                 .cloned()
@@ -521,6 +504,7 @@ fn fsync_probe(dir: PathBuf, seconds: f64) -> anyhow::Result<serde_json::Value> 
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new()?;
     match cli.cmd {
         Cmd::Load {
             system,
@@ -531,7 +515,6 @@ fn main() -> anyhow::Result<()> {
             keys,
             value_size,
         } => {
-            let rt = tokio::runtime::Runtime::new()?;
             let report = rt.block_on(load(
                 system,
                 addr,
@@ -549,7 +532,6 @@ fn main() -> anyhow::Result<()> {
             addr,
             timeout,
         } => {
-            let rt = tokio::runtime::Runtime::new()?;
             println!(
                 "{}",
                 rt.block_on(failover(system, kill_pid, addr, timeout))?
@@ -561,7 +543,6 @@ fn main() -> anyhow::Result<()> {
             state,
             timeout,
         } => {
-            let rt = tokio::runtime::Runtime::new()?;
             let addrs = read_addrs(&addrs_file)?;
             println!("{}", rt.block_on(watch(addrs, id, state, timeout))?);
         }
@@ -569,7 +550,6 @@ fn main() -> anyhow::Result<()> {
             addrs_file,
             seconds,
         } => {
-            let rt = tokio::runtime::Runtime::new()?;
             let addrs = read_addrs(&addrs_file)?;
             println!("{}", rt.block_on(steady(addrs, seconds))?);
         }

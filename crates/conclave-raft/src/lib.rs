@@ -569,16 +569,6 @@ impl RaftNode {
         self.inner.removed.borrow().clone()
     }
 
-    /// Wait until this node knows a leader, up to `timeout`.
-    pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
-        self.inner
-            .raft
-            .wait(Some(timeout))
-            .metrics(|m| m.current_leader.is_some(), "a leader is known")
-            .await
-            .is_ok()
-    }
-
     fn peer_addr(&self, id: NodeId) -> Option<String> {
         self.inner.peers.addr(id).or_else(|| {
             self.metrics()

@@ -694,6 +694,23 @@ async fn publish(client: ClientOpts) -> Result<(), ClientError> {
     Ok(())
 }
 
+async fn remove_dead(client: ClientOpts) -> Result<(), ClientError> {
+    let r = Client::new(&client.addr)?.remove_dead().await?;
+    match client.output {
+        Output::Json => print_json(&serde_json::to_value(&r).unwrap_or_default()),
+        Output::Human if r.removed.is_empty() => out!("no dead or left members"),
+        Output::Human => out!(
+            "removed {}",
+            r.removed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+    Ok(())
+}
+
 async fn members(args: MembersArgs) -> Result<(), ClientError> {
     let Some(cmd) = args.cmd else {
         let mut query: Vec<(&str, String)> = Vec::new();
@@ -715,24 +732,8 @@ async fn members(args: MembersArgs) -> Result<(), ClientError> {
         }
         return Ok(());
     };
-    if let MembersCommand::RemoveDead { client } = cmd {
-        let r = Client::new(&client.addr)?.remove_dead().await?;
-        match client.output {
-            Output::Json => print_json(&serde_json::to_value(&r).unwrap_or_default()),
-            Output::Human if r.removed.is_empty() => out!("no dead or left members"),
-            Output::Human => out!(
-                "removed {}",
-                r.removed
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }
-        return Ok(());
-    }
     let (client, result) = match cmd {
-        MembersCommand::RemoveDead { .. } => unreachable!("handled above"),
+        MembersCommand::RemoveDead { client } => return remove_dead(client).await,
         MembersCommand::List { client } => {
             let r = Client::new(&client.addr)?.members().await;
             (client, r)

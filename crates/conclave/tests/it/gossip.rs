@@ -346,6 +346,24 @@ async fn twelve_agents_one_view_detection_leave_restart_health_and_a_guarded_pee
     assert!(reads.load(Ordering::Relaxed) > 100);
 }
 
+/// Wait until `client`'s `/v1/ready` is `503 not_joined` and names `what` as the reason.
+async fn wait_not_joined_mentioning(client: &Agent, what: &str) {
+    eventually(
+        "the client explains it is not joined",
+        Duration::from_secs(10),
+        || async {
+            match http().get(client.url("/v1/ready")).send().await {
+                Ok(r) if r.status() == 503 => {
+                    let body = r.text().await.unwrap_or_default();
+                    body.contains("not_joined") && body.contains(what)
+                }
+                _ => false,
+            }
+        },
+    )
+    .await;
+}
+
 /// Removes its line from /etc/hosts when dropped.
 struct HostsEntry {
     line: String,
@@ -398,20 +416,7 @@ async fn retry_join_waits_for_a_dns_name_that_resolves_later() {
         &env,
     );
     // Not resolvable yet: not ready, and it says why.
-    eventually(
-        "the client explains it is not joined",
-        Duration::from_secs(10),
-        || async {
-            match http().get(client.url("/v1/ready")).send().await {
-                Ok(r) if r.status() == 503 => {
-                    let body = r.text().await.unwrap_or_default();
-                    body.contains("not_joined") && body.contains(&name)
-                }
-                _ => false,
-            }
-        },
-    )
-    .await;
+    wait_not_joined_mentioning(&client, &name).await;
     let _entry = HostsEntry::add(format!("127.0.0.1 {name}")).unwrap();
     client.wait_healthy(Duration::from_secs(20)).await;
     let list = members(&client, "").await;
@@ -522,17 +527,7 @@ async fn srv_join_finds_members_once_the_record_appears() {
         &["--join", srv, "--dns-server", dns.as_str()],
         &env,
     );
-    eventually(
-        "the client explains it is not joined",
-        Duration::from_secs(10),
-        || async {
-            match http().get(client.url("/v1/ready")).send().await {
-                Ok(r) if r.status() == 503 => r.text().await.unwrap_or_default().contains(srv),
-                _ => false,
-            }
-        },
-    )
-    .await;
+    wait_not_joined_mentioning(&client, srv).await;
     ready.store(true, Ordering::Relaxed);
     client.wait_healthy(Duration::from_secs(30)).await;
     voter.wait_healthy(Duration::from_secs(40)).await;

@@ -1,0 +1,9 @@
+# Sourced by the comparison benchmarks: install Debian's etcd if missing, build the release
+# binaries, and set BIN (the agent) and BENCH (the load generator).
+if ! command -v etcd >/dev/null; then
+  echo "installing etcd-server (Debian) for the comparison" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server) >/dev/null
+fi
+cargo build --release -q -p conclave -p conclave-bench
+BIN=target/release/conclave
+BENCH=target/release/conclave-bench
