@@ -7,18 +7,38 @@
 //! entries and calls [`State::apply`]; nothing else mutates a [`State`].
 //!
 //! # Layout
-//! - [`State`]: the key-value store with one global, monotonically increasing revision.
+//! - [`State`]: the key-value store with one global, monotonically increasing revision, the
+//!   configuration [`registry`] and the application [`elections`].
 //! - [`Command`] / [`Outcome`]: what a client proposes and what applying it produced.
+//! - [`Change`]: what a watcher sees. Every revision is exactly one change, so a gap in the
+//!   revisions a watcher receives always means it missed something.
 //! - [`Limits`]: size limits checked *before* a command is proposed (never inside `apply`,
 //!   so nodes with different local limits still apply the same log identically).
 //! - [`snapshot`]: a versioned binary encoding of a whole [`State`].
 
+pub mod elections;
+pub mod registry;
 pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
+
+pub use elections::{ClusterClock, Election, ElectionEvent, Holder, Transition};
+pub use registry::{ConfigEntry, ConfigVersion};
+
+/// Keys under this prefix belong to conclave (configuration documents, elections). The KV API
+/// refuses them, so watchers can tell system changes from application keys.
+pub const SYSTEM_PREFIX: &str = "_conclave/";
+/// Watch key of a configuration document: `_conclave/config/<kind>/<name>`.
+pub fn config_watch_key(kind: &str, name: &str) -> String {
+    format!("{SYSTEM_PREFIX}config/{kind}/{name}")
+}
+/// Watch key of an election: `_conclave/elections/<name>`.
+pub fn election_watch_key(name: &str) -> String {
+    format!("{SYSTEM_PREFIX}elections/{name}")
+}
 
 /// One stored value and its revision metadata (etcd's model).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +69,65 @@ pub enum Command {
         key: String,
         expected: Option<ExpectedRevision>,
     },
+    /// The leader's cluster clock, placed before every command that needs time.
+    Clock {
+        term: u64,
+        now_ms: u64,
+        wall_ms: u64,
+    },
+    /// Write a configuration document (validated before proposing).
+    ConfigPut {
+        kind: String,
+        name: String,
+        content: Vec<u8>,
+        hash: String,
+        author: Option<String>,
+        expected: Option<ExpectedRevision>,
+    },
+    ConfigDelete {
+        kind: String,
+        name: String,
+        expected: Option<ExpectedRevision>,
+        author: Option<String>,
+    },
+    /// Become the holder of `election` if it is free (or its lease ended); a holder that
+    /// campaigns again renews its lease.
+    Campaign {
+        election: String,
+        candidate: String,
+        ttl_ms: u64,
+    },
+    Keepalive {
+        election: String,
+        candidate: String,
+        epoch: u64,
+    },
+    Resign {
+        election: String,
+        candidate: String,
+        epoch: u64,
+    },
+    /// End every lease whose deadline the cluster clock has reached (proposed by the leader).
+    ExpireLeases,
+}
+
+impl Command {
+    /// Whether the command reads the cluster clock, so the leader must stamp one before it.
+    pub fn needs_clock(&self) -> bool {
+        !matches!(
+            self,
+            Command::Put { .. } | Command::Delete { .. } | Command::Clock { .. }
+        )
+    }
+}
+
+/// One change as watchers see it: a put or delete of a key, at exactly one revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub revision: u64,
+    pub key: String,
+    /// `None` for a deletion.
+    pub value: Option<Vec<u8>>,
 }
 
 /// The payload of one Raft log entry: the commands a proposal batcher grouped so that they
@@ -62,14 +141,61 @@ pub struct Batch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// A put succeeded; `revision` is the new store revision and the key's mod revision.
-    Put { revision: u64 },
+    Put {
+        revision: u64,
+    },
     /// A delete ran; `deleted` is false when the key did not exist (revision unchanged then).
-    Deleted { revision: u64, deleted: bool },
+    Deleted {
+        revision: u64,
+        deleted: bool,
+    },
     /// The CAS precondition failed; nothing changed. `current` is the key's mod revision
     /// (0 when absent), so the caller can retry with it.
-    CasFailed { revision: u64, current: u64 },
-    /// Raft-internal entries (blank, membership) produce no change.
-    Unchanged { revision: u64 },
+    CasFailed {
+        revision: u64,
+        current: u64,
+    },
+    /// Raft-internal entries (blank, membership) and clock stamps produce no change.
+    Unchanged {
+        revision: u64,
+    },
+    /// The candidate holds the election with this epoch until the cluster clock reaches
+    /// `expires_at_ms` (`renewed`: it already held it and only its lease was extended).
+    Elected {
+        revision: u64,
+        epoch: u64,
+        expires_at_ms: u64,
+        now_ms: u64,
+        renewed: bool,
+    },
+    /// Someone else holds the election.
+    Busy {
+        revision: u64,
+        holder: String,
+        epoch: u64,
+        expires_at_ms: u64,
+        now_ms: u64,
+    },
+    /// A keepalive extended the lease.
+    Renewed {
+        revision: u64,
+        expires_at_ms: u64,
+        now_ms: u64,
+    },
+    /// The candidate does not hold that epoch of the election (any more).
+    NotHolder {
+        revision: u64,
+        holder: Option<String>,
+        epoch: u64,
+    },
+    Resigned {
+        revision: u64,
+    },
+    /// `ExpireLeases` ended this many leases.
+    Expired {
+        revision: u64,
+        ended: u32,
+    },
 }
 
 impl Outcome {
@@ -79,21 +205,62 @@ impl Outcome {
             Outcome::Put { revision }
             | Outcome::Deleted { revision, .. }
             | Outcome::CasFailed { revision, .. }
-            | Outcome::Unchanged { revision } => revision,
+            | Outcome::Unchanged { revision }
+            | Outcome::Elected { revision, .. }
+            | Outcome::Busy { revision, .. }
+            | Outcome::Renewed { revision, .. }
+            | Outcome::NotHolder { revision, .. }
+            | Outcome::Resigned { revision }
+            | Outcome::Expired { revision, .. } => revision,
         }
     }
 }
 
-/// The replicated key-value state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The replicated state: key-value store, configuration registry, elections.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
     revision: u64,
     kv: BTreeMap<String, KeyValue>,
+    clock: ClusterClock,
+    elections: BTreeMap<String, Election>,
+    /// Configuration documents by `kind/name`.
+    config: BTreeMap<String, ConfigEntry>,
+    /// Changes made since the caller last took them ([`State::take_changes`]); not part of
+    /// the replicated state.
+    #[serde(skip)]
+    changes: Vec<Change>,
+}
+
+/// Two states are equal when their replicated parts are; pending changes do not count.
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        self.revision == other.revision
+            && self.kv == other.kv
+            && self.clock == other.clock
+            && self.elections == other.elections
+            && self.config == other.config
+    }
+}
+
+impl Eq for State {}
+
+fn event_json(event: &ElectionEvent) -> Vec<u8> {
+    // A struct of strings and integers always serializes.
+    serde_json::to_vec(event).unwrap_or_default()
 }
 
 impl State {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A state from a version 1 snapshot (key-value store only).
+    fn from_v1(revision: u64, kv: BTreeMap<String, KeyValue>) -> Self {
+        Self {
+            revision,
+            kv,
+            ..Self::default()
+        }
     }
 
     /// The store revision: the number of successful mutations applied so far.
@@ -147,8 +314,7 @@ impl State {
                 if let Some(failed) = self.check_cas(key, *expected) {
                     return failed;
                 }
-                self.revision += 1;
-                let revision = self.revision;
+                let revision = self.record(key.clone(), Some(value.clone()));
                 match self.kv.get_mut(key) {
                     Some(kv) => {
                         kv.value.clone_from(value);
@@ -173,20 +339,317 @@ impl State {
                 if let Some(failed) = self.check_cas(key, *expected) {
                     return failed;
                 }
-                if self.kv.remove(key).is_some() {
-                    self.revision += 1;
-                    Outcome::Deleted {
-                        revision: self.revision,
-                        deleted: true,
-                    }
-                } else {
-                    Outcome::Deleted {
-                        revision: self.revision,
-                        deleted: false,
-                    }
+                let deleted = self.kv.remove(key).is_some();
+                if deleted {
+                    self.record(key.clone(), None);
+                }
+                Outcome::Deleted {
+                    revision: self.revision,
+                    deleted,
                 }
             }
+            Command::Clock {
+                term,
+                now_ms,
+                wall_ms,
+            } => {
+                self.stamp_clock(*term, *now_ms, *wall_ms);
+                Outcome::Unchanged {
+                    revision: self.revision,
+                }
+            }
+            Command::ConfigPut {
+                kind,
+                name,
+                content,
+                hash,
+                author,
+                expected,
+            } => self.config_write(kind, name, Some((content, hash)), author, *expected),
+            Command::ConfigDelete {
+                kind,
+                name,
+                expected,
+                author,
+            } => self.config_write(kind, name, None, author, *expected),
+            Command::Campaign {
+                election,
+                candidate,
+                ttl_ms,
+            } => self.campaign(election, candidate, *ttl_ms),
+            Command::Keepalive {
+                election,
+                candidate,
+                epoch,
+            } => self.keepalive(election, candidate, *epoch),
+            Command::Resign {
+                election,
+                candidate,
+                epoch,
+            } => self.resign(election, candidate, *epoch),
+            Command::ExpireLeases => self.expire_leases(),
         }
+    }
+
+    /// Take the changes applied since the last call, in revision order.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Bump the revision for one change and remember it for watchers.
+    fn record(&mut self, key: String, value: Option<Vec<u8>>) -> u64 {
+        self.revision += 1;
+        self.changes.push(Change {
+            revision: self.revision,
+            key,
+            value,
+        });
+        self.revision
+    }
+
+    fn stamp_clock(&mut self, term: u64, now_ms: u64, wall_ms: u64) {
+        let now_ms = now_ms.max(self.clock.now_ms);
+        if term > self.clock.term {
+            // A new leader: its clock may run ahead of the old one's, so extend every lease
+            // to a full TTL from now. Leases only ever get longer across leader changes.
+            for election in self.elections.values_mut() {
+                if let Some(h) = election.holder.as_mut() {
+                    h.expires_at_ms = h.expires_at_ms.max(now_ms.saturating_add(h.ttl_ms));
+                }
+            }
+            self.clock.term = term;
+        }
+        self.clock.now_ms = now_ms;
+        self.clock.wall_ms = wall_ms.max(self.clock.wall_ms);
+    }
+
+    fn config_write(
+        &mut self,
+        kind: &str,
+        name: &str,
+        content: Option<(&Vec<u8>, &String)>,
+        author: &Option<String>,
+        expected: Option<ExpectedRevision>,
+    ) -> Outcome {
+        let key = registry::doc_key(kind, name);
+        let current = self.config.get(&key).map_or(0, ConfigEntry::mod_revision);
+        if let Some(expected) = expected
+            && expected != current
+        {
+            return Outcome::CasFailed {
+                revision: self.revision,
+                current,
+            };
+        }
+        if content.is_none() && current == 0 {
+            return Outcome::Deleted {
+                revision: self.revision,
+                deleted: false,
+            };
+        }
+        let revision = self.record(
+            config_watch_key(kind, name),
+            content.map(|(c, _)| c.clone()),
+        );
+        self.config.entry(key).or_default().push(ConfigVersion {
+            revision,
+            hash: content.map(|(_, h)| h.clone()).unwrap_or_default(),
+            author: author.clone(),
+            wall_ms: self.clock.wall_ms,
+            content: content.map(|(c, _)| c.clone()),
+        });
+        match content {
+            Some(_) => Outcome::Put { revision },
+            None => Outcome::Deleted {
+                revision,
+                deleted: true,
+            },
+        }
+    }
+
+    fn campaign(&mut self, name: &str, candidate: &str, ttl_ms: u64) -> Outcome {
+        let now = self.clock.now_ms;
+        let election = self.elections.entry(name.to_owned()).or_default();
+        if let Some(h) = election.holder.as_mut().filter(|h| now < h.expires_at_ms) {
+            if h.candidate == candidate {
+                h.ttl_ms = ttl_ms;
+                h.expires_at_ms = h.expires_at_ms.max(now.saturating_add(ttl_ms));
+                return Outcome::Elected {
+                    revision: self.revision,
+                    epoch: h.epoch,
+                    expires_at_ms: h.expires_at_ms,
+                    now_ms: now,
+                    renewed: true,
+                };
+            }
+            return Outcome::Busy {
+                revision: self.revision,
+                holder: h.candidate.clone(),
+                epoch: h.epoch,
+                expires_at_ms: h.expires_at_ms,
+                now_ms: now,
+            };
+        }
+        if election.holder.is_some() {
+            // The previous lease ran out and its expiry was not proposed yet: record it first,
+            // so every epoch's end is a change of its own.
+            self.end_lease(name, Transition::Expired);
+        }
+        let election = self.elections.entry(name.to_owned()).or_default();
+        let epoch = election.last_epoch + 1;
+        let event = ElectionEvent {
+            election: name.to_owned(),
+            transition: Transition::Elected,
+            holder: Some(candidate.to_owned()),
+            epoch,
+            ttl_ms,
+        };
+        let revision = self.record(election_watch_key(name), Some(event_json(&event)));
+        let expires_at_ms = now.saturating_add(ttl_ms);
+        let election = self.elections.entry(name.to_owned()).or_default();
+        election.last_epoch = epoch;
+        election.holder = Some(Holder {
+            candidate: candidate.to_owned(),
+            epoch,
+            ttl_ms,
+            expires_at_ms,
+            acquired_at_ms: now,
+            acquired_wall_ms: self.clock.wall_ms,
+            acquired_revision: revision,
+        });
+        Outcome::Elected {
+            revision,
+            epoch,
+            expires_at_ms,
+            now_ms: now,
+            renewed: false,
+        }
+    }
+
+    /// The holder of `name` if it is `candidate` with `epoch`, whatever its lease.
+    fn holder_mut(
+        &mut self,
+        name: &str,
+        candidate: &str,
+        epoch: u64,
+    ) -> Result<&mut Holder, Outcome> {
+        let revision = self.revision;
+        let current = self
+            .elections
+            .get(name)
+            .and_then(|e| e.holder.as_ref())
+            .map(|h| (h.candidate.clone(), h.epoch));
+        match self.elections.get_mut(name).and_then(|e| e.holder.as_mut()) {
+            Some(h) if h.candidate == candidate && h.epoch == epoch => Ok(h),
+            _ => Err(Outcome::NotHolder {
+                revision,
+                epoch: current.as_ref().map_or(0, |c| c.1),
+                holder: current.map(|c| c.0),
+            }),
+        }
+    }
+
+    fn keepalive(&mut self, name: &str, candidate: &str, epoch: u64) -> Outcome {
+        let now = self.clock.now_ms;
+        let revision = self.revision;
+        match self.holder_mut(name, candidate, epoch) {
+            Ok(h) if now < h.expires_at_ms => {
+                h.expires_at_ms = h.expires_at_ms.max(now.saturating_add(h.ttl_ms));
+                Outcome::Renewed {
+                    revision,
+                    expires_at_ms: h.expires_at_ms,
+                    now_ms: now,
+                }
+            }
+            // The lease ran out before this keepalive: too late, whether or not the leader
+            // has proposed the expiry yet.
+            Ok(h) => Outcome::NotHolder {
+                revision,
+                holder: None,
+                epoch: h.epoch,
+            },
+            Err(not_holder) => not_holder,
+        }
+    }
+
+    fn resign(&mut self, name: &str, candidate: &str, epoch: u64) -> Outcome {
+        if let Err(not_holder) = self.holder_mut(name, candidate, epoch) {
+            return not_holder;
+        }
+        let revision = self.end_lease(name, Transition::Resigned);
+        Outcome::Resigned { revision }
+    }
+
+    fn expire_leases(&mut self) -> Outcome {
+        let now = self.clock.now_ms;
+        let ended: Vec<String> = self
+            .elections
+            .iter()
+            .filter(|(_, e)| e.holder.as_ref().is_some_and(|h| h.expires_at_ms <= now))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &ended {
+            self.end_lease(name, Transition::Expired);
+        }
+        Outcome::Expired {
+            revision: self.revision,
+            ended: ended.len() as u32,
+        }
+    }
+
+    /// Clear the holder of `name` (which must exist) and record the change.
+    fn end_lease(&mut self, name: &str, transition: Transition) -> u64 {
+        let Some(holder) = self.elections.get_mut(name).and_then(|e| e.holder.take()) else {
+            return self.revision;
+        };
+        let event = ElectionEvent {
+            election: name.to_owned(),
+            transition,
+            holder: None,
+            epoch: holder.epoch,
+            ttl_ms: holder.ttl_ms,
+        };
+        self.record(election_watch_key(name), Some(event_json(&event)))
+    }
+
+    /// The cluster clock as of the last stamp applied.
+    pub fn clock(&self) -> ClusterClock {
+        self.clock
+    }
+
+    pub fn election(&self, name: &str) -> Option<&Election> {
+        self.elections.get(name)
+    }
+
+    pub fn elections(&self) -> impl Iterator<Item = (&str, &Election)> {
+        self.elections.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The earliest lease deadline of any held election, for the leader's expiry timer.
+    pub fn next_lease_deadline(&self) -> Option<u64> {
+        self.elections
+            .values()
+            .filter_map(|e| e.holder.as_ref().map(|h| h.expires_at_ms))
+            .min()
+    }
+
+    /// A configuration document's retained history (including deletions).
+    pub fn config_entry(&self, kind: &str, name: &str) -> Option<&ConfigEntry> {
+        self.config.get(&registry::doc_key(kind, name))
+    }
+
+    /// Live documents as `(kind, name, newest version)`, in key order; `kind` filters.
+    pub fn config_documents<'a>(
+        &'a self,
+        kind: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a str, &'a str, &'a ConfigVersion)> + 'a {
+        self.config.iter().filter_map(move |(key, entry)| {
+            let (k, n) = key.split_once('/')?;
+            if kind.is_some_and(|want| want != k) {
+                return None;
+            }
+            entry.live().map(|v| (k, n, v))
+        })
     }
 
     /// Apply every command of a batch in order; one outcome per command.
@@ -230,6 +693,40 @@ pub enum LimitError {
     KeyTooLarge { size: usize, limit: usize },
     #[error("the value is {size} bytes, above the limit of {limit} bytes")]
     ValueTooLarge { size: usize, limit: usize },
+    #[error("keys under {SYSTEM_PREFIX:?} are reserved for conclave")]
+    Reserved,
+    #[error("the {what} is empty")]
+    EmptyName { what: &'static str },
+    #[error("the {what} is {size} bytes, above the limit of {limit} bytes")]
+    NameTooLong {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
+    #[error(
+        "a lease of {ttl_ms} ms is outside the allowed {min} to {max} ms",
+        min = elections::MIN_TTL_MS,
+        max = elections::MAX_TTL_MS
+    )]
+    TtlOutOfRange { ttl_ms: u64 },
+}
+
+/// Names of elections, candidates, kinds and documents stay short: they travel in every
+/// event and gossip message.
+pub const MAX_NAME_BYTES: usize = 256;
+
+fn check_name(what: &'static str, name: &str) -> Result<(), LimitError> {
+    if name.is_empty() {
+        return Err(LimitError::EmptyName { what });
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(LimitError::NameTooLong {
+            what,
+            size: name.len(),
+            limit: MAX_NAME_BYTES,
+        });
+    }
+    Ok(())
 }
 
 impl Limits {
@@ -256,13 +753,62 @@ impl Limits {
         Ok(())
     }
 
+    /// A user key: within the size limit and outside the reserved prefix.
+    pub fn check_user_key(&self, key: &str) -> Result<(), LimitError> {
+        self.check_key(key)?;
+        if key.starts_with(SYSTEM_PREFIX) {
+            return Err(LimitError::Reserved);
+        }
+        Ok(())
+    }
+
     pub fn check(&self, command: &Command) -> Result<(), LimitError> {
         match command {
             Command::Put { key, value, .. } => {
-                self.check_key(key)?;
+                self.check_user_key(key)?;
                 self.check_value(value.len())
             }
-            Command::Delete { key, .. } => self.check_key(key),
+            Command::Delete { key, .. } => self.check_user_key(key),
+            Command::ConfigPut {
+                kind,
+                name,
+                content,
+                ..
+            } => {
+                check_name("kind", kind)?;
+                check_name("document name", name)?;
+                self.check_value(content.len())
+            }
+            Command::ConfigDelete { kind, name, .. } => {
+                check_name("kind", kind)?;
+                check_name("document name", name)
+            }
+            Command::Campaign {
+                election,
+                candidate,
+                ttl_ms,
+            } => {
+                check_name("election name", election)?;
+                check_name("candidate id", candidate)?;
+                if !(elections::MIN_TTL_MS..=elections::MAX_TTL_MS).contains(ttl_ms) {
+                    return Err(LimitError::TtlOutOfRange { ttl_ms: *ttl_ms });
+                }
+                Ok(())
+            }
+            Command::Keepalive {
+                election,
+                candidate,
+                ..
+            }
+            | Command::Resign {
+                election,
+                candidate,
+                ..
+            } => {
+                check_name("election name", election)?;
+                check_name("candidate id", candidate)
+            }
+            Command::Clock { .. } | Command::ExpireLeases => Ok(()),
         }
     }
 }

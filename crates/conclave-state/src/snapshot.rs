@@ -3,20 +3,34 @@
 //! A snapshot must stay readable across releases, so the encoding starts with a magic tag and
 //! a format version; a decoder refuses anything it does not know instead of guessing.
 //! Layout: `b"CNCLSTAT"` ‖ version (u16, little-endian) ‖ postcard(State).
+//!
+//! Versions: 1 = key-value store only; 2 adds the cluster clock, elections and the
+//! configuration registry. Version 1 snapshots decode into a version 2 state with those empty.
 
-use crate::State;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::{KeyValue, State};
 
 const MAGIC: &[u8; 8] = b"CNCLSTAT";
 /// The snapshot format this build writes. Bump it when `State`'s serialized shape changes,
 /// and keep decoding the older versions.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
+
+/// The shape of a version 1 snapshot.
+#[derive(Deserialize)]
+struct StateV1 {
+    revision: u64,
+    kv: BTreeMap<String, KeyValue>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("not a conclave state snapshot (bad magic bytes)")]
     BadMagic,
     #[error(
-        "snapshot format version {found} is not supported (this build reads version {supported})"
+        "snapshot format version {found} is not supported (this build reads versions 1 to {supported})"
     )]
     UnsupportedVersion { found: u16, supported: u16 },
     #[error("snapshot body is corrupt: {0}")]
@@ -38,11 +52,16 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
         return Err(SnapshotError::BadMagic);
     }
     let version = u16::from_le_bytes([bytes[MAGIC.len()], bytes[MAGIC.len() + 1]]);
-    if version != FORMAT_VERSION {
-        return Err(SnapshotError::UnsupportedVersion {
-            found: version,
+    let body = &bytes[MAGIC.len() + 2..];
+    match version {
+        1 => {
+            let v1: StateV1 = postcard::from_bytes(body)?;
+            Ok(State::from_v1(v1.revision, v1.kv))
+        }
+        FORMAT_VERSION => Ok(postcard::from_bytes(body)?),
+        found => Err(SnapshotError::UnsupportedVersion {
+            found,
             supported: FORMAT_VERSION,
-        });
+        }),
     }
-    Ok(postcard::from_bytes(&bytes[MAGIC.len() + 2..])?)
 }

@@ -186,15 +186,16 @@ impl Model {
             Command::Put { key, expected, .. } | Command::Delete { key, expected } => {
                 (key, *expected)
             }
+            other => unreachable!("the model covers the key-value commands only: {other:?}"),
         };
         let current = self.kv.get(key).map_or(0, |e| e.2);
-        if let Some(e) = expected {
-            if e != current {
-                return Outcome::CasFailed {
-                    revision: self.revision,
-                    current,
-                };
-            }
+        if let Some(e) = expected
+            && e != current
+        {
+            return Outcome::CasFailed {
+                revision: self.revision,
+                current,
+            };
         }
         match c {
             Command::Put { value, .. } => {
@@ -206,7 +207,7 @@ impl Model {
                 entry.3 += 1;
                 Outcome::Put { revision: r }
             }
-            Command::Delete { .. } => {
+            _ => {
                 let deleted = self.kv.remove(key).is_some();
                 if deleted {
                     self.revision += 1;
@@ -265,4 +266,264 @@ proptest! {
         let got: Vec<&str> = items.iter().map(|(k, _)| *k).collect();
         prop_assert_eq!(got, expect);
     }
+}
+
+fn clock(term: u64, now_ms: u64) -> Command {
+    Command::Clock {
+        term,
+        now_ms,
+        wall_ms: 1_700_000_000_000 + now_ms,
+    }
+}
+
+fn campaign(name: &str, who: &str, ttl_ms: u64) -> Command {
+    Command::Campaign {
+        election: name.into(),
+        candidate: who.into(),
+        ttl_ms,
+    }
+}
+
+fn epoch_of(o: &Outcome) -> u64 {
+    match o {
+        Outcome::Elected { epoch, .. } => *epoch,
+        other => panic!("expected Elected, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_election_is_held_by_one_candidate_until_its_lease_ends() {
+    let mut s = State::new();
+    s.apply(&clock(1, 1_000));
+    let a = s.apply(&campaign("gw", "a", 5_000));
+    assert_eq!(epoch_of(&a), 1);
+    s.apply(&clock(1, 2_000));
+    assert!(matches!(
+        s.apply(&campaign("gw", "b", 5_000)),
+        Outcome::Busy { ref holder, epoch: 1, expires_at_ms: 6_000, .. } if holder == "a"
+    ));
+    // A keepalive from the holder extends the lease from the current clock.
+    s.apply(&clock(1, 5_500));
+    assert!(matches!(
+        s.apply(&Command::Keepalive {
+            election: "gw".into(),
+            candidate: "a".into(),
+            epoch: 1
+        }),
+        Outcome::Renewed {
+            expires_at_ms: 10_500,
+            ..
+        }
+    ));
+    // After the deadline the keepalive is refused, even before ExpireLeases ran.
+    s.apply(&clock(1, 10_500));
+    assert!(matches!(
+        s.apply(&Command::Keepalive {
+            election: "gw".into(),
+            candidate: "a".into(),
+            epoch: 1
+        }),
+        Outcome::NotHolder { .. }
+    ));
+    // The next grant has a new epoch, also when the same candidate wins again.
+    let again = s.apply(&campaign("gw", "a", 5_000));
+    assert_eq!(epoch_of(&again), 2);
+}
+
+#[test]
+fn epochs_are_never_reused_after_resign_and_expiry() {
+    let mut s = State::new();
+    s.apply(&clock(1, 0));
+    let mut seen = Vec::new();
+    for round in 0..5u64 {
+        let who = if round % 2 == 0 { "a" } else { "b" };
+        let e = epoch_of(&s.apply(&campaign("job", who, 1_000)));
+        seen.push(e);
+        if round % 2 == 0 {
+            assert!(matches!(
+                s.apply(&Command::Resign {
+                    election: "job".into(),
+                    candidate: who.into(),
+                    epoch: e
+                }),
+                Outcome::Resigned { .. }
+            ));
+        } else {
+            s.apply(&clock(1, (round + 1) * 10_000));
+            assert!(matches!(
+                s.apply(&Command::ExpireLeases),
+                Outcome::Expired { ended: 1, .. }
+            ));
+        }
+    }
+    assert_eq!(seen, vec![1, 2, 3, 4, 5]);
+    // Resigning a stale epoch is refused.
+    assert!(matches!(
+        s.apply(&Command::Resign {
+            election: "job".into(),
+            candidate: "a".into(),
+            epoch: 1
+        }),
+        Outcome::NotHolder { .. }
+    ));
+}
+
+#[test]
+fn a_new_leader_extends_leases_and_the_clock_never_goes_back() {
+    let mut s = State::new();
+    s.apply(&clock(1, 10_000));
+    s.apply(&campaign("gw", "a", 3_000));
+    // The new leader's clock is ahead by 2.5 s: without the extension the lease would end at
+    // once in its eyes.
+    s.apply(&clock(2, 12_500));
+    let h = s.election("gw").unwrap().holder.clone().unwrap();
+    assert_eq!(h.expires_at_ms, 15_500);
+    // A clock stamp from behind does not move the clock back.
+    s.apply(&clock(2, 11_000));
+    assert_eq!(s.clock().now_ms, 12_500);
+    assert!(matches!(
+        s.apply(&campaign("gw", "b", 3_000)),
+        Outcome::Busy { .. }
+    ));
+}
+
+#[test]
+fn every_revision_is_exactly_one_change() {
+    let mut s = State::new();
+    s.apply(&clock(1, 0));
+    s.apply(&put("k", "v"));
+    s.apply(&campaign("e", "a", 1_000));
+    s.apply(&campaign("e", "a", 1_000)); // renewal: no change
+    s.apply(&Command::ConfigPut {
+        kind: "remote-peers".into(),
+        name: "default".into(),
+        content: b"{}".to_vec(),
+        hash: "h1".into(),
+        author: None,
+        expected: Some(0),
+    });
+    s.apply(&Command::Delete {
+        key: "nope".into(),
+        expected: None,
+    });
+    s.apply(&clock(1, 5_000));
+    s.apply(&Command::ExpireLeases);
+    s.apply(&Command::Delete {
+        key: "k".into(),
+        expected: None,
+    });
+    let changes = s.take_changes();
+    let revisions: Vec<u64> = changes.iter().map(|c| c.revision).collect();
+    assert_eq!(revisions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(s.revision(), 5);
+    let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "k",
+            "_conclave/elections/e",
+            "_conclave/config/remote-peers/default",
+            "_conclave/elections/e",
+            "k"
+        ]
+    );
+    let ended: ElectionEvent = serde_json::from_slice(changes[3].value.as_ref().unwrap()).unwrap();
+    assert_eq!(ended.transition, Transition::Expired);
+    assert_eq!(ended.epoch, 1);
+    assert!(changes[4].value.is_none());
+    assert!(s.take_changes().is_empty());
+}
+
+#[test]
+fn config_documents_keep_history_and_honour_cas() {
+    let mut s = State::new();
+    let write = |s: &mut State, body: &str, expected| {
+        s.apply(&Command::ConfigPut {
+            kind: "k".into(),
+            name: "n".into(),
+            content: body.as_bytes().to_vec(),
+            hash: format!("hash-{body}"),
+            author: Some("ops".into()),
+            expected,
+        })
+    };
+    assert_eq!(write(&mut s, "one", Some(0)), Outcome::Put { revision: 1 });
+    assert_eq!(
+        write(&mut s, "two", Some(0)),
+        Outcome::CasFailed {
+            revision: 1,
+            current: 1
+        }
+    );
+    assert_eq!(write(&mut s, "two", Some(1)), Outcome::Put { revision: 2 });
+    s.apply(&put("other", "x"));
+    let entry = s.config_entry("k", "n").unwrap();
+    assert_eq!(
+        entry.at(1).unwrap().unwrap().content.as_deref(),
+        Some(&b"one"[..])
+    );
+    assert_eq!(entry.at(3).unwrap().unwrap().revision, 2);
+    assert_eq!(
+        s.apply(&Command::ConfigDelete {
+            kind: "k".into(),
+            name: "n".into(),
+            expected: Some(2),
+            author: None
+        }),
+        Outcome::Deleted {
+            revision: 4,
+            deleted: true
+        }
+    );
+    let entry = s.config_entry("k", "n").unwrap();
+    assert!(entry.live().is_none());
+    assert!(entry.at(4).unwrap().is_none());
+    assert_eq!(entry.versions.len(), 3);
+    assert_eq!(s.config_documents(None).count(), 0);
+    // A deleted document counts as absent for CAS.
+    assert_eq!(
+        write(&mut s, "three", Some(0)),
+        Outcome::Put { revision: 5 }
+    );
+    for i in 0..registry::MAX_VERSIONS {
+        write(&mut s, &format!("v{i}"), None);
+    }
+    let entry = s.config_entry("k", "n").unwrap();
+    assert_eq!(entry.versions.len(), registry::MAX_VERSIONS);
+    assert_eq!(entry.at(1), Err(entry.versions[0].revision));
+}
+
+#[test]
+fn version_1_snapshots_still_decode() {
+    // A version 1 snapshot: magic, version 1, postcard of (revision, kv map).
+    let mut kv = BTreeMap::new();
+    kv.insert(
+        "a".to_string(),
+        KeyValue {
+            value: b"1".to_vec(),
+            create_revision: 3,
+            mod_revision: 3,
+            version: 1,
+        },
+    );
+    let mut bytes = b"CNCLSTAT".to_vec();
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend(postcard::to_stdvec(&(3u64, kv)).unwrap());
+    let state = snapshot::decode(&bytes).unwrap();
+    assert_eq!(state.revision(), 3);
+    assert_eq!(state.get("a").unwrap().value, b"1");
+    assert!(state.elections().next().is_none());
+}
+
+#[test]
+fn user_keys_under_the_system_prefix_are_refused() {
+    let l = Limits::default();
+    assert_eq!(
+        l.check(&put("_conclave/config/x", "1")),
+        Err(LimitError::Reserved)
+    );
+    assert_eq!(
+        l.check(&campaign("e", "a", 10)),
+        Err(LimitError::TtlOutOfRange { ttl_ms: 10 })
+    );
 }

@@ -33,6 +33,13 @@ pub mod codes {
     pub const CONFLICT: &str = "conflict";
     pub const REMOVED: &str = "removed";
     pub const NOT_JOINED: &str = "not_joined";
+    pub const INVALID_DOCUMENT: &str = "invalid_document";
+    pub const UNKNOWN_KIND: &str = "unknown_kind";
+    pub const DOCUMENT_NOT_FOUND: &str = "document_not_found";
+    pub const REVISION_GONE: &str = "revision_gone";
+    pub const ELECTION_NOT_FOUND: &str = "election_not_found";
+    pub const NOT_HOLDER: &str = "not_holder";
+    pub const COMPACTED: &str = "compacted";
 }
 
 /// Every error response: `{"error": {"code", "message", "hint"}}`.
@@ -49,6 +56,136 @@ pub struct ErrorDetail {
     /// On a CAS conflict: the key's current mod revision (0 when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_revision: Option<u64>,
+    /// On an invalid document (422): every problem with the JSON path of its field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violations: Option<Vec<Violation>>,
+    /// On a watch from a compacted revision (410): the newest revision that is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compacted_revision: Option<u64>,
+}
+
+/// One problem in a configuration document.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Violation {
+    /// JSON Pointer of the bad field (`""` = the whole document).
+    pub path: String,
+    pub message: String,
+}
+
+/// `GET /v1/config/{kind}/{name}` → 200 (also one version, with `?revision=`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfigDocument {
+    pub kind: String,
+    pub name: String,
+    /// The store revision that wrote this version (the document's mod revision).
+    pub revision: u64,
+    /// Hex SHA-256 of the canonical content.
+    pub hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// When it was written (leader's clock, RFC 3339).
+    pub updated_at: String,
+    pub content: serde_json::Value,
+}
+
+/// `PUT`/`DELETE /v1/config/{kind}/{name}` → 200.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConfigWriteResponse {
+    pub revision: u64,
+    /// The content hash (empty after a delete).
+    #[serde(default)]
+    pub hash: String,
+    /// `PUT ...?dry_run=true`: validated, nothing written.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// Whether the content differs from the current version (or a delete removed something).
+    pub changed: bool,
+}
+
+/// One entry of `GET /v1/config/{kind}/{name}/history` (newest first).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConfigVersionInfo {
+    pub revision: u64,
+    pub hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    pub updated_at: String,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConfigHistory {
+    pub kind: String,
+    pub name: String,
+    pub versions: Vec<ConfigVersionInfo>,
+}
+
+/// One line of `GET /v1/config` (live documents).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConfigListItem {
+    pub kind: String,
+    pub name: String,
+    pub revision: u64,
+    pub hash: String,
+}
+
+/// `POST /v1/elections/{name}/campaign` body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignRequest {
+    pub candidate: String,
+    /// Lease length; the holder must keep it alive within this time.
+    pub ttl_ms: u64,
+    /// How long to wait to be elected before answering `elected: false` (0 = try once).
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// `/keepalive` and `/resign` body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    pub candidate: String,
+    pub epoch: u64,
+}
+
+/// An election as the API shows it (`GET /v1/elections/{name}`, campaign and keepalive
+/// answers, observe events).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ElectionStatus {
+    pub name: String,
+    /// The current holder, or `None`.
+    pub holder: Option<String>,
+    /// The holder's epoch (the fencing token), or the last epoch granted when vacant.
+    pub epoch: u64,
+    /// Campaign answers: whether the asking candidate holds it now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elected: Option<bool>,
+    #[serde(default)]
+    pub ttl_ms: u64,
+    /// Lease left by this node's estimate of the cluster clock (0 when vacant).
+    #[serde(default)]
+    pub lease_remaining_ms: u64,
+    /// When the holder was elected (leader's clock, RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// The store revision of the last transition.
+    #[serde(default)]
+    pub revision: u64,
+}
+
+/// The data of one watch event (`GET /v1/watch`, SSE; the event id is the revision).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WatchEvent {
+    pub revision: u64,
+    /// `put` or `delete`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_base64: Option<String>,
 }
 
 /// `PUT /v1/kv/{key}` → 200.
@@ -245,6 +382,10 @@ pub struct GossipMember {
     pub generation: u64,
     /// The cluster id it belongs to (empty while a client has not met a Raft member).
     pub cluster_id: String,
+    /// What it advertises about configuration and roles: `cfg:<kind>/<name>` (applied
+    /// revision, hash, status), `cfg-subscribe`, `setting:<name>`, `role:<name>` (claims).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub advertised: std::collections::BTreeMap<String, String>,
 }
 
 /// `POST /v1/members/remove-dead` → which dead or left members were reaped.
