@@ -16,6 +16,7 @@
 // would only add conversions at every call.
 #![allow(clippy::result_large_err)]
 
+pub mod feed;
 pub mod fsutil;
 pub mod identity;
 pub mod log;
@@ -28,6 +29,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use feed::{Compacted, FeedLimits};
 pub use log::{LogStats, LogStore};
 pub use state_machine::{StateHandle, StateMachineStore};
 
@@ -77,12 +79,15 @@ pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeInfo>;
 pub struct StorageOptions {
     /// Roll to a new log segment file after this many bytes.
     pub segment_max_bytes: u64,
+    /// How many recent changes each node keeps for watches.
+    pub feed: FeedLimits,
 }
 
 impl Default for StorageOptions {
     fn default() -> Self {
         Self {
             segment_max_bytes: 64 * 1024 * 1024,
+            feed: FeedLimits::default(),
         }
     }
 }
@@ -93,7 +98,7 @@ pub fn open(
     options: &StorageOptions,
 ) -> Result<(LogStore, StateMachineStore), OpenError> {
     let log = LogStore::open(&dir.join("log"), options.segment_max_bytes)?;
-    let sm = StateMachineStore::open(&dir.join("snapshots"))?;
+    let sm = StateMachineStore::open_with(&dir.join("snapshots"), options.feed)?;
     Ok((log, sm))
 }
 

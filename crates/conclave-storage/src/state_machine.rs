@@ -14,9 +14,10 @@ use std::fs;
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
-use conclave_state::State;
+use conclave_state::{Change, State};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageIOError,
@@ -24,6 +25,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::feed::{Compacted, Feed, FeedLimits};
 use crate::{Entry, LogId, OpenError, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 const MAGIC: &[u8; 8] = b"CNCLSNAP";
@@ -109,6 +111,11 @@ struct Shared {
     /// The last applied log index, for waiters (health, read-your-writes).
     applied_index: watch::Sender<u64>,
     snapshots_built: AtomicU64,
+    feed: RwLock<Feed>,
+    /// The newest revision in the feed, for watchers waiting for more.
+    feed_revision: watch::Sender<u64>,
+    /// The cluster clock of the applied state and when this node applied it.
+    clock_seen: Mutex<(u64, Instant)>,
 }
 
 /// A read-only handle on the applied state, for the API's local reads.
@@ -130,6 +137,32 @@ impl StateHandle {
 
     pub fn snapshots_built(&self) -> u64 {
         self.shared.snapshots_built.load(Ordering::Relaxed)
+    }
+
+    /// Up to `limit` changes applied after revision `after`, oldest first.
+    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Arc<Change>>, Compacted> {
+        self.shared
+            .feed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .after(after, limit)
+    }
+
+    /// Watch the newest revision in the change feed.
+    pub fn feed_revision(&self) -> watch::Receiver<u64> {
+        self.shared.feed_revision.subscribe()
+    }
+
+    /// This node's estimate of the cluster clock: the last stamp it applied plus the time
+    /// since (by its monotonic clock). It lags the leader's clock by the replication delay,
+    /// so deadlines computed from it are late, never early.
+    pub fn cluster_clock_estimate(&self) -> u64 {
+        let (clock, seen) = *self
+            .shared
+            .clock_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        clock.saturating_add(seen.elapsed().as_millis() as u64)
     }
 }
 
@@ -169,6 +202,11 @@ fn snapshot_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
 impl StateMachineStore {
     /// Open the snapshot directory and restore the newest snapshot, if any.
     pub fn open(dir: &Path) -> Result<Self, OpenError> {
+        Self::open_with(dir, FeedLimits::default())
+    }
+
+    /// [`StateMachineStore::open`] with the change feed's retention.
+    pub fn open_with(dir: &Path, feed_limits: FeedLimits) -> Result<Self, OpenError> {
         fs::create_dir_all(dir).map_err(|e| OpenError::io(dir, e))?;
         let mut applied = Applied {
             state: State::new(),
@@ -187,11 +225,16 @@ impl StateMachineStore {
             applied.membership = loaded.meta.last_membership;
         }
         let index = applied.last_applied.map_or(0, |l| l.index);
+        let revision = applied.state.revision();
+        let clock = applied.state.clock().now_ms;
         Ok(Self {
             shared: Arc::new(Shared {
                 applied: RwLock::new(applied),
                 applied_index: watch::channel(index).0,
                 snapshots_built: AtomicU64::new(0),
+                feed: RwLock::new(Feed::new(revision, feed_limits)),
+                feed_revision: watch::channel(revision).0,
+                clock_seen: Mutex::new((clock, Instant::now())),
             }),
             dir: dir.to_owned(),
         })
@@ -275,8 +318,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: Send,
     {
         let mut results = Vec::new();
-        let last_index = {
+        let (last_index, changes, clock) = {
             let mut applied = write_lock(&self.shared);
+            let clock_before = applied.state.clock().now_ms;
             for entry in entries {
                 applied.last_applied = Some(entry.log_id);
                 match entry.payload {
@@ -290,8 +334,28 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     }
                 }
             }
-            applied.last_applied.map_or(0, |l| l.index)
+            let clock = applied.state.clock().now_ms;
+            (
+                applied.last_applied.map_or(0, |l| l.index),
+                applied.state.take_changes(),
+                (clock != clock_before).then_some(clock),
+            )
         };
+        if let Some(clock) = clock {
+            *self
+                .shared
+                .clock_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = (clock, Instant::now());
+        }
+        if let Some(last) = changes.last().map(|c| c.revision) {
+            let mut feed = self.shared.feed.write().unwrap_or_else(|p| p.into_inner());
+            for change in changes {
+                feed.push(change);
+            }
+            drop(feed);
+            self.shared.feed_revision.send_replace(last);
+        }
         self.shared.applied_index.send_replace(last_index);
         Ok(results)
     }
@@ -323,6 +387,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             applied.state = loaded.state;
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
+            let revision = applied.state.revision();
+            // Watchers behind this point cannot be served from here any more.
+            self.shared
+                .feed
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .reset(revision);
+            self.shared.feed_revision.send_replace(revision);
+            *self
+                .shared
+                .clock_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) =
+                (applied.state.clock().now_ms, Instant::now());
             meta.last_log_id.map_or(0, |l| l.index)
         };
         self.shared.applied_index.send_replace(index);

@@ -18,6 +18,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder 
             dir.path(),
             &StorageOptions {
                 segment_max_bytes: 256,
+                ..StorageOptions::default()
             },
         )
         .expect("open");
@@ -66,6 +67,7 @@ fn reopen_recovers_entries_and_cuts_a_torn_tail() {
     let dir = TempDir::new().unwrap();
     let opts = StorageOptions {
         segment_max_bytes: 1024,
+        ..StorageOptions::default()
     };
     rt().block_on(async {
         let (mut log, _) = conclave_storage::open(dir.path(), &opts).unwrap();
@@ -110,6 +112,7 @@ fn corruption_in_an_old_segment_is_refused_with_its_location() {
     let dir = TempDir::new().unwrap();
     let opts = StorageOptions {
         segment_max_bytes: 512,
+        ..StorageOptions::default()
     };
     rt().block_on(async {
         let (mut log, _) = conclave_storage::open(dir.path(), &opts).unwrap();
@@ -132,6 +135,7 @@ fn purge_everything_then_append_after_the_purge_point() {
     let dir = TempDir::new().unwrap();
     let opts = StorageOptions {
         segment_max_bytes: 400,
+        ..StorageOptions::default()
     };
     rt().block_on(async {
         let (mut log, _) = conclave_storage::open(dir.path(), &opts).unwrap();
