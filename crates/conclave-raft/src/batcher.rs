@@ -8,9 +8,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use conclave_state::{Batch, Command, Outcome};
-use conclave_storage::TypeConfig;
+use conclave_storage::{StateHandle, TypeConfig};
 use openraft::Raft;
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,7 +26,36 @@ pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 fn command_bytes(c: &Command) -> usize {
     match c {
         Command::Put { key, value, .. } => key.len() + value.len() + 16,
-        Command::Delete { key, .. } => key.len() + 16,
+        Command::ConfigPut { content, .. } => content.len() + 128,
+        _ => 128,
+    }
+}
+
+/// The cluster clock as this leader keeps it: continued from the applied state's clock at the
+/// start of its term with the monotonic clock, so wall-clock jumps cannot move it and a new
+/// leader never starts ahead of what the cluster has seen plus real elapsed time.
+struct LeaderClock {
+    term: u64,
+    base_ms: u64,
+    since: Instant,
+}
+
+impl LeaderClock {
+    /// A clock stamp for a batch proposed in `term`.
+    fn stamp(&mut self, term: u64, state: &StateHandle) -> Command {
+        if term != self.term {
+            self.term = term;
+            self.base_ms = state.cluster_clock_estimate();
+            self.since = Instant::now();
+        }
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Command::Clock {
+            term,
+            now_ms: self.base_ms + self.since.elapsed().as_millis() as u64,
+            wall_ms,
+        }
     }
 }
 
@@ -43,10 +73,10 @@ pub(crate) struct Batcher {
 }
 
 impl Batcher {
-    pub(crate) fn spawn(raft: Raft<TypeConfig>, max_batch: usize) -> Self {
+    pub(crate) fn spawn(raft: Raft<TypeConfig>, state: StateHandle, max_batch: usize) -> Self {
         let (tx, rx) = mpsc::channel(max_batch.max(1) * 4);
         let stats = Arc::new(BatchStats::default());
-        tokio::spawn(run(raft, rx, max_batch.max(1), stats.clone()));
+        tokio::spawn(run(raft, state, rx, max_batch.max(1), stats.clone()));
         Self { tx, stats }
     }
 
@@ -70,11 +100,17 @@ impl Batcher {
 
 async fn run(
     raft: Raft<TypeConfig>,
+    state: StateHandle,
     mut rx: mpsc::Receiver<(Command, Reply)>,
     max_batch: usize,
     stats: Arc<BatchStats>,
 ) {
     let mut queued: Vec<(Command, Reply)> = Vec::with_capacity(max_batch);
+    let mut clock = LeaderClock {
+        term: 0,
+        base_ms: 0,
+        since: Instant::now(),
+    };
     while let Some(first) = rx.recv().await {
         let mut bytes = command_bytes(&first.0);
         queued.push(first);
@@ -88,14 +124,21 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let (commands, replies): (Vec<Command>, Vec<Reply>) = queued.drain(..).unzip();
+        let (mut commands, replies): (Vec<Command>, Vec<Reply>) = queued.drain(..).unzip();
         stats
             .commands
             .fetch_add(commands.len() as u64, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
+        // Time arrives inside the log: a clock stamp goes first whenever a command needs it.
+        let stamped = commands.iter().any(Command::needs_clock);
+        if stamped {
+            let term = raft.metrics().borrow().current_term;
+            commands.insert(0, clock.stamp(term, &state));
+        }
         match raft.client_write(Batch { commands }).await {
             Ok(resp) => {
-                for (reply, outcome) in replies.into_iter().zip(resp.data) {
+                let outcomes = resp.data.into_iter().skip(usize::from(stamped));
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
             }

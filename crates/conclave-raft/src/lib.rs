@@ -19,6 +19,7 @@ pub mod batcher;
 mod cluster;
 mod failover;
 pub mod formation;
+mod leases;
 pub mod network;
 pub mod read_barrier;
 pub mod rpc;
@@ -247,7 +248,11 @@ impl RaftNode {
         let raft = Raft::new(options.node_id, config, network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let proposals = batcher::Batcher::spawn(raft.clone(), options.tuning.max_batch_commands);
+        let proposals = batcher::Batcher::spawn(
+            raft.clone(),
+            state.clone(),
+            options.tuning.max_batch_commands,
+        );
         let id = options.node_id;
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
@@ -293,6 +298,7 @@ impl RaftNode {
         let node = RaftNode { id, inner };
         tokio::spawn(server::serve(rpc_listener, node.clone(), shutdown.clone()));
         tokio::spawn(failover::watch_leader(node.clone(), shutdown.clone()));
+        tokio::spawn(leases::expire_leases(node.clone(), shutdown.clone()));
         tokio::spawn(cluster::maintain(node.clone(), shutdown));
         Ok(node)
     }

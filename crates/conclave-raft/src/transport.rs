@@ -36,8 +36,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 /// [`crate::batcher::MAX_BATCH_BYTES`]; snapshots travel in chunks of a few MiB.
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
-/// RPC protocol version; a peer speaking another one is refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// RPC protocol version; a peer speaking another one is refused. 3: log entries may carry
+/// clock stamps, configuration and election commands.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Idle connections kept per peer address by a [`Pool`].
 const MAX_IDLE_PER_PEER: usize = 64;
