@@ -124,7 +124,7 @@ async fn health(State(ctx): State<CCtx>) -> Result<Json<HealthResponse>, ApiErro
     }))
 }
 
-const FORWARDED_HEADERS: &[&str] = &["content-type", "accept", "authorization"];
+const FORWARDED_HEADERS: &[&str] = &["content-type", "accept", "authorization", "last-event-id"];
 
 async fn forward(State(ctx): State<CCtx>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
@@ -203,6 +203,16 @@ async fn relay(resp: reqwest::Response) -> Response {
         if n == "content-type" || n.starts_with("x-conclave-") {
             builder = builder.header(name.clone(), value.clone());
         }
+    }
+    // Watches and observers are event streams: pass them through as they come.
+    let streaming = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if streaming {
+        return builder
+            .body(Body::from_stream(resp.bytes_stream()))
+            .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response());
     }
     match resp.bytes().await {
         Ok(bytes) => builder

@@ -5,7 +5,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use conclave_raft::ConsensusError;
 use conclave_state::LimitError;
-use conclave_types::{ErrorBody, ErrorDetail, codes};
+use conclave_types::{ErrorBody, ErrorDetail, Violation, codes};
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -14,6 +14,15 @@ pub struct ApiError {
     pub message: String,
     pub hint: String,
     pub current_revision: Option<u64>,
+    /// Rarely set details, boxed so the common error stays small.
+    pub extra: Option<Box<ErrorExtra>>,
+}
+
+/// Details only some errors carry.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorExtra {
+    pub violations: Option<Vec<Violation>>,
+    pub compacted_revision: Option<u64>,
 }
 
 impl ApiError {
@@ -29,7 +38,18 @@ impl ApiError {
             message: message.into(),
             hint: hint.into(),
             current_revision: None,
+            extra: None,
         }
+    }
+
+    pub fn with_violations(mut self, violations: Vec<Violation>) -> Self {
+        self.extra.get_or_insert_default().violations = Some(violations);
+        self
+    }
+
+    pub fn with_compacted(mut self, revision: u64) -> Self {
+        self.extra.get_or_insert_default().compacted_revision = Some(revision);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>, hint: impl Into<String>) -> Self {
@@ -39,12 +59,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let extra = self.extra.map(|e| *e).unwrap_or_default();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_string(),
                 message: self.message,
                 hint: self.hint,
                 current_revision: self.current_revision,
+                violations: extra.violations,
+                compacted_revision: extra.compacted_revision,
             },
         };
         (self.status, Json(body)).into_response()
@@ -68,6 +91,23 @@ impl From<LimitError> for ApiError {
                 codes::TOO_LARGE,
                 e.to_string(),
                 "store large blobs elsewhere and keep a reference here; the limit is the agent's max_value_bytes",
+            ),
+            LimitError::Reserved => ApiError::bad_request(
+                e.to_string(),
+                "use /v1/config for configuration documents and /v1/elections for elections; /v1/watch?prefix=_conclave/ follows both",
+            ),
+            LimitError::EmptyName { .. } => {
+                ApiError::bad_request(e.to_string(), "give a non-empty name in the path")
+            }
+            LimitError::NameTooLong { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::TOO_LARGE,
+                e.to_string(),
+                "use a shorter name",
+            ),
+            LimitError::TtlOutOfRange { .. } => ApiError::bad_request(
+                e.to_string(),
+                "pass ttl_ms between 500 and 3600000; it should exceed the Raft election timeout",
             ),
         }
     }
@@ -120,6 +160,7 @@ fn known_code(code: &str) -> &'static str {
         codes::NOT_READY,
         codes::NOT_JOINED,
         codes::UNAVAILABLE,
+        codes::NOT_HOLDER,
     ]
     .into_iter()
     .find(|c| *c == code)

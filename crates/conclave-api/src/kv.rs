@@ -24,7 +24,7 @@ fn header_u64(v: u64) -> HeaderValue {
     HeaderValue::from(v)
 }
 
-fn cas_conflict(current: u64) -> ApiError {
+pub(crate) fn cas_conflict(current: u64) -> ApiError {
     let mut e = ApiError::new(
         StatusCode::CONFLICT,
         codes::CAS_CONFLICT,
@@ -39,7 +39,11 @@ fn cas_conflict(current: u64) -> ApiError {
     e
 }
 
-async fn read_body(ctx: &Ctx, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, ApiError> {
     let limit = ctx.limits.max_value_bytes;
     let too_large = |size: String| {
         ApiError::new(
@@ -117,7 +121,7 @@ pub(crate) async fn delete(State(ctx): State<Ctx>, uri: Uri) -> Result<Response,
     }
 }
 
-fn unexpected(outcome: Outcome) -> ApiError {
+pub(crate) fn unexpected(outcome: Outcome) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         codes::UNAVAILABLE,

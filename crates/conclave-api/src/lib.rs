@@ -10,11 +10,16 @@
 
 pub mod client;
 mod cluster;
+mod config;
+pub mod config_status;
+mod elections;
 pub mod error;
 mod kv;
 pub mod members;
 mod query;
+mod roles;
 mod status;
+mod watch;
 
 use std::sync::Arc;
 
@@ -34,9 +39,30 @@ pub struct AppContext {
     pub api_addr: String,
     pub rpc_addr: String,
     pub version: String,
+    /// The gossip view, for what nodes advertise (applied configuration, settings).
+    pub membership: conclave_membership::Membership,
+    /// After this long out of sync, a node counts as drifted.
+    pub drift_after: std::time::Duration,
+    pub drift: config_status::DriftTracker,
 }
 
 pub type Ctx = Arc<AppContext>;
+
+/// Parse a read's query string (`consistency` and `allowed`) and, unless it asks for
+/// `?consistency=stale`, wait until this node has applied everything committed before now.
+pub(crate) async fn read_point(
+    ctx: &Ctx,
+    uri: &axum::http::Uri,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut names = vec!["consistency"];
+    names.extend_from_slice(allowed);
+    let params = query::parse(uri.query(), &names)?;
+    if !query::stale(&params)? {
+        ctx.node.read_barrier().await?;
+    }
+    Ok(params)
+}
 
 /// Build the router for the whole API.
 pub fn router(ctx: Ctx, members_ctx: members::MembersContext) -> Router {
@@ -63,6 +89,24 @@ pub fn router(ctx: Ctx, members_ctx: members::MembersContext) -> Router {
         .route("/v1/cluster/members/{id}/promote", post(cluster::promote))
         .route("/v1/cluster/members/{id}/demote", post(cluster::demote))
         .route("/v1/cluster/leader/transfer", post(cluster::transfer))
+        .route("/v1/config", get(config::list))
+        .route("/v1/config/status", get(config_status::status))
+        .route("/v1/config/{kind}", get(config::list_kind))
+        .route(
+            "/v1/config/{kind}/{name}",
+            get(config::get).put(config::put).delete(config::delete),
+        )
+        .route("/v1/config/{kind}/{name}/history", get(config::history))
+        .route("/v1/elections", get(elections::list))
+        .route("/v1/elections/{name}", get(elections::get))
+        .route("/v1/elections/{name}/campaign", post(elections::campaign))
+        .route("/v1/elections/{name}/keepalive", post(elections::keepalive))
+        .route("/v1/elections/{name}/resign", post(elections::resign))
+        .route("/v1/elections/{name}/observe", get(elections::observe))
+        .route("/v1/watch", get(watch::watch))
+        .route("/v1/roles", get(roles::list))
+        .route("/v1/roles/{name}", get(roles::get))
+        .route("/v1/roles/{name}/handover", post(roles::handover))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // Bodies are read with our own limit (413 with a JSON error), not axum's default.

@@ -19,6 +19,9 @@ use crate::{ApiError, query};
 pub struct MembersContext {
     pub membership: Membership,
     pub publisher: Publisher,
+    pub roles: conclave_roles::Roles,
+    /// The Prometheus recorder's handle, when this process installed one.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// The membership routes, with their own state, to merge into an agent's router.
@@ -29,10 +32,84 @@ pub fn router(ctx: MembersContext) -> Router {
         .route("/v1/members/{id}", get(one))
         .route("/v1/publish/status", get(publish_status))
         .route("/v1/gossip/stats", get(stats))
+        .route("/v1/agent/roles", get(agent_roles))
+        .route("/metrics", get(prometheus))
+        .route("/v1/agent/secrets/check", post(check_secrets))
         .with_state(Arc::new(ctx))
 }
 
 type MCtx = Arc<MembersContext>;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretCheck {
+    references: Vec<String>,
+}
+
+/// `POST /v1/agent/secrets/check`: whether secret references resolve on this node. Answers
+/// yes or no and why not; never a value.
+async fn check_secrets(body: axum::body::Bytes) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: SecretCheck = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            format!("the body is not a valid check: {e}"),
+            r#"send {"references": ["${NAME}", "file:/path"]}"#,
+        )
+    })?;
+    if req.references.len() > 100 {
+        return Err(ApiError::bad_request(
+            "at most 100 references per check",
+            "split the list",
+        ));
+    }
+    let results: Vec<serde_json::Value> = req
+        .references
+        .iter()
+        .map(|r| match conclave_config::SecretRef::parse(r) {
+            // Not a reference: it may be a secret itself, so it is not echoed.
+            Err(e) => serde_json::json!({
+                "reference": "<not a reference>",
+                "resolves": false,
+                "problem": e.to_string(),
+            }),
+            Ok(reference) => {
+                let problem = reference.resolve().err().map(|e| e.to_string());
+                serde_json::json!({
+                    "reference": reference.to_string(),
+                    "resolves": problem.is_none(),
+                    "problem": problem,
+                })
+            }
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "results": results })))
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn prometheus(State(ctx): State<MCtx>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match &ctx.metrics {
+        Some(h) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            h.render(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            conclave_types::codes::NOT_FOUND,
+            "metrics are not recorded in this process",
+            "metrics are served by the agent",
+        )
+        .into_response(),
+    }
+}
+
+/// `GET /v1/agent/roles`: this agent's own roles (state, epoch, hooks, OAuth2 peers).
+async fn agent_roles(State(ctx): State<MCtx>) -> Json<Vec<conclave_roles::RoleStatus>> {
+    Json(ctx.roles.status())
+}
 
 const LIST_PARAMS: &[&str] = &["role", "healthy", "tag", "state"];
 

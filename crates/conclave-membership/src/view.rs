@@ -34,6 +34,15 @@ pub mod keys {
     pub const TAG_PREFIX: &str = "tag.";
     /// `reaped.<node id>.<generation>` = `1`: hide that dead generation everywhere.
     pub const REAPED_PREFIX: &str = "reaped.";
+    /// Prefixes of keys shown as a member's `advertised` map (configuration and roles).
+    pub const ADVERTISED_PREFIXES: &[&str] = &[
+        "cfg:",
+        "cfg-subscribe",
+        "setting:",
+        "role:",
+        "seed:",
+        "seed-ready",
+    ];
 }
 
 /// What gossip knows about one generation of one node.
@@ -127,6 +136,12 @@ fn member(id: u64, o: &Observed, suspect_after: Duration) -> GossipMember {
         version: get(keys::VERSION),
         generation: o.generation,
         cluster_id: get(keys::CLUSTER),
+        advertised: o
+            .keys
+            .iter()
+            .filter(|(k, _)| keys::ADVERTISED_PREFIXES.iter().any(|p| k.starts_with(p)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 

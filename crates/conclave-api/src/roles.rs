@@ -1,0 +1,233 @@
+//! `/v1/roles`: every leader-bound role, its holder, epoch, candidates and the holder's
+//! OAuth2 peer status; planned handovers.
+//!
+//! The holder and epoch come from the role's election (`role:<name>`) in the replicated
+//! state; candidates, claims and peer status from what agents advertise over gossip. Two
+//! live claimants of one role are reported as `split_brain`.
+
+use std::collections::BTreeSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use conclave_roles::detector::{self, Claim};
+use conclave_roles::oauth2::PeerStatus;
+use conclave_roles::{
+    Stance, claim_key, election_name, handover_key, live_claims, peers_key, stances,
+};
+use conclave_state::Command;
+use conclave_types::{GossipMember, MemberState, codes};
+use serde::{Deserialize, Serialize};
+
+use crate::kv::read_body;
+use crate::{ApiError, Ctx};
+
+#[derive(Serialize)]
+pub struct Candidate {
+    pub node_id: u64,
+    /// `holder`, `candidate` or `ineligible`.
+    pub state: String,
+    pub priority: i64,
+    pub member_state: MemberState,
+    pub healthy: bool,
+}
+
+#[derive(Serialize)]
+pub struct RoleView {
+    pub name: String,
+    /// Node id of the holder (from the election), or `None`.
+    pub holder: Option<u64>,
+    pub epoch: u64,
+    pub lease_remaining_ms: u64,
+    pub candidates: Vec<Candidate>,
+    /// Live nodes that believe they hold the role, with their epochs.
+    pub claims: Vec<Claim>,
+    pub split_brain: bool,
+    /// The holder's OAuth2 remote peers: token status (never a token or secret).
+    pub peers: Vec<PeerStatus>,
+}
+
+fn role_names(members: &[GossipMember]) -> BTreeSet<String> {
+    members
+        .iter()
+        .flat_map(|m| stances(m).map(|(role, _)| role.to_owned()))
+        .collect()
+}
+
+fn view_of(ctx: &Ctx, name: &str, members: &[GossipMember]) -> RoleView {
+    let key = claim_key(name);
+    let mut candidates: Vec<Candidate> = members
+        .iter()
+        .filter_map(|m| {
+            let stance = Stance::parse(m.advertised.get(&key)?)?;
+            Some(Candidate {
+                node_id: m.id,
+                state: stance.state,
+                priority: stance.priority,
+                member_state: m.state,
+                healthy: m.healthy,
+            })
+        })
+        .collect();
+    let claims = live_claims(members, name);
+    candidates.sort_by_key(|c| (std::cmp::Reverse(c.priority), c.node_id));
+    let state = ctx.node.state();
+    let now = state.cluster_clock_estimate();
+    let (holder, epoch, lease) = state.read(|a| {
+        a.state
+            .election(&election_name(name))
+            .map_or((None, 0, 0), |e| match e.live_holder(now) {
+                Some(h) => (
+                    h.candidate.parse::<u64>().ok(),
+                    h.epoch,
+                    h.expires_at_ms.saturating_sub(now),
+                ),
+                None => (None, e.last_epoch, 0),
+            })
+    });
+    let peers = holder
+        .and_then(|h| members.iter().find(|m| m.id == h))
+        .and_then(|m| m.advertised.get(&peers_key(name)))
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default();
+    RoleView {
+        name: name.to_owned(),
+        holder,
+        epoch,
+        lease_remaining_ms: lease,
+        split_brain: detector::judge(&claims).split_brain,
+        candidates,
+        claims,
+        peers,
+    }
+}
+
+/// `GET /v1/roles`.
+pub(crate) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, ApiError> {
+    crate::read_point(&ctx, &uri, &[]).await?;
+    let members = ctx.membership.view().members;
+    let roles: Vec<RoleView> = role_names(&members)
+        .iter()
+        .map(|n| view_of(&ctx, n, &members))
+        .collect();
+    Ok(Json(roles).into_response())
+}
+
+/// `GET /v1/roles/{name}`.
+pub(crate) async fn get(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    crate::read_point(&ctx, &uri, &[]).await?;
+    let members = ctx.membership.view().members;
+    if !role_names(&members).contains(&name) {
+        return Err(unknown_role(&name));
+    }
+    Ok(Json(view_of(&ctx, &name, &members)).into_response())
+}
+
+fn unknown_role(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        codes::NOT_FOUND,
+        format!("no agent declares role {name:?}"),
+        "declare it in the agents' configuration ([[roles]] with name = ...); GET /v1/roles lists the known ones",
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HandoverRequest {
+    /// The node to hand over to; default: the highest-priority live eligible candidate.
+    #[serde(default)]
+    to: Option<u64>,
+}
+
+/// `POST /v1/roles/{name}/handover`: the holder steps down for the chosen candidate.
+pub(crate) async fn handover(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&ctx, &headers, body).await?;
+    let req: HandoverRequest = if bytes.is_empty() {
+        HandoverRequest::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad_request(
+                format!("the body is not a valid handover request: {e}"),
+                r#"send {"to": <node id>} or nothing for the highest-priority candidate"#,
+            )
+        })?
+    };
+    ctx.node.read_barrier().await?;
+    let members = ctx.membership.view().members;
+    if !role_names(&members).contains(&name) {
+        return Err(unknown_role(&name));
+    }
+    let view = view_of(&ctx, &name, &members);
+    let Some(holder) = view.holder else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            codes::CONFLICT,
+            format!("role {name} has no holder to hand over from"),
+            "wait until a candidate holds it (GET /v1/roles)",
+        ));
+    };
+    let ready = |c: &&Candidate| {
+        c.node_id != holder && c.state == "candidate" && c.member_state == MemberState::Alive
+    };
+    let target = match req.to {
+        Some(to) => view
+            .candidates
+            .iter()
+            .filter(ready)
+            .find(|c| c.node_id == to)
+            .map(|c| c.node_id)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    codes::CONFLICT,
+                    format!("node {to} is not a live, eligible candidate for role {name}"),
+                    "GET /v1/roles/{name} lists the candidates and their state",
+                )
+            })?,
+        None => view
+            .candidates
+            .iter()
+            .find(ready)
+            .map(|c| c.node_id)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    codes::CONFLICT,
+                    format!("role {name} has no other live, eligible candidate"),
+                    "start an eligible agent first; the holder keeps the role meanwhile",
+                )
+            })?,
+    };
+    let requested_at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let value = serde_json::json!({
+        "target": target, "from_epoch": view.epoch, "requested_at_ms": requested_at_ms,
+    });
+    // A reserved key, written by conclave itself (the KV API refuses it to clients).
+    ctx.node
+        .propose(Command::Put {
+            key: handover_key(&name),
+            value: value.to_string().into_bytes(),
+            expected: None,
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"role": name, "from": holder, "to": target, "from_epoch": view.epoch})),
+    )
+        .into_response())
+}
