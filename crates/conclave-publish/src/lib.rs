@@ -14,8 +14,12 @@
 //!   health checks pass, with exponential backoff; failures are logged and counted, never
 //!   fatal.
 
+pub mod config_sync;
 pub mod guard;
+pub mod hook;
 pub mod render;
 pub mod sink;
 
-pub use sink::{HookConfig, Publisher, SinkConfig};
+pub use config_sync::{ConfigSync, ConfigSyncConfig};
+pub use hook::HookConfig;
+pub use sink::{Publisher, SinkConfig};

@@ -54,28 +54,7 @@ pub struct SinkConfig {
     #[serde(default = "default_confirm", with = "humantime_serde")]
     pub confirm_after: Duration,
     #[serde(default)]
-    pub hook: Option<HookConfig>,
-}
-
-/// Run after a publication changes, only while this node's health checks pass.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct HookConfig {
-    /// Program and arguments (no shell). Gets `CONCLAVE_PEERS_FILE`, `CONCLAVE_PEERS_COUNT`,
-    /// `CONCLAVE_SINK` in its environment.
-    #[serde(default)]
-    pub exec: Option<Vec<String>>,
-    /// POST `{sink, path, count, hash}` here; 2xx is success.
-    #[serde(default)]
-    pub url: Option<String>,
-    #[serde(default = "default_hook_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Attempts before giving up on one publication.
-    #[serde(default = "default_attempts")]
-    pub attempts: u32,
-    /// First retry delay; doubles on each retry.
-    #[serde(default = "default_backoff", with = "humantime_serde")]
-    pub backoff: Duration,
+    pub hook: Option<crate::hook::HookConfig>,
 }
 
 fn default_env_var() -> String {
@@ -89,15 +68,6 @@ fn default_debounce() -> Duration {
 }
 fn default_confirm() -> Duration {
     Duration::from_secs(30)
-}
-fn default_hook_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_attempts() -> u32 {
-    5
-}
-fn default_backoff() -> Duration {
-    Duration::from_secs(1)
 }
 
 impl SinkConfig {
@@ -250,7 +220,7 @@ fn existing(path: &Path, format: Format) -> Option<(Vec<u8>, usize)> {
 }
 
 /// Write atomically: temp file in the same directory, fsync, rename, fsync the directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -373,7 +343,15 @@ async fn run(
                 });
                 continue;
             }
-            let result = run_hook(hook, &cfg, &name, hash, *count, &shutdown).await;
+            let env = [
+                ("CONCLAVE_PEERS_FILE", cfg.path.display().to_string()),
+                ("CONCLAVE_PEERS_COUNT", count.to_string()),
+                ("CONCLAVE_SINK", name.clone()),
+            ];
+            let body = serde_json::json!({
+                "sink": name, "path": cfg.path, "count": count, "hash": hash,
+            });
+            let result = crate::hook::run(hook, &name, &env, &body, &shutdown).await;
             if !result.ok {
                 tracing::error!(sink = %name, detail = %result.detail, attempts = result.attempts, "reload hook failed");
             }
@@ -385,103 +363,6 @@ async fn run(
             });
             hook_pending = None;
         }
-    }
-}
-
-async fn run_hook(
-    hook: &HookConfig,
-    cfg: &SinkConfig,
-    name: &str,
-    hash: &str,
-    count: usize,
-    shutdown: &CancellationToken,
-) -> HookResult {
-    let mut delay = hook.backoff;
-    let mut detail = String::new();
-    for attempt in 1..=hook.attempts {
-        match tokio::time::timeout(hook.timeout, hook_once(hook, cfg, name, hash, count)).await {
-            Ok(Ok(d)) => {
-                tracing::info!(sink = %name, attempt, "reload hook ran");
-                return HookResult {
-                    at: now_rfc3339(),
-                    ok: true,
-                    detail: d,
-                    attempts: attempt,
-                };
-            }
-            Ok(Err(e)) => detail = e,
-            Err(_) => detail = format!("timed out after {:?}", hook.timeout),
-        }
-        tracing::warn!(sink = %name, attempt, %detail, "reload hook failed; retrying");
-        if attempt < hook.attempts {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(300));
-        }
-    }
-    HookResult {
-        at: now_rfc3339(),
-        ok: false,
-        detail,
-        attempts: hook.attempts,
-    }
-}
-
-async fn hook_once(
-    hook: &HookConfig,
-    cfg: &SinkConfig,
-    name: &str,
-    hash: &str,
-    count: usize,
-) -> Result<String, String> {
-    if let Some(argv) = &hook.exec {
-        let (program, args) = argv.split_first().ok_or("exec is empty")?;
-        let out = tokio::process::Command::new(program)
-            .args(args)
-            .env("CONCLAVE_PEERS_FILE", &cfg.path)
-            .env("CONCLAVE_PEERS_COUNT", count.to_string())
-            .env("CONCLAVE_SINK", name)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
-        if out.status.success() {
-            Ok(format!("{program} exited 0"))
-        } else {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: String = stderr
-                .chars()
-                .rev()
-                .take(200)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            Err(format!(
-                "{program} exited with {}: {}",
-                out.status,
-                tail.trim()
-            ))
-        }
-    } else if let Some(url) = &hook.url {
-        let resp = reqwest::Client::new()
-            .post(url)
-            .json(&serde_json::json!({
-                "sink": name, "path": cfg.path, "count": count, "hash": hash,
-            }))
-            .send()
-            .await
-            .map_err(|e| format!("POST {url}: {e}"))?;
-        if resp.status().is_success() {
-            Ok(format!("POST {url}: {}", resp.status()))
-        } else {
-            Err(format!("POST {url} answered {}", resp.status()))
-        }
-    } else {
-        Err("the hook has neither exec nor url".into())
     }
 }
 

@@ -1,0 +1,517 @@
+//! Configuration sync: this node renders the configuration documents it subscribes to,
+//! records what it has *applied*, and advertises that over gossip, so the cluster can tell
+//! who runs which revision (drift).
+//!
+//! Why through the agent's own HTTP API: every agent, Raft member or client, serves the same
+//! `/v1/config` and `/v1/watch` (clients forward them), so one code path follows the registry
+//! everywhere. The sync lists the documents once, then watches `_conclave/config/` from the
+//! listing's revision; a watch refused with 410 (history compacted) lists again.
+//!
+//! A document is *applied* once its file is written (atomically) and the `on_change` hook,
+//! if any, succeeded. The ledger of applied documents is kept in `<dir>/.applied.json`, so a
+//! restart does not rewrite or re-run anything for documents that did not change. Every few
+//! seconds the rendered files are hashed again: a file changed by hand is advertised as
+//! `modified` until the next revision replaces it (or the file is restored).
+//!
+//! Gossip keys: `cfg-subscribe` (the patterns), `cfg:<kind>/<name>` = `<revision> <hash> <status>`
+//! with status `ok`, `modified` or `error`, and `setting:<name>` for each `must_match` setting.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use conclave_config::content_hash as sha256_hex;
+
+use conclave_membership::Membership;
+use conclave_types::{ConfigDocument, ConfigListItem, WatchEvent};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::hook::{self, HookConfig};
+
+/// Gossip key prefix of an applied document.
+pub const APPLIED_PREFIX: &str = "cfg:";
+/// Gossip key of the subscription patterns.
+pub const SUBSCRIBE_KEY: &str = "cfg-subscribe";
+/// Gossip key prefix of a declared node-local setting.
+pub const SETTING_PREFIX: &str = "setting:";
+const WATCH_PREFIX: &str = "_conclave/config/";
+const LEDGER: &str = ".applied.json";
+
+/// `[config_sync]` of the agent config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigSyncConfig {
+    /// Documents to apply, as `kind/name` patterns (`*` matches a whole part):
+    /// `["*"]` (all), `["remote-peers/*"]`; empty turns the sync off.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub documents: Vec<String>,
+    /// Where rendered files go (`<dir>/<kind>/<name>.json`); default `<data_dir>/config`.
+    pub dir: Option<PathBuf>,
+    /// Run after a document's file changed; the document is applied once it succeeds.
+    pub on_change: Option<HookConfig>,
+    /// A node that has not applied the committed revision for this long counts as drifted.
+    #[serde(with = "humantime_serde")]
+    pub drift_after: Duration,
+    /// Settings of this agent's configuration (dotted paths such as `raft.heartbeat_ms`)
+    /// that must be equal on every node; `GET /v1/config/status` reports mismatches.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub must_match: Vec<String>,
+}
+
+/// A TOML array, or one comma-separated string (environment variables, flags).
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Many(Vec<String>),
+        One(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Many(v) => v,
+        Either::One(s) => s
+            .split(',')
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect(),
+    })
+}
+
+impl Default for ConfigSyncConfig {
+    fn default() -> Self {
+        Self {
+            documents: vec!["*".into()],
+            dir: None,
+            on_change: None,
+            drift_after: Duration::from_secs(10),
+            must_match: Vec::new(),
+        }
+    }
+}
+
+/// Whether `kind/name` matches one of `patterns`.
+pub fn subscribed(patterns: &[String], kind: &str, name: &str) -> bool {
+    patterns.iter().any(|p| {
+        if p == "*" {
+            return true;
+        }
+        let (pk, pn) = p.split_once('/').unwrap_or((p.as_str(), "*"));
+        (pk == "*" || pk == kind) && (pn == "*" || pn == name)
+    })
+}
+
+/// One document as this node applied it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppliedDoc {
+    pub revision: u64,
+    /// Content hash (the registry's).
+    pub hash: String,
+    /// Hash of the rendered file's bytes.
+    pub file_hash: String,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Ledger {
+    /// The registry revision the sync has followed up to.
+    revision: u64,
+    applied: BTreeMap<String, AppliedDoc>,
+}
+
+/// The configuration sync of this agent.
+pub struct ConfigSync;
+
+impl ConfigSync {
+    /// Start following the registry through the API at `api` (`http://host:port`), unless
+    /// `config.documents` is empty. `settings` are the `must_match` values to advertise.
+    pub fn spawn(
+        config: ConfigSyncConfig,
+        dir: PathBuf,
+        api: String,
+        membership: Membership,
+        settings: BTreeMap<String, String>,
+        shutdown: CancellationToken,
+    ) {
+        if config.documents.is_empty() {
+            return;
+        }
+        let runner = Runner {
+            config,
+            dir,
+            api,
+            membership,
+            http: reqwest::Client::new(),
+            ledger: Ledger::default(),
+            failed: BTreeMap::new(),
+            modified: BTreeSet::new(),
+            shutdown,
+        };
+        tokio::spawn(runner.run(settings));
+    }
+}
+
+struct Runner {
+    config: ConfigSyncConfig,
+    dir: PathBuf,
+    api: String,
+    membership: Membership,
+    http: reqwest::Client,
+    ledger: Ledger,
+    /// Documents whose apply failed: their content, retried on the next tick.
+    failed: BTreeMap<String, (u64, Vec<u8>)>,
+    /// Applied documents whose rendered file no longer matches what was written.
+    modified: BTreeSet<String>,
+    shutdown: CancellationToken,
+}
+
+/// The file a document is rendered to: pretty JSON with sorted keys and a final newline.
+fn render(content: &[u8]) -> Vec<u8> {
+    let value: serde_json::Value = serde_json::from_slice(content).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    text.push('\n');
+    text.into_bytes()
+}
+
+enum WatchEnd {
+    /// History was compacted: list again.
+    Relist,
+    /// The connection ended or failed: reconnect.
+    Reconnect,
+    Shutdown,
+}
+
+impl Runner {
+    fn file_of(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    fn load_ledger(&mut self) {
+        if let Ok(bytes) = std::fs::read(self.dir.join(LEDGER))
+            && let Ok(ledger) = serde_json::from_slice::<Ledger>(&bytes)
+        {
+            self.ledger = ledger;
+        }
+    }
+
+    fn save_ledger(&self) {
+        let bytes = serde_json::to_vec_pretty(&self.ledger).unwrap_or_default();
+        if let Err(e) = crate::sink::write_atomically(&self.dir.join(LEDGER), &bytes) {
+            tracing::warn!(error = %e, "cannot save the applied-config ledger");
+        }
+    }
+
+    async fn run(mut self, settings: BTreeMap<String, String>) {
+        self.load_ledger();
+        self.membership
+            .set(SUBSCRIBE_KEY, &self.config.documents.join(","))
+            .await;
+        for (name, value) in &settings {
+            self.membership
+                .set(&format!("{SETTING_PREFIX}{name}"), value)
+                .await;
+        }
+        self.check_files().await;
+        let mut need_list = true;
+        loop {
+            if need_list {
+                match self.list().await {
+                    Ok(()) => need_list = false,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "config sync: cannot list documents yet");
+                        if self.pause(Duration::from_secs(1)).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            match self.watch().await {
+                WatchEnd::Relist => need_list = true,
+                WatchEnd::Reconnect => {
+                    if self.pause(Duration::from_millis(500)).await {
+                        return;
+                    }
+                }
+                WatchEnd::Shutdown => return,
+            }
+        }
+    }
+
+    /// Sleep, unless shutting down (then `true`).
+    async fn pause(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => true,
+            _ = tokio::time::sleep(d) => false,
+        }
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<(T, u64), String> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("{path}: HTTP {}", resp.status()));
+        }
+        let index = resp
+            .headers()
+            .get(conclave_types::HEADER_INDEX)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok((resp.json().await.map_err(|e| e.to_string())?, index))
+    }
+
+    /// Bring every subscribed document up to date from a full listing.
+    async fn list(&mut self) -> Result<(), String> {
+        let (items, index): (Vec<ConfigListItem>, u64) = self.get_json("/v1/config").await?;
+        let mut live = Vec::new();
+        for item in items {
+            if !subscribed(&self.config.documents, &item.kind, &item.name) {
+                continue;
+            }
+            let id = format!("{}/{}", item.kind, item.name);
+            live.push(id.clone());
+            let current = self.ledger.applied.get(&id);
+            if current.is_some_and(|a| a.revision == item.revision && a.hash == item.hash) {
+                continue;
+            }
+            let (doc, _): (ConfigDocument, u64) = self
+                .get_json(&format!("/v1/config/{}/{}", item.kind, item.name))
+                .await?;
+            let content = conclave_config::canonical_bytes(&doc.content);
+            self.apply(&id, doc.revision, content).await;
+        }
+        let gone: Vec<String> = self
+            .ledger
+            .applied
+            .keys()
+            .filter(|id| !live.contains(id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.remove(&id).await;
+        }
+        self.ledger.revision = index.max(self.ledger.revision);
+        self.save_ledger();
+        Ok(())
+    }
+
+    async fn watch(&mut self) -> WatchEnd {
+        let resp = self
+            .http
+            .get(format!("{}/v1/watch", self.api))
+            .query(&[
+                ("prefix", WATCH_PREFIX.to_string()),
+                ("from_revision", self.ledger.revision.to_string()),
+                ("heartbeat_ms", "5000".to_string()),
+            ])
+            .send()
+            .await;
+        let resp = match resp {
+            Ok(r) if r.status().as_u16() == 410 => return WatchEnd::Relist,
+            Ok(r) if r.status().is_success() => r,
+            _ => return WatchEnd::Reconnect,
+        };
+        let mut body = resp.bytes_stream();
+        let mut buf = String::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return WatchEnd::Shutdown,
+                _ = tick.tick() => {
+                    self.retry_failed().await;
+                    self.check_files().await;
+                }
+                chunk = body.next() => match chunk {
+                    Some(Ok(bytes)) => buf.push_str(&String::from_utf8_lossy(&bytes)),
+                    _ => return WatchEnd::Reconnect,
+                },
+            }
+            while let Some(end) = buf.find("\n\n") {
+                let raw: String = buf.drain(..end + 2).collect();
+                let (mut event, mut data) = ("", "");
+                for line in raw.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        event = v;
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = v;
+                    }
+                }
+                if event == "error" {
+                    return WatchEnd::Relist;
+                }
+                let Ok(change) = serde_json::from_str::<WatchEvent>(data) else {
+                    continue;
+                };
+                self.on_change(change).await;
+            }
+        }
+    }
+
+    async fn on_change(&mut self, change: WatchEvent) {
+        let Some(id) = change.key.strip_prefix(WATCH_PREFIX).map(str::to_owned) else {
+            return;
+        };
+        let Some((kind, name)) = id.split_once('/') else {
+            return;
+        };
+        if subscribed(&self.config.documents, kind, name) {
+            match change.value {
+                Some(v) => self.apply(&id, change.revision, v.into_bytes()).await,
+                None => self.remove(&id).await,
+            }
+        }
+        self.ledger.revision = change.revision;
+        self.save_ledger();
+    }
+
+    /// Render, run the hook, and record the document as applied when both worked.
+    async fn apply(&mut self, id: &str, revision: u64, content: Vec<u8>) {
+        let hash = sha256_hex(&content);
+        let bytes = render(&content);
+        let file = self.file_of(id);
+        if let Err(e) = crate::sink::write_atomically(&file, &bytes) {
+            tracing::warn!(document = %id, error = %e, "cannot write the rendered document");
+            self.fail(
+                id,
+                revision,
+                content,
+                format!("cannot write {}: {e}", file.display()),
+            )
+            .await;
+            return;
+        }
+        if let Some(hook) = &self.config.on_change {
+            let (kind, name) = id.split_once('/').unwrap_or((id, ""));
+            let env = [
+                ("CONCLAVE_CONFIG_KIND", kind.to_owned()),
+                ("CONCLAVE_CONFIG_NAME", name.to_owned()),
+                ("CONCLAVE_CONFIG_REVISION", revision.to_string()),
+                ("CONCLAVE_CONFIG_HASH", hash.clone()),
+                ("CONCLAVE_CONFIG_FILE", file.display().to_string()),
+            ];
+            let body = serde_json::json!({
+                "kind": kind, "name": name, "revision": revision, "hash": hash,
+                "file": file.display().to_string(),
+            });
+            let result = hook::run(hook, id, &env, &body, &self.shutdown).await;
+            if !result.ok {
+                self.fail(id, revision, content, result.detail).await;
+                return;
+            }
+        }
+        self.failed.remove(id);
+        let applied = AppliedDoc {
+            revision,
+            hash: hash.clone(),
+            file_hash: sha256_hex(&bytes),
+        };
+        self.ledger.applied.insert(id.to_owned(), applied);
+        if self.modified.remove(id) {
+            // A new revision replaced the hand-edited file.
+            metrics::gauge!("conclave_config_file_modified", "document" => id.to_owned()).set(0.0);
+        }
+        self.advertise(id, revision, &hash, "ok").await;
+        metrics::gauge!("conclave_config_applied_revision", "document" => id.to_owned())
+            .set(revision as f64);
+        tracing::info!(document = %id, revision, "configuration applied");
+    }
+
+    async fn fail(&mut self, id: &str, revision: u64, content: Vec<u8>, detail: String) {
+        tracing::warn!(document = %id, revision, %detail, "configuration not applied");
+        metrics::counter!("conclave_config_apply_failures_total", "document" => id.to_owned())
+            .increment(1);
+        self.failed.insert(id.to_owned(), (revision, content));
+        let (rev, hash) = self
+            .ledger
+            .applied
+            .get(id)
+            .map_or((0, String::new()), |a| (a.revision, a.hash.clone()));
+        self.advertise(id, rev, &hash, "error").await;
+    }
+
+    async fn retry_failed(&mut self) {
+        let failed = std::mem::take(&mut self.failed);
+        for (id, (revision, content)) in failed {
+            self.apply(&id, revision, content).await;
+        }
+    }
+
+    async fn remove(&mut self, id: &str) {
+        let _ = std::fs::remove_file(self.file_of(id));
+        self.ledger.applied.remove(id);
+        self.failed.remove(id);
+        self.modified.remove(id);
+        self.membership
+            .set(&format!("{APPLIED_PREFIX}{id}"), "0 - deleted")
+            .await;
+    }
+
+    /// Hash the rendered files again; a hand-edited one is advertised as `modified`.
+    async fn check_files(&mut self) {
+        let applied = self.ledger.applied.clone();
+        for (id, doc) in applied {
+            let on_disk = std::fs::read(self.file_of(&id))
+                .ok()
+                .map(|b| sha256_hex(&b));
+            let modified = on_disk.as_deref() != Some(doc.file_hash.as_str());
+            let known = self.modified.contains(&id);
+            if modified != known {
+                metrics::gauge!("conclave_config_file_modified", "document" => id.clone())
+                    .set(if modified { 1.0 } else { 0.0 });
+                if modified {
+                    tracing::warn!(document = %id, "the rendered file was changed by hand");
+                    self.modified.insert(id.clone());
+                } else {
+                    self.modified.remove(&id);
+                }
+            }
+            if !self.failed.contains_key(&id) {
+                let status = if modified { "modified" } else { "ok" };
+                self.advertise(&id, doc.revision, &doc.hash, status).await;
+            }
+        }
+    }
+
+    async fn advertise(&self, id: &str, revision: u64, hash: &str, status: &str) {
+        let short = &hash[..hash.len().min(16)];
+        let short = if short.is_empty() { "-" } else { short };
+        self.membership
+            .set(
+                &format!("{APPLIED_PREFIX}{id}"),
+                &format!("{revision} {short} {status}"),
+            )
+            .await;
+    }
+}
+
+/// Parse an advertised `cfg:` value: `(revision, short hash, status)`.
+pub fn parse_applied(value: &str) -> Option<(u64, &str, &str)> {
+    let mut parts = value.split(' ');
+    let revision = parts.next()?.parse().ok()?;
+    Some((revision, parts.next()?, parts.next()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_kind_and_name() {
+        let p = vec!["remote-peers/*".to_string(), "*/default".to_string()];
+        assert!(subscribed(&p, "remote-peers", "x"));
+        assert!(subscribed(&p, "gateway-settings", "default"));
+        assert!(!subscribed(&p, "gateway-settings", "other"));
+        assert!(subscribed(&["*".into()], "a", "b"));
+        assert!(subscribed(&["a".into()], "a", "b"));
+        assert!(!subscribed(&[], "a", "b"));
+        assert_eq!(parse_applied("12 abcd ok"), Some((12, "abcd", "ok")));
+    }
+}

@@ -1,0 +1,136 @@
+//! Hooks: a program or a URL run when something this agent follows has changed (a peer
+//! list, a configuration document, a role), with retries and backoff. Shared by the peer
+//! sinks, the configuration sync and the roles.
+
+use std::time::{Duration, SystemTime};
+
+use conclave_types::HookResult;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+/// A hook: `exec` (no shell; details in environment variables) or `url` (a JSON POST).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// Program and arguments (no shell); what changed arrives in `CONCLAVE_*` variables.
+    #[serde(default)]
+    pub exec: Option<Vec<String>>,
+    /// POST a JSON description of the change here; 2xx is success.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default = "default_hook_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts before giving up on one publication.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// First retry delay; doubles on each retry.
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    pub backoff: Duration,
+}
+
+fn default_hook_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+
+fn default_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// Run `hook` (retrying with backoff); `what` names it in logs.
+pub async fn run(
+    hook: &HookConfig,
+    what: &str,
+    env: &[(&str, String)],
+    body: &serde_json::Value,
+    shutdown: &CancellationToken,
+) -> HookResult {
+    let mut delay = hook.backoff;
+    let mut detail = String::new();
+    for attempt in 1..=hook.attempts.max(1) {
+        match tokio::time::timeout(hook.timeout, once(hook, env, body)).await {
+            Ok(Ok(d)) => {
+                tracing::info!(hook = %what, attempt, "hook ran");
+                return HookResult {
+                    at: now_rfc3339(),
+                    ok: true,
+                    detail: d,
+                    attempts: attempt,
+                };
+            }
+            Ok(Err(e)) => detail = e,
+            Err(_) => detail = format!("timed out after {:?}", hook.timeout),
+        }
+        tracing::warn!(hook = %what, attempt, %detail, "hook failed");
+        if attempt < hook.attempts {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(300));
+        }
+    }
+    HookResult {
+        at: now_rfc3339(),
+        ok: false,
+        detail,
+        attempts: hook.attempts,
+    }
+}
+
+async fn once(
+    hook: &HookConfig,
+    env: &[(&str, String)],
+    body: &serde_json::Value,
+) -> Result<String, String> {
+    if let Some(argv) = &hook.exec {
+        let (program, args) = argv.split_first().ok_or("exec is empty")?;
+        let out = tokio::process::Command::new(program)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| format!("cannot run {program}: {e}"))?;
+        if out.status.success() {
+            Ok(format!("{program} exited 0"))
+        } else {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: String = stderr
+                .chars()
+                .rev()
+                .take(200)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            Err(format!(
+                "{program} exited with {}: {}",
+                out.status,
+                tail.trim()
+            ))
+        }
+    } else if let Some(url) = &hook.url {
+        let resp = reqwest::Client::new()
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        if resp.status().is_success() {
+            Ok(format!("POST {url}: {}", resp.status()))
+        } else {
+            Err(format!("POST {url} answered {}", resp.status()))
+        }
+    } else {
+        Err("the hook has neither exec nor url".into())
+    }
+}

@@ -1,0 +1,108 @@
+//! OAuth2 client credentials for a role holder's remote peers (RFC 6749 §4.4).
+//!
+//! The secret is resolved from its reference on this node, when the token is fetched, and is
+//! sent only to the token endpoint. Neither the secret nor the token is logged, returned or
+//! put in an error: a failure says which reference or which HTTP status, nothing more.
+
+use std::time::Duration;
+
+use conclave_config::SecretRef;
+use conclave_config::kinds::OAuth2;
+use serde::{Deserialize, Serialize};
+
+/// A token, kept in memory only. `Debug` does not show it.
+pub struct Token {
+    access_token: String,
+    pub expires_in: Duration,
+}
+
+impl Token {
+    /// For the one use it has: an `Authorization: Bearer` header towards the peer.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.access_token)
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("access_token", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ErrorResponse {
+    error: String,
+}
+
+/// What `/v1/roles` shows about one remote peer of the holder.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub node_id: String,
+    /// `ok` (a token is held), `error`, or `disabled`.
+    pub status: String,
+    /// Why not ok; never contains a secret.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// Seconds until the held token expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_s: Option<u64>,
+}
+
+/// Fetch a token with the client-credentials grant.
+pub async fn fetch(http: &reqwest::Client, settings: &OAuth2) -> Result<Token, String> {
+    let reference =
+        SecretRef::parse(&settings.client_secret).map_err(|e| format!("client_secret: {e}"))?;
+    let secret = reference.resolve().map_err(|e| e.to_string())?;
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", settings.client_id.as_str()),
+        ("client_secret", secret.expose()),
+    ];
+    if let Some(scope) = &settings.scope {
+        form.push(("scope", scope.as_str()));
+    }
+    let resp = http
+        .post(&settings.token_url)
+        .form(&form)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| {
+            // reqwest's message names the URL, which holds no secret.
+            format!(
+                "token endpoint {} unreachable: {}",
+                settings.token_url,
+                e.without_url()
+            )
+        })?;
+    let status = resp.status();
+    if !status.is_success() {
+        let code = resp
+            .json::<ErrorResponse>()
+            .await
+            .map(|e| format!(" ({})", e.error))
+            .unwrap_or_default();
+        return Err(format!(
+            "token endpoint {} answered {status}{code}",
+            settings.token_url
+        ));
+    }
+    let body: TokenResponse = resp
+        .json()
+        .await
+        .map_err(|_| format!("token endpoint {} sent no access_token", settings.token_url))?;
+    Ok(Token {
+        access_token: body.access_token,
+        expires_in: Duration::from_secs(body.expires_in.unwrap_or(3600).max(1)),
+    })
+}
