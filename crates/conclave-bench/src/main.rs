@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use base64::Engine;
 use bytes::Bytes;
+mod fanout;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -87,6 +89,19 @@ enum Cmd {
         #[arg(long)]
         addrs_file: PathBuf,
         #[arg(long)]
+        seconds: f64,
+    },
+    /// Many SSE watchers on one prefix under a steady write load: delivery latency.
+    SseFanout {
+        /// Comma-separated host:port of the agents (watchers are spread over them; writes
+        /// go to the first).
+        #[arg(long)]
+        addr: String,
+        #[arg(long, default_value_t = 1000)]
+        watchers: usize,
+        #[arg(long, default_value_t = 100.0)]
+        writes_per_sec: f64,
+        #[arg(long, default_value_t = 20.0)]
         seconds: f64,
     },
     /// Measure 4 KiB write + fdatasync per op, single thread.
@@ -552,6 +567,16 @@ fn main() -> anyhow::Result<()> {
         } => {
             let addrs = read_addrs(&addrs_file)?;
             println!("{}", rt.block_on(steady(addrs, seconds))?);
+        }
+        Cmd::SseFanout {
+            addr,
+            watchers,
+            writes_per_sec,
+            seconds,
+        } => {
+            let addrs = split_addrs(&addr)?;
+            let report = rt.block_on(fanout::run(addrs, watchers, writes_per_sec, seconds))?;
+            println!("{}", serde_json::to_string(&report)?);
         }
         Cmd::Fsync { dir, seconds } => println!("{}", fsync_probe(dir, seconds)?),
     }

@@ -75,6 +75,8 @@ fn gossip_seeds(config: &AgentConfig, formation: &Formation) -> Vec<String> {
 struct MembershipParts {
     membership: Membership,
     publisher: Publisher,
+    roles: conclave_roles::Roles,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 async fn start_membership(
@@ -135,9 +137,65 @@ async fn start_membership(
         health,
         shutdown.clone(),
     );
+    if let Some(path) = &config.config_seed {
+        let docs = crate::seed::load(path)?;
+        tokio::spawn(crate::seed::run(
+            docs,
+            config.own_api_url(),
+            membership.clone(),
+            shutdown.clone(),
+        ));
+    }
+    conclave_publish::ConfigSync::spawn(
+        config.config_sync.clone(),
+        config
+            .config_sync
+            .dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("config")),
+        config.own_api_url(),
+        membership.clone(),
+        config.must_match_settings()?,
+        shutdown.clone(),
+    );
+    let roles = conclave_roles::Roles::spawn(
+        config.roles.clone(),
+        node_id,
+        config.own_api_url(),
+        membership.clone(),
+        shutdown.clone(),
+    );
+    // One recorder per process; a second agent in the same process (tests) goes without.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    {
+        let (membership, shutdown) = (membership.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                use conclave_types::MemberState;
+                let counts = membership.view().counts();
+                for (state, label) in [
+                    (MemberState::Alive, "alive"),
+                    (MemberState::Suspect, "suspect"),
+                    (MemberState::Dead, "dead"),
+                    (MemberState::Left, "left"),
+                ] {
+                    let n = counts.get(&state).copied().unwrap_or(0);
+                    metrics::gauge!("conclave_members", "state" => label).set(n as f64);
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+    }
     Ok(MembershipParts {
         membership,
         publisher,
+        roles,
+        metrics,
     })
 }
 
@@ -146,6 +204,36 @@ impl MembershipParts {
         MembersContext {
             membership: self.membership.clone(),
             publisher: self.publisher.clone(),
+            roles: self.roles.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Raft and store gauges for `/metrics`, refreshed every second.
+async fn raft_gauges(node: RaftNode, shutdown: CancellationToken) {
+    loop {
+        let m = node.metrics();
+        metrics::gauge!("conclave_raft_term").set(m.current_term as f64);
+        metrics::gauge!("conclave_raft_is_leader").set(if m.current_leader == Some(node.id) {
+            1.0
+        } else {
+            0.0
+        });
+        metrics::gauge!("conclave_raft_has_leader").set(if m.current_leader.is_some() {
+            1.0
+        } else {
+            0.0
+        });
+        metrics::gauge!("conclave_raft_last_log_index").set(m.last_log_index.unwrap_or(0) as f64);
+        metrics::gauge!("conclave_raft_applied_index")
+            .set(m.last_applied.map_or(0, |l| l.index) as f64);
+        let (revision, keys) = node.state().read(|a| (a.state.revision(), a.state.len()));
+        metrics::gauge!("conclave_store_revision").set(revision as f64);
+        metrics::gauge!("conclave_store_keys").set(keys as f64);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }
@@ -356,7 +444,11 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             identity.node_id
         );
     }
-    let (log, sm) = conclave_storage::open(&config.data_dir, &StorageOptions::default())
+    let storage = StorageOptions {
+        feed: config.watch.feed_limits(),
+        ..StorageOptions::default()
+    };
+    let (log, sm) = conclave_storage::open(&config.data_dir, &storage)
         .with_context(|| format!("cannot open the stores in {}", config.data_dir.display()))?;
 
     let shutdown = CancellationToken::new();
@@ -464,6 +556,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         parts.membership.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(raft_gauges(node.clone(), shutdown.clone()));
 
     let ctx = Arc::new(AppContext {
         node: node.clone(),
@@ -471,6 +564,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         api_addr: config.advertised_http(),
         rpc_addr: config.advertised_rpc(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        membership: parts.membership.clone(),
+        drift_after: config.config_sync.drift_after,
+        drift: Default::default(),
     });
     let app = conclave_api::router(ctx, parts.api_context());
     let mut http = serve_http(http_listener, app, &shutdown);

@@ -84,11 +84,160 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Read, validate and delete configuration documents (kind/name).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Apply configuration documents from a file: show the diff, write with compare-and-swap.
+    #[command(
+        after_help = "Examples:\n  conclave apply -f peers.yaml --dry-run\n  conclave apply -f cluster-config.toml\n\nA file holds documents {kind, name, content}: JSON (one or a list), YAML (--- between\ndocuments) or TOML ([[document]] tables). Each changed document is written only if it has\nnot changed since its diff was shown; a conflict is reported, never overwritten."
+    )]
+    Apply {
+        /// The file (.json, .yaml, .yml or .toml).
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// Validate and show the diff; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Ask before writing (after the diffs are shown).
+        #[arg(long)]
+        confirm: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Follow every change under a key prefix (configuration under _conclave/config/,
+    /// elections under _conclave/elections/), resuming after disconnects.
+    #[command(
+        after_help = "Examples:\n  conclave watch app/\n  conclave watch _conclave/config/ --from-revision 0 -o json"
+    )]
+    Watch {
+        /// Key prefix ("" for everything).
+        prefix: String,
+        /// Start after this revision (default: only new changes).
+        #[arg(long)]
+        from_revision: Option<u64>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Run a command only while holding an election (or --observe it).
+    #[command(
+        after_help = "Examples:\n  conclave elect backup-job -- /usr/local/bin/backup --serve\n  conclave elect gw --ttl 10s --grace 3s -- ./gateway\n  conclave elect gw --observe\n\nThe command gets CONCLAVE_ELECTION_NAME and CONCLAVE_ELECTION_EPOCH (a fencing token that\ngrows at every new holder). It is stopped (SIGTERM, then SIGKILL after --grace) before the\nlease can end if renewals fail, and at once if the election is lost; then elect campaigns\nagain. When the command exits by itself, elect resigns and exits with its code."
+    )]
+    Elect {
+        /// The election's name.
+        name: String,
+        /// Candidate id (default: hostname-pid).
+        #[arg(long)]
+        candidate: Option<String>,
+        /// Lease length.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        ttl: std::time::Duration,
+        /// Time between SIGTERM and SIGKILL when the command must stop.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+        grace: std::time::Duration,
+        /// Print the holder and every change instead of campaigning.
+        #[arg(long)]
+        observe: bool,
+        /// The command and its arguments (after --).
+        #[arg(last = true)]
+        command: Vec<String>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Leader-bound roles: holder, epoch, candidates, OAuth2 peers; planned handovers.
+    #[command(
+        after_help = "Examples:\n  conclave roles\n  conclave roles handover cloud-gateway\n  conclave roles handover cloud-gateway --to 1234"
+    )]
+    Roles(RolesArgs),
     /// Show this node and the cluster: leader, term, and every member's health and lag.
     #[command(
         after_help = "Examples:\n  conclave status\n  conclave status --output json --addr http://10.0.0.2:7400"
     )]
     Status {
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RolesArgs {
+    #[command(subcommand)]
+    cmd: Option<RolesCommand>,
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
+#[derive(Subcommand, Debug)]
+enum RolesCommand {
+    /// The holder steps down for the highest-priority live candidate (or --to).
+    Handover {
+        name: String,
+        /// The node id to hand over to.
+        #[arg(long)]
+        to: Option<u64>,
+        /// How long to wait for the new holder.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+        wait: std::time::Duration,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print a document's content (the header goes to stderr).
+    Get {
+        /// KIND/NAME, e.g. remote-peers/default.
+        id: String,
+        /// The version in force at this revision.
+        #[arg(long)]
+        revision: Option<u64>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// List the live documents.
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        kind: Option<String>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// A document's versions, newest first.
+    History {
+        id: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Check a file's documents offline; with --addr, also against the cluster (its
+    /// registered schemas and rules) without writing anything.
+    #[command(
+        after_help = "Examples:\n  conclave config validate -f peers.yaml\n  conclave config validate -f peers.yaml --addr http://127.0.0.1:7400"
+    )]
+    Validate {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// An agent to check against (offline when absent).
+        #[arg(long, env = "CONCLAVE_ADDR")]
+        addr: Option<String>,
+    },
+    /// Desired against applied configuration on every node: drift, lag, hand-edited files,
+    /// and declared settings that differ between nodes.
+    #[command(
+        after_help = "Examples:\n  conclave config status\n  conclave config status --fail-on-drift   # exit 1 on drift (for monitoring)"
+    )]
+    Status {
+        /// Exit 1 when any node has drifted or a must_match setting differs.
+        #[arg(long)]
+        fail_on_drift: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Delete a document (its history is kept).
+    Delete {
+        id: String,
+        /// Only if its revision is this one.
+        #[arg(long)]
+        cas: Option<u64>,
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -306,6 +455,123 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Recover { data_dir, yes } => client_command(|| recover(data_dir, yes)),
         Command::Kv(cmd) => client_command(|| kv(cmd)),
         Command::Status { client } => client_command(|| status(&client)),
+        Command::Config(cmd) => client_command(|| config_command(cmd)),
+        Command::Roles(args) => client_command(|| async move {
+            match args.cmd {
+                None => {
+                    let json = args.client.output == Output::Json;
+                    crate::roles_cli::list(&Client::new(&args.client.addr)?, json).await
+                }
+                Some(RolesCommand::Handover {
+                    name,
+                    to,
+                    wait,
+                    client,
+                }) => {
+                    crate::roles_cli::handover(&Client::new(&client.addr)?, &name, to, wait).await
+                }
+            }
+        }),
+        Command::Apply {
+            file,
+            dry_run,
+            confirm,
+            client,
+        } => client_command(|| async move {
+            crate::config_cli::apply(&Client::new(&client.addr)?, &file, dry_run, confirm).await
+        }),
+        Command::Watch {
+            prefix,
+            from_revision,
+            client,
+        } => client_command(|| async move {
+            let json = client.output == Output::Json;
+            crate::elect::watch(&Client::new(&client.addr)?, &prefix, from_revision, json).await
+        }),
+        Command::Elect {
+            name,
+            candidate,
+            ttl,
+            grace,
+            observe,
+            command,
+            client,
+        } => {
+            if observe {
+                return client_command(|| async move {
+                    let json = client.output == Output::Json;
+                    crate::elect::observe(&Client::new(&client.addr)?, &name, json).await
+                });
+            }
+            if command.is_empty() {
+                eprintln!(
+                    "error: give the command to run after --, e.g. conclave elect {name} -- ./serve, or pass --observe"
+                );
+                return ExitCode::from(2);
+            }
+            let candidate = candidate.unwrap_or_else(default_candidate);
+            let mut code = 1;
+            let exit = client_command(|| async {
+                let opts = crate::elect::ElectOptions {
+                    name,
+                    candidate,
+                    ttl,
+                    grace,
+                    command,
+                };
+                code = crate::elect::elect(&Client::new(&client.addr)?, opts).await?;
+                Ok(())
+            });
+            if exit == ExitCode::SUCCESS {
+                ExitCode::from(u8::try_from(code).unwrap_or(1))
+            } else {
+                exit
+            }
+        }
+    }
+}
+
+/// `hostname-pid`: unique per running `conclave elect`.
+fn default_candidate() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn config_command(cmd: ConfigCommand) -> Result<(), ClientError> {
+    use crate::config_cli as cc;
+    match cmd {
+        ConfigCommand::Get {
+            id,
+            revision,
+            client,
+        } => {
+            let json = client.output == Output::Json;
+            cc::get(&Client::new(&client.addr)?, &id, revision, json).await
+        }
+        ConfigCommand::List { kind, client } => {
+            let json = client.output == Output::Json;
+            cc::list(&Client::new(&client.addr)?, kind, json).await
+        }
+        ConfigCommand::History { id, client } => {
+            let json = client.output == Output::Json;
+            cc::history(&Client::new(&client.addr)?, &id, json).await
+        }
+        ConfigCommand::Validate { file, addr } => {
+            let live = addr.as_deref().map(Client::new).transpose()?;
+            cc::validate_file(&file, live.as_ref()).await
+        }
+        ConfigCommand::Status {
+            fail_on_drift,
+            client,
+        } => {
+            let json = client.output == Output::Json;
+            cc::status(&Client::new(&client.addr)?, json, fail_on_drift).await
+        }
+        ConfigCommand::Delete { id, cas, client } => {
+            cc::delete(&Client::new(&client.addr)?, &id, cas).await
+        }
     }
 }
 

@@ -278,3 +278,119 @@ impl Client {
             .map_err(|e| ClientError::Local(format!("snapshot download failed: {e}")))
     }
 }
+
+/// One Server-Sent Event.
+#[derive(Debug, Default, Clone)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+/// Reads Server-Sent Events from a streaming response.
+pub struct SseReader {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: Vec<u8>,
+}
+
+impl SseReader {
+    /// The next event (comments such as heartbeats are skipped); `None` when the stream ends.
+    pub async fn next(&mut self) -> Result<Option<SseEvent>, ClientError> {
+        use futures::StreamExt;
+        loop {
+            // An event ends at a blank line.
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let raw: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&raw);
+                let mut event = SseEvent {
+                    event: "message".into(),
+                    ..SseEvent::default()
+                };
+                let mut data = Vec::new();
+                let mut any = false;
+                for line in text.lines() {
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "id" => event.id = Some(value.to_owned()),
+                        "event" => event.event = value.to_owned(),
+                        "data" => data.push(value.to_owned()),
+                        // "" is a comment (heartbeats); unknown fields are ignored.
+                        _ => continue,
+                    }
+                    any = true;
+                }
+                if any {
+                    event.data = data.join("\n");
+                    return Ok(Some(event));
+                }
+                continue;
+            }
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.buf.extend(chunk.iter().filter(|b| **b != b'\r')),
+                Some(Err(e)) => return Err(ClientError::Local(format!("the stream broke: {e}"))),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+impl Client {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `GET path` → JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
+        let resp = self
+            .send(self.http.get(self.url(path)).query(query))
+            .await?;
+        self.json(resp).await
+    }
+
+    /// `method path` with a JSON body → JSON.
+    pub async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .query(query)
+            .header("content-type", "application/json");
+        if let Some(body) = body {
+            req = req.body(body);
+        }
+        let resp = self.send(req).await?;
+        self.json(resp).await
+    }
+
+    /// Open an event stream at `path`, resuming after `last_event_id` when given.
+    pub async fn events(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        last_event_id: Option<&str>,
+    ) -> Result<SseReader, ClientError> {
+        let mut req = self
+            .http
+            .get(self.url(path))
+            .query(query)
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = self.send(req).await?;
+        Ok(SseReader {
+            body: Box::pin(resp.bytes_stream()),
+            buf: Vec::new(),
+        })
+    }
+}

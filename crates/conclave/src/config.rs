@@ -68,10 +68,48 @@ pub struct AgentConfig {
     pub dns_server: Option<SocketAddr>,
     /// Gossip timings and failure detection.
     pub gossip: GossipTuning,
+    /// How much change history each node keeps for watches (`[watch]`).
+    pub watch: WatchTuning,
+    /// Leader-bound roles this agent may hold (`[[roles]]` tables).
+    pub roles: Vec<conclave_roles::RoleConfig>,
+    /// Documents imported once when the registry lacks them (`--config-seed`).
+    pub config_seed: Option<PathBuf>,
+    /// Which configuration documents this node renders and applies (`[config_sync]`).
+    pub config_sync: conclave_publish::ConfigSyncConfig,
     /// Health checks (`[[check]]` tables).
     pub check: Vec<CheckConfig>,
     /// Peer publishing sinks (`[[publish]]` tables).
     pub publish: Vec<SinkConfig>,
+}
+
+/// `[watch]`: the window of recent changes a node keeps, so watchers can resume after a
+/// disconnect. A watcher further behind gets `410 Gone` and starts over from a fresh read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchTuning {
+    /// Changes kept (the oldest go first).
+    pub history_changes: usize,
+    /// Bytes of keys and values kept, MiB.
+    pub history_mib: usize,
+}
+
+impl Default for WatchTuning {
+    fn default() -> Self {
+        let d = conclave_storage::FeedLimits::default();
+        Self {
+            history_changes: d.max_changes,
+            history_mib: d.max_bytes / (1024 * 1024),
+        }
+    }
+}
+
+impl WatchTuning {
+    pub fn feed_limits(&self) -> conclave_storage::FeedLimits {
+        conclave_storage::FeedLimits {
+            max_changes: self.history_changes,
+            max_bytes: self.history_mib.saturating_mul(1024 * 1024),
+        }
+    }
 }
 
 /// Tags: a TOML table, or `key=value` items (flags, or one comma-separated string).
@@ -195,6 +233,10 @@ impl Default for AgentConfig {
             tags: Tags::default(),
             dns_server: None,
             gossip: GossipTuning::default(),
+            watch: WatchTuning::default(),
+            roles: Vec::new(),
+            config_seed: None,
+            config_sync: conclave_publish::ConfigSyncConfig::default(),
             check: Vec::new(),
             publish: Vec::new(),
         }
@@ -222,6 +264,39 @@ impl AgentConfig {
     }
 
     /// The configuration with secrets replaced, for `--print-config` and logs.
+    /// This agent's own API, for the parts of it that follow the registry through it.
+    pub fn own_api_url(&self) -> String {
+        let mut addr = self.http_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        format!("http://{addr}")
+    }
+
+    /// The values of `config_sync.must_match` (dotted paths into this configuration).
+    pub fn must_match_settings(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let whole = serde_json::to_value(self.redacted())?;
+        let mut out = BTreeMap::new();
+        for path in &self.config_sync.must_match {
+            let pointer = format!("/{}", path.replace('.', "/"));
+            let Some(value) = whole.pointer(&pointer) else {
+                bail!(
+                    "config_sync.must_match names {path:?}, which is not a setting; use dotted paths such as raft.heartbeat_ms (see conclave agent --print-config)"
+                );
+            };
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            out.insert(path.clone(), text);
+        }
+        Ok(out)
+    }
+
     pub fn redacted(&self) -> AgentConfig {
         let mut c = self.clone();
         if c.cluster_token.is_some() {
@@ -297,6 +372,17 @@ impl AgentConfig {
     fn validate(&self) -> anyhow::Result<()> {
         self.formation()?;
         self.gossip.validate().map_err(anyhow::Error::msg)?;
+        self.must_match_settings()?;
+        let mut names = std::collections::BTreeSet::new();
+        for r in &self.roles {
+            r.validate().map_err(anyhow::Error::msg)?;
+            if !names.insert(&r.name) {
+                bail!("role {} is declared twice", r.name);
+            }
+        }
+        if self.watch.history_changes == 0 || self.watch.history_mib == 0 {
+            bail!("[watch] history_changes and history_mib must be at least 1");
+        }
         let mut names = std::collections::BTreeSet::new();
         for c in &self.check {
             c.validate().map_err(anyhow::Error::msg)?;
@@ -457,6 +543,12 @@ pub struct AgentFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_server: Option<SocketAddr>,
+    /// Documents to import once into an empty registry (a conclave documents file, or the
+    /// sync-database seed's appsettings.json with EntglDb.RemotePeers); nodes whose seed files
+    /// disagree are reported, and nothing is imported for that document.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_seed: Option<PathBuf>,
     /// A label advertised through gossip, key=value (repeatable).
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     #[serde(rename = "tags", skip_serializing_if = "Vec::is_empty")]

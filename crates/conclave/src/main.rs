@@ -4,6 +4,10 @@ mod agent;
 mod cli;
 mod client;
 mod config;
+mod config_cli;
+mod elect;
+mod roles_cli;
+mod seed;
 
 use std::process::ExitCode;
 

@@ -206,3 +206,120 @@ async fn port_in_use_names_the_address_and_touches_no_data() {
         200
     );
 }
+
+#[tokio::test]
+async fn bad_coordination_requests_get_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::start(dir.path(), &[]).await;
+    let c = http();
+    let post = |path: &str, body: &'static str| c.post(a.url(path)).body(body).send();
+    let cases: Vec<(reqwest::Response, StatusCode, &str)> = vec![
+        (
+            post("/v1/elections/e/campaign", "{not json").await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            post(
+                "/v1/elections/e/campaign",
+                r#"{"candidate": "a", "ttl_ms": 5}"#,
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            post(
+                "/v1/elections/e/campaign",
+                r#"{"candidate": "a", "ttl_ms": 2000, "x": 1}"#,
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            post(
+                "/v1/elections/e/keepalive",
+                r#"{"candidate": "a", "epoch": 9}"#,
+            )
+            .await
+            .unwrap(),
+            StatusCode::CONFLICT,
+            "not_holder",
+        ),
+        (
+            c.get(a.url("/v1/elections/nobody")).send().await.unwrap(),
+            StatusCode::NOT_FOUND,
+            "election_not_found",
+        ),
+        (
+            c.get(a.url("/v1/watch?from_revision=abc"))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            c.get(a.url("/v1/watch?prefix=a&heartbeat_ms=1"))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            c.get(a.url("/v1/watch"))
+                .header("last-event-id", "yesterday")
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            c.put(a.url("/v1/config/Bad%20Kind/x"))
+                .body("{}")
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            c.get(a.url("/v1/config/remote-peers/x?revision=-1"))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            c.get(a.url("/v1/roles/none")).send().await.unwrap(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            post("/v1/roles/none/handover", "").await.unwrap(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            post("/v1/agent/secrets/check", r#"{"references": 5}"#)
+                .await
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+    ];
+    for (resp, status, code) in cases {
+        let url = resp.url().to_string();
+        let (st, got, msg) = code_of(resp).await;
+        assert_eq!((st, got.as_str()), (status, code), "{url}: {msg}");
+    }
+    // Nothing was written by any of them.
+    let s: Value = a.status().await;
+    assert_eq!(s["revision"], 0, "{s}");
+}

@@ -82,6 +82,17 @@ pub async fn start_static(
     extra_args: &[&str],
     env: &[(&'static str, &'static str)],
 ) -> Vec<Node> {
+    let per_node = vec![extra_args.iter().map(|a| a.to_string()).collect(); n];
+    start_static_each(root, per_node, env).await
+}
+
+/// [`start_static`] with each node's own extra flags.
+pub async fn start_static_each(
+    root: &Path,
+    per_node: Vec<Vec<String>>,
+    env: &[(&'static str, &'static str)],
+) -> Vec<Node> {
+    let n = per_node.len();
     let addrs: Vec<(SocketAddr, SocketAddr)> = (0..n).map(|_| (free_addr(), free_addr())).collect();
     let members = addrs
         .iter()
@@ -93,7 +104,7 @@ pub async fn start_static(
     for (i, (h, r)) in addrs.iter().enumerate() {
         let dir = root.join(format!("n{}", i + 1));
         let mut args = vec!["--initial-members", members.as_str()];
-        args.extend_from_slice(extra_args);
+        args.extend(per_node[i].iter().map(String::as_str));
         let agent = Agent::spawn_env(&dir, *h, *r, &args, env);
         nodes.push(Node { dir, agent });
     }

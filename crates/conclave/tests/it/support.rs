@@ -1,16 +1,77 @@
 //! Start and stop real agents on ephemeral loopback ports; every child is killed by PID on drop.
 
-use std::net::{SocketAddr, TcpListener};
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_conclave");
 
-/// A free loopback port (bound then released; the agent binds it right after).
+/// A free loopback address for an agent (TCP and UDP on the port are both free).
+///
+/// Ports come from [`PORT_RANGE`], below the kernel's ephemeral range, in blocks that each
+/// test process claims with an exclusive lock on a file. A port that an agent gives up
+/// while a test restarts it is therefore never handed to another test process, nor taken
+/// by some outgoing connection as its local port (which the ephemeral range allowed, and
+/// which once made a restarted agent fail with "Address already in use").
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
-    l.local_addr().expect("local addr")
+    let mut ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if ports.next >= ports.end {
+            ports.claim_block();
+        }
+        let port = ports.next;
+        ports.next += 1;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpListener::bind(addr).is_ok() && UdpSocket::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+}
+
+/// Where test agents' ports come from; the kernel's ephemeral range starts at 32768.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+const PORT_BLOCK: u16 = 50;
+
+static PORTS: Mutex<PortBlocks> = Mutex::new(PortBlocks {
+    locks: Vec::new(),
+    next: 0,
+    end: 0,
+});
+
+/// The blocks of ports this process holds; each lock lasts until the process exits.
+struct PortBlocks {
+    locks: Vec<File>,
+    next: u16,
+    end: u16,
+}
+
+impl PortBlocks {
+    fn claim_block(&mut self) {
+        let blocks = (PORT_RANGE.end - PORT_RANGE.start) / PORT_BLOCK;
+        let dir = std::env::temp_dir().join("conclave-test-ports");
+        std::fs::create_dir_all(&dir).expect("port lock directory");
+        // Start where this process's id points, so concurrent processes rarely contend.
+        let first = (std::process::id() % u32::from(blocks)) as u16;
+        for i in 0..blocks {
+            let block = (first + i) % blocks;
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(format!("block-{block}.lock")))
+                .expect("port lock file");
+            if file.try_lock().is_ok() {
+                self.locks.push(file);
+                self.next = PORT_RANGE.start + block * PORT_BLOCK;
+                self.end = self.next + PORT_BLOCK;
+                return;
+            }
+        }
+        panic!("every test port block in {PORT_RANGE:?} is held by another process");
+    }
 }
 
 pub struct Agent {
@@ -24,6 +85,13 @@ impl Agent {
     /// Start an agent with its data in `dir` and wait until it is healthy.
     pub async fn start(dir: &Path, extra: &[&str]) -> Agent {
         let agent = Self::spawn(dir, free_addr(), free_addr(), extra);
+        agent.wait_healthy(Duration::from_secs(20)).await;
+        agent
+    }
+
+    /// [`Agent::start`] with extra environment variables.
+    pub async fn start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Agent {
+        let agent = Self::spawn_env(dir, free_addr(), free_addr(), extra, env);
         agent.wait_healthy(Duration::from_secs(20)).await;
         agent
     }

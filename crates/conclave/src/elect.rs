@@ -1,0 +1,327 @@
+//! `conclave watch` and `conclave elect`: following changes and running a command only
+//! while holding an election.
+//!
+//! `elect` is the fencing side of elections: the child runs only between a grant and the
+//! moment the lease could end. The lease is renewed every `ttl/5`; if renewals fail, the
+//! child is stopped (SIGTERM, then SIGKILL after the grace period) so that it is gone
+//! `safety` before the lease can end, by this machine's clock, counted from the *sending*
+//! of the last successful renewal (the leader stamps the lease later than that, so the real
+//! lease ends no earlier). A lost lease (`not_holder`) stops the child at once. The epoch is
+//! passed to the child as `CONCLAVE_ELECTION_EPOCH` for fencing writes elsewhere.
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use conclave_types::{CampaignRequest, ElectionStatus, LeaseRequest, WatchEvent};
+use reqwest::Method;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::client::{Client, ClientError};
+
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// How long a reconnecting watcher waits between attempts.
+const RECONNECT: Duration = Duration::from_millis(500);
+
+/// Follow the event stream at `path`, printing each event with `show`, reconnecting and
+/// resuming (Last-Event-ID) whenever the stream breaks; ends on an `error` event or a 4xx.
+async fn follow(
+    client: &Client,
+    path: &str,
+    query: &[(&str, String)],
+    what: &str,
+    mut show: impl FnMut(&crate::client::SseEvent),
+) -> Result<(), ClientError> {
+    let mut last_id: Option<String> = None;
+    loop {
+        let mut events = match client.events(path, query, last_id.as_deref()).await {
+            Ok(e) => e,
+            Err(e @ ClientError::Api { .. }) => return Err(e),
+            Err(e) => {
+                eprintln!("{what}: {e}; reconnecting");
+                tokio::time::sleep(RECONNECT).await;
+                continue;
+            }
+        };
+        while let Ok(Some(ev)) = events.next().await {
+            if ev.event == "error" {
+                return Err(ClientError::Local(format!("{what} ended: {}", ev.data)));
+            }
+            if ev.id.is_some() {
+                last_id.clone_from(&ev.id);
+            }
+            show(&ev);
+        }
+        eprintln!("{what}: the stream ended; resuming");
+        tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+/// `conclave watch PREFIX`: print every change, reconnecting (and resuming) on failures.
+pub async fn watch(
+    client: &Client,
+    prefix: &str,
+    from_revision: Option<u64>,
+    json: bool,
+) -> Result<(), ClientError> {
+    let mut query = vec![("prefix", prefix.to_owned())];
+    if let Some(r) = from_revision {
+        query.push(("from_revision", r.to_string()));
+    }
+    follow(client, "/v1/watch", &query, "watch", |ev| {
+        if json {
+            out!("{}", ev.data);
+        } else if let Ok(w) = serde_json::from_str::<WatchEvent>(&ev.data) {
+            let value = w
+                .value
+                .or(w.value_base64.map(|b| format!("base64:{b}")))
+                .unwrap_or_default();
+            out!("{} {} {} {}", w.revision, w.kind, w.key, value);
+        }
+    })
+    .await
+}
+
+/// `conclave elect NAME --observe`.
+pub async fn observe(client: &Client, name: &str, json: bool) -> Result<(), ClientError> {
+    let path = format!("/v1/elections/{name}/observe");
+    follow(client, &path, &[], "observe", |ev| {
+        if json {
+            out!("{}", ev.data);
+            return;
+        }
+        let v: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or_default();
+        let holder = v["holder"].as_str().unwrap_or("none");
+        out!("{} holder={holder} epoch={}", ev.event, v["epoch"]);
+    })
+    .await
+}
+
+pub struct ElectOptions {
+    pub name: String,
+    pub candidate: String,
+    pub ttl: Duration,
+    pub grace: Duration,
+    pub command: Vec<String>,
+}
+
+/// How the child's tenure ended.
+enum Ended {
+    /// The child exited by itself with this code.
+    Exited(i32),
+    /// Leadership was lost or could not be confirmed in time.
+    Lost,
+    /// `elect` itself was asked to stop.
+    Stopped,
+}
+
+/// `conclave elect NAME -- CMD ARGS...`: campaign, run CMD while elected, repeat.
+/// Returns the child's exit code when it exits by itself.
+pub async fn elect(client: &Client, opts: ElectOptions) -> Result<i32, ClientError> {
+    let safety = Duration::from_millis(500);
+    if opts.ttl < opts.grace + safety * 2 {
+        return Err(ClientError::Local(format!(
+            "--ttl ({:?}) must exceed --grace ({:?}) by at least 1s, so the command can be stopped before the lease ends",
+            opts.ttl, opts.grace
+        )));
+    }
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| ClientError::Local(format!("cannot watch SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| ClientError::Local(format!("cannot watch SIGINT: {e}")))?;
+    loop {
+        // Campaign until elected (or told to stop).
+        let status = tokio::select! {
+            s = campaign_until_elected(client, &opts) => s?,
+            _ = term.recv() => return Ok(143),
+            _ = int.recv() => return Ok(130),
+        };
+        let epoch = status.epoch;
+        eprintln!(
+            "elect: {} holds {:?} with epoch {epoch}; starting the command",
+            opts.candidate, opts.name
+        );
+        let mut child = Command::new(&opts.command[0])
+            .args(&opts.command[1..])
+            .env("CONCLAVE_ELECTION_NAME", &opts.name)
+            .env("CONCLAVE_ELECTION_EPOCH", epoch.to_string())
+            .env("CONCLAVE_ELECTION_CANDIDATE", &opts.candidate)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| ClientError::Local(format!("cannot start {:?}: {e}", opts.command[0])))?;
+        let ended = hold(
+            client,
+            &opts,
+            epoch,
+            status.sent_at,
+            &mut child,
+            &mut term,
+            &mut int,
+        )
+        .await;
+        let lease = LeaseRequest {
+            candidate: opts.candidate.clone(),
+            epoch,
+        };
+        match ended {
+            Ended::Exited(code) => {
+                resign(client, &opts.name, &lease).await;
+                eprintln!("elect: the command exited with {code}; resigned epoch {epoch}");
+                return Ok(code);
+            }
+            Ended::Stopped => {
+                stop_child(&mut child, opts.grace).await;
+                resign(client, &opts.name, &lease).await;
+                eprintln!("elect: stopped; resigned epoch {epoch}");
+                return Ok(143);
+            }
+            Ended::Lost => {
+                stop_child(&mut child, opts.grace).await;
+                eprintln!("elect: epoch {epoch} is over; campaigning again");
+            }
+        }
+    }
+}
+
+struct Elected {
+    epoch: u64,
+    /// When the winning request was sent: the lease runs from no earlier than this.
+    sent_at: Instant,
+}
+
+async fn campaign_until_elected(
+    client: &Client,
+    opts: &ElectOptions,
+) -> Result<Elected, ClientError> {
+    let path = format!("/v1/elections/{}/campaign", opts.name);
+    loop {
+        let sent_at = Instant::now();
+        let body = CampaignRequest {
+            candidate: opts.candidate.clone(),
+            ttl_ms: opts.ttl.as_millis() as u64,
+            wait_ms: 10_000,
+        };
+        let result: Result<ElectionStatus, _> = client
+            .send_json(
+                Method::POST,
+                &path,
+                &[],
+                Some(serde_json::to_vec(&body).unwrap_or_default()),
+            )
+            .await;
+        match result {
+            Ok(s) if s.elected == Some(true) => {
+                return Ok(Elected {
+                    epoch: s.epoch,
+                    sent_at,
+                });
+            }
+            Ok(_) => {}
+            Err(
+                e @ ClientError::Api {
+                    status: 400..=499, ..
+                },
+            ) => return Err(e),
+            Err(e) => {
+                eprintln!("elect: campaign failed ({e}); retrying");
+                tokio::time::sleep(RECONNECT).await;
+            }
+        }
+    }
+}
+
+/// Keep the lease while the child runs; returns why the tenure ended.
+async fn hold(
+    client: &Client,
+    opts: &ElectOptions,
+    epoch: u64,
+    granted_sent_at: Instant,
+    child: &mut Child,
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) -> Ended {
+    let path = format!("/v1/elections/{}/keepalive", opts.name);
+    let body = serde_json::to_vec(&LeaseRequest {
+        candidate: opts.candidate.clone(),
+        epoch,
+    })
+    .unwrap_or_default();
+    let every = opts.ttl / 5;
+    // The child must be gone `safety` before the lease could end: start stopping it `grace`
+    // earlier still.
+    let margin = opts.grace + Duration::from_millis(500);
+    let mut stop_at = granted_sent_at + opts.ttl - margin;
+    let mut next = Instant::now() + every;
+    loop {
+        let renew_at = next.min(stop_at);
+        tokio::select! {
+            status = child.wait() => {
+                return Ended::Exited(status.ok().and_then(|s| s.code()).unwrap_or(1));
+            }
+            _ = term.recv() => return Ended::Stopped,
+            _ = int.recv() => return Ended::Stopped,
+            _ = tokio::time::sleep_until(renew_at.into()) => {}
+        }
+        if Instant::now() >= stop_at {
+            eprintln!("elect: could not renew the lease in time; stopping the command");
+            return Ended::Lost;
+        }
+        let sent_at = Instant::now();
+        let renewal = tokio::time::timeout(
+            stop_at.saturating_duration_since(sent_at),
+            client.send_json::<ElectionStatus>(Method::POST, &path, &[], Some(body.clone())),
+        )
+        .await;
+        match renewal {
+            Ok(Ok(_)) => {
+                stop_at = sent_at + opts.ttl - margin;
+                next = sent_at + every;
+            }
+            Ok(Err(ClientError::Api {
+                status: 409,
+                message,
+                ..
+            })) => {
+                eprintln!("elect: lost the election: {message}");
+                return Ended::Lost;
+            }
+            Ok(Err(e)) => {
+                eprintln!("elect: renewal failed ({e}); retrying");
+                next = Instant::now() + Duration::from_millis(200);
+            }
+            Err(_) => {} // timed out at stop_at; the loop stops the child
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL once `grace` has passed.
+async fn stop_child(child: &mut Child, grace: Duration) {
+    // tokio can only SIGKILL; the polite signal goes through kill(2).
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+}
+
+async fn resign(client: &Client, name: &str, lease: &LeaseRequest) {
+    let _: Result<serde_json::Value, _> = client
+        .send_json(
+            Method::POST,
+            &format!("/v1/elections/{name}/resign"),
+            &[],
+            Some(serde_json::to_vec(lease).unwrap_or_default()),
+        )
+        .await;
+}

@@ -1,0 +1,100 @@
+//! `conclave roles`: the leader-bound roles, and planned handovers.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::client::{Client, ClientError};
+
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+pub async fn list(client: &Client, json: bool) -> Result<(), ClientError> {
+    let roles: Value = client.get_json("/v1/roles", &[]).await?;
+    if json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&roles).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    for r in roles.as_array().into_iter().flatten() {
+        let holder = r["holder"]
+            .as_u64()
+            .map_or("none".to_string(), |h| h.to_string());
+        out!(
+            "{}: holder {holder}, epoch {}, lease {} ms{}",
+            r["name"].as_str().unwrap_or_default(),
+            r["epoch"],
+            r["lease_remaining_ms"],
+            if r["split_brain"] == true {
+                format!("  SPLIT BRAIN: claims {}", r["claims"])
+            } else {
+                String::new()
+            }
+        );
+        for c in r["candidates"].as_array().into_iter().flatten() {
+            out!(
+                "  node {:>20}  {:<10} priority {:>4}  {}{}",
+                c["node_id"].as_u64().unwrap_or(0),
+                c["state"].as_str().unwrap_or_default(),
+                c["priority"].as_i64().unwrap_or(0),
+                c["member_state"].as_str().unwrap_or_default(),
+                if c["healthy"] == true {
+                    ""
+                } else {
+                    ", unhealthy"
+                }
+            );
+        }
+        for p in r["peers"].as_array().into_iter().flatten() {
+            out!(
+                "  peer {:<24} {} {}",
+                p["node_id"].as_str().unwrap_or_default(),
+                p["status"].as_str().unwrap_or_default(),
+                p["detail"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn handover(
+    client: &Client,
+    name: &str,
+    to: Option<u64>,
+    wait: Duration,
+) -> Result<(), ClientError> {
+    let body = to.map(|t| serde_json::json!({ "to": t }).to_string().into_bytes());
+    let r: Value = client
+        .send_json(
+            Method::POST,
+            &format!("/v1/roles/{name}/handover"),
+            &[],
+            body,
+        )
+        .await?;
+    let target = r["to"].as_u64().unwrap_or_default();
+    out!(
+        "handing {name} over from node {} (epoch {}) to node {target}",
+        r["from"],
+        r["from_epoch"]
+    );
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        let v: Value = client.get_json(&format!("/v1/roles/{name}"), &[]).await?;
+        if v["holder"].as_u64() == Some(target) {
+            out!("node {target} holds {name} with epoch {}", v["epoch"]);
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(ClientError::Local(format!(
+        "node {target} did not take {name} within {wait:?}; see conclave roles"
+    )))
+}
