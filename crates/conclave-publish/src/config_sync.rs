@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::hook::{self, HookConfig};
+use crate::own_api::OwnApi;
 
 /// Gossip key prefix of an applied document.
 pub const APPLIED_PREFIX: &str = "cfg:";
@@ -138,9 +139,8 @@ impl ConfigSync {
         let runner = Runner {
             config,
             dir,
-            api,
+            api: OwnApi::new(api),
             membership,
-            http: reqwest::Client::new(),
             ledger: Ledger::default(),
             failed: BTreeMap::new(),
             modified: BTreeSet::new(),
@@ -153,9 +153,8 @@ impl ConfigSync {
 struct Runner {
     config: ConfigSyncConfig,
     dir: PathBuf,
-    api: String,
+    api: OwnApi,
     membership: Membership,
-    http: reqwest::Client,
     ledger: Ledger,
     /// Documents whose apply failed: their content, retried on the next tick.
     failed: BTreeMap<String, (u64, Vec<u8>)>,
@@ -249,23 +248,7 @@ impl Runner {
         &self,
         path: &str,
     ) -> Result<(T, u64), String> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.api))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("{path}: HTTP {}", resp.status()));
-        }
-        let index = resp
-            .headers()
-            .get(conclave_types::HEADER_INDEX)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        Ok((resp.json().await.map_err(|e| e.to_string())?, index))
+        self.api.get_json(path, &[], Duration::from_secs(10)).await
     }
 
     /// Bring every subscribed document up to date from a full listing.
@@ -305,8 +288,9 @@ impl Runner {
 
     async fn watch(&mut self) -> WatchEnd {
         let resp = self
-            .http
-            .get(format!("{}/v1/watch", self.api))
+            .api
+            .http()
+            .get(self.api.url("/v1/watch"))
             .query(&[
                 ("prefix", WATCH_PREFIX.to_string()),
                 ("from_revision", self.ledger.revision.to_string()),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conclave_config::kinds::RemotePeers;
 use conclave_membership::Membership;
-use conclave_publish::hook;
+use conclave_publish::{OwnApi, hook};
 use conclave_types::{ConfigDocument, ElectionStatus, HookResult};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -82,7 +82,7 @@ impl Roles {
             let runner = Runner {
                 cfg,
                 me: node_id,
-                api: api.clone(),
+                api: OwnApi::new(api.clone()),
                 http: reqwest::Client::new(),
                 membership: membership.clone(),
                 roles: this.clone(),
@@ -104,7 +104,8 @@ impl Roles {
 struct Runner {
     cfg: RoleConfig,
     me: u64,
-    api: String,
+    api: OwnApi,
+    /// For the remote peers' token endpoints.
     http: reqwest::Client,
     membership: Membership,
     roles: Roles,
@@ -251,18 +252,9 @@ impl Runner {
     /// GET `path` from this agent's own copy (`?consistency=stale`); `None` when it cannot
     /// be read (no answer, an error status, another shape).
     async fn read_local<T: serde::de::DeserializeOwned>(&self, path: &str) -> Option<T> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.api))
-            .query(&[("consistency", "stale")])
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?;
-        if !resp.status().is_success() {
-            return None;
-        }
-        resp.json().await.ok()
+        let query = [("consistency", "stale")];
+        let read = self.api.get_json(path, &query, Duration::from_secs(5));
+        read.await.ok().map(|(body, _)| body)
     }
 
     async fn post(
@@ -270,14 +262,11 @@ impl Runner {
         action: &str,
         body: serde_json::Value,
     ) -> Result<(u16, serde_json::Value), String> {
-        let url = format!(
-            "{}/v1/elections/{}/{action}",
-            self.api,
-            election_name(&self.cfg.name)
-        );
+        let name = election_name(&self.cfg.name);
         let resp = self
-            .http
-            .post(url)
+            .api
+            .http()
+            .post(self.api.url(&format!("/v1/elections/{name}/{action}")))
             .json(&body)
             .timeout(Duration::from_secs(10))
             .send()

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use conclave_config::files::{self, FileDocument};
 use conclave_membership::Membership;
+use conclave_publish::OwnApi;
 use conclave_types::{ClusterMember, ConfigListItem, MemberState};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -148,7 +149,7 @@ pub async fn run(
         membership.set(&format!("{SEED_PREFIX}{id}"), hash).await;
     }
     membership.set("seed-ready", "1").await;
-    let http = reqwest::Client::new();
+    let api = OwnApi::new(api);
     let started = Instant::now();
     let mut reported: BTreeSet<String> = BTreeSet::new();
     loop {
@@ -156,7 +157,7 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        let Ok(registry) = get::<Vec<ConfigListItem>>(&http, &api, "/v1/config").await else {
+        let Ok(registry) = get::<Vec<ConfigListItem>>(&api, "/v1/config").await else {
             continue;
         };
         let present: BTreeMap<String, String> = registry
@@ -178,7 +179,7 @@ pub async fn run(
             return;
         }
         // Wait until every Raft voter has said what its seed holds.
-        let voters: Vec<u64> = get::<Vec<ClusterMember>>(&http, &api, "/v1/cluster/members")
+        let voters: Vec<u64> = get::<Vec<ClusterMember>>(&api, "/v1/cluster/members")
             .await
             .map(|m| {
                 m.into_iter()
@@ -210,8 +211,9 @@ pub async fn run(
                 continue;
             }
             let body = serde_json::to_vec(&d.content).unwrap_or_default();
-            let url = format!("{api}/v1/config/{}/{}", d.kind, d.name);
-            match http
+            let url = api.url(&format!("/v1/config/{}/{}", d.kind, d.name));
+            match api
+                .http()
                 .put(&url)
                 .query(&[("cas", "0")])
                 .body(body)
@@ -235,21 +237,9 @@ pub async fn run(
     }
 }
 
-async fn get<T: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
-    api: &str,
-    path: &str,
-) -> Result<T, String> {
-    let r = http
-        .get(format!("{api}{path}"))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !r.status().is_success() {
-        return Err(format!("HTTP {}", r.status()));
-    }
-    r.json().await.map_err(|e| e.to_string())
+async fn get<T: serde::de::DeserializeOwned>(api: &OwnApi, path: &str) -> Result<T, String> {
+    let read = api.get_json(path, &[], Duration::from_secs(10));
+    read.await.map(|(body, _)| body)
 }
 
 #[cfg(test)]
