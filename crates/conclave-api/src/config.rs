@@ -156,6 +156,14 @@ pub(crate) async fn get(
         };
         (found, a.state.revision())
     });
+    if let Some(r) = at.filter(|r| *r > index) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            codes::FUTURE_REVISION,
+            format!("revision {r} is in the future: the store is at revision {index}"),
+            "ask for a revision at or before the X-Conclave-Index of a recent response",
+        ));
+    }
     let version = match found {
         Ok(Some(v)) => v,
         Ok(None) => {

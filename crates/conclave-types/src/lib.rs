@@ -37,6 +37,7 @@ pub mod codes {
     pub const UNKNOWN_KIND: &str = "unknown_kind";
     pub const DOCUMENT_NOT_FOUND: &str = "document_not_found";
     pub const REVISION_GONE: &str = "revision_gone";
+    pub const FUTURE_REVISION: &str = "future_revision";
     pub const ELECTION_NOT_FOUND: &str = "election_not_found";
     pub const NOT_HOLDER: &str = "not_holder";
     pub const COMPACTED: &str = "compacted";

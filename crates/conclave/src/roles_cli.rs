@@ -23,6 +23,9 @@ pub async fn list(client: &Client, json: bool) -> Result<(), ClientError> {
         );
         return Ok(());
     }
+    if roles.as_array().is_none_or(|r| r.is_empty()) {
+        out!("no roles: no live agent declares one (add a [[roles]] table to the agent config)");
+    }
     for r in roles.as_array().into_iter().flatten() {
         let holder = r["holder"]
             .as_u64()

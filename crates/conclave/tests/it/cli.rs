@@ -70,6 +70,11 @@ async fn kv_commands_and_exit_codes() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["role"], "leader");
+
+    // With no roles declared, `conclave roles` says so instead of printing nothing.
+    let (code, out, _) = cli(&["roles", "--addr", addr], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("no roles"), "{out}");
 }
 
 #[test]
