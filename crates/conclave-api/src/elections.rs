@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use conclave_state::{Change, Command, Election, ElectionEvent, Outcome, election_watch_key};
-use conclave_types::{CampaignRequest, ElectionStatus, LeaseRequest, codes};
+use conclave_types::{CampaignRequest, ElectionStatus, HandoverStatus, LeaseRequest, codes};
 use serde::de::DeserializeOwned;
 
 use crate::config::rfc3339;
@@ -42,7 +42,12 @@ async fn json_body<T: DeserializeOwned>(
 }
 
 fn status_of(name: &str, e: &Election, now_ms: u64, revision: u64) -> ElectionStatus {
-    match e.live_holder(now_ms) {
+    let handover = e.pending_handover(now_ms).map(|h| HandoverStatus {
+        target: h.target.clone(),
+        from_epoch: h.from_epoch,
+        remaining_ms: h.until_ms.saturating_sub(now_ms),
+    });
+    let status = match e.live_holder(now_ms) {
         Some(h) => ElectionStatus {
             name: name.to_owned(),
             holder: Some(h.candidate.clone()),
@@ -52,6 +57,7 @@ fn status_of(name: &str, e: &Election, now_ms: u64, revision: u64) -> ElectionSt
             lease_remaining_ms: h.expires_at_ms.saturating_sub(now_ms),
             since: Some(rfc3339(h.acquired_wall_ms)),
             revision,
+            handover: None,
         },
         None => ElectionStatus {
             name: name.to_owned(),
@@ -62,8 +68,10 @@ fn status_of(name: &str, e: &Election, now_ms: u64, revision: u64) -> ElectionSt
             lease_remaining_ms: 0,
             since: None,
             revision,
+            handover: None,
         },
-    }
+    };
+    ElectionStatus { handover, ..status }
 }
 
 /// The election as this node sees it now, `None` if it was never campaigned for.
@@ -168,10 +176,13 @@ pub(crate) async fn campaign(
                     lease_remaining_ms: expires_at_ms.saturating_sub(now_ms),
                     since: None,
                     revision,
+                    handover: None,
                 })
                 .into_response());
             }
             Outcome::Busy { epoch, .. } => epoch,
+            // Reserved for a handover target: wait like for a holder.
+            Outcome::Reserved { .. } => 0,
             other => return Err(unexpected(other)),
         };
         if Instant::now() >= deadline {
@@ -187,8 +198,10 @@ pub(crate) async fn campaign(
                 break;
             }
             let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), feed.changed()).await;
-            let still_busy =
-                current(&ctx, &name).is_some_and(|s| s.holder.is_some() && s.epoch == busy_epoch);
+            let still_busy = current(&ctx, &name).is_some_and(|s| {
+                let reserved = s.handover.is_some_and(|h| h.target != req.candidate);
+                reserved || (s.holder.is_some() && s.epoch == busy_epoch)
+            });
             if !still_busy {
                 break;
             }
@@ -243,6 +256,7 @@ pub(crate) async fn keepalive(
                 lease_remaining_ms: ttl_ms,
                 since: None,
                 revision,
+                handover: None,
             })
             .into_response())
         }
@@ -287,6 +301,7 @@ fn render_transition(change: &Change) -> Event {
         Some(conclave_state::Transition::Elected) => "elected",
         Some(conclave_state::Transition::Resigned) => "resigned",
         Some(conclave_state::Transition::Expired) => "expired",
+        Some(conclave_state::Transition::HandoverRequested) => "handover_requested",
         None => "changed",
     };
     let mut data = serde_json::to_value(&parsed).unwrap_or_default();
@@ -323,6 +338,7 @@ pub(crate) async fn observe(
             lease_remaining_ms: 0,
             since: None,
             revision: after,
+            handover: None,
         });
         Some(
             Event::default()

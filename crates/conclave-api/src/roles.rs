@@ -6,7 +6,6 @@
 //! live claimants of one role are reported as `split_brain`.
 
 use std::collections::BTreeSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::body::Body;
@@ -16,13 +15,13 @@ use axum::response::{IntoResponse, Response};
 use conclave_roles::detector::{self, Claim};
 use conclave_roles::oauth2::PeerStatus;
 use conclave_roles::{
-    Stance, claim_key, election_name, handover_key, live_claims, peers_key, stances,
+    HANDOVER_WINDOW, Stance, claim_key, election_name, live_claims, peers_key, stances,
 };
-use conclave_state::Command;
+use conclave_state::{Command, Outcome};
 use conclave_types::{GossipMember, MemberState, codes};
 use serde::{Deserialize, Serialize};
 
-use crate::kv::read_body;
+use crate::kv::{read_body, unexpected};
 use crate::{ApiError, Ctx};
 
 #[derive(Serialize)]
@@ -211,20 +210,24 @@ pub(crate) async fn handover(
                 )
             })?,
     };
-    let requested_at_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let value = serde_json::json!({
-        "target": target, "from_epoch": view.epoch, "requested_at_ms": requested_at_ms,
-    });
-    // A reserved key, written by conclave itself (the KV API refuses it to clients).
-    ctx.node
-        .propose(Command::Put {
-            key: handover_key(&name),
-            value: value.to_string().into_bytes(),
-            expected: None,
-        })
-        .await?;
+    let command = Command::Handover {
+        election: election_name(&name),
+        target: target.to_string(),
+        from_epoch: view.epoch,
+        window_ms: HANDOVER_WINDOW.as_millis() as u64,
+    };
+    match ctx.node.propose(command).await? {
+        Outcome::HandoverPlanned { .. } => {}
+        Outcome::NotHolder { .. } => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                codes::CONFLICT,
+                format!("role {name} changed holder while the handover was asked for"),
+                "look again with GET /v1/roles/{name} and retry",
+            ));
+        }
+        other => return Err(unexpected(other)),
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({"role": name, "from": holder, "to": target, "from_epoch": view.epoch})),

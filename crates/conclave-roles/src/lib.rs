@@ -100,10 +100,9 @@ pub fn election_name(role: &str) -> String {
     format!("role:{role}")
 }
 
-/// KV key naming the target of a planned handover (written by the API).
-pub fn handover_key(role: &str) -> String {
-    format!("_conclave/handover/{role}")
-}
+/// How long a planned handover reserves a role's election for its target: if the target
+/// does not take the role by then, any eligible candidate may.
+pub const HANDOVER_WINDOW: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// One `[[roles]]` table of the agent config.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -2,21 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use conclave_config::kinds::RemotePeers;
 use conclave_membership::Membership;
 use conclave_publish::{OwnApi, hook};
 use conclave_types::{ConfigDocument, ElectionStatus, HookResult};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::detector::{self, Claim};
 use crate::oauth2::{self, PeerStatus, Token};
-use crate::{RoleConfig, Stance, claim_key, election_name, handover_key, live_claims, peers_key};
-
-/// How long a handover request keeps other candidates from campaigning.
-const HANDOVER_WINDOW: Duration = Duration::from_secs(15);
+use crate::{RoleConfig, Stance, claim_key, election_name, live_claims, peers_key};
 
 /// This agent's view of one of its roles (`/v1/roles/local`).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -37,22 +34,6 @@ pub struct RoleStatus {
 #[derive(Clone, Default)]
 pub struct Roles {
     status: Arc<Mutex<BTreeMap<String, RoleStatus>>>,
-}
-
-/// A planned handover, as written under [`handover_key`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Handover {
-    pub target: u64,
-    /// The holder's epoch when the handover was asked for: once a newer epoch exists, the
-    /// handover is over.
-    pub from_epoch: u64,
-    pub requested_at_ms: u64,
-}
-
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Roles {
@@ -222,26 +203,14 @@ impl Runner {
         mine.is_some_and(|epoch| detector::must_release(self.me, epoch, &claims))
     }
 
-    /// A handover to another node is in progress (`held`: the epoch this node holds).
+    /// A planned handover to another node stands (`held`: the epoch this node holds). The
+    /// state machine keeps the election for the target anyway; this spares pointless
+    /// campaigns, and tells the holder to step down.
     async fn handover_elsewhere(&self, held: Option<u64>) -> bool {
-        let path = format!("/v1/kv/{}", handover_key(&self.cfg.name));
-        let Some(h) = self.read_local::<Handover>(&path).await else {
+        let Some(h) = self.election().await.and_then(|e| e.handover) else {
             return false;
         };
-        if h.target == self.me {
-            return false;
-        }
-        match held {
-            // The holder steps down for the handover it was asked for.
-            Some(epoch) => h.from_epoch == epoch,
-            // Others wait while it is fresh and no newer epoch was granted.
-            None => {
-                let fresh = wall_ms().saturating_sub(h.requested_at_ms)
-                    < HANDOVER_WINDOW.as_millis() as u64;
-                let last_epoch = self.election().await.map_or(0, |e| e.epoch);
-                fresh && last_epoch <= h.from_epoch
-            }
-        }
+        h.target != self.me.to_string() && held.is_none_or(|epoch| h.from_epoch == epoch)
     }
 
     async fn election(&self) -> Option<ElectionStatus> {

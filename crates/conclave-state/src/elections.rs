@@ -14,6 +14,9 @@
 //!   leadership changes lengthen leases, never shorten them.
 //! - A grant of an expired lease counts as a new grant, even to the same candidate, so a
 //!   holder that lost its lease always sees a new epoch.
+//! - A planned handover names the holder's epoch and a target. It never ends a lease: the
+//!   holder resigns when it sees it. Until its window closes, only the target can be granted
+//!   the election, so the candidate the operator chose is the one that takes over.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,17 +39,36 @@ pub struct Holder {
     pub acquired_revision: u64,
 }
 
-/// One election: its current holder and the last epoch ever granted.
+/// A planned handover: the holder of `from_epoch` was asked to step down for `target`, and
+/// until `until_ms` on the cluster clock only `target` may be granted the election.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedHandover {
+    pub target: String,
+    pub from_epoch: u64,
+    pub until_ms: u64,
+}
+
+/// One election: its current holder, the last epoch ever granted, and a planned handover.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Election {
     pub last_epoch: u64,
     pub holder: Option<Holder>,
+    /// Cleared by the next grant; ignored once its window has passed.
+    pub handover: Option<PlannedHandover>,
 }
 
 impl Election {
     /// The holder whose lease has not ended at cluster time `now_ms`.
     pub fn live_holder(&self, now_ms: u64) -> Option<&Holder> {
         self.holder.as_ref().filter(|h| now_ms < h.expires_at_ms)
+    }
+
+    /// The handover still standing at cluster time `now_ms`: its window is open and no
+    /// epoch has been granted since it was asked for.
+    pub fn pending_handover(&self, now_ms: u64) -> Option<&PlannedHandover> {
+        self.handover
+            .as_ref()
+            .filter(|h| now_ms < h.until_ms && self.last_epoch <= h.from_epoch)
     }
 }
 
@@ -57,6 +79,8 @@ pub enum Transition {
     Elected,
     Resigned,
     Expired,
+    /// A handover was asked for; the holder is unchanged until it resigns.
+    HandoverRequested,
 }
 
 /// The JSON value watchers see under `_conclave/elections/<name>` at every transition.
@@ -66,9 +90,13 @@ pub struct ElectionEvent {
     pub transition: Transition,
     /// The holder after the transition (`None` once resigned or expired).
     pub holder: Option<String>,
-    /// The epoch granted (`Elected`) or ended (`Resigned`, `Expired`).
+    /// The epoch granted (`Elected`), ended (`Resigned`, `Expired`) or asked to step down
+    /// (`HandoverRequested`).
     pub epoch: u64,
     pub ttl_ms: u64,
+    /// `HandoverRequested`: the candidate that may take over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// The cluster clock as the state machine last saw it.

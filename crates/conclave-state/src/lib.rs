@@ -25,7 +25,7 @@ use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
-pub use elections::{ClusterClock, Election, ElectionEvent, Holder, Transition};
+pub use elections::{ClusterClock, Election, ElectionEvent, Holder, PlannedHandover, Transition};
 pub use registry::{ConfigEntry, ConfigVersion};
 
 /// Keys under this prefix belong to conclave (configuration documents, elections). The KV API
@@ -109,6 +109,14 @@ pub enum Command {
     },
     /// End every lease whose deadline the cluster clock has reached (proposed by the leader).
     ExpireLeases,
+    /// Ask the holder of `from_epoch` to step down for `target`, reserving the election for
+    /// `target` during `window_ms`.
+    Handover {
+        election: String,
+        target: String,
+        from_epoch: u64,
+        window_ms: u64,
+    },
 }
 
 impl Command {
@@ -196,6 +204,18 @@ pub enum Outcome {
         revision: u64,
         ended: u32,
     },
+    /// A planned handover stands until the cluster clock reaches `until_ms`.
+    HandoverPlanned {
+        revision: u64,
+        until_ms: u64,
+    },
+    /// The election is free but reserved for a handover target until `until_ms`.
+    Reserved {
+        revision: u64,
+        target: String,
+        until_ms: u64,
+        now_ms: u64,
+    },
 }
 
 impl Outcome {
@@ -211,7 +231,9 @@ impl Outcome {
             | Outcome::Renewed { revision, .. }
             | Outcome::NotHolder { revision, .. }
             | Outcome::Resigned { revision }
-            | Outcome::Expired { revision, .. } => revision,
+            | Outcome::Expired { revision, .. }
+            | Outcome::HandoverPlanned { revision, .. }
+            | Outcome::Reserved { revision, .. } => revision,
         }
     }
 }
@@ -388,6 +410,12 @@ impl State {
                 epoch,
             } => self.resign(election, candidate, *epoch),
             Command::ExpireLeases => self.expire_leases(),
+            Command::Handover {
+                election,
+                target,
+                from_epoch,
+                window_ms,
+            } => self.handover(election, target, *from_epoch, *window_ms),
         }
     }
 
@@ -490,6 +518,17 @@ impl State {
                 now_ms: now,
             };
         }
+        if let Some(h) = election
+            .pending_handover(now)
+            .filter(|h| h.target != candidate)
+        {
+            return Outcome::Reserved {
+                revision: self.revision,
+                target: h.target.clone(),
+                until_ms: h.until_ms,
+                now_ms: now,
+            };
+        }
         if election.holder.is_some() {
             // The previous lease ran out and its expiry was not proposed yet: record it first,
             // so every epoch's end is a change of its own.
@@ -503,11 +542,13 @@ impl State {
             holder: Some(candidate.to_owned()),
             epoch,
             ttl_ms,
+            target: None,
         };
         let revision = self.record(election_watch_key(name), Some(event_json(&event)));
         let expires_at_ms = now.saturating_add(ttl_ms);
         let election = self.elections.entry(name.to_owned()).or_default();
         election.last_epoch = epoch;
+        election.handover = None;
         election.holder = Some(Holder {
             candidate: candidate.to_owned(),
             epoch,
@@ -580,6 +621,48 @@ impl State {
         Outcome::Resigned { revision }
     }
 
+    fn handover(&mut self, name: &str, target: &str, from_epoch: u64, window_ms: u64) -> Outcome {
+        let now = self.clock.now_ms;
+        let revision = self.revision;
+        let Some(election) = self.elections.get_mut(name) else {
+            return Outcome::NotHolder {
+                revision,
+                holder: None,
+                epoch: 0,
+            };
+        };
+        let ttl_ms = match election.live_holder(now) {
+            Some(h) if h.epoch == from_epoch && h.candidate != target => h.ttl_ms,
+            other => {
+                return Outcome::NotHolder {
+                    revision,
+                    holder: other.map(|h| h.candidate.clone()),
+                    epoch: other.map_or(election.last_epoch, |h| h.epoch),
+                };
+            }
+        };
+        let until_ms = now.saturating_add(window_ms);
+        election.handover = Some(PlannedHandover {
+            target: target.to_owned(),
+            from_epoch,
+            until_ms,
+        });
+        let event = ElectionEvent {
+            election: name.to_owned(),
+            transition: Transition::HandoverRequested,
+            holder: self
+                .elections
+                .get(name)
+                .and_then(|e| e.holder.as_ref())
+                .map(|h| h.candidate.clone()),
+            epoch: from_epoch,
+            ttl_ms,
+            target: Some(target.to_owned()),
+        };
+        let revision = self.record(election_watch_key(name), Some(event_json(&event)));
+        Outcome::HandoverPlanned { revision, until_ms }
+    }
+
     fn expire_leases(&mut self) -> Outcome {
         let now = self.clock.now_ms;
         let ended: Vec<String> = self
@@ -608,6 +691,7 @@ impl State {
             holder: None,
             epoch: holder.epoch,
             ttl_ms: holder.ttl_ms,
+            target: None,
         };
         self.record(election_watch_key(name), Some(event_json(&event)))
     }
@@ -807,6 +891,19 @@ impl Limits {
             } => {
                 check_name("election name", election)?;
                 check_name("candidate id", candidate)
+            }
+            Command::Handover {
+                election,
+                target,
+                window_ms,
+                ..
+            } => {
+                check_name("election name", election)?;
+                check_name("candidate id", target)?;
+                if !(elections::MIN_TTL_MS..=elections::MAX_TTL_MS).contains(window_ms) {
+                    return Err(LimitError::TtlOutOfRange { ttl_ms: *window_ms });
+                }
+                Ok(())
             }
             Command::Clock { .. } | Command::ExpireLeases => Ok(()),
         }

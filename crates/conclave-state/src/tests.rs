@@ -387,6 +387,94 @@ fn a_new_leader_extends_leases_and_the_clock_never_goes_back() {
     ));
 }
 
+fn handover(name: &str, target: &str, from_epoch: u64, window_ms: u64) -> Command {
+    Command::Handover {
+        election: name.into(),
+        target: target.into(),
+        from_epoch,
+        window_ms,
+    }
+}
+
+#[test]
+fn a_planned_handover_reserves_the_election_for_its_target_until_its_window_closes() {
+    let mut s = State::new();
+    s.apply(&clock(1, 0));
+    assert_eq!(epoch_of(&s.apply(&campaign("gw", "a", 5_000))), 1);
+    // Only the live holder's epoch can be handed over, and not to itself.
+    assert!(matches!(
+        s.apply(&handover("gw", "b", 7, 3_000)),
+        Outcome::NotHolder { epoch: 1, .. }
+    ));
+    assert!(matches!(
+        s.apply(&handover("gw", "a", 1, 3_000)),
+        Outcome::NotHolder { .. }
+    ));
+    assert!(matches!(
+        s.apply(&handover("nope", "b", 1, 3_000)),
+        Outcome::NotHolder { epoch: 0, .. }
+    ));
+    let before = s.revision();
+    assert!(matches!(
+        s.apply(&handover("gw", "b", 1, 3_000)),
+        Outcome::HandoverPlanned { until_ms: 3_000, revision } if revision == before + 1
+    ));
+    let changes = s.take_changes();
+    let asked: ElectionEvent = serde_json::from_slice(changes[1].value.as_ref().unwrap()).unwrap();
+    assert_eq!(asked.transition, Transition::HandoverRequested);
+    assert_eq!((asked.epoch, asked.target.as_deref()), (1, Some("b")));
+    // The request ends no lease: the holder keeps it until it resigns.
+    assert!(matches!(
+        s.apply(&Command::Keepalive {
+            election: "gw".into(),
+            candidate: "a".into(),
+            epoch: 1
+        }),
+        Outcome::Renewed { .. }
+    ));
+    s.apply(&Command::Resign {
+        election: "gw".into(),
+        candidate: "a".into(),
+        epoch: 1,
+    });
+    // Free, but reserved for b: neither c nor the old holder gets it.
+    s.apply(&clock(1, 1_000));
+    for other in ["c", "a"] {
+        assert!(matches!(
+            s.apply(&campaign("gw", other, 5_000)),
+            Outcome::Reserved { ref target, until_ms: 3_000, now_ms: 1_000, .. } if target == "b"
+        ));
+    }
+    assert_eq!(epoch_of(&s.apply(&campaign("gw", "b", 5_000))), 2);
+    assert_eq!(s.election("gw").unwrap().handover, None);
+
+    // A handover whose target never campaigns stops blocking when its window closes.
+    s.apply(&handover("gw", "c", 2, 2_000));
+    s.apply(&Command::Resign {
+        election: "gw".into(),
+        candidate: "b".into(),
+        epoch: 2,
+    });
+    s.apply(&clock(1, 2_999));
+    assert!(matches!(
+        s.apply(&campaign("gw", "a", 5_000)),
+        Outcome::Reserved { .. }
+    ));
+    s.apply(&clock(1, 3_000));
+    assert_eq!(epoch_of(&s.apply(&campaign("gw", "a", 5_000))), 3);
+    // The planned handover is part of the replicated state, snapshots included.
+    s.apply(&handover("gw", "b", 3, 2_000));
+    let restored = snapshot::decode(&snapshot::encode(&s)).unwrap();
+    assert_eq!(restored, s);
+    assert!(
+        restored
+            .election("gw")
+            .unwrap()
+            .pending_handover(3_500)
+            .is_some()
+    );
+}
+
 #[test]
 fn every_revision_is_exactly_one_change() {
     let mut s = State::new();

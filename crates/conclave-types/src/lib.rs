@@ -173,6 +173,20 @@ pub struct ElectionStatus {
     /// The store revision of the last transition.
     #[serde(default)]
     pub revision: u64,
+    /// A planned handover still standing: until it ends only `target` can be elected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<HandoverStatus>,
+}
+
+/// A planned handover of an election, as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HandoverStatus {
+    /// The candidate the holder steps down for.
+    pub target: String,
+    /// The holder's epoch it was asked of.
+    pub from_epoch: u64,
+    /// How long other candidates are still held off (this node's estimate).
+    pub remaining_ms: u64,
 }
 
 /// The data of one watch event (`GET /v1/watch`, SSE; the event id is the revision).

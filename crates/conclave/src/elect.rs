@@ -98,7 +98,14 @@ pub async fn observe(client: &Client, name: &str, json: bool) -> Result<(), Clie
         }
         let v: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or_default();
         let holder = v["holder"].as_str().unwrap_or("none");
-        out!("{} holder={holder} epoch={}", ev.event, v["epoch"]);
+        match v["target"].as_str() {
+            Some(target) => out!(
+                "{} holder={holder} epoch={} target={target}",
+                ev.event,
+                v["epoch"]
+            ),
+            None => out!("{} holder={holder} epoch={}", ev.event, v["epoch"]),
+        }
     })
     .await
 }
