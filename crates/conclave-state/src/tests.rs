@@ -284,6 +284,22 @@ fn campaign(name: &str, who: &str, ttl_ms: u64) -> Command {
     }
 }
 
+fn keepalive(name: &str, who: &str, epoch: u64) -> Command {
+    Command::Keepalive {
+        election: name.into(),
+        candidate: who.into(),
+        epoch,
+    }
+}
+
+fn resign(name: &str, who: &str, epoch: u64) -> Command {
+    Command::Resign {
+        election: name.into(),
+        candidate: who.into(),
+        epoch,
+    }
+}
+
 fn epoch_of(o: &Outcome) -> u64 {
     match o {
         Outcome::Elected { epoch, .. } => *epoch,
@@ -305,11 +321,7 @@ fn an_election_is_held_by_one_candidate_until_its_lease_ends() {
     // A keepalive from the holder extends the lease from the current clock.
     s.apply(&clock(1, 5_500));
     assert!(matches!(
-        s.apply(&Command::Keepalive {
-            election: "gw".into(),
-            candidate: "a".into(),
-            epoch: 1
-        }),
+        s.apply(&keepalive("gw", "a", 1)),
         Outcome::Renewed {
             expires_at_ms: 10_500,
             ..
@@ -318,11 +330,7 @@ fn an_election_is_held_by_one_candidate_until_its_lease_ends() {
     // After the deadline the keepalive is refused, even before ExpireLeases ran.
     s.apply(&clock(1, 10_500));
     assert!(matches!(
-        s.apply(&Command::Keepalive {
-            election: "gw".into(),
-            candidate: "a".into(),
-            epoch: 1
-        }),
+        s.apply(&keepalive("gw", "a", 1)),
         Outcome::NotHolder { .. }
     ));
     // The next grant has a new epoch, also when the same candidate wins again.
@@ -341,11 +349,7 @@ fn epochs_are_never_reused_after_resign_and_expiry() {
         seen.push(e);
         if round % 2 == 0 {
             assert!(matches!(
-                s.apply(&Command::Resign {
-                    election: "job".into(),
-                    candidate: who.into(),
-                    epoch: e
-                }),
+                s.apply(&resign("job", who, e)),
                 Outcome::Resigned { .. }
             ));
         } else {
@@ -359,11 +363,7 @@ fn epochs_are_never_reused_after_resign_and_expiry() {
     assert_eq!(seen, vec![1, 2, 3, 4, 5]);
     // Resigning a stale epoch is refused.
     assert!(matches!(
-        s.apply(&Command::Resign {
-            election: "job".into(),
-            candidate: "a".into(),
-            epoch: 1
-        }),
+        s.apply(&resign("job", "a", 1)),
         Outcome::NotHolder { .. }
     ));
 }
@@ -425,18 +425,10 @@ fn a_planned_handover_reserves_the_election_for_its_target_until_its_window_clos
     assert_eq!((asked.epoch, asked.target.as_deref()), (1, Some("b")));
     // The request ends no lease: the holder keeps it until it resigns.
     assert!(matches!(
-        s.apply(&Command::Keepalive {
-            election: "gw".into(),
-            candidate: "a".into(),
-            epoch: 1
-        }),
+        s.apply(&keepalive("gw", "a", 1)),
         Outcome::Renewed { .. }
     ));
-    s.apply(&Command::Resign {
-        election: "gw".into(),
-        candidate: "a".into(),
-        epoch: 1,
-    });
+    s.apply(&resign("gw", "a", 1));
     // Free, but reserved for b: neither c nor the old holder gets it.
     s.apply(&clock(1, 1_000));
     for other in ["c", "a"] {
@@ -450,11 +442,7 @@ fn a_planned_handover_reserves_the_election_for_its_target_until_its_window_clos
 
     // A handover whose target never campaigns stops blocking when its window closes.
     s.apply(&handover("gw", "c", 2, 2_000));
-    s.apply(&Command::Resign {
-        election: "gw".into(),
-        candidate: "b".into(),
-        epoch: 2,
-    });
+    s.apply(&resign("gw", "b", 2));
     s.apply(&clock(1, 2_999));
     assert!(matches!(
         s.apply(&campaign("gw", "a", 5_000)),
