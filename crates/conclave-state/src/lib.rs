@@ -23,6 +23,7 @@ pub mod snapshot;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use elections::{ClusterClock, Election, ElectionEvent, Holder, PlannedHandover, Transition};
@@ -43,7 +44,8 @@ pub fn election_watch_key(name: &str) -> String {
 /// One stored value and its revision metadata (etcd's model).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
-    pub value: Vec<u8>,
+    /// Shared with the change feed's copy of the put (`Bytes` clones share one buffer).
+    pub value: Bytes,
     /// Store revision of the put that created this key (since it last did not exist).
     pub create_revision: u64,
     /// Store revision of the last put to this key.
@@ -135,7 +137,7 @@ pub struct Change {
     pub revision: u64,
     pub key: String,
     /// `None` for a deletion.
-    pub value: Option<Vec<u8>>,
+    pub value: Option<Bytes>,
 }
 
 /// The payload of one Raft log entry: the commands a proposal batcher grouped so that they
@@ -266,9 +268,9 @@ impl PartialEq for State {
 
 impl Eq for State {}
 
-fn event_json(event: &ElectionEvent) -> Vec<u8> {
+fn event_json(event: &ElectionEvent) -> Bytes {
     // A struct of strings and integers always serializes.
-    serde_json::to_vec(event).unwrap_or_default()
+    Bytes::from(serde_json::to_vec(event).unwrap_or_default())
 }
 
 impl State {
@@ -336,10 +338,11 @@ impl State {
                 if let Some(failed) = self.check_cas(key, *expected) {
                     return failed;
                 }
+                let value = Bytes::copy_from_slice(value);
                 let revision = self.record(key.clone(), Some(value.clone()));
                 match self.kv.get_mut(key) {
                     Some(kv) => {
-                        kv.value.clone_from(value);
+                        kv.value = value;
                         kv.mod_revision = revision;
                         kv.version += 1;
                     }
@@ -347,7 +350,7 @@ impl State {
                         self.kv.insert(
                             key.clone(),
                             KeyValue {
-                                value: value.clone(),
+                                value,
                                 create_revision: revision,
                                 mod_revision: revision,
                                 version: 1,
@@ -425,7 +428,7 @@ impl State {
     }
 
     /// Bump the revision for one change and remember it for watchers.
-    fn record(&mut self, key: String, value: Option<Vec<u8>>) -> u64 {
+    fn record(&mut self, key: String, value: Option<Bytes>) -> u64 {
         self.revision += 1;
         self.changes.push(Change {
             revision: self.revision,
@@ -477,7 +480,7 @@ impl State {
         }
         let revision = self.record(
             config_watch_key(kind, name),
-            content.map(|(c, _)| c.clone()),
+            content.map(|(c, _)| Bytes::copy_from_slice(c)),
         );
         self.config.entry(key).or_default().push(ConfigVersion {
             revision,

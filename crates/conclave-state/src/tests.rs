@@ -20,7 +20,7 @@ fn revisions_follow_etcd_semantics() {
     assert_eq!(s.apply(&put("a", "2")), Outcome::Put { revision: 3 });
     let a = s.get("a").unwrap();
     assert_eq!((a.create_revision, a.mod_revision, a.version), (1, 3, 2));
-    assert_eq!(a.value, b"2");
+    assert_eq!(a.value, &b"2"[..]);
     assert_eq!(s.revision(), 3);
 }
 
@@ -92,7 +92,7 @@ fn cas_on_mod_revision() {
             current: 1
         }
     );
-    assert_eq!(s.get("k").unwrap().value, b"v1");
+    assert_eq!(s.get("k").unwrap().value, &b"v1"[..]);
     let fresh = Command::Put {
         key: "k".into(),
         value: b"v2".to_vec(),
@@ -256,7 +256,7 @@ proptest! {
             prop_assert_eq!(state.len(), model.kv.len());
             for (k, (v, c, m, ver)) in &model.kv {
                 let got = state.get(k).unwrap();
-                prop_assert_eq!((&got.value, got.create_revision, got.mod_revision, got.version), (v, *c, *m, *ver));
+                prop_assert_eq!((&got.value[..], got.create_revision, got.mod_revision, got.version), (&v[..], *c, *m, *ver));
             }
         }
         // Prefix listing agrees with a filter over the model.
@@ -571,11 +571,19 @@ fn config_documents_keep_history_and_honour_cas() {
 
 #[test]
 fn version_1_snapshots_still_decode() {
-    // A version 1 snapshot: magic, version 1, postcard of (revision, kv map).
+    // A version 1 snapshot: magic, version 1, postcard of (revision, kv map), written with
+    // the layout of that time (values were `Vec<u8>`; now `Bytes`, same bytes on the wire).
+    #[derive(serde::Serialize)]
+    struct KeyValueV1 {
+        value: Vec<u8>,
+        create_revision: u64,
+        mod_revision: u64,
+        version: u64,
+    }
     let mut kv = BTreeMap::new();
     kv.insert(
         "a".to_string(),
-        KeyValue {
+        KeyValueV1 {
             value: b"1".to_vec(),
             create_revision: 3,
             mod_revision: 3,
@@ -587,7 +595,7 @@ fn version_1_snapshots_still_decode() {
     bytes.extend(postcard::to_stdvec(&(3u64, kv)).unwrap());
     let state = snapshot::decode(&bytes).unwrap();
     assert_eq!(state.revision(), 3);
-    assert_eq!(state.get("a").unwrap().value, b"1");
+    assert_eq!(state.get("a").unwrap().value, &b"1"[..]);
     assert!(state.elections().next().is_none());
 }
 

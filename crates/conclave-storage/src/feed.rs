@@ -44,7 +44,7 @@ pub(crate) struct Feed {
 }
 
 fn size_of(c: &Change) -> usize {
-    c.key.len() + c.value.as_ref().map_or(0, Vec::len) + 48
+    c.key.len() + c.value.as_ref().map_or(0, |v| v.len()) + 48
 }
 
 impl Feed {
@@ -104,7 +104,7 @@ mod tests {
         Change {
             revision,
             key: "k".into(),
-            value: Some(vec![0; bytes]),
+            value: Some(vec![0; bytes].into()),
         }
     }
 

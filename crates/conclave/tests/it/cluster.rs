@@ -413,14 +413,16 @@ async fn leader_kill_9_fails_over_and_the_old_leader_catches_up() {
     assert_eq!(get_value(old, "after", false).await.as_deref(), Some("2"));
 }
 
-/// With election timeouts of 6–12 s, only the crash detector (`conclave-raft::failover`) can
-/// replace a killed leader within seconds; a leader that is merely paused keeps its term.
+/// With election timeouts of 10–20 s (and openraft's leader lease of the maximum before
+/// that), only the crash detector (`conclave-raft::failover`) can replace a killed leader
+/// within seconds; a leader that is merely paused keeps its term. The bound on the failover
+/// leaves room for a loaded 2-core machine (it usually takes about 1 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_leader_is_replaced_before_the_election_timeout_a_paused_one_is_not() {
     let root = tempfile::tempdir().unwrap();
     let env = cluster_env(&[
-        ("CONCLAVE_RAFT__ELECTION_TIMEOUT_MIN_MS", "6000"),
-        ("CONCLAVE_RAFT__ELECTION_TIMEOUT_MAX_MS", "12000"),
+        ("CONCLAVE_RAFT__ELECTION_TIMEOUT_MIN_MS", "10000"),
+        ("CONCLAVE_RAFT__ELECTION_TIMEOUT_MAX_MS", "20000"),
     ]);
     let mut nodes = start_static(root.path(), 3, &[], &env).await;
     let leader = leader_of(&nodes, &[0, 1, 2]).await;
@@ -459,10 +461,23 @@ async fn a_crashed_leader_is_replaced_before_the_election_timeout_a_paused_one_i
     let r = put(&nodes[live[0]].agent, "k", "2").await;
     assert!(r.status().is_success(), "{:?}", r.text().await);
     let took = killed.elapsed();
-    assert!(
-        took < Duration::from_secs(5),
-        "a write was acknowledged {took:?} after the kill; the election timer alone needs 6 s or more"
-    );
+    eprintln!("failover: a write was acknowledged {took:?} after the leader was killed");
+    if took >= Duration::from_secs(8) {
+        // Say why: the survivors' logs show whether they saw the refusal and campaigned.
+        let logs: String = nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "--- {}\n{}",
+                    n.agent.log.display(),
+                    log_tail(&n.agent.log, 60)
+                )
+            })
+            .collect();
+        panic!(
+            "a write was acknowledged {took:?} after the kill; the election timer alone needs 20 s or more\n{logs}"
+        );
+    }
     assert_ne!(leader_of(&nodes, &live).await, leader);
 }
 
@@ -930,4 +945,11 @@ async fn snapshot_save_restore_and_recover_after_losing_two_of_three() {
         get_value(&rejoin, "after-recovery", false).await.as_deref(),
         Some("yes")
     );
+}
+
+/// The last `lines` lines of an agent's log.
+fn log_tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
