@@ -23,6 +23,7 @@ use std::time::Duration;
 use conclave_config::content_hash as sha256_hex;
 
 use conclave_membership::Membership;
+use conclave_types::sse::SseParser;
 use conclave_types::{ConfigDocument, ConfigListItem, WatchEvent};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -304,7 +305,7 @@ impl Runner {
             _ => return WatchEnd::Reconnect,
         };
         let mut body = resp.bytes_stream();
-        let mut buf = String::new();
+        let mut events = SseParser::default();
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {
@@ -314,24 +315,15 @@ impl Runner {
                     self.check_files().await;
                 }
                 chunk = body.next() => match chunk {
-                    Some(Ok(bytes)) => buf.push_str(&String::from_utf8_lossy(&bytes)),
+                    Some(Ok(bytes)) => events.push(&bytes),
                     _ => return WatchEnd::Reconnect,
                 },
             }
-            while let Some(end) = buf.find("\n\n") {
-                let raw: String = buf.drain(..end + 2).collect();
-                let (mut event, mut data) = ("", "");
-                for line in raw.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
-                        event = v;
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data = v;
-                    }
-                }
-                if event == "error" {
+            while let Some(event) = events.next_event() {
+                if event.event == "error" {
                     return WatchEnd::Relist;
                 }
-                let Ok(change) = serde_json::from_str::<WatchEvent>(data) else {
+                let Ok(change) = serde_json::from_str::<WatchEvent>(&event.data) else {
                     continue;
                 };
                 self.on_change(change).await;

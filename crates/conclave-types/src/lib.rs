@@ -17,6 +17,8 @@ pub const HEADER_VERSION: &str = "x-conclave-version";
 pub const HEADER_NEXT_AFTER: &str = "x-conclave-next-after";
 
 /// Stable error codes carried in [`ErrorBody`].
+pub mod sse;
+
 pub mod codes {
     pub const BAD_REQUEST: &str = "bad_request";
     pub const KEY_NOT_FOUND: &str = "key_not_found";

@@ -279,18 +279,12 @@ impl Client {
     }
 }
 
-/// One Server-Sent Event.
-#[derive(Debug, Default, Clone)]
-pub struct SseEvent {
-    pub id: Option<String>,
-    pub event: String,
-    pub data: String,
-}
+pub use conclave_types::sse::SseEvent;
 
 /// Reads Server-Sent Events from a streaming response.
 pub struct SseReader {
     body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buf: Vec<u8>,
+    parser: conclave_types::sse::SseParser,
 }
 
 impl SseReader {
@@ -298,36 +292,11 @@ impl SseReader {
     pub async fn next(&mut self) -> Result<Option<SseEvent>, ClientError> {
         use futures::StreamExt;
         loop {
-            // An event ends at a blank line.
-            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let raw: Vec<u8> = self.buf.drain(..end + 2).collect();
-                let text = String::from_utf8_lossy(&raw);
-                let mut event = SseEvent {
-                    event: "message".into(),
-                    ..SseEvent::default()
-                };
-                let mut data = Vec::new();
-                let mut any = false;
-                for line in text.lines() {
-                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    match field {
-                        "id" => event.id = Some(value.to_owned()),
-                        "event" => event.event = value.to_owned(),
-                        "data" => data.push(value.to_owned()),
-                        // "" is a comment (heartbeats); unknown fields are ignored.
-                        _ => continue,
-                    }
-                    any = true;
-                }
-                if any {
-                    event.data = data.join("\n");
-                    return Ok(Some(event));
-                }
-                continue;
+            if let Some(event) = self.parser.next_event() {
+                return Ok(Some(event));
             }
             match self.body.next().await {
-                Some(Ok(chunk)) => self.buf.extend(chunk.iter().filter(|b| **b != b'\r')),
+                Some(Ok(chunk)) => self.parser.push(&chunk),
                 Some(Err(e)) => return Err(ClientError::Local(format!("the stream broke: {e}"))),
                 None => return Ok(None),
             }
@@ -390,7 +359,7 @@ impl Client {
         let resp = self.send(req).await?;
         Ok(SseReader {
             body: Box::pin(resp.bytes_stream()),
-            buf: Vec::new(),
+            parser: conclave_types::sse::SseParser::default(),
         })
     }
 }

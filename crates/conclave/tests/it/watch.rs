@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use crate::cluster::{cluster_env, eventually, get_json, leader_of, start_static};
-use crate::support::{Agent, error_code, http};
+use crate::support::{Agent, BIN, cli, error_code, http};
 
 /// (id, event, data) of each complete event in `buf`, leaving the incomplete rest.
 fn take_events(buf: &mut String) -> Vec<(Option<u64>, String, String)> {
@@ -210,4 +210,43 @@ async fn a_watch_from_compacted_history_gets_410_and_heartbeats_flow() {
     let events = take_events(&mut text);
     let ids: Vec<u64> = events.iter().filter_map(|e| e.0).collect();
     assert_eq!(ids, (31..=50).collect::<Vec<u64>>());
+
+    // The CLI reads the same stream: one line per change, and the 410 as an error.
+    let mut child = std::process::Command::new(BIN)
+        .args(["watch", "k4", "--from-revision", "45", "--addr"])
+        .arg(agent.addr_flag())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .take(5)
+            .map(Result::unwrap)
+            .collect::<Vec<String>>()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !lines.is_finished() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let expected: Vec<String> = (45..50).map(|i| format!("{} put k{i} v", i + 1)).collect();
+    assert_eq!(lines.join().unwrap(), expected);
+    let (code, _, err) = cli(
+        &[
+            "watch",
+            "k",
+            "--from-revision",
+            "5",
+            "--addr",
+            &agent.addr_flag(),
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("30"), "{err}");
 }
