@@ -35,12 +35,11 @@ async fn json_body<T: DeserializeOwned + Default>(body: Body, what: &str) -> Res
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request(
-            format!("the body is not a valid {what}: {e}"),
-            format!("see the API reference in the README for the {what} fields"),
-        )
-    })
+    crate::error::parse_json(
+        &bytes,
+        what,
+        format!("see the API reference in the README for the {what} fields"),
+    )
 }
 
 fn node_id_from_path(uri: &Uri) -> Result<u64, ApiError> {

@@ -33,12 +33,7 @@ async fn json_body<T: DeserializeOwned>(
     example: &str,
 ) -> Result<T, ApiError> {
     let bytes = read_body(ctx, headers, body).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request(
-            format!("the body is not a valid request: {e}"),
-            format!("send JSON like {example}"),
-        )
-    })
+    crate::error::parse_json(&bytes, "request", format!("send JSON like {example}"))
 }
 
 fn status_of(name: &str, e: &Election, now_ms: u64, revision: u64) -> ElectionStatus {

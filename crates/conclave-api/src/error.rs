@@ -184,3 +184,13 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         "keys take GET, PUT and DELETE; /v1/kv, /v1/status, /v1/health and /v1/ready take GET; membership changes take POST or DELETE (see the README)",
     )
 }
+
+/// A JSON request body as `T`; a 400 says what was expected (`what`) and how to send it.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+    hint: impl Into<String>,
+) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not a valid {what}: {e}"), hint))
+}

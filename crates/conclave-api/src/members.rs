@@ -49,12 +49,11 @@ struct SecretCheck {
 /// `POST /v1/agent/secrets/check`: whether secret references resolve on this node. Answers
 /// yes or no and why not; never a value.
 async fn check_secrets(body: axum::body::Bytes) -> Result<Json<serde_json::Value>, ApiError> {
-    let req: SecretCheck = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            format!("the body is not a valid check: {e}"),
-            r#"send {"references": ["${NAME}", "file:/path"]}"#,
-        )
-    })?;
+    let req: SecretCheck = crate::error::parse_json(
+        &body,
+        "check",
+        r#"send {"references": ["${NAME}", "file:/path"]}"#,
+    )?;
     if req.references.len() > 100 {
         return Err(ApiError::bad_request(
             "at most 100 references per check",

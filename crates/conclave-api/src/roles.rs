@@ -157,12 +157,11 @@ pub(crate) async fn handover(
     let req: HandoverRequest = if bytes.is_empty() {
         HandoverRequest::default()
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::bad_request(
-                format!("the body is not a valid handover request: {e}"),
-                r#"send {"to": <node id>} or nothing for the highest-priority candidate"#,
-            )
-        })?
+        crate::error::parse_json(
+            &bytes,
+            "handover request",
+            r#"send {"to": <node id>} or nothing for the highest-priority candidate"#,
+        )?
     };
     ctx.node.read_barrier().await?;
     let members = ctx.membership.view().members;
