@@ -8,7 +8,7 @@
 //! (before that, `pending`: it is probably applying). Declared `must_match` settings are
 //! compared across nodes too.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,10 +16,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
+use conclave_membership::view::keys::SEED_PREFIX;
 use conclave_publish::config_sync::{
     APPLIED_PREFIX, SETTING_PREFIX, SUBSCRIBE_KEY, parse_applied, subscribed,
 };
-use conclave_types::MemberState;
+use conclave_types::{GossipMember, MemberState};
 use serde::Serialize;
 
 use crate::{ApiError, Ctx};
@@ -89,20 +90,25 @@ pub(crate) async fn status(State(ctx): State<Ctx>, uri: Uri) -> Result<Response,
             )
         });
     let members = ctx.membership.view().members;
+    // Each member's subscription patterns, parsed once (members without config sync have
+    // none and are not listed).
+    let subscribers: Vec<(&GossipMember, Vec<String>)> = members
+        .iter()
+        .filter_map(|m| {
+            let patterns = m.advertised.get(SUBSCRIBE_KEY)?;
+            Some((m, patterns.split(',').map(str::to_owned).collect()))
+        })
+        .collect();
     let now = Instant::now();
     let mut since = ctx.drift.since.lock().unwrap_or_else(|p| p.into_inner());
     let mut drifted = 0;
     let mut documents = Vec::new();
-    let mut still_out = Vec::new();
+    let mut still_out = HashSet::new();
     for (kind, name, rev, hash) in desired {
         let id = format!("{kind}/{name}");
         let mut nodes = Vec::new();
-        for m in &members {
-            let Some(patterns) = m.advertised.get(SUBSCRIBE_KEY) else {
-                continue;
-            };
-            let patterns: Vec<String> = patterns.split(',').map(str::to_owned).collect();
-            if !subscribed(&patterns, &kind, &name) {
+        for (m, patterns) in &subscribers {
+            if !subscribed(patterns, &kind, &name) {
                 continue;
             }
             let applied = m
@@ -118,7 +124,7 @@ pub(crate) async fn status(State(ctx): State<Ctx>, uri: Uri) -> Result<Response,
             let drifted_for = if in_sync {
                 Duration::ZERO
             } else {
-                still_out.push(key.clone());
+                still_out.insert(key.clone());
                 let entry = since.entry(key).or_insert((rev, now));
                 if entry.0 != rev && flag != "modified" && flag != "error" {
                     // A new revision: its clock starts now.
@@ -155,20 +161,7 @@ pub(crate) async fn status(State(ctx): State<Ctx>, uri: Uri) -> Result<Response,
     }
     since.retain(|k, _| still_out.contains(k));
     drop(since);
-    let mut settings: BTreeMap<String, BTreeMap<String, Vec<u64>>> = BTreeMap::new();
-    for m in members.iter().filter(|m| m.state == MemberState::Alive) {
-        for (k, v) in &m.advertised {
-            if let Some(name) = k.strip_prefix(SETTING_PREFIX) {
-                settings
-                    .entry(name.to_owned())
-                    .or_default()
-                    .entry(v.clone())
-                    .or_default()
-                    .push(m.id);
-            }
-        }
-    }
-    let settings = settings
+    let settings = advertised_values(&members, SETTING_PREFIX)
         .into_iter()
         .map(|(name, values)| SettingStatus {
             mismatch: values.len() > 1,
@@ -176,27 +169,14 @@ pub(crate) async fn status(State(ctx): State<Ctx>, uri: Uri) -> Result<Response,
             values,
         })
         .collect();
-    let mut seed_conflicts: BTreeMap<String, BTreeMap<String, Vec<u64>>> = BTreeMap::new();
-    for m in members.iter().filter(|m| m.state == MemberState::Alive) {
-        for (k, hash) in &m.advertised {
-            let Some(id) = k.strip_prefix("seed:") else {
-                continue;
-            };
-            if documents
+    let mut seed_conflicts = advertised_values(&members, SEED_PREFIX);
+    // A conflict is a document not in the registry whose seed versions disagree.
+    seed_conflicts.retain(|id, versions| {
+        versions.len() > 1
+            && !documents
                 .iter()
-                .any(|d| format!("{}/{}", d.kind, d.name) == id)
-            {
-                continue;
-            }
-            seed_conflicts
-                .entry(id.to_owned())
-                .or_default()
-                .entry(hash.clone())
-                .or_default()
-                .push(m.id);
-        }
-    }
-    seed_conflicts.retain(|_, versions| versions.len() > 1);
+                .any(|d| format!("{}/{}", d.kind, d.name) == *id)
+    });
     Ok(Json(ConfigStatus {
         revision,
         drifted,
@@ -205,4 +185,26 @@ pub(crate) async fn status(State(ctx): State<Ctx>, uri: Uri) -> Result<Response,
         seed_conflicts,
     })
     .into_response())
+}
+
+/// For the gossip keys `<prefix><name>` of the live members: name → value → the nodes that
+/// advertise that value.
+fn advertised_values(
+    members: &[GossipMember],
+    prefix: &str,
+) -> BTreeMap<String, BTreeMap<String, Vec<u64>>> {
+    let mut by_name: BTreeMap<String, BTreeMap<String, Vec<u64>>> = BTreeMap::new();
+    for m in members.iter().filter(|m| m.state == MemberState::Alive) {
+        for (k, v) in &m.advertised {
+            if let Some(name) = k.strip_prefix(prefix) {
+                by_name
+                    .entry(name.to_owned())
+                    .or_default()
+                    .entry(v.clone())
+                    .or_default()
+                    .push(m.id);
+            }
+        }
+    }
+    by_name
 }

@@ -34,14 +34,26 @@ pub mod keys {
     pub const TAG_PREFIX: &str = "tag.";
     /// `reaped.<node id>.<generation>` = `1`: hide that dead generation everywhere.
     pub const REAPED_PREFIX: &str = "reaped.";
+    /// `cfg:<kind>/<name>` = the revision, hash and state of a document this node applied.
+    pub const CONFIG_APPLIED_PREFIX: &str = "cfg:";
+    /// The configuration sync's subscription patterns, comma-separated.
+    pub const CONFIG_SUBSCRIBE: &str = "cfg-subscribe";
+    /// `setting:<name>` = a node-local setting declared `must_match`.
+    pub const SETTING_PREFIX: &str = "setting:";
+    /// `role:<name>` = this node's claim on a role; `role:<name>/peers` = its token status.
+    pub const ROLE_PREFIX: &str = "role:";
+    /// `seed:<kind>/<name>` = the hash of the document in this node's `--config-seed` file.
+    pub const SEED_PREFIX: &str = "seed:";
+    /// Set once this node has advertised everything its seed file holds.
+    pub const SEED_READY: &str = "seed-ready";
     /// Prefixes of keys shown as a member's `advertised` map (configuration and roles).
     pub const ADVERTISED_PREFIXES: &[&str] = &[
-        "cfg:",
-        "cfg-subscribe",
-        "setting:",
-        "role:",
-        "seed:",
-        "seed-ready",
+        CONFIG_APPLIED_PREFIX,
+        CONFIG_SUBSCRIBE,
+        SETTING_PREFIX,
+        ROLE_PREFIX,
+        SEED_PREFIX,
+        SEED_READY,
     ];
 }
 

@@ -32,12 +32,9 @@ use tokio_util::sync::CancellationToken;
 use crate::hook::{self, HookConfig};
 use crate::own_api::OwnApi;
 
-/// Gossip key prefix of an applied document.
-pub const APPLIED_PREFIX: &str = "cfg:";
-/// Gossip key of the subscription patterns.
-pub const SUBSCRIBE_KEY: &str = "cfg-subscribe";
-/// Gossip key prefix of a declared node-local setting.
-pub const SETTING_PREFIX: &str = "setting:";
+pub use conclave_membership::view::keys::{
+    CONFIG_APPLIED_PREFIX as APPLIED_PREFIX, CONFIG_SUBSCRIBE as SUBSCRIBE_KEY, SETTING_PREFIX,
+};
 const WATCH_PREFIX: &str = "_conclave/config/";
 const LEDGER: &str = ".applied.json";
 

@@ -26,6 +26,7 @@ mod runtime;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use conclave_membership::view::keys::ROLE_PREFIX;
 use conclave_publish::HookConfig;
 use conclave_types::{GossipMember, MemberState};
 use serde::{Deserialize, Serialize};
@@ -34,7 +35,7 @@ pub use runtime::{RoleStatus, Roles};
 
 /// Gossip key of this node's stance on a role.
 pub fn claim_key(role: &str) -> String {
-    format!("role:{role}")
+    format!("{ROLE_PREFIX}{role}")
 }
 
 /// What a node advertises about a role under [`claim_key`]: `<state> <priority> <epoch>`,
@@ -69,7 +70,7 @@ impl Stance {
 /// Every role `member` advertises a stance on, with that stance.
 pub fn stances(member: &GossipMember) -> impl Iterator<Item = (&str, Stance)> {
     member.advertised.iter().filter_map(|(k, v)| {
-        let role = k.strip_prefix("role:").filter(|r| !r.contains('/'))?;
+        let role = k.strip_prefix(ROLE_PREFIX).filter(|r| !r.contains('/'))?;
         Some((role, Stance::parse(v)?))
     })
 }
@@ -92,7 +93,7 @@ pub fn live_claims(members: &[GossipMember], role: &str) -> Vec<detector::Claim>
 
 /// Gossip key of a role holder's OAuth2 peer status.
 pub fn peers_key(role: &str) -> String {
-    format!("role:{role}/peers")
+    format!("{ROLE_PREFIX}{role}/peers")
 }
 
 /// The election that backs a role.

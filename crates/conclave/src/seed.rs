@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use conclave_config::files::{self, FileDocument};
 use conclave_membership::Membership;
+use conclave_membership::view::keys::{SEED_PREFIX, SEED_READY};
 use conclave_publish::OwnApi;
 use conclave_types::{ClusterMember, ConfigListItem, MemberState};
 use serde_json::{Value, json};
@@ -26,7 +27,6 @@ use tokio_util::sync::CancellationToken;
 /// How long the import waits for every voter to advertise its seed before going ahead with
 /// the nodes it has heard from.
 pub const WAIT_FOR_VOTERS: Duration = Duration::from_secs(60);
-const SEED_PREFIX: &str = "seed:";
 
 /// Read and check a seed file; errors name the file and the problem.
 pub fn load(path: &Path) -> anyhow::Result<Vec<FileDocument>> {
@@ -148,7 +148,7 @@ pub async fn run(
     for (id, hash) in &hashes {
         membership.set(&format!("{SEED_PREFIX}{id}"), hash).await;
     }
-    membership.set("seed-ready", "1").await;
+    membership.set(SEED_READY, "1").await;
     let api = OwnApi::new(api);
     let started = Instant::now();
     let mut reported: BTreeSet<String> = BTreeSet::new();
@@ -191,7 +191,7 @@ pub async fn run(
         let view = membership.view().members;
         let ready = voters.iter().all(|v| {
             view.iter()
-                .any(|m| m.id == *v && m.advertised.contains_key("seed-ready"))
+                .any(|m| m.id == *v && m.advertised.contains_key(SEED_READY))
         });
         if !ready && started.elapsed() < WAIT_FOR_VOTERS {
             continue;
