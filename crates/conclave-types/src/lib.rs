@@ -1,7 +1,8 @@
 //! Wire types of conclave's HTTP API, shared by the server (`conclave-api`) and the CLI.
 //!
 //! Why a crate of its own: the API is a contract other tools rely on. Keeping its shapes in
-//! one place, with no behaviour and no IO, makes a change to the contract visible in review.
+//! one place, with no IO and no behaviour beyond the event-stream framing (`sse`), makes a
+//! change to the contract visible in review.
 
 use serde::{Deserialize, Serialize};
 
