@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use conclave_membership::Membership;
-use conclave_types::{GossipMember, HealthResponse, MemberState, codes};
+use conclave_types::{ErrorCode, GossipMember, HealthResponse, MemberState};
 use serde::Serialize;
 
 use crate::ApiError;
@@ -94,7 +94,7 @@ async fn health(State(ctx): State<CCtx>) -> Result<Json<HealthResponse>, ApiErro
     if raft.is_empty() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            codes::NOT_JOINED,
+            ErrorCode::NotJoined,
             format!(
                 "client {} has not met any Raft member through gossip yet ({})",
                 ctx.membership.node_id(),
@@ -111,7 +111,7 @@ async fn health(State(ctx): State<CCtx>) -> Result<Json<HealthResponse>, ApiErro
     else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            codes::NO_LEADER,
+            ErrorCode::NoLeader,
             "no Raft member reports a leader",
             "an election may be in progress; if this lasts, check the voters",
         ));
@@ -133,7 +133,7 @@ async fn forward(State(ctx): State<CCtx>, req: Request) -> Response {
         Err(_) => {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                codes::TOO_LARGE,
+                ErrorCode::TooLarge,
                 format!("the request body is over {} bytes", ctx.max_body),
                 "send a smaller body",
             )
@@ -149,7 +149,7 @@ async fn forward(State(ctx): State<CCtx>, req: Request) -> Response {
     if targets.is_empty() {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            codes::NO_LEADER,
+            ErrorCode::NoLeader,
             "this client knows no live Raft member to forward the request to",
             "wait until gossip finds the cluster (see /v1/members), or send the request to a member",
         )
@@ -175,7 +175,7 @@ async fn forward(State(ctx): State<CCtx>, req: Request) -> Response {
             Err(e) => {
                 return ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    codes::INDETERMINATE,
+                    ErrorCode::Indeterminate,
                     format!(
                         "the request was forwarded to node {} but no answer came back: {e}",
                         target.id
@@ -188,7 +188,7 @@ async fn forward(State(ctx): State<CCtx>, req: Request) -> Response {
     }
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        codes::UNAVAILABLE,
+        ErrorCode::Unavailable,
         "no Raft member accepted the forwarded request",
         "the members gossip lists may be restarting; retry shortly",
     )
@@ -220,7 +220,7 @@ async fn relay(resp: reqwest::Response) -> Response {
             .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response()),
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            codes::INDETERMINATE,
+            ErrorCode::Indeterminate,
             format!("the member's answer was cut off: {e}"),
             "it may or may not have been applied; read before retrying a write",
         )

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
-use conclave_raft::rpc::LeaderRequest;
+use conclave_raft::rpc::{ClusterReport, LeaderRequest, MemberReport, Transferred};
 use conclave_storage::NodeInfo;
 use conclave_types::{
     AddMemberRequest, ClusterMember, ClusterStatus, TransferRequest, TransferResponse,
@@ -66,23 +66,29 @@ pub(crate) async fn status(
     uri: Uri,
 ) -> Result<Json<ClusterStatus>, ApiError> {
     query::parse(uri.query(), &[])?;
-    Ok(Json(ctx.node.cluster_status().await?))
+    Ok(Json(cluster_status(ctx.node.cluster_status().await?)))
 }
 
-/// The leader's view when it answers; else this node's own view (roles and addresses only).
+/// The leader's view; with `?consistency=stale` this node's own view (roles and addresses,
+/// no replication or health). No silent fallback: when no leader answers, the error says so
+/// and the caller may ask for the stale view explicitly.
 pub(crate) async fn list(
     State(ctx): State<Ctx>,
     uri: Uri,
 ) -> Result<Json<Vec<ClusterMember>>, ApiError> {
     let params = query::parse(uri.query(), &["consistency"])?;
     if query::stale(&params)? {
-        return Ok(Json(ctx.node.local_members()));
+        return Ok(Json(members(ctx.node.local_members())));
     }
     match ctx.node.cluster_status().await {
-        Ok(s) => Ok(Json(s.members)),
+        Ok(s) => Ok(Json(members(s.members))),
         Err(e) => {
-            tracing::debug!(error = %e, "no leader answered; listing members as this node knows them");
-            Ok(Json(ctx.node.local_members()))
+            let mut err = ApiError::from(e);
+            err.hint = format!(
+                "{}; GET /v1/cluster/members?consistency=stale lists the members as this node knows them",
+                err.hint
+            );
+            Err(err)
         }
     }
 }
@@ -119,7 +125,7 @@ pub(crate) async fn add(
             "node ids start at 1; the node prints its id at start-up and in GET /v1/status",
         ));
     }
-    let members = ctx
+    let changed = ctx
         .node
         .change_members(LeaderRequest::AddMember {
             node_id: req.node_id,
@@ -131,7 +137,7 @@ pub(crate) async fn add(
             voter: req.voter,
         })
         .await?;
-    Ok((StatusCode::OK, Json(members)))
+    Ok((StatusCode::OK, Json(members(changed))))
 }
 
 /// The member a `/v1/cluster/members/{id}...` request names, and its `?force=` flag where
@@ -149,7 +155,7 @@ pub(crate) async fn remove(
 ) -> Result<Json<Vec<ClusterMember>>, ApiError> {
     let (node_id, force) = member_target(&uri, true)?;
     let req = LeaderRequest::Remove { node_id, force };
-    Ok(Json(ctx.node.change_members(req).await?))
+    Ok(Json(members(ctx.node.change_members(req).await?)))
 }
 
 pub(crate) async fn promote(
@@ -158,7 +164,7 @@ pub(crate) async fn promote(
 ) -> Result<Json<Vec<ClusterMember>>, ApiError> {
     let (node_id, _) = member_target(&uri, false)?;
     let req = LeaderRequest::Promote { node_id };
-    Ok(Json(ctx.node.change_members(req).await?))
+    Ok(Json(members(ctx.node.change_members(req).await?)))
 }
 
 pub(crate) async fn demote(
@@ -167,7 +173,7 @@ pub(crate) async fn demote(
 ) -> Result<Json<Vec<ClusterMember>>, ApiError> {
     let (node_id, force) = member_target(&uri, true)?;
     let req = LeaderRequest::Demote { node_id, force };
-    Ok(Json(ctx.node.change_members(req).await?))
+    Ok(Json(members(ctx.node.change_members(req).await?)))
 }
 
 pub(crate) async fn transfer(
@@ -185,7 +191,52 @@ pub(crate) async fn transfer(
             )
         })?);
     }
-    Ok(Json(ctx.node.transfer_leader(req.to).await?))
+    let Transferred {
+        previous_leader,
+        leader_id,
+        term,
+    } = ctx.node.transfer_leader(req.to).await?;
+    Ok(Json(TransferResponse {
+        previous_leader,
+        leader_id,
+        term,
+    }))
+}
+
+/// A member as the API shows it (the node-RPC shape converted at this edge).
+pub(crate) fn member(m: MemberReport) -> ClusterMember {
+    let replication = m.replication;
+    ClusterMember {
+        node_id: m.node_id,
+        role: m.role.as_str().to_string(),
+        learner_only: m.info.learner_only,
+        is_leader: m.is_leader,
+        rpc_addr: m.info.rpc_addr,
+        api_addr: m.info.api_addr,
+        match_index: replication.as_ref().and_then(|r| r.match_index),
+        lag_entries: replication.as_ref().and_then(|r| r.lag_entries),
+        lag_seconds: replication.as_ref().map(|r| r.lag_seconds),
+        last_contact_ms: replication.as_ref().and_then(|r| r.last_contact_ms),
+        healthy: m.healthy,
+    }
+}
+
+pub(crate) fn members(ms: Vec<MemberReport>) -> Vec<ClusterMember> {
+    ms.into_iter().map(member).collect()
+}
+
+pub(crate) fn cluster_status(r: ClusterReport) -> ClusterStatus {
+    ClusterStatus {
+        cluster_id: r.cluster_id,
+        leader_id: r.leader_id,
+        term: r.term,
+        commit_index: r.commit_index,
+        last_log_index: r.last_log_index,
+        voters_wanted: r.voters_wanted as usize,
+        quorum_healthy: r.quorum_healthy,
+        reported_by: r.reported_by,
+        members: members(r.members),
+    }
 }
 
 /// `GET /v1/snapshot`: the whole state as a verified snapshot file, read at a linearizable

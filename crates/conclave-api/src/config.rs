@@ -16,7 +16,7 @@ use conclave_config::validate::{ValidateError, validate};
 use conclave_state::{Command, ConfigVersion, Outcome};
 use conclave_types::{
     ConfigDocument, ConfigHistory, ConfigListItem, ConfigVersionInfo, ConfigWriteResponse,
-    HEADER_INDEX, HEADER_REVISION, Violation, codes,
+    ErrorCode, HEADER_INDEX, HEADER_REVISION, Violation,
 };
 use serde_json::Value;
 
@@ -35,7 +35,7 @@ fn bad_name(message: String) -> ApiError {
 fn unknown_kind(kind: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        codes::UNKNOWN_KIND,
+        ErrorCode::UnknownKind,
         format!("kind {kind:?} is unknown: it is not built in and no schema is registered for it"),
         format!(
             "built-in kinds are remote-peers and schema; register a JSON Schema with PUT /v1/config/schema/{kind} to make {kind} a kind"
@@ -46,7 +46,7 @@ fn unknown_kind(kind: &str) -> ApiError {
 fn not_found(kind: &str, name: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        codes::DOCUMENT_NOT_FOUND,
+        ErrorCode::DocumentNotFound,
         format!("there is no document {kind}/{name}"),
         "list documents with GET /v1/config; write one with PUT",
     )
@@ -55,7 +55,7 @@ fn not_found(kind: &str, name: &str) -> ApiError {
 fn invalid(kind: &str, name: &str, violations: Vec<conclave_config::Violation>) -> ApiError {
     let e = ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        codes::INVALID_DOCUMENT,
+        ErrorCode::InvalidDocument,
         format!(
             "{kind}/{name} is not valid: {}",
             violations
@@ -86,7 +86,7 @@ fn document(kind: &str, name: &str, v: &ConfigVersion) -> Result<ConfigDocument,
         serde_json::from_slice(v.content.as_deref().unwrap_or(b"null")).map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                codes::UNAVAILABLE,
+                ErrorCode::Unavailable,
                 format!("stored document {kind}/{name} is not JSON: {e}"),
                 "this is a bug in conclave; please report it",
             )
@@ -159,7 +159,7 @@ pub(crate) async fn get(
     if let Some(r) = at.filter(|r| *r > index) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            codes::FUTURE_REVISION,
+            ErrorCode::FutureRevision,
             format!("revision {r} is in the future: the store is at revision {index}"),
             "ask for a revision at or before the X-Conclave-Index of a recent response",
         ));
@@ -170,7 +170,7 @@ pub(crate) async fn get(
             return Err(match at {
                 Some(r) => ApiError::new(
                     StatusCode::NOT_FOUND,
-                    codes::DOCUMENT_NOT_FOUND,
+                    ErrorCode::DocumentNotFound,
                     format!("{kind}/{name} did not exist at revision {r}"),
                     format!("see GET /v1/config/{kind}/{name}/history for its versions"),
                 ),
@@ -180,7 +180,7 @@ pub(crate) async fn get(
         Err(oldest) => {
             return Err(ApiError::new(
                 StatusCode::GONE,
-                codes::REVISION_GONE,
+                ErrorCode::RevisionGone,
                 format!(
                     "the history of {kind}/{name} no longer reaches revision {}; its oldest kept version is {oldest}",
                     at.unwrap_or_default()

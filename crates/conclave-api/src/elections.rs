@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use conclave_state::{Change, Command, Election, ElectionEvent, Outcome, election_watch_key};
-use conclave_types::{CampaignRequest, ElectionStatus, HandoverStatus, LeaseRequest, codes};
+use conclave_types::{CampaignRequest, ElectionStatus, ErrorCode, HandoverStatus, LeaseRequest};
 use serde::de::DeserializeOwned;
 
 use crate::config::rfc3339;
@@ -83,7 +83,7 @@ fn current(ctx: &Ctx, name: &str) -> Option<ElectionStatus> {
 fn not_found(name: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        codes::ELECTION_NOT_FOUND,
+        ErrorCode::ElectionNotFound,
         format!("no one has campaigned in election {name:?} yet"),
         format!("campaign with POST /v1/elections/{name}/campaign"),
     )
@@ -92,7 +92,7 @@ fn not_found(name: &str) -> ApiError {
 fn not_holder(name: &str, req: &LeaseRequest, holder: Option<String>, epoch: u64) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
-        codes::NOT_HOLDER,
+        ErrorCode::NotHolder,
         format!(
             "{} does not hold epoch {} of election {name:?} (holder: {}, epoch {epoch})",
             req.candidate,

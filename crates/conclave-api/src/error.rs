@@ -3,14 +3,14 @@
 use axum::Json;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use conclave_raft::ConsensusError;
+use conclave_raft::{ConsensusError, RejectReason};
 use conclave_state::LimitError;
-use conclave_types::{ErrorBody, ErrorDetail, Violation, codes};
+use conclave_types::{ErrorBody, ErrorCode, ErrorDetail, Violation};
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub hint: String,
     pub current_revision: Option<u64>,
@@ -28,7 +28,7 @@ pub struct ErrorExtra {
 impl ApiError {
     pub fn new(
         status: StatusCode,
-        code: &'static str,
+        code: ErrorCode,
         message: impl Into<String>,
         hint: impl Into<String>,
     ) -> Self {
@@ -53,7 +53,12 @@ impl ApiError {
     }
 
     pub fn bad_request(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message, hint)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            message,
+            hint,
+        )
     }
 }
 
@@ -62,7 +67,7 @@ impl IntoResponse for ApiError {
         let extra = self.extra.map(|e| *e).unwrap_or_default();
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_string(),
+                code: self.code,
                 message: self.message,
                 hint: self.hint,
                 current_revision: self.current_revision,
@@ -82,13 +87,13 @@ impl From<LimitError> for ApiError {
             }
             LimitError::KeyTooLarge { .. } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                codes::TOO_LARGE,
+                ErrorCode::TooLarge,
                 e.to_string(),
                 "use a shorter key; the limit is set by the agent's max_key_bytes",
             ),
             LimitError::ValueTooLarge { .. } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                codes::TOO_LARGE,
+                ErrorCode::TooLarge,
                 e.to_string(),
                 "store large blobs elsewhere and keep a reference here; the limit is the agent's max_value_bytes",
             ),
@@ -101,7 +106,7 @@ impl From<LimitError> for ApiError {
             }
             LimitError::NameTooLong { .. } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                codes::TOO_LARGE,
+                ErrorCode::TooLarge,
                 e.to_string(),
                 "use a shorter name",
             ),
@@ -118,59 +123,90 @@ impl From<ConsensusError> for ApiError {
         match &e {
             ConsensusError::NotLeader { .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                codes::NO_LEADER,
+                ErrorCode::NoLeader,
                 e.to_string(),
                 "retry shortly; an election may be in progress",
             ),
             ConsensusError::Unavailable(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                codes::UNAVAILABLE,
+                ErrorCode::Unavailable,
                 e.to_string(),
                 "retry on another node or once this node is back",
             ),
             ConsensusError::Indeterminate(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                codes::INDETERMINATE,
+                ErrorCode::Indeterminate,
                 e.to_string(),
                 "read the key to see whether the write took effect, or retry with ?cas=",
             ),
-            ConsensusError::Rejected {
-                status,
-                code,
-                message,
-                hint,
-            } => ApiError::new(
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::CONFLICT),
-                known_code(code),
-                message.clone(),
-                hint.clone(),
-            ),
+            ConsensusError::Rejected(reason) => {
+                let (status, code, hint) = rejection(reason);
+                ApiError::new(status, code, reason.to_string(), hint)
+            }
         }
     }
 }
 
-/// Codes crossing a forwarding hop arrive as strings; map them back to the static set.
-fn known_code(code: &str) -> &'static str {
-    [
-        codes::BAD_REQUEST,
-        codes::MEMBER_NOT_FOUND,
-        codes::UNSAFE,
-        codes::CONFLICT,
-        codes::REMOVED,
-        codes::NOT_READY,
-        codes::NOT_JOINED,
-        codes::UNAVAILABLE,
-        codes::NOT_HOLDER,
-    ]
-    .into_iter()
-    .find(|c| *c == code)
-    .unwrap_or(codes::CONFLICT)
+/// The one table from a consensus refusal to HTTP: status, stable code, and what to do.
+fn rejection(reason: &RejectReason) -> (StatusCode, ErrorCode, &'static str) {
+    match reason {
+        RejectReason::NotAMember { .. } => (
+            StatusCode::NOT_FOUND,
+            ErrorCode::MemberNotFound,
+            "list the members with `conclave members list` (GET /v1/cluster/members)",
+        ),
+        RejectReason::LastVoter { .. } => (
+            StatusCode::CONFLICT,
+            ErrorCode::UnsafeMembershipChange,
+            "add and promote another voter first (conclave members add / promote)",
+        ),
+        RejectReason::UnsafeQuorum { .. } => (
+            StatusCode::CONFLICT,
+            ErrorCode::UnsafeMembershipChange,
+            "bring the unhealthy voters back first, or repeat with --force (?force=true) if they are gone for good",
+        ),
+        RejectReason::AlreadyMember { .. } => (
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "a member's address is updated by the node itself when it restarts; remove it first to re-add it",
+        ),
+        RejectReason::NotCaughtUp { .. } => (
+            StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::NotReady,
+            "check that it is running and reachable, then promote it with `conclave members promote`",
+        ),
+        RejectReason::NotAVoter { .. } => (
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "leadership can only go to a voter; promote it first",
+        ),
+        RejectReason::Unhealthy { .. } => (
+            StatusCode::CONFLICT,
+            ErrorCode::UnsafeMembershipChange,
+            "pick a healthy voter, or leave the target out to let the leader choose",
+        ),
+        RejectReason::NoHealthyVoter => (
+            StatusCode::CONFLICT,
+            ErrorCode::UnsafeMembershipChange,
+            "add or repair a voter first",
+        ),
+        RejectReason::MembershipChangeInProgress { .. } => (
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "wait for the previous membership change to finish, then retry",
+        ),
+        RejectReason::Removed { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Removed,
+            "this node is no longer a member; send requests to another node",
+        ),
+    }
 }
 
 pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        codes::NOT_FOUND,
+        ErrorCode::NotFound,
         format!("no route for {method} {}", uri.path()),
         "the API lives under /v1: /v1/kv/{key}, /v1/kv?prefix=, /v1/status, /v1/health, /v1/ready, /v1/cluster/status, /v1/cluster/members",
     )
@@ -179,7 +215,7 @@ pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
 pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        codes::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
         format!("{method} is not allowed on {}", uri.path()),
         "keys take GET, PUT and DELETE; /v1/kv, /v1/status, /v1/health and /v1/ready take GET; membership changes take POST or DELETE (see the README)",
     )

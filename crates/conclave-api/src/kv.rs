@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use conclave_state::{Command, KeyValue, Outcome};
 use conclave_types::{
-    DeleteResponse, HEADER_CREATE_REVISION, HEADER_INDEX, HEADER_NEXT_AFTER, HEADER_REVISION,
-    HEADER_VERSION, KvItem, PutResponse, codes,
+    DeleteResponse, ErrorCode, HEADER_CREATE_REVISION, HEADER_INDEX, HEADER_NEXT_AFTER,
+    HEADER_REVISION, HEADER_VERSION, KvItem, PutResponse,
 };
 
 use crate::{ApiError, Ctx, query};
@@ -27,7 +27,7 @@ fn header_u64(v: u64) -> HeaderValue {
 pub(crate) fn cas_conflict(current: u64) -> ApiError {
     let mut e = ApiError::new(
         StatusCode::CONFLICT,
-        codes::CAS_CONFLICT,
+        ErrorCode::CasConflict,
         if current == 0 {
             "compare-and-swap failed: the key does not exist".to_string()
         } else {
@@ -48,7 +48,7 @@ pub(crate) async fn read_body(
     let too_large = |size: String| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            codes::TOO_LARGE,
+            ErrorCode::TooLarge,
             format!("the value is {size} bytes, above the limit of {limit} bytes"),
             "store large blobs elsewhere and keep a reference here; the limit is the agent's max_value_bytes",
         )
@@ -124,7 +124,7 @@ pub(crate) async fn delete(State(ctx): State<Ctx>, uri: Uri) -> Result<Response,
 pub(crate) fn unexpected(outcome: Outcome) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
-        codes::UNAVAILABLE,
+        ErrorCode::Unavailable,
         format!("unexpected outcome {outcome:?}"),
         "this is a bug in conclave; please report it",
     )
@@ -158,7 +158,7 @@ pub(crate) async fn get(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Ap
         None => {
             let mut resp = ApiError::new(
                 StatusCode::NOT_FOUND,
-                codes::KEY_NOT_FOUND,
+                ErrorCode::KeyNotFound,
                 format!("key {key:?} does not exist"),
                 "list keys with GET /v1/kv?prefix=",
             )

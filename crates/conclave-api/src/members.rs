@@ -97,7 +97,7 @@ async fn prometheus(State(ctx): State<MCtx>) -> axum::response::Response {
             .into_response(),
         None => ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
-            conclave_types::codes::NOT_FOUND,
+            conclave_types::ErrorCode::NotFound,
             "metrics are not recorded in this process",
             "metrics are served by the agent",
         )
@@ -196,7 +196,7 @@ async fn one(
         .ok_or_else(|| {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
-                conclave_types::codes::MEMBER_NOT_FOUND,
+                conclave_types::ErrorCode::MemberNotFound,
                 format!("no member {id} in this agent's view"),
                 "GET /v1/members lists the members this agent knows",
             )

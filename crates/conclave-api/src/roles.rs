@@ -18,7 +18,7 @@ use conclave_roles::{
     HANDOVER_WINDOW, Stance, claim_key, election_name, live_claims, peers_key, stances,
 };
 use conclave_state::{Command, Outcome};
-use conclave_types::{GossipMember, MemberState, codes};
+use conclave_types::{ErrorCode, GossipMember, MemberState};
 use serde::{Deserialize, Serialize};
 
 use crate::kv::{read_body, unexpected};
@@ -132,7 +132,7 @@ pub(crate) async fn get(
 fn unknown_role(name: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        codes::NOT_FOUND,
+        ErrorCode::NotFound,
         format!("no agent declares role {name:?}"),
         "declare it in the agents' configuration ([[roles]] with name = ...); GET /v1/roles lists the known ones",
     )
@@ -172,7 +172,7 @@ pub(crate) async fn handover(
     let Some(holder) = view.holder else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            codes::CONFLICT,
+            ErrorCode::Conflict,
             format!("role {name} has no holder to hand over from"),
             "wait until a candidate holds it (GET /v1/roles)",
         ));
@@ -190,7 +190,7 @@ pub(crate) async fn handover(
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::CONFLICT,
-                    codes::CONFLICT,
+                    ErrorCode::Conflict,
                     format!("node {to} is not a live, eligible candidate for role {name}"),
                     "GET /v1/roles/{name} lists the candidates and their state",
                 )
@@ -203,7 +203,7 @@ pub(crate) async fn handover(
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::CONFLICT,
-                    codes::CONFLICT,
+                    ErrorCode::Conflict,
                     format!("role {name} has no other live, eligible candidate"),
                     "start an eligible agent first; the holder keeps the role meanwhile",
                 )
@@ -220,7 +220,7 @@ pub(crate) async fn handover(
         Outcome::NotHolder { .. } => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                codes::CONFLICT,
+                ErrorCode::Conflict,
                 format!("role {name} changed holder while the handover was asked for"),
                 "look again with GET /v1/roles/{name} and retry",
             ));

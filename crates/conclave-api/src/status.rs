@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use conclave_types::{HealthResponse, MemberStatus, Status, StorageStatus, codes};
+use conclave_types::{ErrorCode, HealthResponse, MemberStatus, Status, StorageStatus};
 use openraft::ServerState;
 
 use crate::{ApiError, Ctx};
@@ -91,7 +91,7 @@ fn serving(ctx: &Ctx) -> Result<HealthResponse, ApiError> {
     if let Some(why) = node.removed() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            codes::REMOVED,
+            ErrorCode::Removed,
             why,
             "this node no longer serves as a member; wipe its data directory and start it with --join to bring it back",
         ));
@@ -99,7 +99,7 @@ fn serving(ctx: &Ctx) -> Result<HealthResponse, ApiError> {
     if m.membership_config.membership().nodes().next().is_none() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            codes::NOT_JOINED,
+            ErrorCode::NotJoined,
             format!("node {} has not formed or joined a cluster yet", node.id),
             "it is waiting for --join / --bootstrap-expect peers; see its log for what it is waiting for",
         ));
@@ -107,7 +107,7 @@ fn serving(ctx: &Ctx) -> Result<HealthResponse, ApiError> {
     if let Err(fatal) = &m.running_state {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            codes::UNAVAILABLE,
+            ErrorCode::Unavailable,
             format!("consensus has stopped on this node: {fatal}"),
             "check this node's log; restart it once the cause is fixed",
         ));
@@ -115,7 +115,7 @@ fn serving(ctx: &Ctx) -> Result<HealthResponse, ApiError> {
     let Some(leader) = m.current_leader else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            codes::NO_LEADER,
+            ErrorCode::NoLeader,
             format!("node {} knows no leader (term {})", node.id, m.current_term),
             "an election may be in progress; if this lasts, check that a quorum of voters can reach each other",
         ));
@@ -124,7 +124,7 @@ fn serving(ctx: &Ctx) -> Result<HealthResponse, ApiError> {
     if committed > applied + MAX_HEALTHY_APPLY_LAG {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            codes::NOT_READY,
+            ErrorCode::NotReady,
             format!(
                 "node {} is catching up: applied {applied} of {committed} committed entries",
                 node.id
@@ -146,8 +146,8 @@ pub(crate) async fn health(State(ctx): State<Ctx>) -> Result<Json<HealthResponse
 
 pub(crate) async fn ready(State(ctx): State<Ctx>) -> Result<Json<HealthResponse>, ApiError> {
     serving(&ctx).map(Json).map_err(|mut e| {
-        if e.code == codes::NO_LEADER {
-            e.code = codes::NOT_READY;
+        if e.code == ErrorCode::NoLeader {
+            e.code = ErrorCode::NotReady;
         }
         e
     })

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use conclave_state::Change;
 use conclave_storage::{Compacted, StateHandle};
-use conclave_types::{ErrorBody, ErrorDetail, WatchEvent, codes};
+use conclave_types::{ErrorBody, ErrorCode, ErrorDetail, WatchEvent};
 use futures::Stream;
 use tokio::sync::watch;
 
@@ -61,7 +61,7 @@ struct Cursor {
 fn compacted_error(c: Compacted) -> ApiError {
     ApiError::new(
         StatusCode::GONE,
-        codes::COMPACTED,
+        ErrorCode::Compacted,
         format!(
             "changes up to revision {} are no longer available on this node",
             c.compacted
@@ -171,7 +171,7 @@ fn events(cursor: Cursor) -> impl Stream<Item = Result<Event, Infallible>> {
                     c.done = true;
                     let body = ErrorBody {
                         error: ErrorDetail {
-                            code: codes::COMPACTED.into(),
+                            code: ErrorCode::Compacted,
                             message: format!(
                                 "this watcher fell behind: changes up to revision {} are gone",
                                 gone.compacted

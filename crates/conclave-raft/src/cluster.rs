@@ -16,13 +16,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use conclave_storage::{NodeId, NodeInfo, identity};
-use conclave_types::{ClusterMember, ClusterStatus, TransferResponse, codes};
-use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use tokio_util::sync::CancellationToken;
 
-use crate::rpc::{LeaderReply, LeaderRequest, RpcRequest, RpcResponse};
-use crate::{ConsensusError, RaftNode, map_write_error};
+use crate::rpc::{
+    ClusterReport, LeaderReply, LeaderRequest, MemberReport, MemberRole, Replication, RpcRequest,
+    RpcResponse, Transferred,
+};
+use crate::{ConsensusError, RaftNode, RejectReason, VoterExit, map_write_error};
 
 /// A member more entries behind than this is not healthy.
 const MAX_HEALTHY_LAG: u64 = 1000;
@@ -59,31 +60,12 @@ impl LagTracker {
     }
 }
 
-pub(crate) fn map_check_leader_error(
-    e: RaftError<NodeId, CheckIsLeaderError<NodeId, NodeInfo>>,
-) -> ConsensusError {
-    match e {
-        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => ConsensusError::NotLeader {
-            leader_id: f.leader_id,
-            leader: f.leader_node,
-        },
-        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
-            ConsensusError::Unavailable(format!("leadership could not be confirmed: {q}"))
-        }
-        RaftError::Fatal(f) => ConsensusError::Unavailable(f.to_string()),
-    }
-}
-
 fn not_a_member(id: NodeId, nodes: &BTreeMap<NodeId, NodeInfo>) -> ConsensusError {
-    ConsensusError::rejected(
-        404,
-        codes::MEMBER_NOT_FOUND,
-        format!(
-            "node {id} is not a member; the members are {:?}",
-            nodes.keys().collect::<Vec<_>>()
-        ),
-        "list the members with GET /v1/cluster/members or `conclave members list`",
-    )
+    RejectReason::NotAMember {
+        node_id: id,
+        members: nodes.keys().copied().collect(),
+    }
+    .into()
 }
 
 fn unexpected(reply: LeaderReply) -> ConsensusError {
@@ -114,7 +96,7 @@ impl RaftNode {
     }
 
     /// Members as the leader sees them: replication progress, contact and health.
-    fn leader_status(&self) -> ClusterStatus {
+    fn leader_status(&self) -> ClusterReport {
         let m = self.metrics();
         let last = m.last_log_index.unwrap_or(0);
         let (nodes, voters) = self.membership();
@@ -128,7 +110,7 @@ impl RaftNode {
             })
             .unwrap_or_default();
         let contact_limit = Duration::from_millis(self.inner.tuning.election_timeout_max_ms);
-        let members: Vec<ClusterMember> = nodes
+        let members: Vec<MemberReport> = nodes
             .iter()
             .map(|(id, info)| {
                 let me = *id == self.id;
@@ -146,41 +128,36 @@ impl RaftNode {
                 let healthy = me
                     || (contact.is_some_and(|c| c <= contact_limit)
                         && lag.is_some_and(|l| l <= MAX_HEALTHY_LAG));
-                ClusterMember {
+                MemberReport {
                     node_id: *id,
-                    role: if voters.contains(id) {
-                        "voter"
-                    } else {
-                        "learner"
-                    }
-                    .into(),
-                    learner_only: info.learner_only,
+                    role: role_of(*id, &voters),
+                    info: info.clone(),
                     is_leader: me,
-                    rpc_addr: info.rpc_addr.clone(),
-                    api_addr: info.api_addr.clone(),
-                    match_index,
-                    lag_entries: lag,
-                    lag_seconds: Some(if me {
-                        0.0
-                    } else {
-                        self.inner.lag.seconds_behind(*id)
+                    replication: Some(Replication {
+                        match_index,
+                        lag_entries: lag,
+                        lag_seconds: if me {
+                            0.0
+                        } else {
+                            self.inner.lag.seconds_behind(*id)
+                        },
+                        last_contact_ms: contact.map(|c| c.as_millis() as u64),
                     }),
-                    last_contact_ms: contact.map(|c| c.as_millis() as u64),
                     healthy,
                 }
             })
             .collect();
         let healthy_voters = members
             .iter()
-            .filter(|mb| mb.role == "voter" && mb.healthy)
+            .filter(|mb| mb.role == MemberRole::Voter && mb.healthy)
             .count();
-        ClusterStatus {
+        ClusterReport {
             cluster_id: self.cluster_id().unwrap_or_default(),
             leader_id: m.current_leader,
             term: m.current_term,
             commit_index: self.committed_index().unwrap_or(0),
             last_log_index: last,
-            voters_wanted: self.inner.voters_wanted,
+            voters_wanted: self.inner.voters_wanted as u64,
             quorum_healthy: healthy_voters > voters.len() / 2,
             reported_by: self.id,
             members,
@@ -188,27 +165,17 @@ impl RaftNode {
     }
 
     /// Members as this node alone knows them (no leader answered): roles and addresses.
-    pub fn local_members(&self) -> Vec<ClusterMember> {
+    pub fn local_members(&self) -> Vec<MemberReport> {
         let m = self.metrics();
         let (nodes, voters) = self.membership();
         nodes
             .into_iter()
-            .map(|(id, info)| ClusterMember {
+            .map(|(id, info)| MemberReport {
                 node_id: id,
-                role: if voters.contains(&id) {
-                    "voter"
-                } else {
-                    "learner"
-                }
-                .into(),
-                learner_only: info.learner_only,
+                role: role_of(id, &voters),
+                info,
                 is_leader: m.current_leader == Some(id),
-                rpc_addr: info.rpc_addr,
-                api_addr: info.api_addr,
-                match_index: None,
-                lag_entries: None,
-                lag_seconds: None,
-                last_contact_ms: None,
+                replication: None,
                 healthy: false,
             })
             .collect()
@@ -227,7 +194,7 @@ impl RaftNode {
     /// voter, or (unless forced) the healthy voters left would be no quorum.
     fn check_voter_can_leave(
         &self,
-        action: &str,
+        action: VoterExit,
         node_id: NodeId,
         voters: &BTreeSet<NodeId>,
         force: bool,
@@ -241,14 +208,14 @@ impl RaftNode {
         let ok = remaining.iter().filter(|v| healthy.contains(v)).count();
         let needed = remaining.len() / 2 + 1;
         if ok < needed && !force {
-            return Err(ConsensusError::rejected(
-                409,
-                codes::UNSAFE,
-                format!(
-                    "to {action} node {node_id} would leave the voters {remaining:?}, of which only {ok} are healthy; {needed} are needed for a quorum, so the cluster would stop accepting writes"
-                ),
-                "bring the unhealthy voters back first, or repeat with --force (?force=true) if they are gone for good",
-            ));
+            return Err(RejectReason::UnsafeQuorum {
+                action,
+                node_id,
+                remaining: remaining.into_iter().collect(),
+                healthy: ok as u64,
+                needed: needed as u64,
+            }
+            .into());
         }
         Ok(())
     }
@@ -286,12 +253,11 @@ impl RaftNode {
                 match nodes.get(&node_id) {
                     Some(known) if known.rpc_addr == info.rpc_addr => {}
                     Some(known) => {
-                        return Err(ConsensusError::rejected(
-                            409,
-                            codes::CONFLICT,
-                            format!("node {node_id} is already a member, at {}", known.rpc_addr),
-                            "a member's address is updated by the node itself when it restarts; remove it first to re-add it",
-                        ));
+                        return Err(RejectReason::AlreadyMember {
+                            node_id,
+                            rpc_addr: known.rpc_addr.clone(),
+                        }
+                        .into());
                     }
                     None => {
                         let wait = self.request_timeout() * 4;
@@ -305,14 +271,11 @@ impl RaftNode {
                                 r.map_err(map_write_error)?;
                             }
                             Err(_) => {
-                                return Err(ConsensusError::rejected(
-                                    504,
-                                    codes::NOT_READY,
-                                    format!(
-                                        "node {node_id} was added as a learner but has not caught up within {wait:?}"
-                                    ),
-                                    "check that it is running and reachable, then promote it with `conclave members promote`",
-                                ));
+                                return Err(RejectReason::NotCaughtUp {
+                                    node_id,
+                                    waited_ms: wait.as_millis() as u64,
+                                }
+                                .into());
                             }
                         }
                     }
@@ -339,7 +302,7 @@ impl RaftNode {
                     return Err(not_a_member(node_id, &nodes));
                 }
                 if voters.contains(&node_id) {
-                    self.check_voter_can_leave("remove", node_id, &voters, force)?;
+                    self.check_voter_can_leave(VoterExit::Remove, node_id, &voters, force)?;
                     if node_id == self.id {
                         return self
                             .hand_over_then(LeaderRequest::Remove { node_id, force })
@@ -386,7 +349,7 @@ impl RaftNode {
                 if !voters.contains(&node_id) {
                     return Ok(LeaderReply::Members(self.leader_status().members));
                 }
-                self.check_voter_can_leave("demote", node_id, &voters, force)?;
+                self.check_voter_can_leave(VoterExit::Demote, node_id, &voters, force)?;
                 if node_id == self.id {
                     return self
                         .hand_over_then(LeaderRequest::Demote { node_id, force })
@@ -456,11 +419,11 @@ impl RaftNode {
             status
                 .members
                 .iter()
-                .find(|m| m.node_id == id && m.role == "voter")
+                .find(|m| m.node_id == id && m.role == MemberRole::Voter)
         };
         let target = match to {
             Some(t) if t == self.id => {
-                return Ok(LeaderReply::Transferred(TransferResponse {
+                return Ok(LeaderReply::Transferred(Transferred {
                     previous_leader: self.id,
                     leader_id: self.id,
                     term: status.term,
@@ -468,38 +431,17 @@ impl RaftNode {
             }
             Some(t) => match voter(t) {
                 Some(m) if m.healthy => m.clone(),
-                Some(_) => {
-                    return Err(ConsensusError::rejected(
-                        409,
-                        codes::UNSAFE,
-                        format!("node {t} is not healthy (unreachable or behind)"),
-                        "pick a healthy voter, or leave the target out to let the leader choose",
-                    ));
-                }
-                None => {
-                    return Err(ConsensusError::rejected(
-                        400,
-                        codes::BAD_REQUEST,
-                        format!("node {t} is not a voter"),
-                        "leadership can only go to a voter; promote it first",
-                    ));
-                }
+                Some(_) => return Err(RejectReason::Unhealthy { node_id: t }.into()),
+                None => return Err(RejectReason::NotAVoter { node_id: t }.into()),
             },
             None => match status
                 .members
                 .iter()
-                .filter(|m| m.role == "voter" && m.healthy && m.node_id != self.id)
-                .min_by_key(|m| m.lag_entries.unwrap_or(u64::MAX))
+                .filter(|m| m.role == MemberRole::Voter && m.healthy && m.node_id != self.id)
+                .min_by_key(|m| m.lag_entries().unwrap_or(u64::MAX))
             {
                 Some(m) => m.clone(),
-                None => {
-                    return Err(ConsensusError::rejected(
-                        409,
-                        codes::UNSAFE,
-                        "there is no other healthy voter to hand leadership to",
-                        "add or repair a voter first",
-                    ));
-                }
+                None => return Err(RejectReason::NoHealthyVoter.into()),
             },
         };
         let term = status.term;
@@ -507,7 +449,7 @@ impl RaftNode {
         match self
             .inner
             .pool
-            .call::<_, RpcResponse>(&target.rpc_addr, &req, Duration::from_secs(2), true)
+            .call::<_, RpcResponse>(&target.info.rpc_addr, &req, Duration::from_secs(2), true)
             .await
         {
             Ok(RpcResponse::Ack) => {}
@@ -533,7 +475,7 @@ impl RaftNode {
             .await;
         raft.runtime_config().heartbeat(true);
         match waited {
-            Ok(m) => Ok(LeaderReply::Transferred(TransferResponse {
+            Ok(m) => Ok(LeaderReply::Transferred(Transferred {
                 previous_leader: me,
                 leader_id: m.current_leader.unwrap_or(target.node_id),
                 term: m.current_term,
@@ -600,7 +542,7 @@ impl RaftNode {
         tokio::spawn(async move { node.shutdown().await });
     }
 
-    pub async fn cluster_status(&self) -> Result<ClusterStatus, ConsensusError> {
+    pub async fn cluster_status(&self) -> Result<ClusterReport, ConsensusError> {
         match self.leader_call(LeaderRequest::Status, 0).await? {
             LeaderReply::Status(s) => Ok(*s),
             other => Err(unexpected(other)),
@@ -611,17 +553,14 @@ impl RaftNode {
     pub async fn change_members(
         &self,
         req: LeaderRequest,
-    ) -> Result<Vec<ClusterMember>, ConsensusError> {
+    ) -> Result<Vec<MemberReport>, ConsensusError> {
         match self.leader_call(req, 0).await? {
             LeaderReply::Members(m) => Ok(m),
             other => Err(unexpected(other)),
         }
     }
 
-    pub async fn transfer_leader(
-        &self,
-        to: Option<NodeId>,
-    ) -> Result<TransferResponse, ConsensusError> {
+    pub async fn transfer_leader(&self, to: Option<NodeId>) -> Result<Transferred, ConsensusError> {
         match self
             .leader_call(LeaderRequest::TransferLeader { to }, 0)
             .await?
@@ -634,7 +573,11 @@ impl RaftNode {
     /// Leader: promote one caught-up learner while there are fewer voters than wanted.
     async fn promote_caught_up_learners(&self) {
         let status = self.leader_status();
-        let voters = status.members.iter().filter(|m| m.role == "voter").count();
+        let voters = status
+            .members
+            .iter()
+            .filter(|m| m.role == MemberRole::Voter)
+            .count();
         if voters >= self.inner.voters_wanted {
             return;
         }
@@ -642,12 +585,12 @@ impl RaftNode {
             .members
             .iter()
             .filter(|m| {
-                m.role == "learner"
-                    && !m.learner_only
+                m.role == MemberRole::Learner
+                    && !m.info.learner_only
                     && m.healthy
-                    && m.lag_entries.is_some_and(|l| l <= PROMOTE_MAX_LAG)
+                    && m.lag_entries().is_some_and(|l| l <= PROMOTE_MAX_LAG)
             })
-            .min_by_key(|m| m.lag_entries);
+            .min_by_key(|m| m.lag_entries());
         if let Some(c) = candidate {
             let id = c.node_id;
             match self
@@ -748,13 +691,16 @@ impl RaftNode {
     }
 }
 
-fn last_voter(action: &str, id: NodeId) -> ConsensusError {
-    ConsensusError::rejected(
-        409,
-        codes::UNSAFE,
-        format!("node {id} is the last voter; a cluster cannot {action} its last voter"),
-        "add and promote another voter first (conclave members add / promote)",
-    )
+fn last_voter(action: VoterExit, node_id: NodeId) -> ConsensusError {
+    RejectReason::LastVoter { action, node_id }.into()
+}
+
+fn role_of(id: NodeId, voters: &BTreeSet<NodeId>) -> MemberRole {
+    if voters.contains(&id) {
+        MemberRole::Voter
+    } else {
+        MemberRole::Learner
+    }
 }
 
 /// The background duties; ends with `shutdown`.

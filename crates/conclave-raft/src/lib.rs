@@ -17,6 +17,7 @@
 
 pub mod batcher;
 mod cluster;
+mod error;
 mod failover;
 pub mod formation;
 mod leases;
@@ -36,7 +37,7 @@ use conclave_state::{Command, Outcome};
 use conclave_storage::{
     LogStats, LogStore, NodeId, NodeInfo, StateHandle, StateMachineStore, TypeConfig, identity,
 };
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, Raft, RaftMetrics, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -44,6 +45,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use batcher::BatchStats;
+pub use error::{ConsensusError, RejectReason, StartError, VoterExit};
+pub(crate) use error::{map_check_leader_error, map_write_error};
 pub use transport::{Credentials, Timings};
 
 use crate::network::Peers;
@@ -110,63 +113,6 @@ impl RaftTuning {
         config
             .validate()
             .map_err(|e| StartError::Config(e.to_string()))
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("invalid raft settings: {0}")]
-    Config(String),
-    #[error("raft failed to start: {0}")]
-    Raft(String),
-}
-
-/// Why a request could not be served. Cloneable so one failure can answer many batched
-/// callers; serializable so it crosses a forwarding hop unchanged.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-pub enum ConsensusError {
-    /// No leader could be reached in time; the leader is named when known.
-    #[error("this node is not the leader{}", leader_hint(.leader_id))]
-    NotLeader {
-        leader_id: Option<NodeId>,
-        leader: Option<NodeInfo>,
-    },
-    /// The node is shutting down or Raft stopped; retry on another node.
-    #[error("consensus is unavailable: {0}")]
-    Unavailable(String),
-    /// The request may or may not have been applied (e.g. leadership changed mid-flight).
-    #[error("the outcome is unknown: {0}; retry, preferably with a compare-and-swap")]
-    Indeterminate(String),
-    /// The leader refused a membership request (unsafe, unknown node, ...).
-    #[error("{message}")]
-    Rejected {
-        status: u16,
-        code: String,
-        message: String,
-        hint: String,
-    },
-}
-
-impl ConsensusError {
-    pub(crate) fn rejected(
-        status: u16,
-        code: &str,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> Self {
-        ConsensusError::Rejected {
-            status,
-            code: code.to_owned(),
-            message: message.into(),
-            hint: hint.into(),
-        }
-    }
-}
-
-fn leader_hint(leader: &Option<NodeId>) -> String {
-    match leader {
-        Some(id) => format!(" (leader is node {id})"),
-        None => " and no leader is known".to_string(),
     }
 }
 
@@ -385,12 +331,7 @@ impl RaftNode {
         let mut last_leader = None;
         loop {
             if let Some(why) = self.removed() {
-                return Err(ConsensusError::rejected(
-                    503,
-                    conclave_types::codes::REMOVED,
-                    why,
-                    "this node is no longer a member; send requests to another node",
-                ));
+                return Err(RejectReason::Removed { why }.into());
             }
             let m = self.metrics();
             let leader = m.current_leader;
@@ -502,7 +443,7 @@ impl RaftNode {
                     .raft
                     .get_read_log_id()
                     .await
-                    .map_err(cluster::map_check_leader_error)?;
+                    .map_err(map_check_leader_error)?;
                 Ok(LeaderReply::ReadIndex(read_log_id.map_or(0, |l| l.index)))
             }
             other => self.serve_membership(other).await,
@@ -638,26 +579,4 @@ impl RaftNode {
 
 fn unexpected_reply(reply: &LeaderReply) -> ConsensusError {
     ConsensusError::Unavailable(format!("unexpected reply from the leader: {reply:?}"))
-}
-
-/// Map openraft's write error to conclave's.
-pub(crate) fn map_write_error(
-    e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>,
-) -> ConsensusError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ConsensusError::NotLeader {
-            leader_id: f.leader_id,
-            leader: f.leader_node,
-        },
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            ConsensusError::rejected(
-                409,
-                conclave_types::codes::CONFLICT,
-                e.to_string(),
-                "wait for the previous membership change to finish, then retry",
-            )
-        }
-        // The write was handed to Raft; whether it was appended is unknown.
-        RaftError::Fatal(f) => ConsensusError::Indeterminate(f.to_string()),
-    }
 }

@@ -4,10 +4,17 @@
 //! ask (joining and bootstrapping use it to find each other); and [`LeaderRequest`]s, which
 //! only the leader can serve and which any member forwards to it, so a client or a joining
 //! node can talk to whichever node it knows.
+//!
+//! # A contract of its own
+//! These messages travel as postcard, which is positional: a field is never skipped, an
+//! enum variant is its index. So the types here are owned by this crate and shaped for the
+//! wire (no `serde(skip_*)`, no `untagged`, no `flatten`), not borrowed from the HTTP API,
+//! whose JSON shapes may omit absent fields; `conclave-api` converts at its edge. Any change
+//! to a message here bumps [`crate::transport::PROTOCOL_VERSION`]; `tests` round-trips every
+//! variant with every optional field empty and full.
 
 use conclave_state::{Command, Outcome};
 use conclave_storage::{NodeId, NodeInfo, TypeConfig};
-use conclave_types::{ClusterMember, ClusterStatus, TransferResponse};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -54,7 +61,7 @@ pub enum RpcResponse {
 }
 
 /// What a node knows about itself and its cluster.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeReport {
     pub node_id: NodeId,
     pub cluster_id: Option<String>,
@@ -70,7 +77,7 @@ pub struct NodeReport {
     pub members: Vec<(NodeId, NodeInfo, bool)>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum LeaderRequest {
     Propose(Command),
     /// Confirm leadership and return the index a linearizable read must wait for.
@@ -108,13 +115,90 @@ pub enum LeaderRequest {
     Status,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum LeaderReply {
     Outcome(Outcome),
     ReadIndex(u64),
-    Members(Vec<ClusterMember>),
-    Status(Box<ClusterStatus>),
-    Transferred(TransferResponse),
+    Members(Vec<MemberReport>),
+    Status(Box<ClusterReport>),
+    Transferred(Transferred),
+}
+
+/// Whether a member votes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberRole {
+    Voter,
+    Learner,
+}
+
+impl MemberRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberRole::Voter => "voter",
+            MemberRole::Learner => "learner",
+        }
+    }
+}
+
+/// One Raft member: who it is, where it lives, and (from the leader) how far behind it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberReport {
+    pub node_id: NodeId,
+    pub role: MemberRole,
+    /// Its addresses and whether it is learner-only, as the membership records them.
+    pub info: NodeInfo,
+    pub is_leader: bool,
+    /// The leader's view of its replication; `None` when no leader answered and this node
+    /// reported what it alone knows.
+    pub replication: Option<Replication>,
+    /// Reachable and caught up (the leader is healthy by definition while it leads); false
+    /// when nothing is known (`replication` is `None`).
+    pub healthy: bool,
+}
+
+impl MemberReport {
+    /// Entries behind the leader's log, when the leader knows.
+    pub fn lag_entries(&self) -> Option<u64> {
+        self.replication.as_ref().and_then(|r| r.lag_entries)
+    }
+}
+
+/// How far a member is behind, as the leader tracks it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replication {
+    /// Highest log index known to be replicated to it (`None`: nothing acknowledged yet).
+    pub match_index: Option<u64>,
+    /// Entries it is behind the leader's last log index.
+    pub lag_entries: Option<u64>,
+    /// How long it has been behind (0 when caught up).
+    pub lag_seconds: f64,
+    /// Milliseconds since the leader last heard from it (`None`: never).
+    pub last_contact_ms: Option<u64>,
+}
+
+/// The cluster as the leader sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterReport {
+    pub cluster_id: String,
+    pub leader_id: Option<NodeId>,
+    pub term: u64,
+    pub commit_index: u64,
+    pub last_log_index: u64,
+    /// Voters the cluster promotes learners towards (`--voters`).
+    pub voters_wanted: u64,
+    /// Whether the voters that are healthy form a quorum.
+    pub quorum_healthy: bool,
+    /// Which node answered (the leader, normally).
+    pub reported_by: NodeId,
+    pub members: Vec<MemberReport>,
+}
+
+/// Leadership moved (or already was where it was asked to go).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transferred {
+    pub previous_leader: NodeId,
+    pub leader_id: NodeId,
+    pub term: u64,
 }
 
 impl LeaderRequest {

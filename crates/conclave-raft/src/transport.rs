@@ -37,8 +37,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 /// RPC protocol version; a peer speaking another one is refused. 3: log entries may carry
-/// clock stamps, configuration and election commands.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// clock stamps, configuration and election commands. 4: member and status replies of the
+/// RPC layer's own shape (no skipped fields), typed refusals (`RejectReason`).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Idle connections kept per peer address by a [`Pool`].
 const MAX_IDLE_PER_PEER: usize = 64;
@@ -548,5 +549,45 @@ impl Pool {
                 ),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Serialize + serde::de::DeserializeOwned + std::fmt::Debug>(v: &T) {
+        let bytes = postcard::to_stdvec(v).expect("encode");
+        let back: T = postcard::from_bytes(&bytes).expect("decode");
+        assert_eq!(format!("{back:?}"), format!("{v:?}"));
+    }
+
+    #[test]
+    fn handshake_messages_round_trip_with_every_option() {
+        let timings = Timings {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+        };
+        for cluster_id in [None, Some("c".to_string())] {
+            round_trip(&Hello {
+                protocol: PROTOCOL_VERSION,
+                cluster_id: cluster_id.clone(),
+                from: 7,
+                timings,
+                nonce: [9; 32],
+            });
+            round_trip(&Verdict::Welcome {
+                node_id: 1,
+                cluster_id,
+            });
+        }
+        round_trip(&Challenge {
+            nonce: [1; 32],
+            proof: vec![2; 32],
+        });
+        round_trip(&Proof { proof: vec![] });
+        round_trip(&Verdict::Refused("no".into()));
+        round_trip(&Verdict::ItsYou);
     }
 }

@@ -30,7 +30,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use feed::{Compacted, FeedLimits};
-pub use log::{LogStats, LogStore};
+pub use log::{LOG_FORMAT_VERSION, LogStats, LogStore};
 pub use state_machine::{StateHandle, StateMachineStore};
 
 /// A node's identity as Raft knows it. Node ids are minted once and never reused.

@@ -5,7 +5,13 @@
 //! file beats a general B-tree: one `pwrite` and one `fdatasync` per append batch.
 //!
 //! # On disk (`<data>/log/`)
-//! - `<first index, 20 digits>.seg`: records `len u32 ‖ crc32 u32 ‖ postcard(Entry)`.
+//! - `<first index, 20 digits>.seg`: a header `"CNCLSEG\0" ‖ format u32 LE ‖ 0u32`, then
+//!   records `len u32 ‖ crc32 u32 ‖ postcard(Entry)`. The format version
+//!   ([`LOG_FORMAT_VERSION`]) names the encoding of the entries (postcard is positional, so
+//!   reordering a `Command` variant is a new format; `conclave-storage`'s golden-bytes test
+//!   fails first). A segment of another version is refused with its path, never misread.
+//!   Segments written before the header existed (format 1, the same entry encoding) start
+//!   with a record and are read as they are.
 //! - `vote`: the last vote, replaced atomically (fsync'd) on every change.
 //! - `purged`: the last purged log id, replaced atomically before segments are deleted.
 //! - `committed`: the committed log id, overwritten in place without fsync (losing it only
@@ -38,6 +44,50 @@ use openraft::{AnyError, ErrorSubject, ErrorVerb, RaftLogReader, StorageIOError}
 use crate::fsutil::{self, FRAME_HEADER};
 use crate::{Entry, LogId, OpenError, StorageError, TypeConfig, Vote};
 
+/// The encoding of the entries in new segments. 1 = the headerless segments of earlier
+/// releases; 2 = the same records behind a header.
+pub const LOG_FORMAT_VERSION: u32 = 2;
+/// The first bytes of a segment with a header. As a record length (`u32 LE`) it would be
+/// over 1 GiB, far above any record, so a headerless segment never starts with it.
+const SEGMENT_MAGIC: &[u8; 8] = b"CNCLSEG\0";
+const SEGMENT_HEADER: usize = 16;
+
+fn segment_header() -> [u8; SEGMENT_HEADER] {
+    let mut h = [0u8; SEGMENT_HEADER];
+    h[..8].copy_from_slice(SEGMENT_MAGIC);
+    h[8..12].copy_from_slice(&LOG_FORMAT_VERSION.to_le_bytes());
+    h
+}
+
+/// How a segment file begins.
+#[derive(Debug, PartialEq, Eq)]
+enum SegmentStart {
+    /// A whole header of this format: records follow it.
+    Header,
+    /// No header: a format-1 segment (or an empty file), records from byte 0.
+    Headerless,
+    /// Part of a header: a crash while the segment was being created.
+    TornHeader,
+}
+
+fn segment_start(bytes: &[u8]) -> Result<SegmentStart, String> {
+    let n = bytes.len().min(SEGMENT_MAGIC.len());
+    if bytes.is_empty() || bytes[..n] != SEGMENT_MAGIC[..n] {
+        return Ok(SegmentStart::Headerless);
+    }
+    if bytes.len() < SEGMENT_HEADER {
+        return Ok(SegmentStart::TornHeader);
+    }
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&bytes[8..12]);
+    match u32::from_le_bytes(v) {
+        LOG_FORMAT_VERSION => Ok(SegmentStart::Header),
+        other => Err(format!(
+            "log format {other}, but this conclave reads formats 1 and {LOG_FORMAT_VERSION} (a data directory of a newer release?)"
+        )),
+    }
+}
+
 /// Where one entry lives on disk.
 #[derive(Debug, Clone, Copy)]
 struct Loc {
@@ -52,6 +102,8 @@ struct Segment {
     path: PathBuf,
     file: Arc<File>,
     len: u64,
+    /// Where the records start (after the header; 0 in a format-1 segment).
+    data_start: u64,
 }
 
 /// Counters that make the group commit observable.
@@ -184,12 +236,15 @@ impl Log {
             .read(true)
             .write(true)
             .open(&path)?;
+        file.write_all_at(&segment_header(), 0)?;
+        file.sync_all()?;
         fsutil::sync_dir(&self.dir)?;
         self.segments.push(Segment {
             first_index,
             path,
             file: Arc::new(file),
-            len: 0,
+            len: SEGMENT_HEADER as u64,
+            data_start: SEGMENT_HEADER as u64,
         });
         Ok(())
     }
@@ -259,8 +314,31 @@ impl LogStore {
                 .write(true)
                 .open(&path)
                 .map_err(|e| OpenError::io(&path, e))?;
-            let bytes = fs::read(&path).map_err(|e| OpenError::io(&path, e))?;
-            let mut offset = 0usize;
+            let mut bytes = fs::read(&path).map_err(|e| OpenError::io(&path, e))?;
+            let corrupt = |offset: u64, reason: String| OpenError::CorruptSegment {
+                path: path.display().to_string(),
+                offset,
+                reason,
+            };
+            let start = match segment_start(&bytes).map_err(|r| corrupt(8, r))? {
+                SegmentStart::Header => SEGMENT_HEADER,
+                SegmentStart::Headerless => 0,
+                SegmentStart::TornHeader if is_last => {
+                    // Torn while the last segment was created: it held no record yet.
+                    tracing::warn!(segment = %path.display(), "rewriting a torn segment header");
+                    bytes = segment_header().to_vec();
+                    file.set_len(0)
+                        .and_then(|_| file.write_all_at(&bytes, 0))
+                        .and_then(|_| file.sync_all())
+                        .map_err(|e| OpenError::io(&path, e))?;
+                    SEGMENT_HEADER
+                }
+                SegmentStart::TornHeader => {
+                    return Err(corrupt(0, "a segment header is cut short".into()));
+                }
+            };
+            let data_start = start as u64;
+            let mut offset = start;
             loop {
                 let parsed = fsutil::parse_frame(&bytes[offset..]).and_then(|f| {
                     f.map(|(payload, n)| {
@@ -302,13 +380,7 @@ impl LogStore {
                             .map_err(|e| OpenError::io(&path, e))?;
                         break;
                     }
-                    Err(reason) => {
-                        return Err(OpenError::CorruptSegment {
-                            path: path.display().to_string(),
-                            offset: offset as u64,
-                            reason,
-                        });
-                    }
+                    Err(reason) => return Err(corrupt(offset as u64, reason)),
                 }
             }
             log.segments.push(Segment {
@@ -316,6 +388,7 @@ impl LogStore {
                 path,
                 file: Arc::new(file),
                 len: offset as u64,
+                data_start,
             });
         }
 
@@ -477,10 +550,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     .map_err(|e| io_err(ErrorVerb::Delete, e))?;
             }
             let payload = postcard::to_stdvec(&entry).map_err(|e| io_err(ErrorVerb::Write, e))?;
-            let active_len = log.segments.last().map(|s| s.len + buf.len() as u64);
-            let need_new = match active_len {
+            let active = log
+                .segments
+                .last()
+                .map(|s| (s.len + buf.len() as u64, s.data_start));
+            let need_new = match active {
                 None => true,
-                Some(len) => len > 0 && len + payload.len() as u64 > log.segment_max_bytes,
+                Some((len, start)) => {
+                    len > start && len + payload.len() as u64 > log.segment_max_bytes
+                }
             };
             if need_new {
                 write_pending(&mut log, &mut buf, &mut pending, &mut touched)?;

@@ -17,33 +17,106 @@ pub const HEADER_VERSION: &str = "x-conclave-version";
 /// HTTP header on a listing: the last key returned, when more keys match (pass as `after=`).
 pub const HEADER_NEXT_AFTER: &str = "x-conclave-next-after";
 
-/// Stable error codes carried in [`ErrorBody`].
 pub mod sse;
 
-pub mod codes {
-    pub const BAD_REQUEST: &str = "bad_request";
-    pub const KEY_NOT_FOUND: &str = "key_not_found";
-    pub const NOT_FOUND: &str = "not_found";
-    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
-    pub const CAS_CONFLICT: &str = "cas_conflict";
-    pub const TOO_LARGE: &str = "too_large";
-    pub const NO_LEADER: &str = "no_leader";
-    pub const NOT_READY: &str = "not_ready";
-    pub const UNAVAILABLE: &str = "unavailable";
-    pub const INDETERMINATE: &str = "indeterminate";
-    pub const MEMBER_NOT_FOUND: &str = "member_not_found";
-    pub const UNSAFE: &str = "unsafe_membership_change";
-    pub const CONFLICT: &str = "conflict";
-    pub const REMOVED: &str = "removed";
-    pub const NOT_JOINED: &str = "not_joined";
-    pub const INVALID_DOCUMENT: &str = "invalid_document";
-    pub const UNKNOWN_KIND: &str = "unknown_kind";
-    pub const DOCUMENT_NOT_FOUND: &str = "document_not_found";
-    pub const REVISION_GONE: &str = "revision_gone";
-    pub const FUTURE_REVISION: &str = "future_revision";
-    pub const ELECTION_NOT_FOUND: &str = "election_not_found";
-    pub const NOT_HOLDER: &str = "not_holder";
-    pub const COMPACTED: &str = "compacted";
+/// The stable error codes carried in [`ErrorBody`]: one closed set, spelled once. The JSON
+/// strings are the API contract (snake_case); a code this build does not know (from a newer
+/// agent) reads as [`ErrorCode::Unknown`] instead of failing the whole answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    KeyNotFound,
+    NotFound,
+    MethodNotAllowed,
+    CasConflict,
+    TooLarge,
+    NoLeader,
+    NotReady,
+    Unavailable,
+    Indeterminate,
+    MemberNotFound,
+    UnsafeMembershipChange,
+    Conflict,
+    Removed,
+    NotJoined,
+    InvalidDocument,
+    UnknownKind,
+    DocumentNotFound,
+    RevisionGone,
+    FutureRevision,
+    ElectionNotFound,
+    NotHolder,
+    Compacted,
+    /// A code this build does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// Every code, for tests and documentation.
+    pub const ALL: [ErrorCode; 24] = [
+        ErrorCode::BadRequest,
+        ErrorCode::KeyNotFound,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::CasConflict,
+        ErrorCode::TooLarge,
+        ErrorCode::NoLeader,
+        ErrorCode::NotReady,
+        ErrorCode::Unavailable,
+        ErrorCode::Indeterminate,
+        ErrorCode::MemberNotFound,
+        ErrorCode::UnsafeMembershipChange,
+        ErrorCode::Conflict,
+        ErrorCode::Removed,
+        ErrorCode::NotJoined,
+        ErrorCode::InvalidDocument,
+        ErrorCode::UnknownKind,
+        ErrorCode::DocumentNotFound,
+        ErrorCode::RevisionGone,
+        ErrorCode::FutureRevision,
+        ErrorCode::ElectionNotFound,
+        ErrorCode::NotHolder,
+        ErrorCode::Compacted,
+        ErrorCode::Unknown,
+    ];
+
+    /// The code as it appears in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::KeyNotFound => "key_not_found",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::CasConflict => "cas_conflict",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::NoLeader => "no_leader",
+            ErrorCode::NotReady => "not_ready",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Indeterminate => "indeterminate",
+            ErrorCode::MemberNotFound => "member_not_found",
+            ErrorCode::UnsafeMembershipChange => "unsafe_membership_change",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Removed => "removed",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::InvalidDocument => "invalid_document",
+            ErrorCode::UnknownKind => "unknown_kind",
+            ErrorCode::DocumentNotFound => "document_not_found",
+            ErrorCode::RevisionGone => "revision_gone",
+            ErrorCode::FutureRevision => "future_revision",
+            ErrorCode::ElectionNotFound => "election_not_found",
+            ErrorCode::NotHolder => "not_holder",
+            ErrorCode::Compacted => "compacted",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Every error response: `{"error": {"code", "message", "hint"}}`.
@@ -54,7 +127,7 @@ pub struct ErrorBody {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorDetail {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
     pub hint: String,
     /// On a CAS conflict: the key's current mod revision (0 when absent).
@@ -458,4 +531,36 @@ pub struct GossipStats {
     pub hook_failures: u64,
     /// Why this agent has not met another member yet, if it has not.
     pub join_problem: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_keep_their_json_spelling() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()), "{code:?}");
+            let back: ErrorCode = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, code);
+        }
+        // The contract: these strings are what clients match on.
+        assert_eq!(
+            ErrorCode::UnsafeMembershipChange.as_str(),
+            "unsafe_membership_change"
+        );
+        assert_eq!(ErrorCode::CasConflict.as_str(), "cas_conflict");
+        assert_eq!(ErrorCode::NoLeader.as_str(), "no_leader");
+    }
+
+    #[test]
+    fn an_unknown_code_reads_as_unknown_and_keeps_the_message() {
+        let body: ErrorBody = serde_json::from_str(
+            r#"{"error":{"code":"from_the_future","message":"m","hint":"h"}}"#,
+        )
+        .unwrap();
+        assert_eq!(body.error.code, ErrorCode::Unknown);
+        assert_eq!(body.error.message, "m");
+    }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use conclave_types::ErrorCode;
 use tracing_subscriber::EnvFilter;
 
 use crate::client::{Client, ClientError};
@@ -875,7 +876,12 @@ fn print_members(members: &[conclave_types::ClusterMember]) {
             opt(m.lag_entries),
             m.last_contact_ms
                 .map_or("-".to_string(), |c| format!("{c}ms")),
-            if m.healthy { "ok" } else { "UNHEALTHY" }
+            match (m.healthy, m.lag_seconds) {
+                (true, _) => "ok",
+                // No leader's view: this node cannot tell.
+                (false, None) => "unknown",
+                (false, Some(_)) => "UNHEALTHY",
+            }
         );
     }
 }
@@ -1001,7 +1007,20 @@ async fn members(args: MembersArgs) -> Result<(), ClientError> {
     let (client, result) = match cmd {
         MembersCommand::RemoveDead { client } => return remove_dead(client).await,
         MembersCommand::List { client } => {
-            let r = Client::new(&client.addr)?.members().await;
+            let c = Client::new(&client.addr)?;
+            let r = match c.members().await {
+                Err(ClientError::Api {
+                    code: ErrorCode::NoLeader | ErrorCode::Unavailable,
+                    message,
+                    ..
+                }) => {
+                    eprintln!(
+                        "no leader answered ({message}); these are the members as this node knows them, without health"
+                    );
+                    c.members_stale().await
+                }
+                r => r,
+            };
             (client, r)
         }
         MembersCommand::Add {

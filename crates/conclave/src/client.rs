@@ -1,8 +1,8 @@
 //! The CLI's HTTP client for the agent's API.
 
 use conclave_types::{
-    AddMemberRequest, ClusterMember, ClusterStatus, DeleteResponse, ErrorBody, HEADER_INDEX,
-    HEADER_REVISION, KvItem, PutResponse, Status, TransferRequest, TransferResponse,
+    AddMemberRequest, ClusterMember, ClusterStatus, DeleteResponse, ErrorBody, ErrorCode,
+    HEADER_INDEX, HEADER_REVISION, KvItem, PutResponse, Status, TransferRequest, TransferResponse,
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -21,7 +21,7 @@ pub enum ClientError {
     #[error("{message}{}", hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
     Api {
         status: u16,
-        code: String,
+        code: ErrorCode,
         message: String,
         hint: Option<String>,
     },
@@ -87,7 +87,7 @@ impl Client {
             },
             Err(_) => ClientError::Api {
                 status,
-                code: "http".into(),
+                code: ErrorCode::Unknown,
                 message: format!("HTTP {status}: {text}"),
                 hint: None,
             },
@@ -186,6 +186,18 @@ impl Client {
     pub async fn members(&self) -> Result<Vec<ClusterMember>, ClientError> {
         let resp = self
             .send(self.http.get(format!("{}/v1/cluster/members", self.base)))
+            .await?;
+        self.json(resp).await
+    }
+
+    /// The members as the agent alone knows them (roles and addresses, no health).
+    pub async fn members_stale(&self) -> Result<Vec<ClusterMember>, ClientError> {
+        let resp = self
+            .send(
+                self.http
+                    .get(format!("{}/v1/cluster/members", self.base))
+                    .query(&[("consistency", "stale")]),
+            )
             .await?;
         self.json(resp).await
     }

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use conclave_types::{CampaignRequest, ElectionStatus, LeaseRequest, WatchEvent};
+use conclave_types::{CampaignRequest, ElectionStatus, ErrorCode, LeaseRequest, WatchEvent};
 use reqwest::Method;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
@@ -291,7 +291,7 @@ async fn hold(
                 next = sent_at + every;
             }
             Ok(Err(ClientError::Api {
-                status: 409,
+                code: ErrorCode::NotHolder,
                 message,
                 ..
             })) => {

@@ -12,4 +12,5 @@ mod durability;
 mod elections;
 mod gossip;
 mod roles;
+mod seams;
 mod watch;

@@ -1,0 +1,220 @@
+//! The on-disk format is a contract with every existing data directory: these tests fail when
+//! an encoding changes, before a release could misread an old log.
+
+use conclave_state::{Batch, Command};
+use conclave_storage::{LOG_FORMAT_VERSION, StorageOptions, TypeConfig};
+use openraft::storage::RaftLogStorageExt;
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader};
+use tempfile::TempDir;
+
+/// One of every command, each optional field once empty and once full.
+fn every_command() -> Vec<Command> {
+    vec![
+        Command::Put {
+            key: "k".into(),
+            value: vec![1, 2],
+            expected: None,
+        },
+        Command::Put {
+            key: "k".into(),
+            value: vec![],
+            expected: Some(7),
+        },
+        Command::Delete {
+            key: "k".into(),
+            expected: None,
+        },
+        Command::Delete {
+            key: "k".into(),
+            expected: Some(0),
+        },
+        Command::Clock {
+            term: 3,
+            now_ms: 1000,
+            wall_ms: 2000,
+        },
+        Command::ConfigPut {
+            kind: "remote-peers".into(),
+            name: "p".into(),
+            content: b"{}".to_vec(),
+            hash: "ab".into(),
+            author: Some("op".into()),
+            expected: Some(4),
+        },
+        Command::ConfigPut {
+            kind: "schema".into(),
+            name: "s".into(),
+            content: vec![],
+            hash: String::new(),
+            author: None,
+            expected: None,
+        },
+        Command::ConfigDelete {
+            kind: "remote-peers".into(),
+            name: "p".into(),
+            expected: Some(5),
+            author: Some("op".into()),
+        },
+        Command::ConfigDelete {
+            kind: "remote-peers".into(),
+            name: "p".into(),
+            expected: None,
+            author: None,
+        },
+        Command::Campaign {
+            election: "e".into(),
+            candidate: "c".into(),
+            ttl_ms: 5000,
+        },
+        Command::Keepalive {
+            election: "e".into(),
+            candidate: "c".into(),
+            epoch: 2,
+        },
+        Command::Resign {
+            election: "e".into(),
+            candidate: "c".into(),
+            epoch: 2,
+        },
+        Command::ExpireLeases,
+        Command::Handover {
+            election: "e".into(),
+            target: "t".into(),
+            from_epoch: 2,
+            window_ms: 15000,
+        },
+    ]
+}
+
+/// The postcard bytes of [`every_command`] as a log entry's batch. If this changes, old
+/// logs would be misread: bump `LOG_FORMAT_VERSION` (and the RPC protocol) and keep a
+/// decoder for the old layout instead of editing this constant.
+const GOLDEN_BATCH_HEX: &str = "0e00016b0201020000016b00010701016b0001016b01000203e807d00f030c72656d6f74652d70656572730170027b7d02616201026f7001040306736368656d61017300000000040c72656d6f74652d70656572730170010501026f70040c72656d6f74652d70656572730170000005016501638827060165016302070165016302080901650174029875";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn log_commands_keep_their_encoding() {
+    let batch = Batch {
+        commands: every_command(),
+    };
+    let bytes = postcard::to_stdvec(&batch).unwrap();
+    assert_eq!(
+        hex(&bytes),
+        GOLDEN_BATCH_HEX,
+        "the log encoding of Command changed"
+    );
+    let back: Batch = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(back.commands, batch.commands);
+    assert_eq!(LOG_FORMAT_VERSION, 2);
+}
+
+fn entry(index: u64) -> Entry<TypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Batch {
+            commands: vec![Command::Put {
+                key: format!("k{index}"),
+                value: vec![7; 50],
+                expected: None,
+            }],
+        }),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn opts() -> StorageOptions {
+    StorageOptions {
+        segment_max_bytes: 400,
+        ..StorageOptions::default()
+    }
+}
+
+/// A log of `n` entries in several segments; returns the segment paths, oldest first.
+fn write_log(dir: &TempDir, n: u64) -> Vec<std::path::PathBuf> {
+    rt().block_on(async {
+        let (mut log, _) = conclave_storage::open(dir.path(), &opts()).unwrap();
+        log.blocking_append((1..=n).map(entry)).await.unwrap();
+    });
+    let mut segs: Vec<_> = std::fs::read_dir(dir.path().join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    assert!(segs.len() > 1, "{segs:?}");
+    segs
+}
+
+fn read_all(dir: &TempDir) -> Vec<u64> {
+    rt().block_on(async {
+        let (mut log, _) = conclave_storage::open(dir.path(), &opts()).unwrap();
+        let got = log.try_get_log_entries(0..1000).await.unwrap();
+        got.iter().map(|e| e.log_id.index).collect()
+    })
+}
+
+#[test]
+fn segments_carry_the_format_version() {
+    let dir = TempDir::new().unwrap();
+    for seg in write_log(&dir, 20) {
+        let bytes = std::fs::read(&seg).unwrap();
+        assert_eq!(&bytes[..8], b"CNCLSEG\0", "{}", seg.display());
+        assert_eq!(bytes[8..12], LOG_FORMAT_VERSION.to_le_bytes());
+    }
+    assert_eq!(read_all(&dir), (1..=20).collect::<Vec<_>>());
+}
+
+#[test]
+fn headerless_segments_of_earlier_releases_still_read_and_grow() {
+    let dir = TempDir::new().unwrap();
+    for seg in write_log(&dir, 20) {
+        let bytes = std::fs::read(&seg).unwrap();
+        std::fs::write(&seg, &bytes[16..]).unwrap();
+    }
+    assert_eq!(read_all(&dir), (1..=20).collect::<Vec<_>>());
+    rt().block_on(async {
+        let (mut log, _) = conclave_storage::open(dir.path(), &opts()).unwrap();
+        log.blocking_append((21..=25).map(entry)).await.unwrap();
+    });
+    assert_eq!(read_all(&dir), (1..=25).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_segment_of_an_unknown_format_is_refused_not_misread() {
+    let dir = TempDir::new().unwrap();
+    let segs = write_log(&dir, 20);
+    let mut bytes = std::fs::read(&segs[0]).unwrap();
+    bytes[8..12].copy_from_slice(&9u32.to_le_bytes());
+    std::fs::write(&segs[0], bytes).unwrap();
+    let err = conclave_storage::open(dir.path(), &opts())
+        .err()
+        .expect("must refuse");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("log format 9") && msg.contains(".seg"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_header_torn_while_creating_the_last_segment_is_rewritten() {
+    let dir = TempDir::new().unwrap();
+    write_log(&dir, 20);
+    let torn = dir.path().join("log").join(format!("{:020}.seg", 21));
+    std::fs::write(&torn, b"CNCLS").unwrap();
+    assert_eq!(read_all(&dir), (1..=20).collect::<Vec<_>>());
+    rt().block_on(async {
+        let (mut log, _) = conclave_storage::open(dir.path(), &opts()).unwrap();
+        log.blocking_append((21..=22).map(entry)).await.unwrap();
+    });
+    assert_eq!(read_all(&dir), (1..=22).collect::<Vec<_>>());
+}

@@ -1,0 +1,66 @@
+//! Forwarded cluster calls while a member is down or not yet caught up: the node-RPC replies
+//! carry members whose replication is unknown, and a follower must still decode them.
+
+use std::time::{Duration, Instant};
+
+use crate::cluster::{cluster_env, leader_of, start_static};
+use crate::support::{cli, free_addr, http};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_reports_status_and_changes_members_while_a_member_is_unreachable() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_static(root.path(), 3, &[], &cluster_env(&[])).await;
+    let leader = leader_of(&nodes, &[0, 1, 2]).await;
+    let follower = &nodes[(leader + 1) % 3].agent;
+    // A member nothing listens for: the leader never hears from it.
+    let dead_addr = free_addr().to_string();
+    let r = http()
+        .post(nodes[leader].agent.url("/v1/cluster/members"))
+        .body(format!(r#"{{"node_id": 99, "rpc_addr": "{dead_addr}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let started = Instant::now();
+    let r = http()
+        .get(follower.url("/v1/cluster/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let status: serde_json::Value = r.json().await.unwrap();
+    let members = status["members"].as_array().unwrap();
+    assert_eq!(members.len(), 4, "{status}");
+    let down = members.iter().find(|m| m["node_id"] == 99).unwrap();
+    assert_eq!(down["healthy"], false, "{down}");
+    assert_eq!(down["role"], "learner");
+    assert!(down.get("last_contact_ms").is_none(), "{down}");
+    let healthy = members.iter().filter(|m| m["healthy"] == true).count();
+    assert_eq!(healthy, 3, "the three running voters are healthy: {status}");
+
+    // The CLI through the follower: the list shows real health, an add succeeds (exit 0).
+    let addr = follower.addr_flag();
+    let (code, out, err) = cli(&["members", "list", "--addr", &addr], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.matches("UNHEALTHY").count(), 1, "{out}");
+    let other = free_addr().to_string();
+    let (code, out, err) = cli(&["members", "add", "98", &other, "--addr", &addr], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("98"), "{out}");
+
+    // Removing the learners through the follower works too.
+    for id in ["98", "99"] {
+        let (code, out, err) = cli(&["members", "remove", id, "--addr", &addr], None);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (code, out, _) = cli(&["members", "list", "--addr", &addr, "-o", "json"], None);
+    assert_eq!(code, 0);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+}
