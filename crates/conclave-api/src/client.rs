@@ -35,7 +35,9 @@ pub fn router(ctx: ClientContext, members_ctx: MembersContext) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/health", get(health))
         .route("/v1/ready", get(health))
+        .route("/api/v1/health", get(health))
         .fallback(forward)
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
         .with_state(Arc::new(ctx))
         .merge(members::router(members_ctx))
 }

@@ -77,6 +77,8 @@ pub fn router(ctx: Ctx, members_ctx: members::MembersContext) -> Router {
         .route("/v1/status", get(status::status))
         .route("/v1/health", get(status::health))
         .route("/v1/ready", get(status::ready))
+        // The IPAM seed's health URL, for its load balancers and probes.
+        .route("/api/v1/health", get(status::health))
         .route("/v1/snapshot", get(cluster::snapshot))
         .route("/v1/cluster/status", get(cluster::status))
         // The IPAM seed's path, for tools written against it.

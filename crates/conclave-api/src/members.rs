@@ -35,6 +35,9 @@ pub fn router(ctx: MembersContext) -> Router {
         .route("/v1/agent/roles", get(agent_roles))
         .route("/metrics", get(prometheus))
         .route("/v1/agent/secrets/check", post(check_secrets))
+        // Set here, not only on the router this is merged into: axum applies it to the
+        // routes registered so far, so merged routes would answer an empty-body 405.
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
         .with_state(Arc::new(ctx))
 }
 
@@ -119,9 +122,10 @@ fn filter_from(raw: Option<&str>) -> Result<MemberFilter, ApiError> {
         match name.as_str() {
             "role" => f.roles.extend(value.split(',').map(str::to_string)),
             "healthy" => {
-                f.healthy_only = match value.as_str() {
-                    "true" | "1" => true,
-                    "false" | "0" | "" => false,
+                f.healthy = match value.as_str() {
+                    "true" | "1" => Some(true),
+                    "false" | "0" => Some(false),
+                    "" => None,
                     other => {
                         return Err(ApiError::bad_request(
                             format!("healthy={other:?} is not a boolean"),

@@ -42,22 +42,8 @@ pub enum ResolveError {
     Empty(String),
 }
 
-/// A resolved secret. Its `Debug` and `Display` never show the value.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The value, for the one place that sends it (an OAuth2 token request).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+/// A resolved secret (one type for every secret in conclave; it never prints).
+pub use conclave_types::Secret;
 
 fn valid_env_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -104,7 +90,7 @@ impl SecretRef {
         if value.is_empty() {
             return Err(ResolveError::Empty(self.to_string()));
         }
-        Ok(Secret(value))
+        Ok(Secret::new(value))
     }
 }
 

@@ -92,7 +92,7 @@ pub struct GossipOptions {
     pub tags: BTreeMap<String, String>,
     pub version: String,
     pub cluster_id: Option<String>,
-    pub token: Option<String>,
+    pub token: Option<conclave_types::Secret>,
     pub tuning: GossipTuning,
     /// DNS server for `srv:` seeds (default: /etc/resolv.conf).
     pub dns_server: Option<SocketAddr>,
@@ -209,8 +209,11 @@ impl Membership {
         );
         let stats = Arc::new(TransportStats::default());
         let stop = CancellationToken::new();
-        let transport =
-            transport::AuthUdpTransport::new(opts.token.as_deref(), stats.clone(), stop.clone());
+        let transport = transport::AuthUdpTransport::new(
+            opts.token.as_ref().map(conclave_types::Secret::expose),
+            stats.clone(),
+            stop.clone(),
+        );
         let handle = spawn_chitchat(config, kvs, &transport)
             .await
             .map_err(|source| GossipError::Start {

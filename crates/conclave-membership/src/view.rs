@@ -163,9 +163,9 @@ pub struct MemberFilter {
     /// Any of these roles (empty: all).
     #[serde(default)]
     pub roles: Vec<String>,
-    /// Only members that are healthy.
+    /// Only healthy members (`Some(true)`), only unhealthy ones (`Some(false)`), or both.
     #[serde(default)]
-    pub healthy_only: bool,
+    pub healthy: Option<bool>,
     /// Every one of these tags must match.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -180,7 +180,7 @@ pub struct MemberFilter {
 impl MemberFilter {
     pub fn matches(&self, m: &GossipMember) -> bool {
         (self.roles.is_empty() || self.roles.contains(&m.role))
-            && (!self.healthy_only || m.healthy)
+            && self.healthy.is_none_or(|h| m.healthy == h)
             && self.tags.iter().all(|(k, v)| m.tags.get(k) == Some(v))
             && (self.states.is_empty() || self.states.contains(&m.state))
             && self.exclude_id != Some(m.id)
@@ -280,10 +280,15 @@ mod tests {
         };
         assert!(f.matches(&v[0]));
         let f = MemberFilter {
-            healthy_only: true,
+            healthy: Some(true),
             ..Default::default()
         };
         assert!(!f.matches(&v[0]));
+        let f = MemberFilter {
+            healthy: Some(false),
+            ..Default::default()
+        };
+        assert!(f.matches(&v[0]), "healthy=false selects the unhealthy");
     }
 
     #[test]

@@ -38,7 +38,7 @@ async fn start(
             tags: BTreeMap::from([("zone".to_string(), format!("z{}", id % 2))]),
             version: "test".into(),
             cluster_id: Some("c1".into()),
-            token: Some(token.into()),
+            token: Some(conclave_types::Secret::new(token)),
             tuning: GossipTuning {
                 interval_ms: 50,
                 suspect_after_ms: 300,

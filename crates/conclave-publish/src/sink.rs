@@ -108,7 +108,7 @@ impl SinkConfig {
     fn filter(&self, self_id: u64) -> MemberFilter {
         MemberFilter {
             roles: self.roles.clone(),
-            healthy_only: self.healthy_only,
+            healthy: self.healthy_only.then_some(true),
             tags: self.tags.clone(),
             // Dead and left members are never peers.
             states: vec![MemberState::Alive, MemberState::Suspect],

@@ -37,6 +37,7 @@ use conclave_state::{Command, Outcome};
 use conclave_storage::{
     LogStats, LogStore, NodeId, NodeInfo, StateHandle, StateMachineStore, TypeConfig, identity,
 };
+use conclave_types::Secret;
 use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, Raft, RaftMetrics, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
@@ -123,7 +124,7 @@ pub struct NodeOptions {
     /// None for a node that will join a cluster and adopt its id.
     pub cluster_id: Option<String>,
     /// The join secret; required on every node RPC connection when set.
-    pub cluster_token: Option<String>,
+    pub cluster_token: Option<Secret>,
     pub tuning: RaftTuning,
     /// Where the identity file lives (a joining node records its cluster there).
     pub data_dir: PathBuf,
@@ -179,7 +180,7 @@ impl RaftNode {
         let creds = Arc::new(Credentials::new(
             options.node_id,
             options.cluster_id.clone(),
-            options.cluster_token.as_deref(),
+            options.cluster_token.as_ref().map(Secret::expose),
             options.tuning.timings(),
         ));
         let peers = Arc::new(Peers::default());

@@ -17,7 +17,10 @@ pub const HEADER_VERSION: &str = "x-conclave-version";
 /// HTTP header on a listing: the last key returned, when more keys match (pass as `after=`).
 pub const HEADER_NEXT_AFTER: &str = "x-conclave-next-after";
 
+pub mod secret;
 pub mod sse;
+
+pub use secret::Secret;
 
 /// The stable error codes carried in [`ErrorBody`]: one closed set, spelled once. The JSON
 /// strings are the API contract (snake_case); a code this build does not know (from a newer

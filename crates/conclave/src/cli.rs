@@ -264,8 +264,11 @@ struct MembersArgs {
     #[arg(long)]
     role: Option<String>,
     /// Only healthy members (alive, health checks passing).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "unhealthy")]
     healthy: bool,
+    /// Only members that are not healthy (a check fails, or not alive).
+    #[arg(long)]
+    unhealthy: bool,
     /// Only members with this tag, key=value (repeatable).
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     tags: Vec<String>,
@@ -429,6 +432,9 @@ enum KvCommand {
         /// At most this many keys.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
+        /// Start after this key (the one `ls` names when more keys match).
+        #[arg(long)]
+        after: Option<String>,
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -611,6 +617,9 @@ fn run_agent(args: AgentArgs) -> ExitCode {
         LogFormat::Json => subscriber.json().init(),
         LogFormat::Text => subscriber.init(),
     }
+    for warning in &config.ignored_env {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("conclave")
@@ -650,10 +659,26 @@ where
     };
     match runtime.block_on(f()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ ClientError::Usage(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `s` as one shell word (quoted when it holds anything but plain characters).
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
 
@@ -732,10 +757,19 @@ async fn kv(cmd: KvCommand) -> Result<(), ClientError> {
         KvCommand::Ls {
             prefix,
             limit,
+            after,
             client,
         } => {
             let c = Client::new(&client.addr)?;
-            let items = c.list(&prefix, limit).await?;
+            let (items, next) = c.list(&prefix, limit, after.as_deref()).await?;
+            if let Some(next) = &next {
+                // On stderr, so `-o json` output stays one parseable array.
+                eprintln!(
+                    "more keys match; continue with: conclave kv ls {} --after {}",
+                    shell_word(&prefix),
+                    shell_word(next)
+                );
+            }
             match client.output {
                 Output::Json => print_json(&serde_json::to_value(&items).unwrap_or_default()),
                 Output::Human => {
@@ -991,6 +1025,9 @@ async fn members(args: MembersArgs) -> Result<(), ClientError> {
         }
         if args.healthy {
             query.push(("healthy", "true".into()));
+        }
+        if args.unhealthy {
+            query.push(("healthy", "false".into()));
         }
         for t in args.tags {
             query.push(("tag", t));

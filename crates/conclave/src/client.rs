@@ -2,7 +2,8 @@
 
 use conclave_types::{
     AddMemberRequest, ClusterMember, ClusterStatus, DeleteResponse, ErrorBody, ErrorCode,
-    HEADER_INDEX, HEADER_REVISION, KvItem, PutResponse, Status, TransferRequest, TransferResponse,
+    HEADER_INDEX, HEADER_NEXT_AFTER, HEADER_REVISION, KvItem, PutResponse, Status, TransferRequest,
+    TransferResponse,
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -27,6 +28,9 @@ pub enum ClientError {
     },
     #[error("{0}")]
     Local(String),
+    /// The command line itself is wrong (exit code 2).
+    #[error("{0}")]
+    Usage(String),
 }
 
 pub struct Client {
@@ -51,7 +55,7 @@ impl Client {
     pub fn new(addr: &str) -> Result<Self, ClientError> {
         let base = addr.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Local(format!(
+            return Err(ClientError::Usage(format!(
                 "--addr must be a URL such as http://127.0.0.1:7400, got {addr:?}"
             )));
         }
@@ -122,7 +126,20 @@ impl Client {
         if stale {
             req = req.query(&[("consistency", "stale")]);
         }
-        let resp = self.send(req).await?;
+        let resp = self.send(req).await.map_err(|e| match e {
+            ClientError::Api {
+                status,
+                code: ErrorCode::KeyNotFound,
+                message,
+                ..
+            } => ClientError::Api {
+                status,
+                code: ErrorCode::KeyNotFound,
+                message,
+                hint: Some("list the keys with: conclave kv ls PREFIX".into()),
+            },
+            other => other,
+        })?;
         let header = |name: &str| {
             resp.headers()
                 .get(name)
@@ -152,14 +169,34 @@ impl Client {
         self.json(resp).await
     }
 
-    pub async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<KvItem>, ClientError> {
+    /// One page of keys under `prefix` after `after`, and the key to continue after when
+    /// more match.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<KvItem>, Option<String>), ClientError> {
         let limit = limit.to_string();
-        let req = self
+        let mut req = self
             .http
             .get(format!("{}/v1/kv", self.base))
             .query(&[("prefix", prefix), ("limit", &limit)]);
+        if let Some(after) = after {
+            req = req.query(&[("after", after)]);
+        }
         let resp = self.send(req).await?;
-        self.json(resp).await
+        let next = resp
+            .headers()
+            .get(HEADER_NEXT_AFTER)
+            .and_then(|v| v.to_str().ok())
+            // The header carries the key percent-encoded (keys are any UTF-8).
+            .map(|v| {
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            });
+        Ok((self.json(resp).await?, next))
     }
 
     /// `GET /v1/status`: a Raft member's status, or a client agent's (a different shape).

@@ -49,7 +49,7 @@ pub struct AgentConfig {
     /// Raft timings and compaction.
     pub raft: RaftTuning,
     /// Join secret: required on every node RPC connection when set. Never printed.
-    pub cluster_token: Option<String>,
+    pub cluster_token: Option<conclave_types::Secret>,
     /// Node RPC addresses of members to join (or, with `bootstrap_expect`, to form with).
     pub join: AddrList,
     /// Static formation: `ID=HOST:PORT,...` of every initial voter (RPC addresses).
@@ -64,6 +64,9 @@ pub struct AgentConfig {
     pub single_node: bool,
     /// Labels advertised through gossip (`[tags]` table, or `--tag key=value`).
     pub tags: Tags,
+    /// `CONCLAVE_*` variables that name no setting: ignored, logged at start.
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
     /// DNS server (host:port) for `srv:` join entries; default: /etc/resolv.conf.
     pub dns_server: Option<SocketAddr>,
     /// Gossip timings and failure detection.
@@ -231,6 +234,7 @@ impl Default for AgentConfig {
             role: NodeRole::Voter,
             single_node: false,
             tags: Tags::default(),
+            ignored_env: Vec::new(),
             dns_server: None,
             gossip: GossipTuning::default(),
             watch: WatchTuning::default(),
@@ -299,8 +303,11 @@ impl AgentConfig {
 
     pub fn redacted(&self) -> AgentConfig {
         let mut c = self.clone();
+        // A Secret serializes as <redacted>; clear it anyway so no copy holds the value.
         if c.cluster_token.is_some() {
-            c.cluster_token = Some("<redacted>".into());
+            c.cluster_token = Some(conclave_types::Secret::new(
+                conclave_types::secret::REDACTED,
+            ));
         }
         c
     }
@@ -447,19 +454,44 @@ pub fn load(file: Option<&Path>, flags: &AgentFlags) -> anyhow::Result<AgentConf
         }
         figment = figment.merge(Toml::file_exact(path));
     }
+    let known = setting_names();
+    let ignored_env = crate::env_vars::unknown(std::env::vars(), &known);
     figment = figment
-        // CONCLAVE_ADDR belongs to the CLI (which agent to talk to), not to the agent.
-        .merge(Env::prefixed("CONCLAVE_").ignore(&["addr"]).split("__"))
+        // Only variables that name a setting; the others are reported (`ignored_env`).
+        .merge(
+            Env::prefixed(crate::env_vars::PREFIX)
+                .filter(move |k| known.contains(&crate::env_vars::section(k.as_str())))
+                .split("__"),
+        )
         .merge(Serialized::globals(flags));
-    let config: AgentConfig = figment.extract().map_err(|e| {
+    let mut config: AgentConfig = figment.extract().map_err(|e| {
         let mut msg = String::from("invalid configuration");
         for err in e {
             msg.push_str(&format!("\n  - {err}"));
         }
         anyhow::anyhow!(msg)
     })?;
+    // Tags given as flags add to (and override by key) the file's and environment's tags.
+    for tag in &flags.tags {
+        let Some((k, v)) = tag.split_once('=') else {
+            bail!("--tag {tag:?} is not key=value (e.g. --tag zone=eu-1)");
+        };
+        config
+            .tags
+            .0
+            .insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    config.ignored_env = ignored_env;
     config.validate()?;
     Ok(config)
+}
+
+/// The top-level settings, as TOML keys (and `CONCLAVE_*` variables, lower-cased).
+fn setting_names() -> std::collections::BTreeSet<String> {
+    match serde_json::to_value(AgentConfig::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Default::default(),
+    }
 }
 
 /// Agent settings that may be given as flags; only those given override other layers.
@@ -549,9 +581,10 @@ pub struct AgentFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_seed: Option<PathBuf>,
-    /// A label advertised through gossip, key=value (repeatable).
+    /// A label advertised through gossip, key=value (repeatable); added to the config
+    /// file's `[tags]` (a flag wins for the same key).
     #[arg(long = "tag", value_name = "KEY=VALUE")]
-    #[serde(rename = "tags", skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip)]
     pub tags: Vec<String>,
 }
 
@@ -590,6 +623,26 @@ mod tests {
         assert_eq!(c.max_key_bytes, 20);
         assert_eq!(c.raft.heartbeat_ms, 50);
         assert_eq!(c.http_addr.port(), 7400);
+    }
+
+    #[test]
+    fn tag_flags_add_to_the_files_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[tags]\nzone = \"a\"\nrack = \"1\"\n").unwrap();
+        let flags = AgentFlags {
+            tags: vec!["rack=2".into(), "tier=db".into()],
+            ..Default::default()
+        };
+        let c = load(Some(&path), &flags).unwrap();
+        let tags: Vec<_> = c.tags.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(tags, ["rack=2", "tier=db", "zone=a"]);
+        let flags = AgentFlags {
+            tags: vec!["nonsense".into()],
+            ..Default::default()
+        };
+        let err = load(Some(&path), &flags).unwrap_err().to_string();
+        assert!(err.contains("--tag \"nonsense\""), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod config_cli;
 mod elect;
+mod env_vars;
 mod roles_cli;
 mod seed;
 

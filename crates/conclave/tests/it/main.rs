@@ -10,6 +10,7 @@ mod cluster;
 mod config;
 mod durability;
 mod elections;
+mod fixes;
 mod gossip;
 mod roles;
 mod seams;

@@ -1,0 +1,149 @@
+//! Architecture rules that a review could miss, checked on every test run: which crate may
+//! depend on what, and what the pure state machine may touch (see ARCHITECTURE.md).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// The names of a crate's normal (not dev) dependencies.
+fn dependencies(krate: &str) -> BTreeSet<String> {
+    let path = workspace().join("crates").join(krate).join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).expect("Cargo.toml");
+    let manifest: toml::Table = toml::from_str(&text).expect("valid Cargo.toml");
+    manifest
+        .get("dependencies")
+        .and_then(|d| d.as_table())
+        .map(|t| t.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Every `.rs` file under a crate's `src`, with its text.
+fn sources(krate: &str) -> Vec<(PathBuf, String)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&p).expect("source");
+                out.push((p, text));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &workspace().join("crates").join(krate).join("src"),
+        &mut out,
+    );
+    assert!(!out.is_empty(), "no sources for {krate}");
+    out
+}
+
+const IO_ASYNC_CLOCK_RANDOM: &[&str] = &[
+    "tokio",
+    "tokio-util",
+    "futures",
+    "async-trait",
+    "rand",
+    "openraft",
+    "chitchat",
+    "reqwest",
+    "hyper",
+    "axum",
+    "tempfile",
+    "rustix",
+    "humantime",
+];
+
+const HTTP: &[&str] = &[
+    "axum",
+    "hyper",
+    "hyper-util",
+    "http",
+    "http-body-util",
+    "reqwest",
+    "tower",
+    "tower-http",
+];
+
+#[test]
+fn the_state_machine_depends_on_no_io_async_clock_or_randomness() {
+    let deps = dependencies("conclave-state");
+    for banned in IO_ASYNC_CLOCK_RANDOM {
+        assert!(
+            !deps.contains(*banned),
+            "conclave-state depends on {banned}"
+        );
+    }
+    for (path, text) in sources("conclave-state") {
+        for needle in [
+            "std::time",
+            "SystemTime",
+            "Instant::",
+            "std::fs",
+            "std::net",
+            "std::thread",
+            "std::env",
+        ] {
+            assert!(
+                !text.contains(needle),
+                "{} uses {needle}: apply() must be pure",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn consensus_and_storage_know_no_http() {
+    for krate in ["conclave-raft", "conclave-storage", "conclave-state"] {
+        let deps = dependencies(krate);
+        for banned in HTTP {
+            assert!(!deps.contains(*banned), "{krate} depends on {banned}");
+        }
+        for (path, text) in sources(krate) {
+            for needle in ["StatusCode", "/v1/", "?force="] {
+                assert!(
+                    !text.contains(needle),
+                    "{} mentions {needle:?}: HTTP belongs to conclave-api",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_cluster_token_is_a_secret_everywhere_it_is_held() {
+    // The agent's configuration and the two places that use the token hold it as a
+    // `Secret`, whose Debug, Display and Serialize redact (tested in conclave-types).
+    for (krate, file, field) in [
+        (
+            "conclave",
+            "config.rs",
+            "pub cluster_token: Option<conclave_types::Secret>",
+        ),
+        (
+            "conclave-raft",
+            "lib.rs",
+            "pub cluster_token: Option<Secret>",
+        ),
+        (
+            "conclave-membership",
+            "lib.rs",
+            "pub token: Option<conclave_types::Secret>",
+        ),
+    ] {
+        let (_, text) = sources(krate)
+            .into_iter()
+            .find(|(p, _)| p.ends_with(file))
+            .expect("file");
+        assert!(text.contains(field), "{krate}/{file} must hold {field}");
+    }
+}
