@@ -19,6 +19,7 @@ use conclave_storage::{NodeId, NodeInfo, identity};
 use openraft::{ChangeMembers, ServerState};
 use tokio_util::sync::CancellationToken;
 
+use crate::reachability::{PeerEvent, Reachability};
 use crate::rpc::{
     ClusterReport, LeaderReply, LeaderRequest, MemberReport, MemberRole, Replication, RpcRequest,
     RpcResponse, Transferred,
@@ -83,11 +84,31 @@ impl RaftNode {
         )
     }
 
+    /// Wait for this node's turn to change the membership: one change at a time, each after
+    /// the previous one committed. openraft refuses (and logs an ERROR) otherwise, as when
+    /// several nodes announce their addresses right after a cluster forms.
+    async fn membership_turn(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, ConsensusError> {
+        let turn = self.inner.membership_changes.lock().await;
+        let committed = |m: &openraft::RaftMetrics<NodeId, NodeInfo>| {
+            let at = m.membership_config.log_id().map_or(0, |l| l.index);
+            m.last_applied.is_some_and(|l| l.index >= at)
+        };
+        self.raft()
+            .wait(Some(self.request_timeout()))
+            .metrics(committed, "the membership is committed")
+            .await
+            .map_err(|_| RejectReason::MembershipChangeInProgress {
+                detail: "the previous membership change has not committed".into(),
+            })?;
+        Ok(turn)
+    }
+
     async fn change(
         &self,
         change: ChangeMembers<NodeId, NodeInfo>,
         retain: bool,
     ) -> Result<(), ConsensusError> {
+        let _turn = self.membership_turn().await?;
         self.raft()
             .change_membership(change, retain)
             .await
@@ -237,6 +258,7 @@ impl RaftNode {
                     Some(_) => self.set_nodes(node_id, info).await?,
                     None => {
                         tracing::info!(node_id, %info, "adding a joining node as a learner");
+                        let _turn = self.membership_turn().await?;
                         self.raft()
                             .add_learner(node_id, info, false)
                             .await
@@ -261,6 +283,7 @@ impl RaftNode {
                     }
                     None => {
                         let wait = self.request_timeout() * 4;
+                        let _turn = self.membership_turn().await?;
                         match tokio::time::timeout(
                             wait,
                             self.raft().add_learner(node_id, info, voter),
@@ -703,10 +726,56 @@ fn role_of(id: NodeId, voters: &BTreeSet<NodeId>) -> MemberRole {
     }
 }
 
+/// Log, once per change, which peers stopped or started answering this leader.
+fn report_reachability<'a>(
+    node: &RaftNode,
+    reachability: &mut Reachability,
+    leading_for: Duration,
+    members: impl Iterator<Item = (&'a NodeId, &'a NodeInfo)>,
+) {
+    let mut addrs = BTreeMap::new();
+    let silence: BTreeMap<NodeId, Option<Duration>> = members
+        .filter(|(id, _)| **id != node.id)
+        .map(|(id, info)| {
+            addrs.insert(*id, info.rpc_addr.clone());
+            (*id, node.inner.peers.since_last_ack(*id))
+        })
+        .collect();
+    let limit = Duration::from_millis(node.inner.tuning.election_timeout_max_ms);
+    let now = node.inner.started.elapsed();
+    for event in reachability.observe(now, leading_for, &silence, limit) {
+        match event {
+            PeerEvent::Lost {
+                node_id,
+                silent_for,
+            } => tracing::warn!(
+                node_id,
+                addr = addrs.get(&node_id).map(String::as_str).unwrap_or(""),
+                silent_ms = silent_for.as_millis() as u64,
+                "lost contact with a member; replication to it retries until it answers"
+            ),
+            PeerEvent::Recovered { node_id, down_for } => tracing::info!(
+                node_id,
+                down_ms = down_for.as_millis() as u64,
+                "a member answers again"
+            ),
+            PeerEvent::StillDown { peers } => {
+                let list: Vec<String> = peers
+                    .iter()
+                    .map(|(id, d)| format!("node {id} for {}s", d.as_secs()))
+                    .collect();
+                tracing::warn!(down = %list.join(", "), "members still unreachable");
+            }
+        }
+    }
+}
+
 /// The background duties; ends with `shutdown`.
 pub(crate) async fn maintain(node: RaftNode, shutdown: CancellationToken) {
     let mut tick: u64 = 0;
     let mut leaderless_since: Option<Instant> = None;
+    let mut leading_since: Option<Instant> = None;
+    let mut reachability = Reachability::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -721,6 +790,13 @@ pub(crate) async fn maintain(node: RaftNode, shutdown: CancellationToken) {
         node.inner.peers.update(membership.nodes());
         let initialized = membership.nodes().next().is_some();
         if m.state == ServerState::Leader {
+            let since = *leading_since.get_or_insert_with(Instant::now);
+            report_reachability(
+                &node,
+                &mut reachability,
+                since.elapsed(),
+                membership.nodes(),
+            );
             let last = m.last_log_index.unwrap_or(0);
             if let Some(r) = &m.replication {
                 let matched: BTreeMap<NodeId, u64> = r
@@ -732,6 +808,8 @@ pub(crate) async fn maintain(node: RaftNode, shutdown: CancellationToken) {
             if tick.is_multiple_of(4) {
                 node.promote_caught_up_learners().await;
             }
+        } else if leading_since.take().is_some() {
+            reachability.reset();
         }
         if initialized && tick % 4 == 2 {
             node.announce_if_moved().await;

@@ -22,6 +22,7 @@ mod failover;
 pub mod formation;
 mod leases;
 pub mod network;
+mod reachability;
 pub mod read_barrier;
 pub mod rpc;
 mod server;
@@ -160,6 +161,8 @@ struct Inner {
     bootstrap_expect: Option<u32>,
     removed: watch::Sender<Option<String>>,
     lag: cluster::LagTracker,
+    /// Held for each membership change: openraft takes one at a time.
+    membership_changes: tokio::sync::Mutex<()>,
     /// When this node last received an append (or heartbeat) from a leader, as milliseconds
     /// since `started`.
     leader_contact_ms: AtomicU64,
@@ -238,6 +241,7 @@ impl RaftNode {
                 bootstrap_expect: options.bootstrap_expect,
                 removed: watch::channel(None).0,
                 lag: cluster::LagTracker::default(),
+                membership_changes: tokio::sync::Mutex::new(()),
                 leader_contact_ms: AtomicU64::new(0),
                 started: Instant::now(),
             }

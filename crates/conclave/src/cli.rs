@@ -8,10 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use conclave_types::ErrorCode;
-use tracing_subscriber::EnvFilter;
 
 use crate::client::{Client, ClientError};
-use crate::config::{self, AgentFlags, LogFormat};
+use crate::config::{self, AgentFlags};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -602,20 +601,9 @@ fn run_agent(args: AgentArgs) -> ExitCode {
             }
         }
     }
-    let filter = match EnvFilter::try_new(&config.log_level) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: invalid log_level {:?}: {e}", config.log_level);
-            return ExitCode::from(2);
-        }
-    };
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => subscriber.json().init(),
-        LogFormat::Text => subscriber.init(),
+    if let Err(e) = crate::logging::init(&config.log_level, config.log_format) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
     }
     for warning in &config.ignored_env {
         tracing::warn!("{warning}");

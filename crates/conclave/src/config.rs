@@ -222,7 +222,7 @@ impl Default for AgentConfig {
             advertise_http_addr: None,
             advertise_rpc_addr: None,
             log_format: LogFormat::Text,
-            log_level: "info,openraft=warn".to_string(),
+            log_level: "info".to_string(),
             max_key_bytes: limits.max_key_bytes,
             max_value_bytes: limits.max_value_bytes,
             raft: RaftTuning::default(),
@@ -529,7 +529,7 @@ pub struct AgentFlags {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
-    /// Log filter, e.g. info or conclave=debug [default: info,openraft=warn].
+    /// Log filter, e.g. info or conclave=debug [default: info; openraft retries are quiet unless named].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,

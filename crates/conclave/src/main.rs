@@ -7,6 +7,7 @@ mod config;
 mod config_cli;
 mod elect;
 mod env_vars;
+mod logging;
 mod roles_cli;
 mod seed;
 

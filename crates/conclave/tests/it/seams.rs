@@ -64,3 +64,52 @@ async fn a_follower_reports_status_and_changes_members_while_a_member_is_unreach
     let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
 }
+
+/// A healthy formation, a follower's crash and return, and a clean shutdown log no ERROR;
+/// the leader reports the follower's loss and recovery once each, not every retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_say_a_peer_is_lost_and_back_once_and_nothing_at_error() {
+    use crate::cluster::{eventually, put};
+    use crate::support::Agent;
+    let root = tempfile::tempdir().unwrap();
+    let env = cluster_env(&[]);
+    let mut nodes = start_static(root.path(), 3, &[], &env).await;
+    let leader = leader_of(&nodes, &[0, 1, 2]).await;
+    let f = (leader + 1) % 3;
+    nodes[f].agent.kill9();
+    let mut logs = vec![nodes[f].agent.log_text()];
+    // Long enough for several of openraft's 500 ms retry rounds.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(put(&nodes[leader].agent, "k", "v").await.status(), 200);
+    let (h, r) = (nodes[f].agent.http, nodes[f].agent.rpc);
+    let dir = nodes[f].dir.clone();
+    nodes[f].agent = Agent::spawn_env(&dir, h, r, &[], &env);
+    nodes[f].agent.wait_healthy(Duration::from_secs(20)).await;
+    let leader_log = || nodes[leader].agent.log_text();
+    eventually(
+        "the leader logs the recovery",
+        Duration::from_secs(10),
+        || {
+            let log = leader_log();
+            async move { log.contains("a member answers again") }
+        },
+    )
+    .await;
+    let log = leader_log();
+    assert_eq!(
+        log.matches("lost contact with a member").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(log.matches("a member answers again").count(), 1, "{log}");
+    assert!(!log.contains("openraft::replication"), "{log}");
+    for node in &mut nodes {
+        let status = node.agent.signal_and_wait("TERM", Duration::from_secs(15));
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        logs.push(node.agent.log_text());
+    }
+    for log in &logs {
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+        assert!(errors.is_empty(), "ERROR lines: {errors:#?}");
+    }
+}

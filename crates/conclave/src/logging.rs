@@ -1,0 +1,112 @@
+//! The agent's log: one filter from `log_level`, text or JSON, and openraft's network noise
+//! left out.
+//!
+//! openraft reports every failed RPC to a peer that is down: the replication stream an
+//! ERROR and three WARNs every 500 ms, an election an ERROR per unanswered vote, a read an
+//! ERROR per peer that missed a leadership confirmation. While one node is down that buries
+//! everything else, and in a clean shutdown of a whole cluster the last nodes always log it.
+//! conclave reports what an operator needs instead (a peer lost and back once, a summary of
+//! peers still down: `conclave_raft::reachability`), so these events are dropped unless the
+//! filter names `openraft` itself. Everything else openraft says still passes.
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::LogFormat;
+
+/// Targets whose every event is a retry of an RPC to a peer.
+const QUIET_TARGETS: &str =
+    "openraft::replication=off,openraft::engine::handler::replication_handler=off";
+
+/// `openraft::core::raft_core` messages that only say a peer did not answer.
+const NETWORK_NOISE: &[&str] = &[
+    "while requesting vote",
+    "timeout",
+    "timeout while confirming leadership for read request",
+];
+
+/// The filter for `log_level`: as given when it names openraft, else with openraft at `warn`
+/// and its retry targets off.
+pub fn filter_directives(log_level: &str) -> String {
+    if log_level.contains("openraft") {
+        return log_level.to_string();
+    }
+    format!("{log_level},openraft=warn,{QUIET_TARGETS}")
+}
+
+/// Install the global subscriber. Errors name what was wrong with `log_level`.
+pub fn init(log_level: &str, format: LogFormat) -> Result<(), String> {
+    let quiet = !log_level.contains("openraft");
+    let filter = EnvFilter::try_new(filter_directives(log_level))
+        .map_err(|e| format!("invalid log_level {log_level:?}: {e}"))?;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(quiet.then_some(DropNetworkNoise));
+    match format {
+        LogFormat::Json => registry.with(fmt.json()).try_init(),
+        LogFormat::Text => registry.with(fmt).try_init(),
+    }
+    .map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+/// Drops openraft's per-peer network failures (see the module docs).
+struct DropNetworkNoise;
+
+impl<S: Subscriber> Layer<S> for DropNetworkNoise {
+    fn event_enabled(&self, event: &Event<'_>, _: Context<'_, S>) -> bool {
+        if event.metadata().target() != "openraft::core::raft_core" {
+            return true;
+        }
+        let mut message = Message(None);
+        event.record(&mut message);
+        !message.0.is_some_and(|m| is_network_noise(&m))
+    }
+}
+
+fn is_network_noise(message: &str) -> bool {
+    NETWORK_NOISE.contains(&message)
+}
+
+struct Message(Option<String>);
+
+impl Visit for Message {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = Some(value.to_string());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openraft_retries_are_quiet_unless_the_filter_names_openraft() {
+        let d = filter_directives("info");
+        assert!(d.starts_with("info,openraft=warn,") && d.contains("openraft::replication=off"));
+        assert_eq!(
+            filter_directives("debug,openraft=debug"),
+            "debug,openraft=debug"
+        );
+        assert!(EnvFilter::try_new(filter_directives("info")).is_ok());
+    }
+
+    #[test]
+    fn only_peer_failures_count_as_noise() {
+        assert!(is_network_noise("while requesting vote"));
+        assert!(!is_network_noise("quit RaftCore::main on error"));
+    }
+}
