@@ -19,6 +19,7 @@ use conclave_storage::{NodeId, NodeInfo, identity};
 use openraft::{ChangeMembers, ServerState};
 use tokio_util::sync::CancellationToken;
 
+use crate::policy::{self, TransferTarget};
 use crate::reachability::{PeerEvent, Reachability};
 use crate::rpc::{
     ClusterReport, LeaderReply, LeaderRequest, MemberReport, MemberRole, Replication, RpcRequest,
@@ -28,8 +29,6 @@ use crate::{ConsensusError, RaftNode, RejectReason, VoterExit, map_write_error};
 
 /// A member more entries behind than this is not healthy.
 const MAX_HEALTHY_LAG: u64 = 1000;
-/// A learner at most this many entries behind may be promoted.
-const PROMOTE_MAX_LAG: u64 = 100;
 /// How often the background duties run.
 const TICK: Duration = Duration::from_millis(250);
 /// How long a member may know no leader before it asks others whether it was removed.
@@ -211,8 +210,7 @@ impl RaftNode {
             .collect()
     }
 
-    /// Voter `node_id` may stop voting (`action`: remove or demote) unless it is the last
-    /// voter, or (unless forced) the healthy voters left would be no quorum.
+    /// Voter `node_id` may stop voting (see [`policy::voter_may_leave`]).
     fn check_voter_can_leave(
         &self,
         action: VoterExit,
@@ -220,25 +218,8 @@ impl RaftNode {
         voters: &BTreeSet<NodeId>,
         force: bool,
     ) -> Result<(), ConsensusError> {
-        let mut remaining = voters.clone();
-        remaining.remove(&node_id);
-        if remaining.is_empty() {
-            return Err(last_voter(action, node_id));
-        }
         let healthy = self.healthy_members();
-        let ok = remaining.iter().filter(|v| healthy.contains(v)).count();
-        let needed = remaining.len() / 2 + 1;
-        if ok < needed && !force {
-            return Err(RejectReason::UnsafeQuorum {
-                action,
-                node_id,
-                remaining: remaining.into_iter().collect(),
-                healthy: ok as u64,
-                needed: needed as u64,
-            }
-            .into());
-        }
-        Ok(())
+        policy::voter_may_leave(action, node_id, voters, &healthy, force).map_err(Into::into)
     }
 
     /// Serve a membership request on the leader.
@@ -438,34 +419,15 @@ impl RaftNode {
     /// every other follower's randomized election timer.
     async fn transfer_leadership(&self, to: Option<NodeId>) -> Result<LeaderReply, ConsensusError> {
         let status = self.leader_status();
-        let voter = |id: NodeId| {
-            status
-                .members
-                .iter()
-                .find(|m| m.node_id == id && m.role == MemberRole::Voter)
-        };
-        let target = match to {
-            Some(t) if t == self.id => {
+        let target = match policy::transfer_target(&status.members, self.id, to)? {
+            TransferTarget::AlreadyHere => {
                 return Ok(LeaderReply::Transferred(Transferred {
                     previous_leader: self.id,
                     leader_id: self.id,
                     term: status.term,
                 }));
             }
-            Some(t) => match voter(t) {
-                Some(m) if m.healthy => m.clone(),
-                Some(_) => return Err(RejectReason::Unhealthy { node_id: t }.into()),
-                None => return Err(RejectReason::NotAVoter { node_id: t }.into()),
-            },
-            None => match status
-                .members
-                .iter()
-                .filter(|m| m.role == MemberRole::Voter && m.healthy && m.node_id != self.id)
-                .min_by_key(|m| m.lag_entries().unwrap_or(u64::MAX))
-            {
-                Some(m) => m.clone(),
-                None => return Err(RejectReason::NoHealthyVoter.into()),
-            },
+            TransferTarget::To(m) => m,
         };
         let term = status.term;
         let req = RpcRequest::TakeLeadership { term };
@@ -601,21 +563,8 @@ impl RaftNode {
             .iter()
             .filter(|m| m.role == MemberRole::Voter)
             .count();
-        if voters >= self.inner.voters_wanted {
-            return;
-        }
-        let candidate = status
-            .members
-            .iter()
-            .filter(|m| {
-                m.role == MemberRole::Learner
-                    && !m.info.learner_only
-                    && m.healthy
-                    && m.lag_entries().is_some_and(|l| l <= PROMOTE_MAX_LAG)
-            })
-            .min_by_key(|m| m.lag_entries());
-        if let Some(c) = candidate {
-            let id = c.node_id;
+        let candidate = policy::promotion_candidate(&status.members, self.inner.voters_wanted);
+        if let Some(id) = candidate {
             match self
                 .change(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
                 .await
@@ -712,10 +661,6 @@ impl RaftNode {
             }
         }
     }
-}
-
-fn last_voter(action: VoterExit, node_id: NodeId) -> ConsensusError {
-    RejectReason::LastVoter { action, node_id }.into()
 }
 
 fn role_of(id: NodeId, voters: &BTreeSet<NodeId>) -> MemberRole {

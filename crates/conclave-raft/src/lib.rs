@@ -22,6 +22,7 @@ mod failover;
 pub mod formation;
 mod leases;
 pub mod network;
+mod policy;
 mod reachability;
 pub mod read_barrier;
 pub mod rpc;
@@ -389,15 +390,15 @@ impl RaftNode {
             Ok(_) => Some(Err(ConsensusError::Unavailable(
                 "the leader answered with the wrong message type".into(),
             ))),
-            Err(e) if e.not_sent() => {
-                tracing::debug!(%addr, error = %e, "forwarding failed; looking for the leader again");
-                None
-            }
-            Err(e) if req.idempotent() => {
-                tracing::debug!(%addr, error = %e, "forwarding failed; retrying");
-                None
-            }
-            Err(e) => Some(Err(ConsensusError::Indeterminate(e.to_string()))),
+            Err(e) => match policy::forward_failure(!e.not_sent(), req.idempotent()) {
+                policy::ForwardFailure::Retry => {
+                    tracing::debug!(%addr, error = %e, "forwarding failed; looking for the leader again");
+                    None
+                }
+                policy::ForwardFailure::Indeterminate => {
+                    Some(Err(ConsensusError::Indeterminate(e.to_string())))
+                }
+            },
         }
     }
 

@@ -513,6 +513,9 @@ impl Pool {
         timeout: Duration,
         idempotent: bool,
     ) -> Result<Resp, CallError> {
+        // Whether the request left this node: a timeout before that (a slow connect or
+        // handshake) is "unreachable", never "outcome unknown".
+        let sent = std::sync::atomic::AtomicBool::new(false);
         let attempt = async {
             let reused = self.take(addr);
             let was_reused = reused.is_some();
@@ -520,6 +523,7 @@ impl Pool {
                 Some(c) => c,
                 None => Conn::connect(addr, &self.creds).await?,
             };
+            sent.store(true, std::sync::atomic::Ordering::Relaxed);
             match conn.call(req).await {
                 Ok(resp) => {
                     self.give_back(conn);
@@ -541,6 +545,15 @@ impl Pool {
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(r) => r,
+            Err(_) if !sent.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(CallError::Unreachable {
+                    addr: addr.to_owned(),
+                    source: io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no connection within {timeout:?}"),
+                    ),
+                })
+            }
             Err(_) => Err(CallError::Lost {
                 addr: addr.to_owned(),
                 source: io::Error::new(
@@ -589,5 +602,34 @@ mod tests {
         round_trip(&Proof { proof: vec![] });
         round_trip(&Verdict::Refused("no".into()));
         round_trip(&Verdict::ItsYou);
+    }
+
+    /// A peer that accepts the connection but never finishes the handshake (a frozen or
+    /// overloaded process): the request was never sent, so it must not read as "lost".
+    #[tokio::test]
+    async fn a_timeout_before_the_request_is_sent_is_unreachable_not_lost() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let hold = tokio::spawn(async move {
+            let (_conn, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let timings = Timings {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+        };
+        let pool = Pool::new(Arc::new(Credentials::new(1, None, None, timings)));
+        let err = pool
+            .call::<_, Verdict>(
+                &addr,
+                &Proof { proof: vec![] },
+                Duration::from_millis(200),
+                false,
+            )
+            .await
+            .unwrap_err();
+        assert!(err.not_sent(), "{err}");
+        hold.abort();
     }
 }
