@@ -348,5 +348,6 @@ pub(crate) async fn observe(
         render_transition,
         first,
         watch::heartbeat(&params)?,
+        &ctx.closing,
     )
 }

@@ -44,6 +44,8 @@ pub struct AppContext {
     /// After this long out of sync, a node counts as drifted.
     pub drift_after: std::time::Duration,
     pub drift: config_status::DriftTracker,
+    /// Cancelled when the HTTP server starts draining: long-lived streams (watches) end.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 pub type Ctx = Arc<AppContext>;

@@ -125,6 +125,7 @@ pub(crate) fn stream(
     render: Render,
     first: Option<Event>,
     heartbeat: Duration,
+    closing: &tokio_util::sync::CancellationToken,
 ) -> Result<Response, ApiError> {
     let feed = state.feed_revision();
     state.changes_after(after, 0).map_err(compacted_error)?;
@@ -138,7 +139,11 @@ pub(crate) fn stream(
         done: false,
     };
     let first = futures::stream::iter(first.map(Ok::<_, Infallible>));
-    let body = futures::StreamExt::chain(first, events(cursor));
+    // The stream ends when the server drains (a reconnect resumes on another node).
+    let body = futures::StreamExt::take_until(
+        futures::StreamExt::chain(first, events(cursor)),
+        closing.clone().cancelled_owned(),
+    );
     Ok(Sse::new(body)
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
         .into_response())
@@ -235,5 +240,6 @@ pub(crate) async fn watch(
         render_change,
         None,
         heartbeat(&params)?,
+        &ctx.closing,
     )
 }

@@ -472,6 +472,43 @@ impl RaftNode {
         }
     }
 
+    /// Before a planned stop: if this node leads and another healthy voter exists, stop
+    /// taking proposals, let the ones in flight apply, and hand leadership to the most
+    /// caught-up voter, so clients see an election's wait, never a failed write. Returns
+    /// whom leadership went to (`None`: this node did not lead, or no one could take it).
+    pub async fn step_down(&self) -> Option<NodeId> {
+        if self.metrics().state != ServerState::Leader {
+            return None;
+        }
+        let status = self.leader_status();
+        if policy::transfer_target(&status.members, self.id, None).is_err() {
+            return None;
+        }
+        self.inner
+            .stepping_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let all_applied = |m: &openraft::RaftMetrics<NodeId, NodeInfo>| {
+            m.last_applied.map(|l| l.index) >= m.last_log_index
+        };
+        let _ = self
+            .raft()
+            .wait(Some(self.request_timeout()))
+            .metrics(all_applied, "proposals in flight applied")
+            .await;
+        let moved = self.transfer_leadership(None).await;
+        self.inner
+            .stepping_down
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        match moved {
+            Ok(LeaderReply::Transferred(t)) => Some(t.leader_id),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand leadership over before stopping");
+                None
+            }
+        }
+    }
+
     /// Asked by the leader to take over: campaign until elected or the attempt times out.
     pub(crate) fn campaign_for_transfer(&self, term: u64) {
         let node = self.clone();

@@ -162,6 +162,9 @@ struct Inner {
     bootstrap_expect: Option<u32>,
     removed: watch::Sender<Option<String>>,
     lag: cluster::LagTracker,
+    /// Set while a shutting-down leader hands over: it takes no new proposals (they wait for
+    /// the next leader, as during an election) so none is cut off by the handover.
+    stepping_down: std::sync::atomic::AtomicBool,
     /// Held for each membership change: openraft takes one at a time.
     membership_changes: tokio::sync::Mutex<()>,
     /// When this node last received an append (or heartbeat) from a leader, as milliseconds
@@ -244,6 +247,7 @@ impl RaftNode {
                 lag: cluster::LagTracker::default(),
                 membership_changes: tokio::sync::Mutex::new(()),
                 leader_contact_ms: AtomicU64::new(0),
+                stepping_down: std::sync::atomic::AtomicBool::new(false),
                 started: Instant::now(),
             }
         });
@@ -436,6 +440,15 @@ impl RaftNode {
 
     /// Serve a leader request on this node, which believes it leads.
     async fn serve_leader(&self, req: LeaderRequest) -> Result<LeaderReply, ConsensusError> {
+        if self.inner.stepping_down.load(Ordering::Relaxed)
+            && matches!(req, LeaderRequest::Propose(_))
+        {
+            // The caller waits for the next leader and sends it there.
+            return Err(ConsensusError::NotLeader {
+                leader_id: None,
+                leader: None,
+            });
+        }
         match req {
             LeaderRequest::Propose(cmd) => self
                 .inner

@@ -2,9 +2,18 @@
 //! shut down in order.
 //!
 //! Start-up order: listeners first (a taken port fails before any data is touched), then the
-//! identity and the stores, then Raft, then HTTP. Shutdown order: stop accepting HTTP and
-//! drain in-flight requests, stop Raft (which stops node RPC), exit. Every acknowledged write
-//! is already fsync'd, so nothing needs flushing at exit.
+//! identity and the stores, then Raft, then HTTP.
+//!
+//! Shutdown order (each step logged), so that a planned stop fails no client's write:
+//! 1. stop accepting HTTP and drain the requests in flight (node RPC still serves, so other
+//!    nodes' forwarded requests are still answered; watch streams end);
+//! 2. if this node leads, hand leadership to the most caught-up healthy voter (new
+//!    proposals wait for the next leader meanwhile, as during an election);
+//! 3. leave gossip, so others show this node as left rather than dead;
+//! 4. stop the background tasks and node RPC;
+//! 5. stop Raft.
+//!
+//! Every acknowledged write is already fsync'd, so nothing needs flushing at exit.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -250,6 +259,17 @@ fn serve_http(listener: TcpListener, app: axum::Router, shutdown: &CancellationT
     })
 }
 
+/// Wait for the HTTP server to finish the requests in flight (at most [`DRAIN_TIMEOUT`]).
+async fn drain_http(http: &mut HttpTask) {
+    match tokio::time::timeout(DRAIN_TIMEOUT, &mut *http).await {
+        Ok(_) => tracing::info!("HTTP drained"),
+        Err(_) => {
+            tracing::warn!("in-flight requests did not finish in time; closing them");
+            http.abort();
+        }
+    }
+}
+
 /// The HTTP server returned on its own: it failed (or was told to stop).
 fn http_ended(res: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
     match res {
@@ -381,14 +401,19 @@ async fn run_client(config: AgentConfig) -> anyhow::Result<()> {
         max_body: config.max_value_bytes + 64 * 1024,
     };
     let app = conclave_api::client::router(ctx, parts.api_context());
-    let mut http = serve_http(http_listener, app, &shutdown);
+    let http_stop = CancellationToken::new();
+    let mut http = serve_http(http_listener, app, &http_stop);
     tokio::select! {
-        signal = wait_for_signal() => tracing::info!(signal, "shutting down: leaving gossip"),
+        signal = wait_for_signal() => {
+            tracing::info!(signal, "shutting down: no new requests, draining in-flight ones");
+        }
         res = &mut http => return http_ended(res),
     }
+    http_stop.cancel();
+    drain_http(&mut http).await;
+    tracing::info!("leaving gossip");
     parts.membership.leave().await;
     shutdown.cancel();
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, &mut http).await;
     tracing::info!("conclave client agent stopped");
     Ok(())
 }
@@ -558,6 +583,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     ));
     tokio::spawn(raft_gauges(node.clone(), shutdown.clone()));
 
+    let http_stop = CancellationToken::new();
     let ctx = Arc::new(AppContext {
         node: node.clone(),
         limits: config.limits(),
@@ -567,9 +593,10 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         membership: parts.membership.clone(),
         drift_after: config.config_sync.drift_after,
         drift: Default::default(),
+        closing: http_stop.clone(),
     });
     let app = conclave_api::router(ctx, parts.api_context());
-    let mut http = serve_http(http_listener, app, &shutdown);
+    let mut http = serve_http(http_listener, app, &http_stop);
 
     tokio::select! {
         signal = wait_for_signal() => {
@@ -589,16 +616,14 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             return http_ended(res);
         }
     }
-    // Say goodbye first, so others show this node as left rather than dead.
+    http_stop.cancel();
+    drain_http(&mut http).await;
+    if let Some(to) = node.step_down().await {
+        tracing::info!(to, "handed leadership over");
+    }
+    tracing::info!("leaving gossip");
     parts.membership.leave().await;
     shutdown.cancel();
-    match tokio::time::timeout(DRAIN_TIMEOUT, &mut http).await {
-        Ok(_) => tracing::info!("HTTP drained"),
-        Err(_) => {
-            tracing::warn!("in-flight requests did not finish in time; closing them");
-            http.abort();
-        }
-    }
     node.shutdown().await;
     tracing::info!("conclave agent stopped");
     Ok(())

@@ -113,3 +113,93 @@ async fn logs_say_a_peer_is_lost_and_back_once_and_nothing_at_error() {
         assert!(errors.is_empty(), "ERROR lines: {errors:#?}");
     }
 }
+
+/// A planned stop of the leader (SIGTERM) fails no write of a client that retries on
+/// `503 no_leader`: the leader drains, hands leadership over, then stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_of_the_leader_fails_no_write_of_a_retrying_client() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_static(root.path(), 3, &[], &cluster_env(&[])).await;
+    let leader = leader_of(&nodes, &[0, 1, 2]).await;
+    let followers: Vec<String> = (0..3)
+        .filter(|i| *i != leader)
+        .map(|i| nodes[i].agent.url(""))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (base, stop) = (followers[c % 2].clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let http = http();
+            let (mut acked, mut retries, mut failures) = (Vec::new(), 0u32, Vec::new());
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("w/{c}/{i}");
+                // cas=0: a retry can never write twice.
+                let r = http
+                    .put(format!("{base}/v1/kv/{key}?cas=0"))
+                    .body("v")
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => {
+                        acked.push(key);
+                        i += 1;
+                    }
+                    Ok(r) => {
+                        let status = r.status();
+                        let body: serde_json::Value = r.json().await.unwrap_or_default();
+                        if status == 503 && body["error"]["code"] == "no_leader" {
+                            retries += 1;
+                        } else {
+                            failures.push(format!("{key}: {status} {body}"));
+                            i += 1;
+                        }
+                    }
+                    Err(e) => {
+                        failures.push(format!("{key}: {e}"));
+                        i += 1;
+                    }
+                }
+            }
+            (acked, retries, failures)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = nodes[leader]
+        .agent
+        .signal_and_wait("TERM", Duration::from_secs(20));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for c in clients {
+        let (a, retries, failures) = c.await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "failed writes: {failures:#?} (retries {retries})"
+        );
+        acked.extend(a);
+    }
+    assert!(acked.len() > 20, "only {} writes", acked.len());
+    let log = nodes[leader].agent.log_text();
+    assert!(log.contains("handed leadership over"), "{log}");
+    // Every acknowledged write is there, read linearizably through a survivor.
+    let r = http()
+        .get(format!("{}/v1/kv?prefix=w/&limit=10000", followers[0]))
+        .send()
+        .await
+        .unwrap();
+    let listed: serde_json::Value = r.json().await.unwrap();
+    let keys: std::collections::BTreeSet<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["key"].as_str())
+        .collect();
+    for k in &acked {
+        assert!(keys.contains(k.as_str()), "acknowledged {k} is missing");
+    }
+}
