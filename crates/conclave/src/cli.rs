@@ -1034,11 +1034,11 @@ async fn members(args: MembersArgs) -> Result<(), ClientError> {
         MembersCommand::List { client } => {
             let c = Client::new(&client.addr)?;
             let r = match c.members().await {
-                Err(ClientError::Api {
+                Err(ClientError::Api(crate::client::ApiError {
                     code: ErrorCode::NoLeader | ErrorCode::Unavailable,
                     message,
                     ..
-                }) => {
+                })) => {
                     eprintln!(
                         "no leader answered ({message}); these are the members as this node knows them, without health"
                     );

@@ -12,10 +12,9 @@ use conclave_config::files::{self, FileDocument};
 use conclave_config::kinds::{BuiltinKind, SCHEMA_KIND};
 use conclave_config::validate::{ValidateError, validate};
 use conclave_types::{ConfigDocument, ConfigHistory, ConfigListItem, ConfigWriteResponse};
-use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{Client, ClientError};
+use crate::client::{ApiError, Client, ClientError};
 
 macro_rules! out {
     ($($arg:tt)*) => {{
@@ -35,10 +34,6 @@ pub fn split_id(id: &str) -> Result<(String, String), ClientError> {
     }
 }
 
-fn doc_path(kind: &str, name: &str) -> String {
-    format!("/v1/config/{kind}/{name}")
-}
-
 fn pretty(v: &Value) -> String {
     // Sorted keys (the canonical form), indented: diffs are stable.
     let sorted: Value =
@@ -53,10 +48,7 @@ pub async fn get(
     json: bool,
 ) -> Result<(), ClientError> {
     let (kind, name) = split_id(id)?;
-    let query: Vec<(&str, String)> = revision
-        .map(|r| vec![("revision", r.to_string())])
-        .unwrap_or_default();
-    let doc: ConfigDocument = client.get_json(&doc_path(&kind, &name), &query).await?;
+    let doc: ConfigDocument = client.config_get(&kind, &name, revision).await?;
     if json {
         out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
@@ -74,8 +66,7 @@ pub async fn get(
 }
 
 pub async fn list(client: &Client, kind: Option<String>, json: bool) -> Result<(), ClientError> {
-    let query: Vec<(&str, String)> = kind.map(|k| vec![("kind", k)]).unwrap_or_default();
-    let docs: Vec<ConfigListItem> = client.get_json("/v1/config", &query).await?;
+    let docs: Vec<ConfigListItem> = client.config_list(kind.as_deref()).await?;
     if json {
         out!(
             "{}",
@@ -97,9 +88,7 @@ pub async fn list(client: &Client, kind: Option<String>, json: bool) -> Result<(
 
 pub async fn history(client: &Client, id: &str, json: bool) -> Result<(), ClientError> {
     let (kind, name) = split_id(id)?;
-    let h: ConfigHistory = client
-        .get_json(&format!("{}/history", doc_path(&kind, &name)), &[])
-        .await?;
+    let h: ConfigHistory = client.config_history(&kind, &name).await?;
     if json {
         out!("{}", serde_json::to_string_pretty(&h).unwrap_or_default());
         return Ok(());
@@ -123,12 +112,7 @@ pub async fn history(client: &Client, id: &str, json: bool) -> Result<(), Client
 
 pub async fn delete(client: &Client, id: &str, cas: Option<u64>) -> Result<(), ClientError> {
     let (kind, name) = split_id(id)?;
-    let query: Vec<(&str, String)> = cas
-        .map(|c| vec![("cas", c.to_string())])
-        .unwrap_or_default();
-    let r: ConfigWriteResponse = client
-        .send_json(Method::DELETE, &doc_path(&kind, &name), &query, None)
-        .await?;
+    let r: ConfigWriteResponse = client.config_delete(&kind, &name, cas).await?;
     if r.changed {
         out!("deleted {kind}/{name} at revision {}", r.revision);
     } else {
@@ -188,14 +172,8 @@ pub async fn validate_file(file: &Path, live: Option<&Client>) -> Result<(), Cli
         if let Some(client) = live
             && !(BuiltinKind::of(&d.kind).is_none() && schemas.contains_key(&d.kind))
         {
-            let body = serde_json::to_vec(&d.content).unwrap_or_default();
-            let r: Result<ConfigWriteResponse, _> = client
-                .send_json(
-                    Method::PUT,
-                    &doc_path(&d.kind, &d.name),
-                    &[("dry_run", "true".into())],
-                    Some(body),
-                )
+            let r = client
+                .config_put(&d.kind, &d.name, &d.content, None, true)
                 .await;
             if let Err(e) = r {
                 problems.push(format!("{id}: {e}"));
@@ -226,12 +204,9 @@ async fn live_version(
     kind: &str,
     name: &str,
 ) -> Result<(u64, Option<Value>), ClientError> {
-    match client
-        .get_json::<ConfigDocument>(&doc_path(kind, name), &[])
-        .await
-    {
+    match client.config_get(kind, name, None).await {
         Ok(doc) => Ok((doc.revision, Some(doc.content))),
-        Err(ClientError::Api { status: 404, .. }) => Ok((0, None)),
+        Err(e) if e.status() == Some(404) => Ok((0, None)),
         Err(e) => Err(e),
     }
 }
@@ -306,13 +281,8 @@ pub async fn apply(
     let (mut changed, mut conflicts) = (0, Vec::new());
     for (d, revision) in pending {
         let id = d.id();
-        let body = serde_json::to_vec(&d.content).unwrap_or_default();
-        let mut query = vec![("cas", revision.to_string())];
-        if dry_run {
-            query.push(("dry_run", "true".into()));
-        }
-        let result: Result<ConfigWriteResponse, _> = client
-            .send_json(Method::PUT, &doc_path(&d.kind, &d.name), &query, Some(body))
+        let result = client
+            .config_put(&d.kind, &d.name, &d.content, Some(revision), dry_run)
             .await;
         match result {
             Ok(_) if dry_run => {
@@ -324,17 +294,17 @@ pub async fn apply(
                 changed += 1;
             }
             // A generic kind whose schema is in this file: the dry run cannot see it yet.
-            Err(ClientError::Api { status: 404, .. })
+            Err(ClientError::Api(ApiError { status: 404, .. }))
                 if dry_run && schemas.contains_key(&d.kind) =>
             {
                 out!("{id}: would change (dry run; its schema is in this file)");
                 changed += 1;
             }
-            Err(ClientError::Api {
+            Err(ClientError::Api(ApiError {
                 status: 409,
                 message,
                 ..
-            }) => {
+            })) => {
                 conflicts.push(format!(
                     "{id}: changed by someone else since its diff was made at revision {revision} ({message}); nothing overwritten, run apply again to see the new diff"
                 ));
@@ -356,7 +326,7 @@ pub async fn apply(
 
 /// `conclave config status`: desired against applied, per document and node.
 pub async fn status(client: &Client, json: bool, fail_on_drift: bool) -> Result<(), ClientError> {
-    let st: Value = client.get_json("/v1/config/status", &[]).await?;
+    let st: Value = client.config_status().await?;
     if json {
         out!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
     } else {
@@ -443,7 +413,7 @@ async fn unresolved_on_role_nodes(
     if refs.is_empty() {
         return Ok(Vec::new());
     }
-    let members: Vec<conclave_types::GossipMember> = client.get_json("/v1/members", &[]).await?;
+    let members: Vec<conclave_types::GossipMember> = client.gossip_members(&[]).await?;
     let mut problems = Vec::new();
     for m in members
         .iter()
@@ -457,17 +427,8 @@ async fn unresolved_on_role_nodes(
             continue;
         }
         let node = Client::new(&format!("http://{}", m.api_addr))?;
-        let body = serde_json::json!({
-            "references": refs.iter().map(|(_, r)| r.to_string()).collect::<Vec<_>>(),
-        });
-        let answer: Value = node
-            .send_json(
-                Method::POST,
-                "/v1/agent/secrets/check",
-                &[],
-                Some(body.to_string().into_bytes()),
-            )
-            .await?;
+        let references: Vec<String> = refs.iter().map(|(_, r)| r.to_string()).collect();
+        let answer: Value = node.check_secrets(&references).await?;
         for ((path, reference), result) in refs
             .iter()
             .zip(answer["results"].as_array().into_iter().flatten())

@@ -14,11 +14,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use conclave_types::{CampaignRequest, ElectionStatus, ErrorCode, LeaseRequest, WatchEvent};
-use reqwest::Method;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::client::{Client, ClientError};
+use crate::client::{ApiError, Client, ClientError};
 
 macro_rules! out {
     ($($arg:tt)*) => {{
@@ -29,20 +28,41 @@ macro_rules! out {
 /// How long a reconnecting watcher waits between attempts.
 const RECONNECT: Duration = Duration::from_millis(500);
 
-/// Follow the event stream at `path`, printing each event with `show`, reconnecting and
-/// resuming (Last-Event-ID) whenever the stream breaks; ends on an `error` event or a 4xx.
+/// Which stream [`follow`] reads.
+enum Stream<'a> {
+    Watch {
+        prefix: &'a str,
+        from_revision: Option<u64>,
+    },
+    Observe {
+        name: &'a str,
+    },
+}
+
+/// Follow an event stream, printing each event with `show`, reconnecting and resuming
+/// (Last-Event-ID) whenever the stream breaks; ends on an `error` event or a 4xx.
 async fn follow(
     client: &Client,
-    path: &str,
-    query: &[(&str, String)],
+    stream: Stream<'_>,
     what: &str,
     mut show: impl FnMut(&crate::client::SseEvent),
 ) -> Result<(), ClientError> {
     let mut last_id: Option<String> = None;
     loop {
-        let mut events = match client.events(path, query, last_id.as_deref()).await {
+        let opened = match &stream {
+            Stream::Watch {
+                prefix,
+                from_revision,
+            } => {
+                client
+                    .watch(prefix, *from_revision, last_id.as_deref())
+                    .await
+            }
+            Stream::Observe { name } => client.observe(name, last_id.as_deref()).await,
+        };
+        let mut events = match opened {
             Ok(e) => e,
-            Err(e @ ClientError::Api { .. }) => return Err(e),
+            Err(e @ ClientError::Api(_)) => return Err(e),
             Err(e) => {
                 eprintln!("{what}: {e}; reconnecting");
                 tokio::time::sleep(RECONNECT).await;
@@ -70,11 +90,11 @@ pub async fn watch(
     from_revision: Option<u64>,
     json: bool,
 ) -> Result<(), ClientError> {
-    let mut query = vec![("prefix", prefix.to_owned())];
-    if let Some(r) = from_revision {
-        query.push(("from_revision", r.to_string()));
-    }
-    follow(client, "/v1/watch", &query, "watch", |ev| {
+    let stream = Stream::Watch {
+        prefix,
+        from_revision,
+    };
+    follow(client, stream, "watch", |ev| {
         if json {
             out!("{}", ev.data);
         } else if let Ok(w) = serde_json::from_str::<WatchEvent>(&ev.data) {
@@ -90,8 +110,7 @@ pub async fn watch(
 
 /// `conclave elect NAME --observe`.
 pub async fn observe(client: &Client, name: &str, json: bool) -> Result<(), ClientError> {
-    let path = format!("/v1/elections/{name}/observe");
-    follow(client, &path, &[], "observe", |ev| {
+    follow(client, Stream::Observe { name }, "observe", |ev| {
         if json {
             out!("{}", ev.data);
             return;
@@ -206,7 +225,6 @@ async fn campaign_until_elected(
     client: &Client,
     opts: &ElectOptions,
 ) -> Result<Elected, ClientError> {
-    let path = format!("/v1/elections/{}/campaign", opts.name);
     loop {
         let sent_at = Instant::now();
         let body = CampaignRequest {
@@ -214,14 +232,7 @@ async fn campaign_until_elected(
             ttl_ms: opts.ttl.as_millis() as u64,
             wait_ms: 10_000,
         };
-        let result: Result<ElectionStatus, _> = client
-            .send_json(
-                Method::POST,
-                &path,
-                &[],
-                Some(serde_json::to_vec(&body).unwrap_or_default()),
-            )
-            .await;
+        let result: Result<ElectionStatus, _> = client.campaign(&opts.name, &body).await;
         match result {
             Ok(s) if s.elected == Some(true) => {
                 return Ok(Elected {
@@ -231,9 +242,9 @@ async fn campaign_until_elected(
             }
             Ok(_) => {}
             Err(
-                e @ ClientError::Api {
+                e @ ClientError::Api(ApiError {
                     status: 400..=499, ..
-                },
+                }),
             ) => return Err(e),
             Err(e) => {
                 eprintln!("elect: campaign failed ({e}); retrying");
@@ -253,12 +264,10 @@ async fn hold(
     term: &mut tokio::signal::unix::Signal,
     int: &mut tokio::signal::unix::Signal,
 ) -> Ended {
-    let path = format!("/v1/elections/{}/keepalive", opts.name);
-    let body = serde_json::to_vec(&LeaseRequest {
+    let lease = LeaseRequest {
         candidate: opts.candidate.clone(),
         epoch,
-    })
-    .unwrap_or_default();
+    };
     let every = opts.ttl / 5;
     // The child must be gone `safety` before the lease could end: start stopping it `grace`
     // earlier still.
@@ -282,7 +291,7 @@ async fn hold(
         let sent_at = Instant::now();
         let renewal = tokio::time::timeout(
             stop_at.saturating_duration_since(sent_at),
-            client.send_json::<ElectionStatus>(Method::POST, &path, &[], Some(body.clone())),
+            client.keepalive(&opts.name, &lease),
         )
         .await;
         match renewal {
@@ -290,11 +299,11 @@ async fn hold(
                 stop_at = sent_at + opts.ttl - margin;
                 next = sent_at + every;
             }
-            Ok(Err(ClientError::Api {
+            Ok(Err(ClientError::Api(ApiError {
                 code: ErrorCode::NotHolder,
                 message,
                 ..
-            })) => {
+            }))) => {
                 eprintln!("elect: lost the election: {message}");
                 return Ended::Lost;
             }
@@ -323,12 +332,5 @@ async fn stop_child(child: &mut Child, grace: Duration) {
 }
 
 async fn resign(client: &Client, name: &str, lease: &LeaseRequest) {
-    let _: Result<serde_json::Value, _> = client
-        .send_json(
-            Method::POST,
-            &format!("/v1/elections/{name}/resign"),
-            &[],
-            Some(serde_json::to_vec(lease).unwrap_or_default()),
-        )
-        .await;
+    let _ = client.resign(name, lease).await;
 }

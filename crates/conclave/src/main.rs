@@ -2,7 +2,7 @@
 
 mod agent;
 mod cli;
-mod client;
+use conclave_client as client;
 mod config;
 mod config_cli;
 mod elect;

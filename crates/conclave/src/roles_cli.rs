@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use serde_json::Value;
 
 use crate::client::{Client, ClientError};
@@ -15,7 +14,7 @@ macro_rules! out {
 }
 
 pub async fn list(client: &Client, json: bool) -> Result<(), ClientError> {
-    let roles: Value = client.get_json("/v1/roles", &[]).await?;
+    let roles: Value = client.roles().await?;
     if json {
         out!(
             "{}",
@@ -73,15 +72,7 @@ pub async fn handover(
     to: Option<u64>,
     wait: Duration,
 ) -> Result<(), ClientError> {
-    let body = to.map(|t| serde_json::json!({ "to": t }).to_string().into_bytes());
-    let r: Value = client
-        .send_json(
-            Method::POST,
-            &format!("/v1/roles/{name}/handover"),
-            &[],
-            body,
-        )
-        .await?;
+    let r: Value = client.handover(name, to).await?;
     let target = r["to"].as_u64().unwrap_or_default();
     out!(
         "handing {name} over from node {} (epoch {}) to node {target}",
@@ -90,7 +81,7 @@ pub async fn handover(
     );
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
-        let v: Value = client.get_json(&format!("/v1/roles/{name}"), &[]).await?;
+        let v: Value = client.role(name).await?;
         if v["holder"].as_u64() == Some(target) {
             out!("node {target} holds {name} with epoch {}", v["epoch"]);
             return Ok(());

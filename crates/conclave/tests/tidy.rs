@@ -147,3 +147,51 @@ fn the_cluster_token_is_a_secret_everywhere_it_is_held() {
         assert!(text.contains(field), "{krate}/{file} must hold {field}");
     }
 }
+
+/// Files that still build `/v1/` URLs themselves: the agent's background tasks that call
+/// its own API over loopback (to be replaced by in-process calls) and the load generator
+/// (raw hyper, one keep-alive connection per simulated client). The list may only shrink:
+/// a file listed here that no longer builds a URL fails the test too.
+const STILL_BUILDING_URLS: &[&str] = &[
+    "conclave/src/seed.rs",
+    "conclave-publish/src/config_sync.rs",
+    "conclave-roles/src/runtime.rs",
+    "conclave-bench/src/main.rs",
+    "conclave-bench/src/fanout.rs",
+];
+
+#[test]
+fn only_the_api_and_its_client_spell_api_routes() {
+    let crates = workspace().join("crates");
+    let mut found = BTreeSet::new();
+    for entry in std::fs::read_dir(&crates).expect("crates").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "conclave-api" || name == "conclave-client" {
+            continue;
+        }
+        for (path, text) in sources(&name) {
+            let code_lines = text
+                .lines()
+                .map(str::trim_start)
+                .filter(|l| !l.starts_with("//"));
+            if code_lines
+                .into_iter()
+                .any(|l| l.contains("\"/v1/") || l.contains("/v1/{") || l.contains("}/v1/"))
+            {
+                let rel = path.strip_prefix(&crates).unwrap_or(&path);
+                found.insert(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let allowed: BTreeSet<String> = STILL_BUILDING_URLS.iter().map(|s| s.to_string()).collect();
+    let new: Vec<_> = found.difference(&allowed).collect();
+    assert!(
+        new.is_empty(),
+        "these files build /v1/ URLs; use conclave-client instead: {new:?}"
+    );
+    let stale: Vec<_> = allowed.difference(&found).collect();
+    assert!(
+        stale.is_empty(),
+        "remove from STILL_BUILDING_URLS: {stale:?}"
+    );
+}

@@ -1,11 +1,25 @@
-//! The CLI's HTTP client for the agent's API.
+//! The typed client for conclave's HTTP API: one method per operation the project's own
+//! tools use (the CLI, `conclave elect`, tests), each returning the API's types or an
+//! [`ApiError`] with its stable [`ErrorCode`].
+//!
+//! Why a crate: the routes and their error contract are spelled here once, next to the
+//! server's (`conclave-api`); no other crate builds a `/v1/` URL (a tidy test checks the
+//! binary). reqwest does the HTTP; `conclave_types::sse` the event-stream framing.
 
 use conclave_types::{
-    AddMemberRequest, ClusterMember, ClusterStatus, DeleteResponse, ErrorBody, ErrorCode,
-    HEADER_INDEX, HEADER_NEXT_AFTER, HEADER_REVISION, KvItem, PutResponse, Status, TransferRequest,
-    TransferResponse,
+    AddMemberRequest, CampaignRequest, ClusterMember, ClusterStatus, ConfigDocument, ConfigHistory,
+    ConfigListItem, ConfigWriteResponse, DeleteResponse, ElectionStatus, ErrorBody, ErrorCode,
+    HEADER_INDEX, HEADER_NEXT_AFTER, HEADER_REVISION, KvItem, LeaseRequest, PutResponse, Status,
+    TransferRequest, TransferResponse,
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// Characters left as they are in one path segment (a document kind or name, an election).
+const SEGMENT_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Characters left as they are in a key path: unreserved ones and `/`.
 const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
@@ -15,22 +29,55 @@ const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'/');
 
+/// An error answer of the API: its HTTP status and the body's code, message and hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: ErrorCode,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\nhint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("no conclave agent at {0} — start one with: conclave agent")]
     NoAgent(String),
-    #[error("{message}{}", hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
-    Api {
-        status: u16,
-        code: ErrorCode,
-        message: String,
-        hint: Option<String>,
-    },
+    /// The agent answered with an error.
+    #[error("{0}")]
+    Api(ApiError),
     #[error("{0}")]
     Local(String),
     /// The command line itself is wrong (exit code 2).
     #[error("{0}")]
     Usage(String),
+}
+
+impl ClientError {
+    /// The API's error code, when the agent answered with an error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api(e) => Some(e.code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when the agent answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api(e) => Some(e.status),
+            _ => None,
+        }
+    }
 }
 
 pub struct Client {
@@ -82,20 +129,22 @@ impl Client {
         }
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        Err(match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(body) => ClientError::Api {
-                status,
-                code: body.error.code,
-                message: body.error.message,
-                hint: Some(body.error.hint).filter(|h| !h.is_empty()),
+        Err(ClientError::Api(
+            match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(body) => ApiError {
+                    status,
+                    code: body.error.code,
+                    message: body.error.message,
+                    hint: Some(body.error.hint).filter(|h| !h.is_empty()),
+                },
+                Err(_) => ApiError {
+                    status,
+                    code: ErrorCode::Unknown,
+                    message: format!("HTTP {status}: {text}"),
+                    hint: None,
+                },
             },
-            Err(_) => ClientError::Api {
-                status,
-                code: ErrorCode::Unknown,
-                message: format!("HTTP {status}: {text}"),
-                hint: None,
-            },
-        })
+        ))
     }
 
     async fn json<T: serde::de::DeserializeOwned>(
@@ -127,17 +176,10 @@ impl Client {
             req = req.query(&[("consistency", "stale")]);
         }
         let resp = self.send(req).await.map_err(|e| match e {
-            ClientError::Api {
-                status,
-                code: ErrorCode::KeyNotFound,
-                message,
-                ..
-            } => ClientError::Api {
-                status,
-                code: ErrorCode::KeyNotFound,
-                message,
-                hint: Some("list the keys with: conclave kv ls PREFIX".into()),
-            },
+            ClientError::Api(mut e) if e.code == ErrorCode::KeyNotFound => {
+                e.hint = Some("list the keys with: conclave kv ls PREFIX".into());
+                ClientError::Api(e)
+            }
             other => other,
         })?;
         let header = |name: &str| {
@@ -354,12 +396,12 @@ impl SseReader {
 }
 
 impl Client {
-    pub fn url(&self, path: &str) -> String {
+    fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// `GET path` → JSON.
-    pub async fn get_json<T: serde::de::DeserializeOwned>(
+    async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
@@ -371,7 +413,7 @@ impl Client {
     }
 
     /// `method path` with a JSON body → JSON.
-    pub async fn send_json<T: serde::de::DeserializeOwned>(
+    async fn send_json<T: serde::de::DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -391,7 +433,7 @@ impl Client {
     }
 
     /// Open an event stream at `path`, resuming after `last_event_id` when given.
-    pub async fn events(
+    async fn events(
         &self,
         path: &str,
         query: &[(&str, String)],
@@ -410,5 +452,255 @@ impl Client {
             body: Box::pin(resp.bytes_stream()),
             parser: conclave_types::sse::SseParser::default(),
         })
+    }
+}
+
+fn doc_path(kind: &str, name: &str) -> String {
+    format!(
+        "/v1/config/{}/{}",
+        utf8_percent_encode(kind, SEGMENT_SET),
+        utf8_percent_encode(name, SEGMENT_SET)
+    )
+}
+
+fn json_body<T: serde::Serialize>(body: &T) -> Option<Vec<u8>> {
+    Some(serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// Configuration documents (`/v1/config`).
+impl Client {
+    /// A document, as of store revision `revision` when given.
+    pub async fn config_get(
+        &self,
+        kind: &str,
+        name: &str,
+        revision: Option<u64>,
+    ) -> Result<ConfigDocument, ClientError> {
+        let query: Vec<(&str, String)> = revision
+            .map(|r| vec![("revision", r.to_string())])
+            .unwrap_or_default();
+        self.get_json(&doc_path(kind, name), &query).await
+    }
+
+    /// Live documents, of one kind when given.
+    pub async fn config_list(
+        &self,
+        kind: Option<&str>,
+    ) -> Result<Vec<ConfigListItem>, ClientError> {
+        let query: Vec<(&str, String)> = kind
+            .map(|k| vec![("kind", k.to_string())])
+            .unwrap_or_default();
+        self.get_json("/v1/config", &query).await
+    }
+
+    pub async fn config_history(
+        &self,
+        kind: &str,
+        name: &str,
+    ) -> Result<ConfigHistory, ClientError> {
+        self.get_json(&format!("{}/history", doc_path(kind, name)), &[])
+            .await
+    }
+
+    /// Validate and store `content` (`cas`: only if the document's revision is still it;
+    /// `dry_run`: validate only).
+    pub async fn config_put(
+        &self,
+        kind: &str,
+        name: &str,
+        content: &serde_json::Value,
+        cas: Option<u64>,
+        dry_run: bool,
+    ) -> Result<ConfigWriteResponse, ClientError> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(c) = cas {
+            query.push(("cas", c.to_string()));
+        }
+        if dry_run {
+            query.push(("dry_run", "true".into()));
+        }
+        self.send_json(
+            reqwest::Method::PUT,
+            &doc_path(kind, name),
+            &query,
+            json_body(content),
+        )
+        .await
+    }
+
+    pub async fn config_delete(
+        &self,
+        kind: &str,
+        name: &str,
+        cas: Option<u64>,
+    ) -> Result<ConfigWriteResponse, ClientError> {
+        let query: Vec<(&str, String)> = cas
+            .map(|c| vec![("cas", c.to_string())])
+            .unwrap_or_default();
+        self.send_json(reqwest::Method::DELETE, &doc_path(kind, name), &query, None)
+            .await
+    }
+
+    /// Desired vs applied configuration per node (`GET /v1/config/status`), as JSON.
+    pub async fn config_status(&self) -> Result<serde_json::Value, ClientError> {
+        self.get_json("/v1/config/status", &[]).await
+    }
+
+    /// Whether secret references resolve on this agent (`POST /v1/agent/secrets/check`):
+    /// `{"results": [{"reference", "resolves", "problem"}]}`, never a value.
+    pub async fn check_secrets(
+        &self,
+        references: &[String],
+    ) -> Result<serde_json::Value, ClientError> {
+        let body = serde_json::json!({ "references": references });
+        self.send_json(
+            reqwest::Method::POST,
+            "/v1/agent/secrets/check",
+            &[],
+            json_body(&body),
+        )
+        .await
+    }
+}
+
+/// Elections, roles and watches.
+impl Client {
+    fn election_path(name: &str, action: &str) -> String {
+        format!(
+            "/v1/elections/{}/{action}",
+            utf8_percent_encode(name, SEGMENT_SET)
+        )
+    }
+
+    pub async fn campaign(
+        &self,
+        name: &str,
+        req: &CampaignRequest,
+    ) -> Result<ElectionStatus, ClientError> {
+        self.send_json(
+            reqwest::Method::POST,
+            &Self::election_path(name, "campaign"),
+            &[],
+            json_body(req),
+        )
+        .await
+    }
+
+    pub async fn keepalive(
+        &self,
+        name: &str,
+        req: &LeaseRequest,
+    ) -> Result<ElectionStatus, ClientError> {
+        self.send_json(
+            reqwest::Method::POST,
+            &Self::election_path(name, "keepalive"),
+            &[],
+            json_body(req),
+        )
+        .await
+    }
+
+    pub async fn resign(
+        &self,
+        name: &str,
+        req: &LeaseRequest,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.send_json(
+            reqwest::Method::POST,
+            &Self::election_path(name, "resign"),
+            &[],
+            json_body(req),
+        )
+        .await
+    }
+
+    /// Every change under `prefix` after `from_revision` (or, resuming, after
+    /// `last_event_id`), as a stream of [`WatchEvent`]s in the events' `data`.
+    pub async fn watch(
+        &self,
+        prefix: &str,
+        from_revision: Option<u64>,
+        last_event_id: Option<&str>,
+    ) -> Result<SseReader, ClientError> {
+        let mut query = vec![("prefix", prefix.to_owned())];
+        if let Some(r) = from_revision {
+            query.push(("from_revision", r.to_string()));
+        }
+        self.events("/v1/watch", &query, last_event_id).await
+    }
+
+    /// An election's transitions (`state`, then `elected`, `resigned`, ...).
+    pub async fn observe(
+        &self,
+        name: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<SseReader, ClientError> {
+        self.events(&Self::election_path(name, "observe"), &[], last_event_id)
+            .await
+    }
+
+    /// Every leader-bound role (`GET /v1/roles`), as JSON.
+    pub async fn roles(&self) -> Result<serde_json::Value, ClientError> {
+        self.get_json("/v1/roles", &[]).await
+    }
+
+    pub async fn role(&self, name: &str) -> Result<serde_json::Value, ClientError> {
+        self.get_json(
+            &format!("/v1/roles/{}", utf8_percent_encode(name, SEGMENT_SET)),
+            &[],
+        )
+        .await
+    }
+
+    /// Planned handover of `name` to `to` (the best candidate when `None`).
+    pub async fn handover(
+        &self,
+        name: &str,
+        to: Option<u64>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let body = to.map(|t| serde_json::json!({ "to": t }).to_string().into_bytes());
+        self.send_json(
+            reqwest::Method::POST,
+            &format!(
+                "/v1/roles/{}/handover",
+                utf8_percent_encode(name, SEGMENT_SET)
+            ),
+            &[],
+            body,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_encoded_whole() {
+        assert_eq!(
+            doc_path("remote-peers", "a b/c"),
+            "/v1/config/remote-peers/a%20b%2Fc"
+        );
+        assert_eq!(
+            Client::election_path("role:gw", "campaign"),
+            "/v1/elections/role%3Agw/campaign"
+        );
+    }
+
+    #[test]
+    fn an_api_error_shows_its_message_and_hint() {
+        let e = ClientError::Api(ApiError {
+            status: 409,
+            code: ErrorCode::CasConflict,
+            message: "m".into(),
+            hint: Some("h".into()),
+        });
+        assert_eq!(e.to_string(), "m\nhint: h");
+        assert_eq!(
+            (e.status(), e.code()),
+            (Some(409), Some(ErrorCode::CasConflict))
+        );
+        assert!(Client::new("localhost:7400").is_err_and(|e| matches!(e, ClientError::Usage(_))));
     }
 }
