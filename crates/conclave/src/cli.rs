@@ -647,13 +647,8 @@ where
     };
     match runtime.block_on(f()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ ClientError::Usage(_)) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+            crate::output::report(&e, crate::output::json_requested(std::env::args().skip(1)))
         }
     }
 }

@@ -8,6 +8,7 @@ mod config_cli;
 mod elect;
 mod env_vars;
 mod logging;
+mod output;
 mod roles_cli;
 mod seed;
 

@@ -113,6 +113,13 @@ async fn an_agent_and_its_cli_behave_as_documented() {
         "{err}"
     );
 
+    // With -o json, an error is JSON on stdout too, in the API's shape.
+    let (code, out, _) = cli(&["kv", "get", "nope", "--addr", &addr, "-o", "json"], None);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("a JSON error");
+    assert_eq!(v["error"]["code"], "key_not_found", "{v}");
+    assert_eq!(v["error"]["status"], 404, "{v}");
+
     // A bad --addr is a usage error.
     let (code, _, err) = cli(&["kv", "get", "x", "--addr", "127.0.0.1:7400"], None);
     assert_eq!(code, 2, "{err}");
