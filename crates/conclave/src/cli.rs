@@ -2,15 +2,13 @@
 //!
 //! Exit codes: 0 success, 1 error (including "key not found"), 2 usage error.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use conclave_types::ErrorCode;
 
 use crate::client::{Client, ClientError};
-use crate::config::{self, AgentFlags};
+use crate::config::AgentFlags;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,7 +19,7 @@ use crate::config::{self, AgentFlags};
 )]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -33,20 +31,20 @@ pub struct ClientOpts {
         default_value = "http://127.0.0.1:7400",
         global = true
     )]
-    addr: String,
+    pub(crate) addr: String,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Human, global = true)]
-    output: Output,
+    pub(crate) output: Output,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
+pub(crate) enum Output {
     Human,
     Json,
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {
+pub(crate) enum Command {
     /// Run the agent (a single-node cluster with no flags).
     #[command(
         after_help = "Examples:\n  conclave agent\n  conclave agent --data-dir /var/lib/conclave --http-addr 0.0.0.0:7400\n  conclave agent --config /etc/conclave.toml --print-config"
@@ -159,15 +157,15 @@ enum Command {
 }
 
 #[derive(Args, Debug)]
-struct RolesArgs {
+pub(crate) struct RolesArgs {
     #[command(subcommand)]
-    cmd: Option<RolesCommand>,
+    pub(crate) cmd: Option<RolesCommand>,
     #[command(flatten)]
-    client: ClientOpts,
+    pub(crate) client: ClientOpts,
 }
 
 #[derive(Subcommand, Debug)]
-enum RolesCommand {
+pub(crate) enum RolesCommand {
     /// The holder steps down for the highest-priority live candidate (or --to).
     Handover {
         name: String,
@@ -183,7 +181,7 @@ enum RolesCommand {
 }
 
 #[derive(Subcommand, Debug)]
-enum ConfigCommand {
+pub(crate) enum ConfigCommand {
     /// Print a document's content (the header goes to stderr).
     Get {
         /// KIND/NAME, e.g. remote-peers/default.
@@ -244,39 +242,39 @@ enum ConfigCommand {
 }
 
 #[derive(Args, Debug)]
-struct AgentArgs {
+pub(crate) struct AgentArgs {
     /// TOML configuration file (defaults < file < CONCLAVE_* env < flags).
     #[arg(long, short = 'c')]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
-    print_config: bool,
+    pub(crate) print_config: bool,
     #[command(flatten)]
-    flags: AgentFlags,
+    pub(crate) flags: AgentFlags,
 }
 
 #[derive(Args, Debug)]
-struct MembersArgs {
+pub(crate) struct MembersArgs {
     #[command(subcommand)]
-    cmd: Option<MembersCommand>,
+    pub(crate) cmd: Option<MembersCommand>,
     /// Only these roles (voter, learner, client; comma-separated).
     #[arg(long)]
-    role: Option<String>,
+    pub(crate) role: Option<String>,
     /// Only healthy members (alive, health checks passing).
     #[arg(long, conflicts_with = "unhealthy")]
-    healthy: bool,
+    pub(crate) healthy: bool,
     /// Only members that are not healthy (a check fails, or not alive).
     #[arg(long)]
-    unhealthy: bool,
+    pub(crate) unhealthy: bool,
     /// Only members with this tag, key=value (repeatable).
     #[arg(long = "tag", value_name = "KEY=VALUE")]
-    tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     #[command(flatten)]
-    client: ClientOpts,
+    pub(crate) client: ClientOpts,
 }
 
 #[derive(Subcommand, Debug)]
-enum MembersCommand {
+pub(crate) enum MembersCommand {
     /// List the Raft members with their role, addresses, lag and health (asks the leader).
     #[command(after_help = "Examples:\n  conclave members list\n  conclave members list -o json")]
     List {
@@ -338,7 +336,7 @@ enum MembersCommand {
 }
 
 #[derive(Subcommand, Debug)]
-enum SnapshotCommand {
+pub(crate) enum SnapshotCommand {
     /// Write the state (read at a linearizable point) to FILE, checksummed.
     #[command(
         after_help = "Examples:\n  conclave snapshot save backup.snap\n  conclave snapshot save /backups/$(date +%F).snap --addr http://10.0.0.2:7400"
@@ -370,7 +368,7 @@ enum SnapshotCommand {
 }
 
 #[derive(Subcommand, Debug)]
-enum LeaderCommand {
+pub(crate) enum LeaderCommand {
     /// Hand leadership to a voter (the most caught-up healthy one when none is named).
     #[command(
         after_help = "Examples:\n  conclave leader transfer\n  conclave leader transfer --to 2"
@@ -385,7 +383,7 @@ enum LeaderCommand {
 }
 
 #[derive(Subcommand, Debug)]
-enum KvCommand {
+pub(crate) enum KvCommand {
     /// Store a value (from the argument, or from stdin when it is omitted or `-`).
     #[command(
         after_help = "Examples:\n  conclave kv put app/color blue\n  conclave kv put app/config - < config.json\n  conclave kv put lock/a me --cas 0   # only if absent"
@@ -439,34 +437,24 @@ enum KvCommand {
     },
 }
 
-/// Print a line to stdout. A closed stdout (e.g. `conclave status | head -1`) is not an
-/// error worth a panic: the reader has what it wanted.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-
-fn out_raw(bytes: &[u8]) {
-    let _ = std::io::stdout().lock().write_all(bytes);
-}
-
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Agent(args) => run_agent(*args),
-        Command::Members(cmd) => client_command(|| members(cmd)),
-        Command::Publish { client } => client_command(|| publish(client)),
-        Command::Leader(cmd) => client_command(|| leader(cmd)),
-        Command::Snapshot(cmd) => client_command(|| snapshot(cmd)),
-        Command::Recover { data_dir, yes } => client_command(|| recover(data_dir, yes)),
-        Command::Kv(cmd) => client_command(|| kv(cmd)),
-        Command::Status { client } => client_command(|| status(&client)),
+        Command::Agent(args) => crate::cmd::agent::run_agent(*args),
+        Command::Members(cmd) => client_command(|| crate::cmd::members::members(cmd)),
+        Command::Publish { client } => client_command(|| crate::cmd::members::publish(client)),
+        Command::Leader(cmd) => client_command(|| crate::cmd::leader::leader(cmd)),
+        Command::Snapshot(cmd) => client_command(|| crate::cmd::snapshot::snapshot(cmd)),
+        Command::Recover { data_dir, yes } => {
+            client_command(|| crate::cmd::snapshot::recover(data_dir, yes))
+        }
+        Command::Kv(cmd) => client_command(|| crate::cmd::kv::kv(cmd)),
+        Command::Status { client } => client_command(|| crate::cmd::status::status(&client)),
         Command::Config(cmd) => client_command(|| config_command(cmd)),
         Command::Roles(args) => client_command(|| async move {
             match args.cmd {
                 None => {
                     let json = args.client.output == Output::Json;
-                    crate::roles_cli::list(&Client::new(&args.client.addr)?, json).await
+                    crate::cmd::roles::list(&Client::new(&args.client.addr)?, json).await
                 }
                 Some(RolesCommand::Handover {
                     name,
@@ -474,7 +462,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     wait,
                     client,
                 }) => {
-                    crate::roles_cli::handover(&Client::new(&client.addr)?, &name, to, wait).await
+                    crate::cmd::roles::handover(&Client::new(&client.addr)?, &name, to, wait).await
                 }
             }
         }),
@@ -484,7 +472,7 @@ pub fn run(cli: Cli) -> ExitCode {
             confirm,
             client,
         } => client_command(|| async move {
-            crate::config_cli::apply(&Client::new(&client.addr)?, &file, dry_run, confirm).await
+            crate::cmd::config::apply(&Client::new(&client.addr)?, &file, dry_run, confirm).await
         }),
         Command::Watch {
             prefix,
@@ -492,7 +480,8 @@ pub fn run(cli: Cli) -> ExitCode {
             client,
         } => client_command(|| async move {
             let json = client.output == Output::Json;
-            crate::elect::watch(&Client::new(&client.addr)?, &prefix, from_revision, json).await
+            crate::cmd::elect::watch(&Client::new(&client.addr)?, &prefix, from_revision, json)
+                .await
         }),
         Command::Elect {
             name,
@@ -506,7 +495,7 @@ pub fn run(cli: Cli) -> ExitCode {
             if observe {
                 return client_command(|| async move {
                     let json = client.output == Output::Json;
-                    crate::elect::observe(&Client::new(&client.addr)?, &name, json).await
+                    crate::cmd::elect::observe(&Client::new(&client.addr)?, &name, json).await
                 });
             }
             if command.is_empty() {
@@ -518,14 +507,14 @@ pub fn run(cli: Cli) -> ExitCode {
             let candidate = candidate.unwrap_or_else(default_candidate);
             let mut code = 1;
             let exit = client_command(|| async {
-                let opts = crate::elect::ElectOptions {
+                let opts = crate::cmd::elect::ElectOptions {
                     name,
                     candidate,
                     ttl,
                     grace,
                     command,
                 };
-                code = crate::elect::elect(&Client::new(&client.addr)?, opts).await?;
+                code = crate::cmd::elect::elect(&Client::new(&client.addr)?, opts).await?;
                 Ok(())
             });
             if exit == ExitCode::SUCCESS {
@@ -546,7 +535,7 @@ fn default_candidate() -> String {
 }
 
 async fn config_command(cmd: ConfigCommand) -> Result<(), ClientError> {
-    use crate::config_cli as cc;
+    use crate::cmd::config as cc;
     match cmd {
         ConfigCommand::Get {
             id,
@@ -581,54 +570,6 @@ async fn config_command(cmd: ConfigCommand) -> Result<(), ClientError> {
     }
 }
 
-fn run_agent(args: AgentArgs) -> ExitCode {
-    let config = match config::load(args.config.as_deref(), &args.flags) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    if args.print_config {
-        match toml::to_string_pretty(&config.redacted()) {
-            Ok(text) => {
-                out_raw(text.as_bytes());
-                return ExitCode::SUCCESS;
-            }
-            Err(e) => {
-                eprintln!("error: cannot render the configuration: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    if let Err(e) = crate::logging::init(&config.log_level, config.log_format) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
-    for warning in &config.ignored_env {
-        tracing::warn!("{warning}");
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("conclave")
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(crate::agent::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// Run a client command on a small runtime and turn its error into a message and exit 1.
 fn client_command<F, Fut>(f: F) -> ExitCode
 where
@@ -651,611 +592,4 @@ where
             crate::output::report(&e, crate::output::json_requested(std::env::args().skip(1)))
         }
     }
-}
-
-/// `s` as one shell word (quoted when it holds anything but plain characters).
-fn shell_word(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-fn print_json(v: &serde_json::Value) {
-    out!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    );
-}
-
-async fn kv(cmd: KvCommand) -> Result<(), ClientError> {
-    match cmd {
-        KvCommand::Put {
-            key,
-            value,
-            cas,
-            client,
-        } => {
-            let value = match value.as_deref() {
-                None | Some("-") => {
-                    let mut buf = Vec::new();
-                    std::io::stdin()
-                        .read_to_end(&mut buf)
-                        .map_err(|e| ClientError::Local(format!("cannot read stdin: {e}")))?;
-                    buf
-                }
-                Some(v) => v.as_bytes().to_vec(),
-            };
-            let c = Client::new(&client.addr)?;
-            let r = c.put(&key, value, cas).await?;
-            match client.output {
-                Output::Json => {
-                    print_json(&serde_json::json!({"key": key, "revision": r.revision}))
-                }
-                Output::Human => out!("OK revision {}", r.revision),
-            }
-        }
-        KvCommand::Get { key, stale, client } => {
-            let c = Client::new(&client.addr)?;
-            let got = c.get(&key, stale).await?;
-            match client.output {
-                Output::Json => {
-                    let (value, value_base64) = match std::str::from_utf8(&got.value) {
-                        Ok(s) => (Some(s.to_string()), None),
-                        Err(_) => {
-                            use base64::Engine;
-                            let b64 = base64::engine::general_purpose::STANDARD;
-                            (None, Some(b64.encode(&got.value)))
-                        }
-                    };
-                    print_json(&serde_json::json!({
-                        "key": key, "value": value, "value_base64": value_base64,
-                        "revision": got.revision, "index": got.index,
-                    }))
-                }
-                Output::Human => {
-                    let mut out = std::io::stdout();
-                    let _ = out.write_all(&got.value);
-                    if !got.value.ends_with(b"\n") && std::io::IsTerminal::is_terminal(&out) {
-                        let _ = out.write_all(b"\n");
-                    }
-                }
-            }
-        }
-        KvCommand::Del { key, cas, client } => {
-            let c = Client::new(&client.addr)?;
-            let r = c.delete(&key, cas).await?;
-            match client.output {
-                Output::Json => print_json(&serde_json::json!({
-                    "key": key, "revision": r.revision, "deleted": r.deleted
-                })),
-                Output::Human if r.deleted => out!("deleted (revision {})", r.revision),
-                Output::Human => out!("not found (nothing deleted)"),
-            }
-        }
-        KvCommand::Ls {
-            prefix,
-            limit,
-            after,
-            client,
-        } => {
-            let c = Client::new(&client.addr)?;
-            let (items, next) = c.list(&prefix, limit, after.as_deref()).await?;
-            if let Some(next) = &next {
-                // On stderr, so `-o json` output stays one parseable array.
-                eprintln!(
-                    "more keys match; continue with: conclave kv ls {} --after {}",
-                    shell_word(&prefix),
-                    shell_word(next)
-                );
-            }
-            match client.output {
-                Output::Json => print_json(&serde_json::to_value(&items).unwrap_or_default()),
-                Output::Human => {
-                    for item in items {
-                        let value = item.value.unwrap_or_else(|| {
-                            format!(
-                                "<{} bytes, binary>",
-                                item.value_base64.map_or(0, |b| b.len() * 3 / 4)
-                            )
-                        });
-                        out!("{}\t{}\t(rev {})", item.key, value, item.revision);
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn status(opts: &ClientOpts) -> Result<(), ClientError> {
-    let c = Client::new(&opts.addr)?;
-    let s = match c.status().await? {
-        crate::client::AgentStatus::Raft(s) => s,
-        crate::client::AgentStatus::Client(v) => {
-            match opts.output {
-                Output::Json => print_json(&v),
-                Output::Human => {
-                    out!("cluster   {}", v["cluster_id"].as_str().unwrap_or("-"));
-                    out!(
-                        "node      {} (client: no Raft log; forwards to the cluster)",
-                        v["node_id"]
-                    );
-                    out!(
-                        "leader    {}",
-                        v["leader_id"]
-                            .as_u64()
-                            .map_or("none known".to_string(), |l| l.to_string())
-                    );
-                    out!("members   {}", v["members"]);
-                    out!();
-                    match c.cluster_status().await {
-                        Ok(cs) => print_members(&cs.members),
-                        Err(e) => out!("cluster status unavailable: {e}"),
-                    }
-                }
-            }
-            return Ok(());
-        }
-    };
-    match opts.output {
-        Output::Json => print_json(&serde_json::to_value(&s).unwrap_or_default()),
-        Output::Human => {
-            out!("cluster   {}", s.cluster_id);
-            out!("node      {} ({})", s.node_id, s.role);
-            out!(
-                "leader    {}",
-                s.leader_id.map_or("none".to_string(), |l| l.to_string())
-            );
-            out!("term      {}", s.term);
-            out!(
-                "index     commit {}  applied {}  revision {}",
-                s.commit_index,
-                s.applied_index,
-                s.revision
-            );
-            out!(
-                "storage   {} keys, {:.1} writes/fsync, log {}..{}",
-                s.storage.keys,
-                s.storage.writes_per_fsync,
-                s.storage.log_first_index,
-                s.storage
-                    .log_last_index
-                    .map_or("-".to_string(), |l| l.to_string())
-            );
-            out!();
-            match c.cluster_status().await {
-                Ok(cs) => {
-                    out!(
-                        "quorum    {}",
-                        if cs.quorum_healthy {
-                            "healthy"
-                        } else {
-                            "NOT healthy"
-                        }
-                    );
-                    print_members(&cs.members);
-                }
-                Err(e) => {
-                    out!("(no leader answered: {e}; showing this node's view)");
-                    out!("{:<18} {:<8} {:<22} {:<22}", "MEMBER", "ROLE", "API", "RPC");
-                    for m in &s.members {
-                        out!(
-                            "{:<18} {:<8} {:<22} {:<22}",
-                            m.node_id,
-                            m.role,
-                            m.api_addr,
-                            m.rpc_addr
-                        );
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn print_members(members: &[conclave_types::ClusterMember]) {
-    out!(
-        "{:<18} {:<8} {:<7} {:<22} {:<22} {:>8} {:>8} {:>9} {:<8}",
-        "MEMBER",
-        "ROLE",
-        "LEADER",
-        "API",
-        "RPC",
-        "MATCH",
-        "LAG",
-        "CONTACT",
-        "HEALTH"
-    );
-    let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
-    for m in members {
-        out!(
-            "{:<18} {:<8} {:<7} {:<22} {:<22} {:>8} {:>8} {:>9} {:<8}",
-            m.node_id,
-            if m.learner_only && m.role == "learner" {
-                "learner*"
-            } else {
-                m.role.as_str()
-            },
-            if m.is_leader { "*" } else { "" },
-            if m.api_addr.is_empty() {
-                "-"
-            } else {
-                m.api_addr.as_str()
-            },
-            m.rpc_addr,
-            opt(m.match_index),
-            opt(m.lag_entries),
-            m.last_contact_ms
-                .map_or("-".to_string(), |c| format!("{c}ms")),
-            match (m.healthy, m.lag_seconds) {
-                (true, _) => "ok",
-                // No leader's view: this node cannot tell.
-                (false, None) => "unknown",
-                (false, Some(_)) => "UNHEALTHY",
-            }
-        );
-    }
-}
-
-fn print_gossip_members(members: &[conclave_types::GossipMember]) {
-    out!(
-        "{:<18} {:<8} {:<9} {:<8} {:<9} {:<22} {:<22} {:>8}  {}",
-        "MEMBER",
-        "ROLE",
-        "RAFT",
-        "STATE",
-        "HEALTH",
-        "API",
-        "RPC",
-        "SEEN",
-        "TAGS"
-    );
-    for m in members {
-        let health = if m.healthy {
-            "ok".to_string()
-        } else if m.failing_checks.is_empty() {
-            "-".to_string()
-        } else {
-            format!("FAIL:{}", m.failing_checks.join(","))
-        };
-        let tags = m
-            .tags
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let state = serde_json::to_value(m.state)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
-        out!(
-            "{:<18} {:<8} {:<9} {:<8} {:<9} {:<22} {:<22} {:>8}  {}",
-            m.id,
-            m.role,
-            m.raft_role.as_deref().unwrap_or("-"),
-            state,
-            health,
-            m.api_addr,
-            m.rpc_addr,
-            format!("{}ms", m.last_seen_ms),
-            tags
-        );
-    }
-}
-
-async fn publish(client: ClientOpts) -> Result<(), ClientError> {
-    let sinks = Client::new(&client.addr)?.publish_status().await?;
-    if client.output == Output::Json {
-        print_json(&serde_json::to_value(&sinks).unwrap_or_default());
-        return Ok(());
-    }
-    if sinks.is_empty() {
-        out!("no publish sinks configured (add [[publish]] tables to the agent config)");
-    }
-    for s in sinks {
-        out!(
-            "{} ({}, {}): {} peers, {} writes, last {}{}",
-            s.name,
-            s.format,
-            s.path,
-            s.published_count,
-            s.writes,
-            s.last_write.as_deref().unwrap_or("never"),
-            s.held.map(|h| format!("\n  HELD: {h}")).unwrap_or_default()
-        );
-        if let Some(h) = s.last_hook {
-            out!(
-                "  hook: {} after {} attempt(s) at {}: {} ({} failures so far)",
-                if h.ok { "ok" } else { "FAILED" },
-                h.attempts,
-                h.at,
-                h.detail,
-                s.hook_failures
-            );
-        }
-    }
-    Ok(())
-}
-
-async fn remove_dead(client: ClientOpts) -> Result<(), ClientError> {
-    let r = Client::new(&client.addr)?.remove_dead().await?;
-    match client.output {
-        Output::Json => print_json(&serde_json::to_value(&r).unwrap_or_default()),
-        Output::Human if r.removed.is_empty() => out!("no dead or left members"),
-        Output::Human => out!(
-            "removed {}",
-            r.removed
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-    Ok(())
-}
-
-async fn members(args: MembersArgs) -> Result<(), ClientError> {
-    let Some(cmd) = args.cmd else {
-        let mut query: Vec<(&str, String)> = Vec::new();
-        if let Some(r) = args.role {
-            query.push(("role", r));
-        }
-        if args.healthy {
-            query.push(("healthy", "true".into()));
-        }
-        if args.unhealthy {
-            query.push(("healthy", "false".into()));
-        }
-        for t in args.tags {
-            query.push(("tag", t));
-        }
-        let list = Client::new(&args.client.addr)?
-            .gossip_members(&query)
-            .await?;
-        match args.client.output {
-            Output::Json => print_json(&serde_json::to_value(&list).unwrap_or_default()),
-            Output::Human => print_gossip_members(&list),
-        }
-        return Ok(());
-    };
-    let (client, result) = match cmd {
-        MembersCommand::RemoveDead { client } => return remove_dead(client).await,
-        MembersCommand::List { client } => {
-            let c = Client::new(&client.addr)?;
-            let r = match c.members().await {
-                Err(ClientError::Api(crate::client::ApiError {
-                    code: ErrorCode::NoLeader | ErrorCode::Unavailable,
-                    message,
-                    ..
-                })) => {
-                    eprintln!(
-                        "no leader answered ({message}); these are the members as this node knows them, without health"
-                    );
-                    c.members_stale().await
-                }
-                r => r,
-            };
-            (client, r)
-        }
-        MembersCommand::Add {
-            node_id,
-            rpc_addr,
-            voter,
-            client,
-        } => {
-            let req = conclave_types::AddMemberRequest {
-                node_id,
-                rpc_addr,
-                api_addr: String::new(),
-                voter,
-            };
-            let r = Client::new(&client.addr)?.add_member(&req).await;
-            (client, r)
-        }
-        MembersCommand::Remove {
-            node_id,
-            force,
-            client,
-        } => {
-            let r = Client::new(&client.addr)?
-                .change_member("remove", node_id, force)
-                .await;
-            (client, r)
-        }
-        MembersCommand::Promote { node_id, client } => {
-            let r = Client::new(&client.addr)?
-                .change_member("promote", node_id, false)
-                .await;
-            (client, r)
-        }
-        MembersCommand::Demote {
-            node_id,
-            force,
-            client,
-        } => {
-            let r = Client::new(&client.addr)?
-                .change_member("demote", node_id, force)
-                .await;
-            (client, r)
-        }
-    };
-    let members = result?;
-    match client.output {
-        Output::Json => print_json(&serde_json::to_value(&members).unwrap_or_default()),
-        Output::Human => print_members(&members),
-    }
-    Ok(())
-}
-
-async fn leader(cmd: LeaderCommand) -> Result<(), ClientError> {
-    let LeaderCommand::Transfer { to, client } = cmd;
-    let r = Client::new(&client.addr)?.transfer_leader(to).await?;
-    match client.output {
-        Output::Json => print_json(&serde_json::to_value(&r).unwrap_or_default()),
-        Output::Human => out!(
-            "leadership moved from node {} to node {} (term {})",
-            r.previous_leader,
-            r.leader_id,
-            r.term
-        ),
-    }
-    Ok(())
-}
-
-fn local(e: impl std::fmt::Display) -> ClientError {
-    ClientError::Local(e.to_string())
-}
-
-async fn snapshot(cmd: SnapshotCommand) -> Result<(), ClientError> {
-    use conclave_storage::{NodeInfo, identity, offline};
-    match cmd {
-        SnapshotCommand::Save { file, client } => {
-            let bytes = Client::new(&client.addr)?.snapshot().await?;
-            let loaded = conclave_storage::state_machine::decode_snapshot(&bytes)
-                .map_err(|e| local(format!("the agent sent a damaged snapshot: {e}")))?;
-            conclave_storage::fsutil::write_atomic(&file, &bytes)
-                .map_err(|e| local(format!("cannot write {}: {e}", file.display())))?;
-            let index = loaded.meta.last_log_id.map_or(0, |l| l.index);
-            match client.output {
-                Output::Json => print_json(&serde_json::json!({
-                    "file": file, "bytes": bytes.len(), "keys": loaded.state.len(),
-                    "revision": loaded.state.revision(), "index": index,
-                })),
-                Output::Human => out!(
-                    "saved {} ({} bytes): {} keys, revision {}, log index {index}",
-                    file.display(),
-                    bytes.len(),
-                    loaded.state.len(),
-                    loaded.state.revision()
-                ),
-            }
-        }
-        SnapshotCommand::Restore {
-            file,
-            data_dir,
-            node_id,
-            rpc_addr,
-            http_addr,
-        } => {
-            let loaded = offline::read_snapshot_file(&file).map_err(local)?;
-            let Some(at) = loaded.meta.last_log_id else {
-                return Err(local(format!(
-                    "{} holds no applied log position",
-                    file.display()
-                )));
-            };
-            let _lock = offline::lock_dir(&data_dir).map_err(local)?;
-            if identity::load(&data_dir).map_err(local)?.is_some() || data_dir.join("log").exists()
-            {
-                return Err(local(format!(
-                    "{} already holds a node; restore into a new, empty directory",
-                    data_dir.display()
-                )));
-            }
-            let (id, _) = identity::load_or_create(
-                &data_dir,
-                node_id,
-                None,
-                Some(identity::mint_cluster_id()),
-            )
-            .map_err(local)?;
-            let info = NodeInfo {
-                rpc_addr,
-                api_addr: http_addr,
-                learner_only: false,
-            };
-            offline::rewrite_single(&data_dir, id.node_id, info, &loaded.state, at)
-                .await
-                .map_err(local)?;
-            out!(
-                "restored {} keys (revision {}) into {} as node {} of new cluster {}; start it with: conclave agent --data-dir {}",
-                loaded.state.len(),
-                loaded.state.revision(),
-                data_dir.display(),
-                id.node_id,
-                id.cluster_id.unwrap_or_default(),
-                data_dir.display()
-            );
-        }
-    }
-    Ok(())
-}
-
-async fn recover(data_dir: PathBuf, yes: bool) -> Result<(), ClientError> {
-    use conclave_storage::{identity, offline};
-    let _lock = offline::lock_dir(&data_dir).map_err(local)?;
-    let Some(id) = identity::load(&data_dir).map_err(local)? else {
-        return Err(local(format!(
-            "{} holds no conclave node",
-            data_dir.display()
-        )));
-    };
-    let found = offline::inspect(&data_dir).await.map_err(local)?;
-    let Some(at) = found.last_log_id else {
-        return Err(local(
-            "this node's log is empty; there is nothing to recover",
-        ));
-    };
-    let membership = found.membership.membership();
-    let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
-    out!("node        {}", id.node_id);
-    out!("cluster     {}", id.cluster_id.clone().unwrap_or_default());
-    out!("last log    index {} term {}", at.index, at.leader_id.term);
-    out!(
-        "state       {} keys, revision {}",
-        found.state.len(),
-        found.state.revision()
-    );
-    out!("members it knows:");
-    for (nid, info) in membership.nodes() {
-        out!(
-            "  {nid:<18} {:<7} rpc {}",
-            if voters.contains(nid) {
-                "voter"
-            } else {
-                "learner"
-            },
-            info.rpc_addr
-        );
-    }
-    out!();
-    out!(
-        "This makes node {} the only voter of cluster {} with the data above.",
-        id.node_id,
-        id.cluster_id.clone().unwrap_or_default()
-    );
-    out!(
-        "Do it only if the other voters are lost for good: if they come back with their old data,"
-    );
-    out!(
-        "they must be wiped and re-joined (conclave agent --data-dir <fresh> --join <this node>)."
-    );
-    if !yes {
-        out!("Type 'recover' to continue:");
-        let mut answer = String::new();
-        std::io::stdin()
-            .read_line(&mut answer)
-            .map_err(|e| local(format!("cannot read the answer: {e}")))?;
-        if answer.trim() != "recover" {
-            return Err(local("not confirmed; nothing was changed"));
-        }
-    }
-    let info = membership
-        .get_node(&id.node_id)
-        .cloned()
-        .unwrap_or_default();
-    offline::rewrite_single(&data_dir, id.node_id, info, &found.state, at)
-        .await
-        .map_err(local)?;
-    out!(
-        "recovered: start the agent on {} and it will lead a single-voter cluster",
-        data_dir.display()
-    );
-    Ok(())
 }

@@ -1,16 +1,17 @@
 //! `conclave`: the agent and the CLI in one binary. See ARCHITECTURE.md for the map.
 
+#[macro_use]
+mod output;
+
 mod agent;
 mod cli;
-use conclave_client as client;
+mod cmd;
 mod config;
-mod config_cli;
-mod elect;
 mod env_vars;
 mod logging;
-mod output;
-mod roles_cli;
 mod seed;
+
+use conclave_client as client;
 
 use std::process::ExitCode;
 

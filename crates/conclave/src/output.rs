@@ -1,9 +1,44 @@
 //! How client commands report: JSON when `-o json` is given (errors too, so a script parses
 //! one format), else human text; and the exit code for each kind of failure.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use conclave_client::ClientError;
+
+/// Print a line to stdout. A closed stdout (e.g. `conclave status | head -1`) is not an
+/// error worth a panic: the reader has what it wanted.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Bytes to stdout as they are (a value, a rendered configuration).
+pub fn out_raw(bytes: &[u8]) {
+    let _ = std::io::stdout().lock().write_all(bytes);
+}
+
+/// Pretty JSON to stdout.
+pub fn print_json(v: &serde_json::Value) {
+    out!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+/// `s` as one shell word (quoted when it holds anything but plain characters).
+pub fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
 
 /// Whether the command line asks for JSON output (`-o json`, `--output json`,
 /// `--output=json`, `-ojson`), looking no further than a `--` (what follows is a child's).

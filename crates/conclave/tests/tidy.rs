@@ -126,17 +126,17 @@ fn the_cluster_token_is_a_secret_everywhere_it_is_held() {
     for (krate, file, field) in [
         (
             "conclave",
-            "config.rs",
+            "src/config.rs",
             "pub cluster_token: Option<conclave_types::Secret>",
         ),
         (
             "conclave-raft",
-            "lib.rs",
+            "src/lib.rs",
             "pub cluster_token: Option<Secret>",
         ),
         (
             "conclave-membership",
-            "lib.rs",
+            "src/lib.rs",
             "pub token: Option<conclave_types::Secret>",
         ),
     ] {

@@ -16,12 +16,6 @@ use serde_json::Value;
 
 use crate::client::{ApiError, Client, ClientError};
 
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-
 /// `KIND/NAME` → (kind, name).
 pub fn split_id(id: &str) -> Result<(String, String), ClientError> {
     match id.split_once('/') {

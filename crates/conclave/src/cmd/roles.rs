@@ -1,17 +1,10 @@
 //! `conclave roles`: the leader-bound roles, and planned handovers.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::client::{Client, ClientError};
-
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
 
 pub async fn list(client: &Client, json: bool) -> Result<(), ClientError> {
     let roles: Value = client.roles().await?;

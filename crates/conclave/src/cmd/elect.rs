@@ -9,7 +9,6 @@
 //! lease ends no earlier). A lost lease (`not_holder`) stops the child at once. The epoch is
 //! passed to the child as `CONCLAVE_ELECTION_EPOCH` for fencing writes elsewhere.
 
-use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -18,12 +17,6 @@ use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::client::{ApiError, Client, ClientError};
-
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
 
 /// How long a reconnecting watcher waits between attempts.
 const RECONNECT: Duration = Duration::from_millis(500);

@@ -1,0 +1,242 @@
+//! `conclave members ...` and `conclave publish`.
+
+use conclave_types::ErrorCode;
+
+use crate::cli::{ClientOpts, Output};
+use crate::cli::{MembersArgs, MembersCommand};
+use crate::client::{Client, ClientError};
+use crate::output::print_json;
+
+pub(crate) fn print_members(members: &[conclave_types::ClusterMember]) {
+    out!(
+        "{:<18} {:<8} {:<7} {:<22} {:<22} {:>8} {:>8} {:>9} {:<8}",
+        "MEMBER",
+        "ROLE",
+        "LEADER",
+        "API",
+        "RPC",
+        "MATCH",
+        "LAG",
+        "CONTACT",
+        "HEALTH"
+    );
+    let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    for m in members {
+        out!(
+            "{:<18} {:<8} {:<7} {:<22} {:<22} {:>8} {:>8} {:>9} {:<8}",
+            m.node_id,
+            if m.learner_only && m.role == "learner" {
+                "learner*"
+            } else {
+                m.role.as_str()
+            },
+            if m.is_leader { "*" } else { "" },
+            if m.api_addr.is_empty() {
+                "-"
+            } else {
+                m.api_addr.as_str()
+            },
+            m.rpc_addr,
+            opt(m.match_index),
+            opt(m.lag_entries),
+            m.last_contact_ms
+                .map_or("-".to_string(), |c| format!("{c}ms")),
+            match (m.healthy, m.lag_seconds) {
+                (true, _) => "ok",
+                // No leader's view: this node cannot tell.
+                (false, None) => "unknown",
+                (false, Some(_)) => "UNHEALTHY",
+            }
+        );
+    }
+}
+
+fn print_gossip_members(members: &[conclave_types::GossipMember]) {
+    out!(
+        "{:<18} {:<8} {:<9} {:<8} {:<9} {:<22} {:<22} {:>8}  {}",
+        "MEMBER",
+        "ROLE",
+        "RAFT",
+        "STATE",
+        "HEALTH",
+        "API",
+        "RPC",
+        "SEEN",
+        "TAGS"
+    );
+    for m in members {
+        let health = if m.healthy {
+            "ok".to_string()
+        } else if m.failing_checks.is_empty() {
+            "-".to_string()
+        } else {
+            format!("FAIL:{}", m.failing_checks.join(","))
+        };
+        let tags = m
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let state = serde_json::to_value(m.state)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        out!(
+            "{:<18} {:<8} {:<9} {:<8} {:<9} {:<22} {:<22} {:>8}  {}",
+            m.id,
+            m.role,
+            m.raft_role.as_deref().unwrap_or("-"),
+            state,
+            health,
+            m.api_addr,
+            m.rpc_addr,
+            format!("{}ms", m.last_seen_ms),
+            tags
+        );
+    }
+}
+
+pub(crate) async fn publish(client: ClientOpts) -> Result<(), ClientError> {
+    let sinks = Client::new(&client.addr)?.publish_status().await?;
+    if client.output == Output::Json {
+        print_json(&serde_json::to_value(&sinks).unwrap_or_default());
+        return Ok(());
+    }
+    if sinks.is_empty() {
+        out!("no publish sinks configured (add [[publish]] tables to the agent config)");
+    }
+    for s in sinks {
+        out!(
+            "{} ({}, {}): {} peers, {} writes, last {}{}",
+            s.name,
+            s.format,
+            s.path,
+            s.published_count,
+            s.writes,
+            s.last_write.as_deref().unwrap_or("never"),
+            s.held.map(|h| format!("\n  HELD: {h}")).unwrap_or_default()
+        );
+        if let Some(h) = s.last_hook {
+            out!(
+                "  hook: {} after {} attempt(s) at {}: {} ({} failures so far)",
+                if h.ok { "ok" } else { "FAILED" },
+                h.attempts,
+                h.at,
+                h.detail,
+                s.hook_failures
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn remove_dead(client: ClientOpts) -> Result<(), ClientError> {
+    let r = Client::new(&client.addr)?.remove_dead().await?;
+    match client.output {
+        Output::Json => print_json(&serde_json::to_value(&r).unwrap_or_default()),
+        Output::Human if r.removed.is_empty() => out!("no dead or left members"),
+        Output::Human => out!(
+            "removed {}",
+            r.removed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+    Ok(())
+}
+
+pub(crate) async fn members(args: MembersArgs) -> Result<(), ClientError> {
+    let Some(cmd) = args.cmd else {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(r) = args.role {
+            query.push(("role", r));
+        }
+        if args.healthy {
+            query.push(("healthy", "true".into()));
+        }
+        if args.unhealthy {
+            query.push(("healthy", "false".into()));
+        }
+        for t in args.tags {
+            query.push(("tag", t));
+        }
+        let list = Client::new(&args.client.addr)?
+            .gossip_members(&query)
+            .await?;
+        match args.client.output {
+            Output::Json => print_json(&serde_json::to_value(&list).unwrap_or_default()),
+            Output::Human => print_gossip_members(&list),
+        }
+        return Ok(());
+    };
+    let (client, result) = match cmd {
+        MembersCommand::RemoveDead { client } => return remove_dead(client).await,
+        MembersCommand::List { client } => {
+            let c = Client::new(&client.addr)?;
+            let r = match c.members().await {
+                Err(ClientError::Api(crate::client::ApiError {
+                    code: ErrorCode::NoLeader | ErrorCode::Unavailable,
+                    message,
+                    ..
+                })) => {
+                    eprintln!(
+                        "no leader answered ({message}); these are the members as this node knows them, without health"
+                    );
+                    c.members_stale().await
+                }
+                r => r,
+            };
+            (client, r)
+        }
+        MembersCommand::Add {
+            node_id,
+            rpc_addr,
+            voter,
+            client,
+        } => {
+            let req = conclave_types::AddMemberRequest {
+                node_id,
+                rpc_addr,
+                api_addr: String::new(),
+                voter,
+            };
+            let r = Client::new(&client.addr)?.add_member(&req).await;
+            (client, r)
+        }
+        MembersCommand::Remove {
+            node_id,
+            force,
+            client,
+        } => {
+            let r = Client::new(&client.addr)?
+                .change_member("remove", node_id, force)
+                .await;
+            (client, r)
+        }
+        MembersCommand::Promote { node_id, client } => {
+            let r = Client::new(&client.addr)?
+                .change_member("promote", node_id, false)
+                .await;
+            (client, r)
+        }
+        MembersCommand::Demote {
+            node_id,
+            force,
+            client,
+        } => {
+            let r = Client::new(&client.addr)?
+                .change_member("demote", node_id, force)
+                .await;
+            (client, r)
+        }
+    };
+    let members = result?;
+    match client.output {
+        Output::Json => print_json(&serde_json::to_value(&members).unwrap_or_default()),
+        Output::Human => print_members(&members),
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! One module per client subcommand (and `agent`); `cli` parses the command line and hands
+//! each its arguments. Output goes through `crate::output`.
+
+pub mod agent;
+pub mod config;
+pub mod elect;
+pub mod kv;
+pub mod leader;
+pub mod members;
+pub mod roles;
+pub mod snapshot;
+pub mod status;

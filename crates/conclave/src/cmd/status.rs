@@ -1,0 +1,93 @@
+//! `conclave status`: this node, then the cluster table.
+
+use crate::cli::{ClientOpts, Output};
+use crate::client::{Client, ClientError};
+use crate::cmd::members::print_members;
+use crate::output::print_json;
+
+pub(crate) async fn status(opts: &ClientOpts) -> Result<(), ClientError> {
+    let c = Client::new(&opts.addr)?;
+    let s = match c.status().await? {
+        crate::client::AgentStatus::Raft(s) => s,
+        crate::client::AgentStatus::Client(v) => {
+            match opts.output {
+                Output::Json => print_json(&v),
+                Output::Human => {
+                    out!("cluster   {}", v["cluster_id"].as_str().unwrap_or("-"));
+                    out!(
+                        "node      {} (client: no Raft log; forwards to the cluster)",
+                        v["node_id"]
+                    );
+                    out!(
+                        "leader    {}",
+                        v["leader_id"]
+                            .as_u64()
+                            .map_or("none known".to_string(), |l| l.to_string())
+                    );
+                    out!("members   {}", v["members"]);
+                    out!();
+                    match c.cluster_status().await {
+                        Ok(cs) => print_members(&cs.members),
+                        Err(e) => out!("cluster status unavailable: {e}"),
+                    }
+                }
+            }
+            return Ok(());
+        }
+    };
+    match opts.output {
+        Output::Json => print_json(&serde_json::to_value(&s).unwrap_or_default()),
+        Output::Human => {
+            out!("cluster   {}", s.cluster_id);
+            out!("node      {} ({})", s.node_id, s.role);
+            out!(
+                "leader    {}",
+                s.leader_id.map_or("none".to_string(), |l| l.to_string())
+            );
+            out!("term      {}", s.term);
+            out!(
+                "index     commit {}  applied {}  revision {}",
+                s.commit_index,
+                s.applied_index,
+                s.revision
+            );
+            out!(
+                "storage   {} keys, {:.1} writes/fsync, log {}..{}",
+                s.storage.keys,
+                s.storage.writes_per_fsync,
+                s.storage.log_first_index,
+                s.storage
+                    .log_last_index
+                    .map_or("-".to_string(), |l| l.to_string())
+            );
+            out!();
+            match c.cluster_status().await {
+                Ok(cs) => {
+                    out!(
+                        "quorum    {}",
+                        if cs.quorum_healthy {
+                            "healthy"
+                        } else {
+                            "NOT healthy"
+                        }
+                    );
+                    print_members(&cs.members);
+                }
+                Err(e) => {
+                    out!("(no leader answered: {e}; showing this node's view)");
+                    out!("{:<18} {:<8} {:<22} {:<22}", "MEMBER", "ROLE", "API", "RPC");
+                    for m in &s.members {
+                        out!(
+                            "{:<18} {:<8} {:<22} {:<22}",
+                            m.node_id,
+                            m.role,
+                            m.api_addr,
+                            m.rpc_addr
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
