@@ -365,9 +365,12 @@ async fn advertise_raft(node: RaftNode, membership: Membership, shutdown: Cancel
 }
 
 /// A client agent: gossip, checks and publishers, and an API that forwards to the cluster.
-async fn run_client(config: AgentConfig) -> anyhow::Result<()> {
+async fn run_client(
+    config: AgentConfig,
+    http_listener: TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let formation = config.formation()?;
-    let http_listener = bind(config.http_addr, "HTTP API", "--http-addr").await?;
     let _lock = prepare_data_dir(&config)?;
     // A client keeps only its identity, so a restart is the same member.
     let (identity, created) =
@@ -404,8 +407,8 @@ async fn run_client(config: AgentConfig) -> anyhow::Result<()> {
     let http_stop = CancellationToken::new();
     let mut http = serve_http(http_listener, app, &http_stop);
     tokio::select! {
-        signal = wait_for_signal() => {
-            tracing::info!(signal, "shutting down: no new requests, draining in-flight ones");
+        _ = stop.cancelled() => {
+            tracing::info!("shutting down: no new requests, draining in-flight ones");
         }
         res = &mut http => return http_ended(res),
     }
@@ -418,13 +421,46 @@ async fn run_client(config: AgentConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
-    if config.role == NodeRole::Client {
-        return run_client(config).await;
+/// The sockets an agent serves on, bound before anything else happens (so a taken port
+/// changes nothing). A test binds them on port 0 and hands them to [`run`].
+pub struct Listeners {
+    pub http: TcpListener,
+    /// Node RPC; a client agent has none.
+    pub rpc: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Bind the addresses `config` names.
+    pub async fn bind(config: &AgentConfig) -> anyhow::Result<Self> {
+        let http = bind(config.http_addr, "HTTP API", "--http-addr").await?;
+        let rpc = match config.role {
+            NodeRole::Client => None,
+            _ => Some(bind(config.rpc_addr, "node RPC", "--rpc-addr").await?),
+        };
+        Ok(Self { http, rpc })
     }
+}
+
+/// Run an agent on `listeners` until `stop` is cancelled (the binary cancels it on SIGTERM
+/// or SIGINT), then shut down in order: stop accepting HTTP and drain it while node RPC
+/// still serves, hand leadership over if this node leads, leave gossip, stop the background
+/// tasks, stop Raft. The configured addresses are replaced by the listeners' own, so
+/// listeners bound on port 0 are advertised with the ports they got.
+pub async fn run(
+    mut config: AgentConfig,
+    listeners: Listeners,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    config.http_addr = listeners.http.local_addr().context("HTTP listener")?;
+    if config.role == NodeRole::Client {
+        return run_client(config, listeners.http, stop).await;
+    }
+    let http_listener = listeners.http;
+    let rpc_listener = listeners
+        .rpc
+        .context("a Raft member needs a node RPC listener")?;
+    config.rpc_addr = rpc_listener.local_addr().context("node RPC listener")?;
     let formation = config.formation()?;
-    let http_listener = bind(config.http_addr, "HTTP API", "--http-addr").await?;
-    let rpc_listener = bind(config.rpc_addr, "node RPC", "--rpc-addr").await?;
 
     // One agent per data directory: a second one would corrupt the log.
     let _lock = prepare_data_dir(&config)?;
@@ -599,8 +635,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let mut http = serve_http(http_listener, app, &http_stop);
 
     tokio::select! {
-        signal = wait_for_signal() => {
-            tracing::info!(signal, "shutting down: no new requests, draining in-flight ones");
+        _ = stop.cancelled() => {
+            tracing::info!("shutting down: no new requests, draining in-flight ones");
         }
         Some(e) = fatal_rx.recv() => {
             if !matches!(e, FormError::Stopped) {
@@ -629,7 +665,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> &'static str {
+/// The first SIGTERM or SIGINT.
+pub async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (mut term, mut int) = match (
         signal(SignalKind::terminate()),
@@ -647,3 +684,7 @@ async fn wait_for_signal() -> &'static str {
         _ = int.recv() => "SIGINT",
     }
 }
+
+#[cfg(test)]
+#[path = "agent_embedded_tests.rs"]
+mod embedded_tests;

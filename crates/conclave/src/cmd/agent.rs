@@ -2,6 +2,9 @@
 
 use std::process::ExitCode;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::agent;
 use crate::cli::AgentArgs;
 use crate::config;
 use crate::output::out_raw;
@@ -44,7 +47,18 @@ pub(crate) fn run_agent(args: AgentArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::agent::run(config)) {
+    let serve = async move {
+        let listeners = agent::Listeners::bind(&config).await?;
+        let stop = CancellationToken::new();
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            let signal = agent::wait_for_signal().await;
+            tracing::info!(signal, "signal received");
+            on_signal.cancel();
+        });
+        agent::run(config, listeners, stop).await
+    };
+    match runtime.block_on(serve) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
