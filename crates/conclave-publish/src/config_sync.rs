@@ -28,6 +28,7 @@ use conclave_types::{ConfigDocument, ConfigListItem, WatchEvent};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::hook::{self, HookConfig};
 use crate::own_api::OwnApi;
@@ -130,6 +131,7 @@ impl ConfigSync {
         membership: Membership,
         settings: BTreeMap<String, String>,
         shutdown: CancellationToken,
+        tasks: &TaskTracker,
     ) {
         if config.documents.is_empty() {
             return;
@@ -144,7 +146,7 @@ impl ConfigSync {
             modified: BTreeSet::new(),
             shutdown,
         };
-        tokio::spawn(runner.run(settings));
+        tasks.spawn(runner.run(settings));
     }
 }
 

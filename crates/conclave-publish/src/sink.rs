@@ -13,6 +13,7 @@ use conclave_types::{HookResult, MemberState, SinkStatus};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::guard::{Decision, Guard, GuardConfig, Surroundings};
 use crate::render::{Address, Format, Peer, render};
@@ -129,6 +130,7 @@ impl Publisher {
         view: watch::Receiver<View>,
         health: watch::Receiver<HealthSummary>,
         shutdown: CancellationToken,
+        tasks: &TaskTracker,
     ) -> Self {
         let mut sinks = Vec::new();
         for cfg in configs {
@@ -145,7 +147,7 @@ impl Publisher {
                 hook_failures: 0,
             }));
             sinks.push(status.clone());
-            tokio::spawn(run(
+            tasks.spawn(run(
                 cfg,
                 view.clone(),
                 health.clone(),

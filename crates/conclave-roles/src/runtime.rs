@@ -10,6 +10,7 @@ use conclave_publish::{OwnApi, hook};
 use conclave_types::{ConfigDocument, ElectionStatus, HookResult};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::detector::{self, Claim};
 use crate::oauth2::{self, PeerStatus, Token};
@@ -52,6 +53,7 @@ impl Roles {
         api: String,
         membership: Membership,
         shutdown: CancellationToken,
+        tasks: &TaskTracker,
     ) -> Roles {
         let this = Roles::default();
         for cfg in roles {
@@ -68,10 +70,11 @@ impl Roles {
                 membership: membership.clone(),
                 roles: this.clone(),
                 shutdown: shutdown.clone(),
+                tasks: tasks.clone(),
                 tokens: BTreeMap::new(),
                 last_alert: None,
             };
-            tokio::spawn(runner.run());
+            tasks.spawn(runner.run());
         }
         this
     }
@@ -91,6 +94,8 @@ struct Runner {
     membership: Membership,
     roles: Roles,
     shutdown: CancellationToken,
+    /// Where hooks run, so that shutdown waits for them.
+    tasks: TaskTracker,
     /// Per remote peer: its status, token and when to refresh it.
     tokens: BTreeMap<String, (PeerStatus, Option<Token>, Instant)>,
     last_alert: Option<Instant>,
@@ -289,7 +294,7 @@ impl Runner {
                 self.shutdown.clone(),
             );
             // Run beside the renewals: a slow hook must not cost the lease.
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 let result = hook::run(&h, &name, &env, &body, &shutdown).await;
                 roles.update(&role, |s| s.last_acquire = Some(result));
             });

@@ -32,6 +32,7 @@ use conclave_raft::{NodeOptions, RaftNode};
 use conclave_storage::{NodeInfo, StorageOptions, identity};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{AgentConfig, Formation, NodeRole};
 
@@ -94,6 +95,7 @@ async fn start_membership(
     cluster_id: Option<String>,
     seeds: Vec<String>,
     shutdown: &CancellationToken,
+    tasks: &TaskTracker,
 ) -> anyhow::Result<MembershipParts> {
     let advertised = config.advertised_rpc();
     let advertise = match advertised.parse::<SocketAddr>() {
@@ -129,7 +131,7 @@ async fn start_membership(
     {
         let (membership, mut health, shutdown) =
             (membership.clone(), health.clone(), shutdown.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             loop {
                 let summary = health.borrow_and_update().clone();
                 membership.set_health(&summary).await;
@@ -145,10 +147,11 @@ async fn start_membership(
         membership.subscribe(),
         health,
         shutdown.clone(),
+        tasks,
     );
     if let Some(path) = &config.config_seed {
         let docs = crate::seed::load(path)?;
-        tokio::spawn(crate::seed::run(
+        tasks.spawn(crate::seed::run(
             docs,
             config.own_api_url(),
             membership.clone(),
@@ -166,6 +169,7 @@ async fn start_membership(
         membership.clone(),
         config.must_match_settings()?,
         shutdown.clone(),
+        tasks,
     );
     let roles = conclave_roles::Roles::spawn(
         config.roles.clone(),
@@ -173,6 +177,7 @@ async fn start_membership(
         config.own_api_url(),
         membership.clone(),
         shutdown.clone(),
+        tasks,
     );
     // One recorder per process; a second agent in the same process (tests) goes without.
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -180,7 +185,7 @@ async fn start_membership(
         .ok();
     {
         let (membership, shutdown) = (membership.clone(), shutdown.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             loop {
                 use conclave_types::MemberState;
                 let counts = membership.view().counts();
@@ -376,12 +381,14 @@ async fn run_client(
     let (identity, created) =
         identity::load_or_create(&config.data_dir, config.node_id, None, None)?;
     let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
     let parts = start_membership(
         &config,
         identity.node_id,
         None,
         gossip_seeds(&config, &formation),
         &shutdown,
+        &tasks,
     )
     .await?;
     tracing::info!(
@@ -417,6 +424,7 @@ async fn run_client(
     tracing::info!("leaving gossip");
     parts.membership.leave().await;
     shutdown.cancel();
+    wait_for_tasks(&tasks).await;
     tracing::info!("conclave client agent stopped");
     Ok(())
 }
@@ -513,6 +521,7 @@ pub async fn run(
         .with_context(|| format!("cannot open the stores in {}", config.data_dir.display()))?;
 
     let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
     let me = NodeInfo {
         rpc_addr: config.advertised_rpc(),
         api_addr: config.advertised_http(),
@@ -610,14 +619,15 @@ pub async fn run(
         node.cluster_id(),
         gossip_seeds(&config, &formation),
         &shutdown,
+        &tasks,
     )
     .await?;
-    tokio::spawn(advertise_raft(
+    tasks.spawn(advertise_raft(
         node.clone(),
         parts.membership.clone(),
         shutdown.clone(),
     ));
-    tokio::spawn(raft_gauges(node.clone(), shutdown.clone()));
+    tasks.spawn(raft_gauges(node.clone(), shutdown.clone()));
 
     let http_stop = CancellationToken::new();
     let ctx = Arc::new(AppContext {
@@ -660,9 +670,29 @@ pub async fn run(
     tracing::info!("leaving gossip");
     parts.membership.leave().await;
     shutdown.cancel();
+    wait_for_tasks(&tasks).await;
     node.shutdown().await;
     tracing::info!("conclave agent stopped");
     Ok(())
+}
+
+/// The longest shutdown waits for background tasks (a role's `on_release` hook, a sink's
+/// last write) once they have been told to stop.
+const TASKS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Wait for the tracked background tasks to finish, at most [`TASKS_TIMEOUT`].
+async fn wait_for_tasks(tasks: &TaskTracker) {
+    tasks.close();
+    tracing::info!(running = tasks.len(), "waiting for background tasks");
+    if tokio::time::timeout(TASKS_TIMEOUT, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            still_running = tasks.len(),
+            "background tasks did not stop within {TASKS_TIMEOUT:?}; stopping without them"
+        );
+    }
 }
 
 /// The first SIGTERM or SIGINT.

@@ -53,9 +53,12 @@ async fn token_server(hits: Arc<AtomicUsize>) -> String {
 
 fn role_config(dir: &std::path::Path, i: usize, priority: i64, zone: &str) -> String {
     let log = dir.join(format!("hooks-{i}.log"));
+    // The release hook takes a second, so that a shutdown that does not wait for it
+    // would exit first (checked at the end of the test).
     let hook = |event: &str| {
+        let pause = if event == "release" { "sleep 1; " } else { "" };
         format!(
-            r#"{{ exec = ["sh", "-c", "echo {event} $CONCLAVE_ROLE_EPOCH >> {}"] }}"#,
+            r#"{{ exec = ["sh", "-c", "{pause}echo {event} $CONCLAVE_ROLE_EPOCH >> {}"] }}"#,
             log.display()
         )
     };
@@ -275,4 +278,19 @@ async fn a_role_is_held_by_one_eligible_node_handed_over_failed_over_and_never_l
     );
     assert!(!seen.contains(SECRET), "the client secret leaked");
     assert!(!seen.contains(TOKEN), "the access token leaked");
+
+    // A holder stopped with SIGTERM runs its on_release hook before it exits: shutdown
+    // waits for the tracked background tasks.
+    let held = role(&bases[2]).await["epoch"].as_u64().unwrap();
+    assert_eq!(role(&bases[2]).await["holder"], ids[other_idx]);
+    let status = nodes[other_idx]
+        .agent
+        .signal_and_wait("TERM", Duration::from_secs(30))
+        .expect("the holder exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let log = hook_log(root.path(), other_idx);
+    assert!(
+        log.contains(&format!("release {held}")),
+        "on_release of epoch {held} had run when the process exited: {log}"
+    );
 }
