@@ -80,6 +80,8 @@ impl ClientError {
     }
 }
 
+/// Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
@@ -110,6 +112,16 @@ impl Client {
             .build()
             .map_err(|e| ClientError::Local(format!("cannot build an HTTP client: {e}")))?;
         Ok(Self { base, http })
+    }
+
+    /// The same client with every request bounded by `timeout` (a request that takes longer
+    /// fails as [`ClientError::NoAgent`]); for background loops, not for watch streams.
+    pub fn with_timeout(self, timeout: std::time::Duration) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| ClientError::Local(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Self { http, ..self })
     }
 
     fn key_url(&self, key: &str) -> String {
@@ -463,12 +475,30 @@ fn doc_path(kind: &str, name: &str) -> String {
     )
 }
 
+fn stale_query(stale: bool) -> Vec<(&'static str, String)> {
+    if stale {
+        vec![("consistency", "stale".to_string())]
+    } else {
+        Vec::new()
+    }
+}
+
 fn json_body<T: serde::Serialize>(body: &T) -> Option<Vec<u8>> {
     Some(serde_json::to_vec(body).unwrap_or_default())
 }
 
 /// Configuration documents (`/v1/config`).
 impl Client {
+    /// The live document from the agent's own copy, without a read barrier.
+    pub async fn config_get_stale(
+        &self,
+        kind: &str,
+        name: &str,
+    ) -> Result<ConfigDocument, ClientError> {
+        self.get_json(&doc_path(kind, name), &stale_query(true))
+            .await
+    }
+
     /// A document, as of store revision `revision` when given.
     pub async fn config_get(
         &self,
@@ -570,6 +600,12 @@ impl Client {
             "/v1/elections/{}/{action}",
             utf8_percent_encode(name, SEGMENT_SET)
         )
+    }
+
+    /// An election as the agent sees it; `stale` reads its own copy without a read barrier.
+    pub async fn election(&self, name: &str, stale: bool) -> Result<ElectionStatus, ClientError> {
+        let path = format!("/v1/elections/{}", utf8_percent_encode(name, SEGMENT_SET));
+        self.get_json(&path, &stale_query(stale)).await
     }
 
     pub async fn campaign(

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::hook::{self, HookConfig};
 use crate::own_api::OwnApi;
+use conclave_hook::{self as hook, HookConfig};
 
 pub use conclave_membership::view::keys::{
     CONFIG_APPLIED_PREFIX as APPLIED_PREFIX, CONFIG_SUBSCRIBE as SUBSCRIBE_KEY, SETTING_PREFIX,

@@ -55,7 +55,7 @@ pub struct SinkConfig {
     #[serde(default = "default_confirm", with = "humantime_serde")]
     pub confirm_after: Duration,
     #[serde(default)]
-    pub hook: Option<crate::hook::HookConfig>,
+    pub hook: Option<conclave_hook::HookConfig>,
 }
 
 fn default_env_var() -> String {
@@ -353,7 +353,7 @@ async fn run(
             let body = serde_json::json!({
                 "sink": name, "path": cfg.path, "count": count, "hash": hash,
             });
-            let result = crate::hook::run(hook, &name, &env, &body, &shutdown).await;
+            let result = conclave_hook::run(hook, &name, &env, &body, &shutdown).await;
             if !result.ok {
                 tracing::error!(sink = %name, detail = %result.detail, attempts = result.attempts, "reload hook failed");
             }

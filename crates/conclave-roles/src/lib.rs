@@ -26,8 +26,8 @@ mod runtime;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use conclave_hook::HookConfig;
 use conclave_membership::view::keys::ROLE_PREFIX;
-use conclave_publish::HookConfig;
 use conclave_types::{GossipMember, MemberState};
 use serde::{Deserialize, Serialize};
 

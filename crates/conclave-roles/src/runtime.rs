@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use conclave_client::{Client, ClientError};
 use conclave_config::kinds::RemotePeers;
+use conclave_hook as hook;
 use conclave_membership::Membership;
-use conclave_publish::{OwnApi, hook};
-use conclave_types::{ConfigDocument, ElectionStatus, HookResult};
+use conclave_types::{CampaignRequest, ElectionStatus, ErrorCode, HookResult, LeaseRequest};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -50,7 +51,7 @@ impl Roles {
     pub fn spawn(
         roles: Vec<RoleConfig>,
         node_id: u64,
-        api: String,
+        api: Client,
         membership: Membership,
         shutdown: CancellationToken,
         tasks: &TaskTracker,
@@ -65,7 +66,7 @@ impl Roles {
             let runner = Runner {
                 cfg,
                 me: node_id,
-                api: OwnApi::new(api.clone()),
+                api: api.clone(),
                 http: reqwest::Client::new(),
                 membership: membership.clone(),
                 roles: this.clone(),
@@ -88,7 +89,8 @@ impl Roles {
 struct Runner {
     cfg: RoleConfig,
     me: u64,
-    api: OwnApi,
+    /// This agent's own API (requests bounded by the caller's timeout).
+    api: Client,
     /// For the remote peers' token endpoints.
     http: reqwest::Client,
     membership: Membership,
@@ -218,48 +220,41 @@ impl Runner {
         h.target != self.me.to_string() && held.is_none_or(|epoch| h.from_epoch == epoch)
     }
 
+    /// The election from this agent's own copy; `None` when it cannot be read.
     async fn election(&self) -> Option<ElectionStatus> {
-        let path = format!("/v1/elections/{}", election_name(&self.cfg.name));
-        self.read_local(&path).await
-    }
-
-    /// GET `path` from this agent's own copy (`?consistency=stale`); `None` when it cannot
-    /// be read (no answer, an error status, another shape).
-    async fn read_local<T: serde::de::DeserializeOwned>(&self, path: &str) -> Option<T> {
-        let query = [("consistency", "stale")];
-        let read = self.api.get_json(path, &query, Duration::from_secs(5));
-        read.await.ok().map(|(body, _)| body)
-    }
-
-    async fn post(
-        &self,
-        action: &str,
-        body: serde_json::Value,
-    ) -> Result<(u16, serde_json::Value), String> {
         let name = election_name(&self.cfg.name);
-        let resp = self
-            .api
-            .http()
-            .post(self.api.url(&format!("/v1/elections/{name}/{action}")))
-            .json(&body)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        Ok((status, resp.json().await.unwrap_or_default()))
+        self.api.election(&name, true).await.ok()
+    }
+
+    fn lease(&self, epoch: u64) -> LeaseRequest {
+        LeaseRequest {
+            candidate: self.me.to_string(),
+            epoch,
+        }
+    }
+
+    /// Resign `epoch`; a failure only means the lease runs out instead.
+    async fn resign(&self, epoch: u64) {
+        let name = election_name(&self.cfg.name);
+        if let Err(e) = self.api.resign(&name, &self.lease(epoch)).await {
+            tracing::debug!(role = %self.cfg.name, epoch, error = %e, "resign failed; the lease will expire");
+        }
     }
 
     /// One campaign round (waits up to 2 s): the epoch and when the request was sent.
     async fn campaign(&self) -> Option<(u64, Instant)> {
         let sent = Instant::now();
-        let body = serde_json::json!({
-            "candidate": self.me.to_string(),
-            "ttl_ms": self.cfg.ttl.as_millis() as u64,
-            "wait_ms": 2000,
-        });
-        match self.post("campaign", body).await {
-            Ok((200, s)) if s["elected"] == true => Some((s["epoch"].as_u64()?, sent)),
+        let req = CampaignRequest {
+            candidate: self.me.to_string(),
+            ttl_ms: self.cfg.ttl.as_millis() as u64,
+            wait_ms: 2000,
+        };
+        match self
+            .api
+            .campaign(&election_name(&self.cfg.name), &req)
+            .await
+        {
+            Ok(s) if s.elected == Some(true) => Some((s.epoch, sent)),
             _ => None,
         }
     }
@@ -302,11 +297,10 @@ impl Runner {
         let ttl = self.cfg.ttl;
         let margin = ttl / 5;
         let mut deadline = granted_sent + ttl - margin;
-        let lease = serde_json::json!({"candidate": self.me.to_string(), "epoch": epoch});
         let why = loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => {
-                    let _ = self.post("resign", lease.clone()).await;
+                    self.resign(epoch).await;
                     break Released::Shutdown;
                 }
                 _ = tokio::time::sleep(ttl / 4) => {}
@@ -315,27 +309,24 @@ impl Runner {
                 break Released::Lost("the lease could not be renewed in time".into());
             }
             let sent = Instant::now();
-            match self.post("keepalive", lease.clone()).await {
-                Ok((200, _)) => deadline = sent + ttl - margin,
-                Ok((409, body)) => {
-                    break Released::Lost(
-                        body["error"]["message"]
-                            .as_str()
-                            .unwrap_or("not the holder")
-                            .to_owned(),
-                    );
+            let name = election_name(&self.cfg.name);
+            match self.api.keepalive(&name, &self.lease(epoch)).await {
+                Ok(_) => deadline = sent + ttl - margin,
+                Err(ClientError::Api(e)) if e.code == ErrorCode::NotHolder => {
+                    break Released::Lost(e.message);
                 }
-                _ => {}
+                // Unreachable or unavailable: try again until the deadline.
+                Err(_) => {}
             }
             if self.watch_for_split_brain(Some(epoch)) {
                 break Released::Lost("another node holds a newer epoch (split brain)".into());
             }
             if !self.eligible() {
-                let _ = self.post("resign", lease.clone()).await;
+                self.resign(epoch).await;
                 break Released::Resigned("no longer eligible");
             }
             if self.handover_elsewhere(Some(epoch)).await {
-                let _ = self.post("resign", lease.clone()).await;
+                self.resign(epoch).await;
                 break Released::Resigned("planned handover");
             }
             if self.cfg.oauth2.is_some() {
@@ -371,9 +362,12 @@ impl Runner {
         let Some(doc) = self.cfg.oauth2.clone() else {
             return;
         };
+        let (kind, name) = doc.split_once('/').unwrap_or((doc.as_str(), ""));
         let peers: Option<RemotePeers> = self
-            .read_local::<ConfigDocument>(&format!("/v1/config/{doc}"))
+            .api
+            .config_get_stale(kind, name)
             .await
+            .ok()
             .and_then(|d| serde_json::from_value(d.content).ok());
         let Some(peers) = peers else {
             self.set_peers(vec![PeerStatus {

@@ -171,10 +171,13 @@ async fn start_membership(
         shutdown.clone(),
         tasks,
     );
+    let own_api = conclave_client::Client::new(&config.own_api_url())
+        .and_then(|c| c.with_timeout(Duration::from_secs(10)))
+        .map_err(|e| anyhow::anyhow!("the roles' client of this agent's own API: {e}"))?;
     let roles = conclave_roles::Roles::spawn(
         config.roles.clone(),
         node_id,
-        config.own_api_url(),
+        own_api,
         membership.clone(),
         shutdown.clone(),
         tasks,

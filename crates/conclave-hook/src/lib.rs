@@ -1,6 +1,9 @@
 //! Hooks: a program or a URL run when something this agent follows has changed (a peer
 //! list, a configuration document, a role), with retries and backoff. Shared by the peer
 //! sinks, the configuration sync and the roles.
+//!
+//! A crate of its own so that the roles and the peer publishing, which both run hooks, do
+//! not depend on each other.
 
 use std::time::{Duration, SystemTime};
 
