@@ -7,7 +7,7 @@
 //! single client, a batch is one command and latency is one fsync.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use conclave_state::{Batch, Command, Outcome};
@@ -70,6 +70,17 @@ pub struct BatchStats {
 pub(crate) struct Batcher {
     tx: mpsc::Sender<(Command, Reply)>,
     stats: Arc<BatchStats>,
+    /// Proposals taken and not yet answered (see [`Batcher::enter`]).
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// One proposal counted as in flight until this is dropped.
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Batcher {
@@ -77,7 +88,24 @@ impl Batcher {
         let (tx, rx) = mpsc::channel(max_batch.max(1) * 4);
         let stats = Arc::new(BatchStats::default());
         tokio::spawn(run(raft, state, rx, max_batch.max(1), stats.clone()));
-        Self { tx, stats }
+        Self {
+            tx,
+            stats,
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// Count a proposal as in flight. Taken *before* a proposal checks whether the node is
+    /// stepping down, so that a step-down that sees no proposal in flight after raising its
+    /// flag knows every later one will see the flag.
+    pub(crate) fn enter(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.in_flight.clone())
+    }
+
+    /// No proposal is in flight.
+    pub(crate) fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) == 0
     }
 
     pub(crate) fn stats(&self) -> &BatchStats {

@@ -477,6 +477,10 @@ impl RaftNode {
     /// caught-up voter, so clients see an election's wait, never a failed write. Returns
     /// whom leadership went to (`None`: this node did not lead, or no one could take it).
     pub async fn step_down(&self) -> Option<NodeId> {
+        // From here on this node takes no proposal, as leader or as a hop; it is stopping.
+        self.inner
+            .stepping_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         if self.metrics().state != ServerState::Leader {
             return None;
         }
@@ -484,9 +488,12 @@ impl RaftNode {
         if policy::transfer_target(&status.members, self.id, None).is_err() {
             return None;
         }
-        self.inner
-            .stepping_down
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // Every proposal taken before the flag was raised is answered before leadership
+        // moves (a batch still being written when it moves would get no answer).
+        let deadline = Instant::now() + self.request_timeout();
+        while !self.inner.proposals.idle() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let all_applied = |m: &openraft::RaftMetrics<NodeId, NodeInfo>| {
             m.last_applied.map(|l| l.index) >= m.last_log_index
         };
@@ -496,9 +503,6 @@ impl RaftNode {
             .metrics(all_applied, "proposals in flight applied")
             .await;
         let moved = self.transfer_leadership(None).await;
-        self.inner
-            .stepping_down
-            .store(false, std::sync::atomic::Ordering::Relaxed);
         match moved {
             Ok(LeaderReply::Transferred(t)) => Some(t.leader_id),
             Ok(_) => None,

@@ -162,8 +162,9 @@ struct Inner {
     bootstrap_expect: Option<u32>,
     removed: watch::Sender<Option<String>>,
     lag: cluster::LagTracker,
-    /// Set while a shutting-down leader hands over: it takes no new proposals (they wait for
-    /// the next leader, as during an election) so none is cut off by the handover.
+    /// Set from the start of a planned stop ([`RaftNode::step_down`]) on: this node takes no
+    /// new proposals, as leader or as a hop (they wait for the next leader, as during an
+    /// election), so none is cut off by the handover or by the stop that follows.
     stepping_down: std::sync::atomic::AtomicBool,
     /// Held for each membership change: openraft takes one at a time.
     membership_changes: tokio::sync::Mutex<()>,
@@ -435,27 +436,38 @@ impl RaftNode {
             // Coalesce the followers' read-index requests into this node's rounds.
             return self.reads().read_index().await.map(LeaderReply::ReadIndex);
         }
-        self.leader_call(req, hops).await
-    }
-
-    /// Serve a leader request on this node, which believes it leads.
-    async fn serve_leader(&self, req: LeaderRequest) -> Result<LeaderReply, ConsensusError> {
-        if self.inner.stepping_down.load(Ordering::Relaxed)
-            && matches!(req, LeaderRequest::Propose(_))
+        if matches!(req, LeaderRequest::Propose(_))
+            && self.inner.stepping_down.load(Ordering::SeqCst)
         {
-            // The caller waits for the next leader and sends it there.
+            // Stopping: forwarded on from here, it could be cut off by the stop. Refused
+            // before anything was done, the caller sends it to the next leader instead.
             return Err(ConsensusError::NotLeader {
                 leader_id: None,
                 leader: None,
             });
         }
+        self.leader_call(req, hops).await
+    }
+
+    /// Serve a leader request on this node, which believes it leads.
+    async fn serve_leader(&self, req: LeaderRequest) -> Result<LeaderReply, ConsensusError> {
         match req {
-            LeaderRequest::Propose(cmd) => self
-                .inner
-                .proposals
-                .propose(cmd)
-                .await
-                .map(LeaderReply::Outcome),
+            LeaderRequest::Propose(cmd) => {
+                // Counted before the check: see `step_down`.
+                let _in_flight = self.inner.proposals.enter();
+                if self.inner.stepping_down.load(Ordering::SeqCst) {
+                    // The caller waits for the next leader and sends it there.
+                    return Err(ConsensusError::NotLeader {
+                        leader_id: None,
+                        leader: None,
+                    });
+                }
+                self.inner
+                    .proposals
+                    .propose(cmd)
+                    .await
+                    .map(LeaderReply::Outcome)
+            }
             LeaderRequest::ReadIndex => {
                 let (read_log_id, _) = self
                     .inner
