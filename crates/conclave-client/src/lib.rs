@@ -523,6 +523,32 @@ impl Client {
         self.get_json("/v1/config", &query).await
     }
 
+    /// Live documents with the store revision they were read at (`X-Conclave-Index`), where
+    /// a watch must start to miss nothing after this listing.
+    pub async fn config_list_indexed(
+        &self,
+        kind: Option<&str>,
+    ) -> Result<(Vec<ConfigListItem>, u64), ClientError> {
+        let query: Vec<(&str, String)> = kind
+            .map(|k| vec![("kind", k.to_string())])
+            .unwrap_or_default();
+        let resp = self
+            .send(self.http.get(self.url("/v1/config")).query(&query))
+            .await?;
+        let index = resp
+            .headers()
+            .get(HEADER_INDEX)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                ClientError::Local(format!(
+                    "{} answered the listing without {HEADER_INDEX}",
+                    self.base
+                ))
+            })?;
+        Ok((self.json(resp).await?, index))
+    }
+
     pub async fn config_history(
         &self,
         kind: &str,

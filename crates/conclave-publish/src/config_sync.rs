@@ -23,14 +23,12 @@ use std::time::Duration;
 use conclave_config::content_hash as sha256_hex;
 
 use conclave_membership::Membership;
-use conclave_types::sse::SseParser;
-use conclave_types::{ConfigDocument, ConfigListItem, WatchEvent};
-use futures::StreamExt;
+use conclave_types::{ErrorCode, WatchEvent};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::own_api::OwnApi;
+use conclave_client::{Client, ClientError};
 use conclave_hook::{self as hook, HookConfig};
 
 pub use conclave_membership::view::keys::{
@@ -38,6 +36,8 @@ pub use conclave_membership::view::keys::{
 };
 const WATCH_PREFIX: &str = "_conclave/config/";
 const LEDGER: &str = ".applied.json";
+/// The longest a listing or a document read may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `[config_sync]` of the agent config.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -127,7 +127,7 @@ impl ConfigSync {
     pub fn spawn(
         config: ConfigSyncConfig,
         dir: PathBuf,
-        api: String,
+        api: Client,
         membership: Membership,
         settings: BTreeMap<String, String>,
         shutdown: CancellationToken,
@@ -139,7 +139,7 @@ impl ConfigSync {
         let runner = Runner {
             config,
             dir,
-            api: OwnApi::new(api),
+            api,
             membership,
             ledger: Ledger::default(),
             failed: BTreeMap::new(),
@@ -153,7 +153,8 @@ impl ConfigSync {
 struct Runner {
     config: ConfigSyncConfig,
     dir: PathBuf,
-    api: OwnApi,
+    /// This agent's own API (no request timeout: it carries the watch stream).
+    api: Client,
     membership: Membership,
     ledger: Ledger,
     /// Documents whose apply failed: their content, retried on the next tick.
@@ -244,16 +245,22 @@ impl Runner {
         }
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-    ) -> Result<(T, u64), String> {
-        self.api.get_json(path, &[], Duration::from_secs(10)).await
+    /// `call`, failing as unreachable after [`READ_TIMEOUT`].
+    async fn bounded<T>(
+        call: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        tokio::time::timeout(READ_TIMEOUT, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Local(format!(
+                    "no answer within {READ_TIMEOUT:?}"
+                )))
+            })
     }
 
     /// Bring every subscribed document up to date from a full listing.
-    async fn list(&mut self) -> Result<(), String> {
-        let (items, index): (Vec<ConfigListItem>, u64) = self.get_json("/v1/config").await?;
+    async fn list(&mut self) -> Result<(), ClientError> {
+        let (items, index) = Self::bounded(self.api.config_list_indexed(None)).await?;
         let mut live = Vec::new();
         for item in items {
             if !subscribed(&self.config.documents, &item.kind, &item.name) {
@@ -265,9 +272,7 @@ impl Runner {
             if current.is_some_and(|a| a.revision == item.revision && a.hash == item.hash) {
                 continue;
             }
-            let (doc, _): (ConfigDocument, u64) = self
-                .get_json(&format!("/v1/config/{}/{}", item.kind, item.name))
-                .await?;
+            let doc = Self::bounded(self.api.config_get(&item.kind, &item.name, None)).await?;
             let content = conclave_config::canonical_bytes(&doc.content);
             self.apply(&id, doc.revision, content).await;
         }
@@ -287,46 +292,42 @@ impl Runner {
     }
 
     async fn watch(&mut self) -> WatchEnd {
-        let resp = self
+        let opened = self
             .api
-            .http()
-            .get(self.api.url("/v1/watch"))
-            .query(&[
-                ("prefix", WATCH_PREFIX.to_string()),
-                ("from_revision", self.ledger.revision.to_string()),
-                ("heartbeat_ms", "5000".to_string()),
-            ])
-            .send()
+            .watch(WATCH_PREFIX, Some(self.ledger.revision), None)
             .await;
-        let resp = match resp {
-            Ok(r) if r.status().as_u16() == 410 => return WatchEnd::Relist,
-            Ok(r) if r.status().is_success() => r,
-            _ => return WatchEnd::Reconnect,
+        let mut events = match opened {
+            Ok(events) => events,
+            Err(ClientError::Api(e)) if e.code == ErrorCode::Compacted => return WatchEnd::Relist,
+            Err(e) => {
+                tracing::debug!(error = %e, "config sync: cannot watch yet");
+                return WatchEnd::Reconnect;
+            }
         };
-        let mut body = resp.bytes_stream();
-        let mut events = SseParser::default();
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
-            tokio::select! {
+            let event = tokio::select! {
                 _ = self.shutdown.cancelled() => return WatchEnd::Shutdown,
                 _ = tick.tick() => {
                     self.retry_failed().await;
                     self.check_files().await;
-                }
-                chunk = body.next() => match chunk {
-                    Some(Ok(bytes)) => events.push(&bytes),
-                    _ => return WatchEnd::Reconnect,
-                },
-            }
-            while let Some(event) = events.next_event() {
-                if event.event == "error" {
-                    return WatchEnd::Relist;
-                }
-                let Ok(change) = serde_json::from_str::<WatchEvent>(&event.data) else {
                     continue;
-                };
-                self.on_change(change).await;
+                }
+                // Cancel-safe: a partly received event stays in the reader's parser.
+                event = events.next() => event,
+            };
+            let event = match event {
+                Ok(Some(event)) => event,
+                Ok(None) | Err(_) => return WatchEnd::Reconnect,
+            };
+            // The watcher fell behind the feed: list again.
+            if event.event == "error" {
+                return WatchEnd::Relist;
             }
+            let Ok(change) = serde_json::from_str::<WatchEvent>(&event.data) else {
+                continue;
+            };
+            self.on_change(change).await;
         }
     }
 

@@ -16,11 +16,9 @@
 
 pub mod config_sync;
 pub mod guard;
-pub mod own_api;
 pub mod render;
 pub mod sink;
 
 pub use conclave_hook::HookConfig;
 pub use config_sync::{ConfigSync, ConfigSyncConfig};
-pub use own_api::OwnApi;
 pub use sink::{Publisher, SinkConfig};

@@ -149,11 +149,19 @@ async fn start_membership(
         shutdown.clone(),
         tasks,
     );
+    // The background tasks' clients of this agent's own API: one for streams, one whose
+    // requests are bounded to 10 s.
+    let own_api_streams = conclave_client::Client::new(&config.own_api_url())
+        .map_err(|e| anyhow::anyhow!("a client of this agent's own API: {e}"))?;
+    let own_api = own_api_streams
+        .clone()
+        .with_timeout(Duration::from_secs(10))
+        .map_err(|e| anyhow::anyhow!("a client of this agent's own API: {e}"))?;
     if let Some(path) = &config.config_seed {
         let docs = crate::seed::load(path)?;
         tasks.spawn(crate::seed::run(
             docs,
-            config.own_api_url(),
+            own_api.clone(),
             membership.clone(),
             shutdown.clone(),
         ));
@@ -165,15 +173,12 @@ async fn start_membership(
             .dir
             .clone()
             .unwrap_or_else(|| config.data_dir.join("config")),
-        config.own_api_url(),
+        own_api_streams,
         membership.clone(),
         config.must_match_settings()?,
         shutdown.clone(),
         tasks,
     );
-    let own_api = conclave_client::Client::new(&config.own_api_url())
-        .and_then(|c| c.with_timeout(Duration::from_secs(10)))
-        .map_err(|e| anyhow::anyhow!("the roles' client of this agent's own API: {e}"))?;
     let roles = conclave_roles::Roles::spawn(
         config.roles.clone(),
         node_id,

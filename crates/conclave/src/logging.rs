@@ -28,6 +28,11 @@ const NETWORK_NOISE: &[&str] = &[
     "timeout while confirming leadership for read request",
 ];
 
+/// openraft's ERROR when `initialize` finds that this node already voted for a peer that
+/// started the cluster first: in a static formation every member calls `initialize`, and
+/// `RaftNode::initialize` takes that refusal (`NotAllowed`) as success.
+const INITIALIZED_BY_A_PEER: (&str, &str) = ("openraft::engine::engine_impl", "Can not initialize");
+
 /// The filter for `log_level`: as given when it names openraft, else with openraft at `warn`
 /// and its retry targets off.
 pub fn filter_directives(log_level: &str) -> String {
@@ -60,16 +65,20 @@ struct DropNetworkNoise;
 
 impl<S: Subscriber> Layer<S> for DropNetworkNoise {
     fn event_enabled(&self, event: &Event<'_>, _: Context<'_, S>) -> bool {
-        if event.metadata().target() != "openraft::core::raft_core" {
+        let target = event.metadata().target();
+        if target != "openraft::core::raft_core" && target != INITIALIZED_BY_A_PEER.0 {
             return true;
         }
         let mut message = Message(None);
         event.record(&mut message);
-        !message.0.is_some_and(|m| is_network_noise(&m))
+        !message.0.is_some_and(|m| is_noise(target, &m))
     }
 }
 
-fn is_network_noise(message: &str) -> bool {
+fn is_noise(target: &str, message: &str) -> bool {
+    if target == INITIALIZED_BY_A_PEER.0 {
+        return message.starts_with(INITIALIZED_BY_A_PEER.1);
+    }
     NETWORK_NOISE.contains(&message)
 }
 
@@ -106,7 +115,18 @@ mod tests {
 
     #[test]
     fn only_peer_failures_count_as_noise() {
-        assert!(is_network_noise("while requesting vote"));
-        assert!(!is_network_noise("quit RaftCore::main on error"));
+        assert!(is_noise(
+            "openraft::core::raft_core",
+            "while requesting vote"
+        ));
+        assert!(!is_noise(
+            "openraft::core::raft_core",
+            "quit RaftCore::main on error"
+        ));
+        assert!(is_noise(
+            "openraft::engine::engine_impl",
+            "Can not initialize last_log_id=None vote=T1-N2:uncommitted"
+        ));
+        assert!(!is_noise("openraft::engine::engine_impl", "anything else"));
     }
 }

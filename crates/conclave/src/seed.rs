@@ -19,8 +19,9 @@ use anyhow::{Context, bail};
 use conclave_config::files::{self, FileDocument};
 use conclave_membership::Membership;
 use conclave_membership::view::keys::{SEED_PREFIX, SEED_READY};
-use conclave_publish::OwnApi;
-use conclave_types::{ClusterMember, ConfigListItem, MemberState};
+use conclave_types::{ErrorCode, MemberState};
+
+use crate::client::{Client, ClientError};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -134,7 +135,7 @@ pub fn from_appsettings(v: &Value) -> anyhow::Result<FileDocument> {
 /// the registry (or at shutdown).
 pub async fn run(
     docs: Vec<FileDocument>,
-    api: String,
+    api: Client,
     membership: Membership,
     shutdown: CancellationToken,
 ) {
@@ -149,7 +150,6 @@ pub async fn run(
         membership.set(&format!("{SEED_PREFIX}{id}"), hash).await;
     }
     membership.set(SEED_READY, "1").await;
-    let api = OwnApi::new(api);
     let started = Instant::now();
     let mut reported: BTreeSet<String> = BTreeSet::new();
     loop {
@@ -157,8 +157,12 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        let Ok(registry) = get::<Vec<ConfigListItem>>(&api, "/v1/config").await else {
-            continue;
+        let registry = match api.config_list(None).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "configuration seed: cannot list the registry yet");
+                continue;
+            }
         };
         let present: BTreeMap<String, String> = registry
             .into_iter()
@@ -179,7 +183,8 @@ pub async fn run(
             return;
         }
         // Wait until every Raft voter has said what its seed holds.
-        let voters: Vec<u64> = get::<Vec<ClusterMember>>(&api, "/v1/cluster/members")
+        let voters: Vec<u64> = api
+            .members()
             .await
             .map(|m| {
                 m.into_iter()
@@ -210,36 +215,22 @@ pub async fn run(
                 }
                 continue;
             }
-            let body = serde_json::to_vec(&d.content).unwrap_or_default();
-            let url = api.url(&format!("/v1/config/{}/{}", d.kind, d.name));
             match api
-                .http()
-                .put(&url)
-                .query(&[("cas", "0")])
-                .body(body)
-                .send()
+                .config_put(&d.kind, &d.name, &d.content, Some(0), false)
                 .await
             {
-                Ok(r) if r.status().is_success() => {
-                    tracing::info!(document = %id, "configuration seed imported");
-                }
-                Ok(r) if r.status().as_u16() == 409 => {} // another node imported it
-                Ok(r) => {
-                    let status = r.status();
-                    let text = r.text().await.unwrap_or_default();
+                Ok(_) => tracing::info!(document = %id, "configuration seed imported"),
+                // Another node imported it first.
+                Err(ClientError::Api(e)) if e.code == ErrorCode::CasConflict => {}
+                Err(ClientError::Api(e)) => {
                     if reported.insert(format!("refused:{id}")) {
-                        tracing::error!(document = %id, %status, answer = %text, "the configuration seed was refused");
+                        tracing::error!(document = %id, status = e.status, code = %e.code, message = %e.message, "the configuration seed was refused");
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "configuration seed: retrying"),
             }
         }
     }
-}
-
-async fn get<T: serde::de::DeserializeOwned>(api: &OwnApi, path: &str) -> Result<T, String> {
-    let read = api.get_json(path, &[], Duration::from_secs(10));
-    read.await.map(|(body, _)| body)
 }
 
 #[cfg(test)]
