@@ -475,6 +475,11 @@ fn doc_path(kind: &str, name: &str) -> String {
     )
 }
 
+fn kind_query(kind: Option<&str>) -> Vec<(&'static str, String)> {
+    kind.map(|k| vec![("kind", k.to_string())])
+        .unwrap_or_default()
+}
+
 fn stale_query(stale: bool) -> Vec<(&'static str, String)> {
     if stale {
         vec![("consistency", "stale".to_string())]
@@ -517,9 +522,7 @@ impl Client {
         &self,
         kind: Option<&str>,
     ) -> Result<Vec<ConfigListItem>, ClientError> {
-        let query: Vec<(&str, String)> = kind
-            .map(|k| vec![("kind", k.to_string())])
-            .unwrap_or_default();
+        let query = kind_query(kind);
         self.get_json("/v1/config", &query).await
     }
 
@@ -529,9 +532,7 @@ impl Client {
         &self,
         kind: Option<&str>,
     ) -> Result<(Vec<ConfigListItem>, u64), ClientError> {
-        let query: Vec<(&str, String)> = kind
-            .map(|k| vec![("kind", k.to_string())])
-            .unwrap_or_default();
+        let query = kind_query(kind);
         let resp = self
             .send(self.http.get(self.url("/v1/config")).query(&query))
             .await?;

@@ -436,17 +436,24 @@ impl RaftNode {
             // Coalesce the followers' read-index requests into this node's rounds.
             return self.reads().read_index().await.map(LeaderReply::ReadIndex);
         }
-        if matches!(req, LeaderRequest::Propose(_))
-            && self.inner.stepping_down.load(Ordering::SeqCst)
-        {
-            // Stopping: forwarded on from here, it could be cut off by the stop. Refused
-            // before anything was done, the caller sends it to the next leader instead.
+        if matches!(req, LeaderRequest::Propose(_)) {
+            // Stopping: forwarded on from here, it could be cut off by the stop.
+            self.refuse_if_stopping()?;
+        }
+        self.leader_call(req, hops).await
+    }
+
+    /// A proposal arriving at a node that is stopping ([`RaftNode::step_down`]) is refused
+    /// before anything was done with it: the caller waits for the next leader and sends it
+    /// there, as during an election.
+    fn refuse_if_stopping(&self) -> Result<(), ConsensusError> {
+        if self.inner.stepping_down.load(Ordering::SeqCst) {
             return Err(ConsensusError::NotLeader {
                 leader_id: None,
                 leader: None,
             });
         }
-        self.leader_call(req, hops).await
+        Ok(())
     }
 
     /// Serve a leader request on this node, which believes it leads.
@@ -455,13 +462,7 @@ impl RaftNode {
             LeaderRequest::Propose(cmd) => {
                 // Counted before the check: see `step_down`.
                 let _in_flight = self.inner.proposals.enter();
-                if self.inner.stepping_down.load(Ordering::SeqCst) {
-                    // The caller waits for the next leader and sends it there.
-                    return Err(ConsensusError::NotLeader {
-                        leader_id: None,
-                        leader: None,
-                    });
-                }
+                self.refuse_if_stopping()?;
                 self.inner
                     .proposals
                     .propose(cmd)
