@@ -44,17 +44,7 @@ pub fn router(ctx: ClientContext, members_ctx: MembersContext) -> Router {
 
 /// Alive Raft members, the leader first.
 fn raft_members(ctx: &ClientContext) -> Vec<GossipMember> {
-    let mut v: Vec<GossipMember> = ctx
-        .membership
-        .view()
-        .members
-        .into_iter()
-        .filter(|m| {
-            m.raft_role.is_some() && m.state == MemberState::Alive && !m.api_addr.is_empty()
-        })
-        .collect();
-    v.sort_by_key(|m| (m.raft_role.as_deref() != Some("leader"), m.id));
-    v
+    ctx.membership.view().raft_members()
 }
 
 #[derive(Serialize)]

@@ -3,6 +3,8 @@
 use axum::Json;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use conclave_client::ClientError;
+use conclave_coord::{CoordError, rejection_code};
 use conclave_raft::{ConsensusError, RejectReason};
 use conclave_state::LimitError;
 use conclave_types::{ErrorBody, ErrorCode, ErrorDetail, Violation};
@@ -140,66 +142,176 @@ impl From<ConsensusError> for ApiError {
                 "read the key to see whether the write took effect, or retry with ?cas=",
             ),
             ConsensusError::Rejected(reason) => {
-                let (status, code, hint) = rejection(reason);
-                ApiError::new(status, code, reason.to_string(), hint)
+                let (status, hint) = rejection(reason);
+                ApiError::new(status, rejection_code(reason), reason.to_string(), hint)
             }
         }
     }
 }
 
-/// The one table from a consensus refusal to HTTP: status, stable code, and what to do.
-fn rejection(reason: &RejectReason) -> (StatusCode, ErrorCode, &'static str) {
+/// The one table from a consensus refusal to HTTP: status and what to do (the stable code
+/// is `conclave_coord::rejection_code`'s).
+fn rejection(reason: &RejectReason) -> (StatusCode, &'static str) {
     match reason {
         RejectReason::NotAMember { .. } => (
             StatusCode::NOT_FOUND,
-            ErrorCode::MemberNotFound,
             "list the members with `conclave members list` (GET /v1/cluster/members)",
         ),
         RejectReason::LastVoter { .. } => (
             StatusCode::CONFLICT,
-            ErrorCode::UnsafeMembershipChange,
             "add and promote another voter first (conclave members add / promote)",
         ),
         RejectReason::UnsafeQuorum { .. } => (
             StatusCode::CONFLICT,
-            ErrorCode::UnsafeMembershipChange,
             "bring the unhealthy voters back first, or repeat with --force (?force=true) if they are gone for good",
         ),
         RejectReason::AlreadyMember { .. } => (
             StatusCode::CONFLICT,
-            ErrorCode::Conflict,
             "a member's address is updated by the node itself when it restarts; remove it first to re-add it",
         ),
         RejectReason::NotCaughtUp { .. } => (
             StatusCode::GATEWAY_TIMEOUT,
-            ErrorCode::NotReady,
             "check that it is running and reachable, then promote it with `conclave members promote`",
         ),
         RejectReason::NotAVoter { .. } => (
             StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
             "leadership can only go to a voter; promote it first",
         ),
         RejectReason::Unhealthy { .. } => (
             StatusCode::CONFLICT,
-            ErrorCode::UnsafeMembershipChange,
             "pick a healthy voter, or leave the target out to let the leader choose",
         ),
-        RejectReason::NoHealthyVoter => (
-            StatusCode::CONFLICT,
-            ErrorCode::UnsafeMembershipChange,
-            "add or repair a voter first",
-        ),
+        RejectReason::NoHealthyVoter => (StatusCode::CONFLICT, "add or repair a voter first"),
         RejectReason::MembershipChangeInProgress { .. } => (
             StatusCode::CONFLICT,
-            ErrorCode::Conflict,
             "wait for the previous membership change to finish, then retry",
         ),
         RejectReason::Removed { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Removed,
             "this node is no longer a member; send requests to another node",
         ),
+    }
+}
+
+/// The one table from a coordination refusal to HTTP: status, code, message and hint.
+impl From<CoordError> for ApiError {
+    fn from(e: CoordError) -> Self {
+        let code = e.code();
+        let message = e.to_string();
+        let error =
+            |status: StatusCode, hint: String| ApiError::new(status, code, message.clone(), hint);
+        match e {
+            CoordError::Consensus(c) => c.into(),
+            CoordError::Limit(l) => l.into(),
+            CoordError::BadName(_) => error(
+                StatusCode::BAD_REQUEST,
+                "document paths are /v1/config/<kind>/<name>".into(),
+            ),
+            CoordError::UnknownKind { kind } => error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "built-in kinds are remote-peers and schema; register a JSON Schema with PUT /v1/config/schema/{kind} to make {kind} a kind"
+                ),
+            ),
+            CoordError::Invalid {
+                kind,
+                name,
+                violations,
+            } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                format!(
+                    "{kind}/{name} is not valid: {}",
+                    violations
+                        .iter()
+                        .map(|v| format!(
+                            "{}: {}",
+                            if v.path.is_empty() { "/" } else { &v.path },
+                            v.message
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                "fix each field listed in violations (JSON Pointer paths) and send the document again",
+            )
+            .with_violations(
+                violations
+                    .into_iter()
+                    .map(|v| Violation {
+                        path: v.path,
+                        message: v.message,
+                    })
+                    .collect(),
+            ),
+            CoordError::DocumentNotFound {
+                kind,
+                name,
+                revision: Some(r),
+            } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                code,
+                format!("{kind}/{name} did not exist at revision {r}"),
+                format!("see GET /v1/config/{kind}/{name}/history for its versions"),
+            ),
+            CoordError::DocumentNotFound { revision: None, .. } => error(
+                StatusCode::NOT_FOUND,
+                "list documents with GET /v1/config; write one with PUT".into(),
+            ),
+            CoordError::FutureRevision { .. } => error(
+                StatusCode::BAD_REQUEST,
+                "ask for a revision at or before the X-Conclave-Index of a recent response".into(),
+            ),
+            CoordError::RevisionGone { .. } => error(
+                StatusCode::GONE,
+                format!(
+                    "each document keeps its last {} versions",
+                    conclave_state::registry::MAX_VERSIONS
+                ),
+            ),
+            CoordError::CasConflict { current } => crate::kv::cas_conflict(current),
+            CoordError::ElectionNotFound { name } => error(
+                StatusCode::NOT_FOUND,
+                format!("campaign with POST /v1/elections/{name}/campaign"),
+            ),
+            CoordError::NotHolder { .. } => error(
+                StatusCode::CONFLICT,
+                "the lease ended or was never held: stop acting as the holder and campaign again"
+                    .into(),
+            ),
+            CoordError::Compacted { compacted } => ApiError::new(
+                StatusCode::GONE,
+                code,
+                format!("changes up to revision {compacted} are no longer available on this node"),
+                format!(
+                    "read the current state and watch from its revision, or from {compacted} or later"
+                ),
+            )
+            .with_compacted(compacted),
+            CoordError::Internal(_) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "this is a bug in conclave; please report it".into(),
+            ),
+            CoordError::NoMember => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "wait until gossip finds the cluster (see /v1/members), or send the request to a member".into(),
+            ),
+            CoordError::Remote(ClientError::Api(a)) => ApiError::new(
+                StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY),
+                a.code,
+                a.message,
+                a.hint.unwrap_or_default(),
+            ),
+            CoordError::Remote(ClientError::TimedOut(_)) | CoordError::TimedOut(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Indeterminate,
+                message,
+                "it may or may not have been applied; read before retrying a write",
+            ),
+            CoordError::Remote(_) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the members gossip lists may be restarting; retry shortly".into(),
+            ),
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub use status::role_name;
 pub struct AppContext {
     pub node: RaftNode,
     pub limits: Limits,
+    /// The coordination services (configuration, elections) over `node`.
+    pub coord: conclave_coord::Local,
     pub api_addr: String,
     pub rpc_addr: String,
     pub version: String,
@@ -57,13 +59,28 @@ pub(crate) async fn read_point(
     uri: &axum::http::Uri,
     allowed: &[&str],
 ) -> Result<Vec<(String, String)>, ApiError> {
-    let mut names = vec!["consistency"];
-    names.extend_from_slice(allowed);
-    let params = query::parse(uri.query(), &names)?;
-    if !query::stale(&params)? {
+    let (params, read) = read_params(uri, allowed)?;
+    if read == conclave_coord::Read::Linearizable {
         ctx.node.read_barrier().await?;
     }
     Ok(params)
+}
+
+/// Parse a read's query string (`consistency` and `allowed`): the parameters and how fresh
+/// the read must be, for a service that takes the read barrier itself.
+pub(crate) fn read_params(
+    uri: &axum::http::Uri,
+    allowed: &[&str],
+) -> Result<(Vec<(String, String)>, conclave_coord::Read), ApiError> {
+    let mut names = vec!["consistency"];
+    names.extend_from_slice(allowed);
+    let params = query::parse(uri.query(), &names)?;
+    let read = if query::stale(&params)? {
+        conclave_coord::Read::Stale
+    } else {
+        conclave_coord::Read::Linearizable
+    };
+    Ok((params, read))
 }
 
 /// Build the router for the whole API.

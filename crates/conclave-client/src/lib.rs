@@ -50,8 +50,13 @@ impl std::fmt::Display for ApiError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// Nothing accepted the connection: the request was never sent.
     #[error("no conclave agent at {0} — start one with: conclave agent")]
     NoAgent(String),
+    /// The request was sent (or its connection opened) but no answer came in time: a
+    /// write may or may not have been applied.
+    #[error("no answer from {0} in time")]
+    TimedOut(String),
     /// The agent answered with an error.
     #[error("{0}")]
     Api(ApiError),
@@ -102,12 +107,7 @@ pub enum AgentStatus {
 
 impl Client {
     pub fn new(addr: &str) -> Result<Self, ClientError> {
-        let base = addr.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Usage(format!(
-                "--addr must be a URL such as http://127.0.0.1:7400, got {addr:?}"
-            )));
-        }
+        let base = Self::new_base(addr)?;
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| ClientError::Local(format!("cannot build an HTTP client: {e}")))?;
@@ -115,7 +115,7 @@ impl Client {
     }
 
     /// The same client with every request bounded by `timeout` (a request that takes longer
-    /// fails as [`ClientError::NoAgent`]); for background loops, not for watch streams.
+    /// fails as [`ClientError::TimedOut`]); for background loops, not for watch streams.
     pub fn with_timeout(self, timeout: std::time::Duration) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -124,14 +124,36 @@ impl Client {
         Ok(Self { http, ..self })
     }
 
+    /// A client of the agent at `addr` (`http://host:port`) that shares this one's
+    /// connection pool and timeout.
+    pub fn rebased(&self, addr: &str) -> Result<Self, ClientError> {
+        let base = Self::new_base(addr)?;
+        Ok(Self {
+            base,
+            http: self.http.clone(),
+        })
+    }
+
+    fn new_base(addr: &str) -> Result<String, ClientError> {
+        let base = addr.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Usage(format!(
+                "--addr must be a URL such as http://127.0.0.1:7400, got {addr:?}"
+            )));
+        }
+        Ok(base)
+    }
+
     fn key_url(&self, key: &str) -> String {
         format!("{}/v1/kv/{}", self.base, utf8_percent_encode(key, KEY_SET))
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
         let resp = req.send().await.map_err(|e| {
-            if e.is_connect() || e.is_timeout() {
+            if e.is_connect() {
                 ClientError::NoAgent(self.base.clone())
+            } else if e.is_timeout() {
+                ClientError::TimedOut(self.base.clone())
             } else {
                 ClientError::Local(format!("request to {} failed: {e}", self.base))
             }

@@ -133,6 +133,21 @@ impl View {
         }
         c
     }
+
+    /// The alive Raft members that advertise an API address, the leader first: where a
+    /// client agent sends what it cannot answer itself.
+    pub fn raft_members(&self) -> Vec<GossipMember> {
+        let mut v: Vec<GossipMember> = self
+            .members
+            .iter()
+            .filter(|m| {
+                m.raft_role.is_some() && m.state == MemberState::Alive && !m.api_addr.is_empty()
+            })
+            .cloned()
+            .collect();
+        v.sort_by_key(|m| (m.raft_role.as_deref() != Some("leader"), m.id));
+        v
+    }
 }
 
 /// A running gossip member. Cheap to clone.

@@ -28,8 +28,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use conclave_client::{Client, ClientError};
+use conclave_coord::{CoordError, Coordinator, Read};
 use conclave_hook::{self as hook, HookConfig};
+use futures::StreamExt;
 
 pub use conclave_membership::view::keys::{
     CONFIG_APPLIED_PREFIX as APPLIED_PREFIX, CONFIG_SUBSCRIBE as SUBSCRIBE_KEY, SETTING_PREFIX,
@@ -127,7 +128,7 @@ impl ConfigSync {
     pub fn spawn(
         config: ConfigSyncConfig,
         dir: PathBuf,
-        api: Client,
+        coord: Coordinator,
         membership: Membership,
         settings: BTreeMap<String, String>,
         shutdown: CancellationToken,
@@ -139,7 +140,7 @@ impl ConfigSync {
         let runner = Runner {
             config,
             dir,
-            api,
+            coord,
             membership,
             ledger: Ledger::default(),
             failed: BTreeMap::new(),
@@ -153,8 +154,8 @@ impl ConfigSync {
 struct Runner {
     config: ConfigSyncConfig,
     dir: PathBuf,
-    /// This agent's own API (no request timeout: it carries the watch stream).
-    api: Client,
+    /// How this agent reaches the registry (its own node, or a member for a client agent).
+    coord: Coordinator,
     membership: Membership,
     ledger: Ledger,
     /// Documents whose apply failed: their content, retried on the next tick.
@@ -247,20 +248,14 @@ impl Runner {
 
     /// `call`, failing as unreachable after [`READ_TIMEOUT`].
     async fn bounded<T>(
-        call: impl std::future::Future<Output = Result<T, ClientError>>,
-    ) -> Result<T, ClientError> {
-        tokio::time::timeout(READ_TIMEOUT, call)
-            .await
-            .unwrap_or_else(|_| {
-                Err(ClientError::Local(format!(
-                    "no answer within {READ_TIMEOUT:?}"
-                )))
-            })
+        call: impl std::future::Future<Output = Result<T, CoordError>>,
+    ) -> Result<T, CoordError> {
+        conclave_coord::bounded(READ_TIMEOUT, call).await
     }
 
     /// Bring every subscribed document up to date from a full listing.
-    async fn list(&mut self) -> Result<(), ClientError> {
-        let (items, index) = Self::bounded(self.api.config_list_indexed(None)).await?;
+    async fn list(&mut self) -> Result<(), CoordError> {
+        let (items, index) = Self::bounded(self.coord.config_list(None)).await?;
         let mut live = Vec::new();
         for item in items {
             if !subscribed(&self.config.documents, &item.kind, &item.name) {
@@ -272,7 +267,12 @@ impl Runner {
             if current.is_some_and(|a| a.revision == item.revision && a.hash == item.hash) {
                 continue;
             }
-            let doc = Self::bounded(self.api.config_get(&item.kind, &item.name, None)).await?;
+            let doc = Self::bounded(self.coord.config_get(
+                &item.kind,
+                &item.name,
+                Read::Linearizable,
+            ))
+            .await?;
             let content = conclave_config::canonical_bytes(&doc.content);
             self.apply(&id, doc.revision, content).await;
         }
@@ -292,13 +292,10 @@ impl Runner {
     }
 
     async fn watch(&mut self) -> WatchEnd {
-        let opened = self
-            .api
-            .watch(WATCH_PREFIX, Some(self.ledger.revision), None)
-            .await;
+        let opened = self.coord.watch(WATCH_PREFIX, self.ledger.revision).await;
         let mut events = match opened {
             Ok(events) => events,
-            Err(ClientError::Api(e)) if e.code == ErrorCode::Compacted => return WatchEnd::Relist,
+            Err(e) if e.code() == ErrorCode::Compacted => return WatchEnd::Relist,
             Err(e) => {
                 tracing::debug!(error = %e, "config sync: cannot watch yet");
                 return WatchEnd::Reconnect;
@@ -313,21 +310,15 @@ impl Runner {
                     self.check_files().await;
                     continue;
                 }
-                // Cancel-safe: a partly received event stays in the reader's parser.
+                // Cancel-safe: a partly received event stays in the stream's parser.
                 event = events.next() => event,
             };
-            let event = match event {
-                Ok(Some(event)) => event,
-                Ok(None) | Err(_) => return WatchEnd::Reconnect,
-            };
-            // The watcher fell behind the feed: list again.
-            if event.event == "error" {
-                return WatchEnd::Relist;
+            match event {
+                Some(Ok(change)) => self.on_change(change).await,
+                // The watcher fell behind the feed: list again.
+                Some(Err(e)) if e.code() == ErrorCode::Compacted => return WatchEnd::Relist,
+                Some(Err(_)) | None => return WatchEnd::Reconnect,
             }
-            let Ok(change) = serde_json::from_str::<WatchEvent>(&event.data) else {
-                continue;
-            };
-            self.on_change(change).await;
         }
     }
 

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use conclave_client::{Client, ClientError};
 use conclave_config::kinds::RemotePeers;
+use conclave_coord::{Coordinator, Read, bounded};
 use conclave_hook as hook;
 use conclave_membership::Membership;
 use conclave_types::{CampaignRequest, ElectionStatus, ErrorCode, HookResult, LeaseRequest};
@@ -16,6 +16,9 @@ use tokio_util::task::TaskTracker;
 use crate::detector::{self, Claim};
 use crate::oauth2::{self, PeerStatus, Token};
 use crate::{RoleConfig, Stance, claim_key, election_name, live_claims, peers_key};
+
+/// The longest one call to the coordinator may take (a campaign waits up to 2 s of it).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// This agent's view of one of its roles (`/v1/roles/local`).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -51,7 +54,7 @@ impl Roles {
     pub fn spawn(
         roles: Vec<RoleConfig>,
         node_id: u64,
-        api: Client,
+        coord: Coordinator,
         membership: Membership,
         shutdown: CancellationToken,
         tasks: &TaskTracker,
@@ -66,7 +69,7 @@ impl Roles {
             let runner = Runner {
                 cfg,
                 me: node_id,
-                api: api.clone(),
+                coord: coord.clone(),
                 http: reqwest::Client::new(),
                 membership: membership.clone(),
                 roles: this.clone(),
@@ -89,8 +92,9 @@ impl Roles {
 struct Runner {
     cfg: RoleConfig,
     me: u64,
-    /// This agent's own API (requests bounded by the caller's timeout).
-    api: Client,
+    /// How this agent reaches the elections (its own node, or a member for a client
+    /// agent); every call bounded by [`CALL_TIMEOUT`].
+    coord: Coordinator,
     /// For the remote peers' token endpoints.
     http: reqwest::Client,
     membership: Membership,
@@ -223,7 +227,9 @@ impl Runner {
     /// The election from this agent's own copy; `None` when it cannot be read.
     async fn election(&self) -> Option<ElectionStatus> {
         let name = election_name(&self.cfg.name);
-        self.api.election(&name, true).await.ok()
+        bounded(CALL_TIMEOUT, self.coord.election(&name, Read::Stale))
+            .await
+            .ok()
     }
 
     fn lease(&self, epoch: u64) -> LeaseRequest {
@@ -236,7 +242,8 @@ impl Runner {
     /// Resign `epoch`; a failure only means the lease runs out instead.
     async fn resign(&self, epoch: u64) {
         let name = election_name(&self.cfg.name);
-        if let Err(e) = self.api.resign(&name, &self.lease(epoch)).await {
+        let lease = self.lease(epoch);
+        if let Err(e) = bounded(CALL_TIMEOUT, self.coord.resign(&name, &lease)).await {
             tracing::debug!(role = %self.cfg.name, epoch, error = %e, "resign failed; the lease will expire");
         }
     }
@@ -249,11 +256,8 @@ impl Runner {
             ttl_ms: self.cfg.ttl.as_millis() as u64,
             wait_ms: 2000,
         };
-        match self
-            .api
-            .campaign(&election_name(&self.cfg.name), &req)
-            .await
-        {
+        let name = election_name(&self.cfg.name);
+        match bounded(CALL_TIMEOUT, self.coord.campaign(&name, &req)).await {
             Ok(s) if s.elected == Some(true) => Some((s.epoch, sent)),
             _ => None,
         }
@@ -310,10 +314,11 @@ impl Runner {
             }
             let sent = Instant::now();
             let name = election_name(&self.cfg.name);
-            match self.api.keepalive(&name, &self.lease(epoch)).await {
+            let lease = self.lease(epoch);
+            match bounded(CALL_TIMEOUT, self.coord.keepalive(&name, &lease)).await {
                 Ok(_) => deadline = sent + ttl - margin,
-                Err(ClientError::Api(e)) if e.code == ErrorCode::NotHolder => {
-                    break Released::Lost(e.message);
+                Err(e) if e.code() == ErrorCode::NotHolder => {
+                    break Released::Lost(e.to_string());
                 }
                 // Unreachable or unavailable: try again until the deadline.
                 Err(_) => {}
@@ -363,12 +368,11 @@ impl Runner {
             return;
         };
         let (kind, name) = doc.split_once('/').unwrap_or((doc.as_str(), ""));
-        let peers: Option<RemotePeers> = self
-            .api
-            .config_get_stale(kind, name)
-            .await
-            .ok()
-            .and_then(|d| serde_json::from_value(d.content).ok());
+        let peers: Option<RemotePeers> =
+            bounded(CALL_TIMEOUT, self.coord.config_get(kind, name, Read::Stale))
+                .await
+                .ok()
+                .and_then(|d| serde_json::from_value(d.content).ok());
         let Some(peers) = peers else {
             self.set_peers(vec![PeerStatus {
                 node_id: "-".into(),

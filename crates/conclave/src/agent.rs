@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 
 use conclave_api::AppContext;
 use conclave_api::members::MembersContext;
+use conclave_coord::Coordinator;
 use conclave_membership::discovery::Discovery;
 use conclave_membership::view::keys;
 use conclave_membership::{GossipOptions, Membership, checks};
@@ -89,11 +90,15 @@ struct MembershipParts {
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
+/// Start gossip, checks, publishers, the seed importer, configuration sync and roles; the
+/// last three reach the cluster through the coordinator `coordinator` makes (this node's own
+/// Raft node, or, for a client agent, the members gossip finds).
 async fn start_membership(
     config: &AgentConfig,
     node_id: u64,
     cluster_id: Option<String>,
     seeds: Vec<String>,
+    coordinator: impl FnOnce(&Membership) -> anyhow::Result<Coordinator>,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> anyhow::Result<MembershipParts> {
@@ -149,19 +154,12 @@ async fn start_membership(
         shutdown.clone(),
         tasks,
     );
-    // The background tasks' clients of this agent's own API: one for streams, one whose
-    // requests are bounded to 10 s.
-    let own_api_streams = conclave_client::Client::new(&config.own_api_url())
-        .map_err(|e| anyhow::anyhow!("a client of this agent's own API: {e}"))?;
-    let own_api = own_api_streams
-        .clone()
-        .with_timeout(Duration::from_secs(10))
-        .map_err(|e| anyhow::anyhow!("a client of this agent's own API: {e}"))?;
+    let coord = coordinator(&membership)?;
     if let Some(path) = &config.config_seed {
         let docs = crate::seed::load(path)?;
         tasks.spawn(crate::seed::run(
             docs,
-            own_api.clone(),
+            coord.clone(),
             membership.clone(),
             shutdown.clone(),
         ));
@@ -173,7 +171,7 @@ async fn start_membership(
             .dir
             .clone()
             .unwrap_or_else(|| config.data_dir.join("config")),
-        own_api_streams,
+        coord.clone(),
         membership.clone(),
         config.must_match_settings()?,
         shutdown.clone(),
@@ -182,7 +180,7 @@ async fn start_membership(
     let roles = conclave_roles::Roles::spawn(
         config.roles.clone(),
         node_id,
-        own_api,
+        coord,
         membership.clone(),
         shutdown.clone(),
         tasks,
@@ -377,6 +375,26 @@ async fn advertise_raft(node: RaftNode, membership: Membership, shutdown: Cancel
     }
 }
 
+/// A client agent's coordinator: calls go to the Raft members gossip shows alive, the
+/// leader first (its users bound their calls; a watch stream has no timeout).
+fn remote_coordinator(membership: &Membership) -> anyhow::Result<Coordinator> {
+    let membership = membership.clone();
+    let targets: conclave_coord::Targets = Arc::new(move || {
+        membership
+            .view()
+            .raft_members()
+            .into_iter()
+            .map(|m| format!("http://{}", m.api_addr))
+            .collect()
+    });
+    // The base address is replaced by each member's; the pool is shared.
+    let client = conclave_client::Client::new("http://127.0.0.1")
+        .map_err(|e| anyhow::anyhow!("an HTTP client for the cluster: {e}"))?;
+    Ok(Coordinator::Remote(conclave_coord::Remote::new(
+        targets, client,
+    )))
+}
+
 /// A client agent: gossip, checks and publishers, and an API that forwards to the cluster.
 async fn run_client(
     config: AgentConfig,
@@ -395,6 +413,7 @@ async fn run_client(
         identity.node_id,
         None,
         gossip_seeds(&config, &formation),
+        remote_coordinator,
         &shutdown,
         &tasks,
     )
@@ -621,11 +640,13 @@ pub async fn run(
         "conclave agent started"
     );
 
+    let local = conclave_coord::Local::new(node.clone(), config.limits());
     let parts = start_membership(
         &config,
         identity.node_id,
         node.cluster_id(),
         gossip_seeds(&config, &formation),
+        |_| Ok(Coordinator::Local(local.clone())),
         &shutdown,
         &tasks,
     )
@@ -641,6 +662,7 @@ pub async fn run(
     let ctx = Arc::new(AppContext {
         node: node.clone(),
         limits: config.limits(),
+        coord: local,
         api_addr: config.advertised_http(),
         rpc_addr: config.advertised_rpc(),
         version: env!("CARGO_PKG_VERSION").to_string(),

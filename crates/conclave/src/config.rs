@@ -267,20 +267,6 @@ impl AgentConfig {
             .unwrap_or_else(|| self.rpc_addr.to_string())
     }
 
-    /// The configuration with secrets replaced, for `--print-config` and logs.
-    /// This agent's own API, for the parts of it that follow the registry through it.
-    pub fn own_api_url(&self) -> String {
-        let mut addr = self.http_addr;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(if addr.is_ipv4() {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            });
-        }
-        format!("http://{addr}")
-    }
-
     /// The values of `config_sync.must_match` (dotted paths into this configuration).
     pub fn must_match_settings(&self) -> anyhow::Result<BTreeMap<String, String>> {
         let whole = serde_json::to_value(self.redacted())?;

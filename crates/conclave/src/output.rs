@@ -80,6 +80,14 @@ pub fn error_json(e: &ClientError) -> serde_json::Value {
             e.to_string(),
             format!("start one with `conclave agent`, or point --addr elsewhere (now {addr})"),
         ),
+        ClientError::TimedOut(addr) => (
+            "timed_out",
+            None,
+            e.to_string(),
+            format!(
+                "the agent at {addr} may be overloaded or cut off; a write may or may not have been applied: read before retrying"
+            ),
+        ),
         ClientError::Usage(_) => ("usage", None, e.to_string(), "see --help".into()),
         ClientError::Local(_) => ("failed", None, e.to_string(), String::new()),
     };

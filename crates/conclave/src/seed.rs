@@ -21,7 +21,7 @@ use conclave_membership::Membership;
 use conclave_membership::view::keys::{SEED_PREFIX, SEED_READY};
 use conclave_types::{ErrorCode, MemberState};
 
-use crate::client::{Client, ClientError};
+use conclave_coord::{CoordError, Coordinator};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -135,7 +135,7 @@ pub fn from_appsettings(v: &Value) -> anyhow::Result<FileDocument> {
 /// the registry (or at shutdown).
 pub async fn run(
     docs: Vec<FileDocument>,
-    api: Client,
+    coord: Coordinator,
     membership: Membership,
     shutdown: CancellationToken,
 ) {
@@ -157,8 +157,8 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        let registry = match api.config_list(None).await {
-            Ok(r) => r,
+        let registry = match coord.config_list(None).await {
+            Ok((r, _)) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "configuration seed: cannot list the registry yet");
                 continue;
@@ -183,16 +183,7 @@ pub async fn run(
             return;
         }
         // Wait until every Raft voter has said what its seed holds.
-        let voters: Vec<u64> = api
-            .members()
-            .await
-            .map(|m| {
-                m.into_iter()
-                    .filter(|m| m.role == "voter")
-                    .map(|m| m.node_id)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let voters: Vec<u64> = coord.voters().await.unwrap_or_default();
         let view = membership.view().members;
         let ready = voters.iter().all(|v| {
             view.iter()
@@ -215,22 +206,35 @@ pub async fn run(
                 }
                 continue;
             }
-            match api
-                .config_put(&d.kind, &d.name, &d.content, Some(0), false)
+            match coord
+                .config_put(&d.kind, &d.name, &d.content, Some(0))
                 .await
             {
                 Ok(_) => tracing::info!(document = %id, "configuration seed imported"),
                 // Another node imported it first.
-                Err(ClientError::Api(e)) if e.code == ErrorCode::CasConflict => {}
-                Err(ClientError::Api(e)) => {
+                Err(e) if e.code() == ErrorCode::CasConflict => {}
+                Err(e) if refused(&e) => {
                     if reported.insert(format!("refused:{id}")) {
-                        tracing::error!(document = %id, status = e.status, code = %e.code, message = %e.message, "the configuration seed was refused");
+                        tracing::error!(document = %id, code = %e.code(), error = %e, "the configuration seed was refused");
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "configuration seed: retrying"),
             }
         }
     }
+}
+
+/// The registry refused the document itself (retrying cannot help), as opposed to the
+/// cluster being unavailable for now.
+fn refused(e: &CoordError) -> bool {
+    !matches!(
+        e.code(),
+        ErrorCode::NoLeader
+            | ErrorCode::Unavailable
+            | ErrorCode::Indeterminate
+            | ErrorCode::NotJoined
+            | ErrorCode::Removed
+    )
 }
 
 #[cfg(test)]

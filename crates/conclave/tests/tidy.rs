@@ -148,10 +148,9 @@ fn the_cluster_token_is_a_secret_everywhere_it_is_held() {
     }
 }
 
-/// Files that still build `/v1/` URLs themselves: the agent's background tasks that call
-/// its own API over loopback (to be replaced by in-process calls) and the load generator
-/// (raw hyper, one keep-alive connection per simulated client). The list may only shrink:
-/// a file listed here that no longer builds a URL fails the test too.
+/// Files that still build `/v1/` URLs themselves: the load generator (raw hyper, one
+/// keep-alive connection per simulated client, to measure the server and not a client).
+/// The list may only shrink: a file listed here that no longer builds a URL fails too.
 const STILL_BUILDING_URLS: &[&str] =
     &["conclave-bench/src/main.rs", "conclave-bench/src/fanout.rs"];
 
@@ -193,12 +192,37 @@ fn only_the_api_and_its_client_spell_api_routes() {
 
 #[test]
 fn roles_and_publishing_are_independent() {
-    // Both run hooks (conclave-hook); the roles reach the API through conclave-client.
+    // Both run hooks (conclave-hook) and reach the cluster through conclave-coord.
     let roles = dependencies("conclave-roles");
     assert!(
         !roles.contains("conclave-publish"),
         "conclave-roles depends on conclave-publish"
     );
-    assert!(roles.contains("conclave-hook") && roles.contains("conclave-client"));
+    assert!(roles.contains("conclave-hook") && roles.contains("conclave-coord"));
     assert!(!dependencies("conclave-publish").contains("conclave-roles"));
+}
+
+#[test]
+fn background_loops_do_not_call_their_own_agent_over_http() {
+    // Roles, configuration sync and the seed importer call conclave-coord in process (a
+    // client agent's coordinator forwards to a member); none holds an HTTP client of the
+    // agent's own API.
+    for krate in ["conclave-roles", "conclave-publish"] {
+        assert!(
+            !dependencies(krate).contains("conclave-client"),
+            "{krate} depends on conclave-client: call conclave-coord instead"
+        );
+    }
+    let seed =
+        std::fs::read_to_string(workspace().join("crates/conclave/src/seed.rs")).expect("seed.rs");
+    assert!(
+        !seed.contains("conclave_client") && !seed.contains("crate::client"),
+        "the seed importer uses an HTTP client: call conclave-coord instead"
+    );
+    let agent = std::fs::read_to_string(workspace().join("crates/conclave/src/agent.rs"))
+        .expect("agent.rs");
+    assert!(
+        !agent.contains("own_api"),
+        "the agent builds a client of its own API again"
+    );
 }
