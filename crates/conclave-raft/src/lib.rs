@@ -20,6 +20,7 @@ mod cluster;
 mod error;
 mod failover;
 pub mod formation;
+mod forward;
 mod leases;
 pub mod network;
 mod policy;
@@ -332,98 +333,14 @@ impl RaftNode {
 
     /// Run `req` on the leader: here if this node leads, else forwarded to it. Waits out
     /// elections (up to [`Self::request_timeout`]) and retries whenever the request certainly
-    /// did not take effect; an ambiguous failure is reported as `Indeterminate`.
+    /// did not take effect; an ambiguous failure is reported as `Indeterminate` (the rules
+    /// are [`forward`]'s).
     pub(crate) async fn leader_call(
         &self,
         req: LeaderRequest,
         hops: u8,
     ) -> Result<LeaderReply, ConsensusError> {
-        let deadline = Instant::now() + self.request_timeout();
-        let mut last_leader = None;
-        loop {
-            if let Some(why) = self.removed() {
-                return Err(RejectReason::Removed { why }.into());
-            }
-            let m = self.metrics();
-            let leader = m.current_leader;
-            last_leader = leader.or(last_leader);
-            let outcome = match leader {
-                Some(l) if l == self.id => Some(self.serve_leader(req.clone()).await),
-                Some(l) if hops < 2 => match self.peer_addr(l) {
-                    Some(addr) => self.forward(&addr, &req, hops + 1, deadline).await,
-                    None => None,
-                },
-                _ => None,
-            };
-            match outcome {
-                Some(Err(ConsensusError::NotLeader { .. })) | None => {}
-                Some(result) => return result,
-            }
-            if Instant::now() >= deadline {
-                return Err(ConsensusError::NotLeader {
-                    leader_id: last_leader,
-                    leader: None,
-                });
-            }
-            self.wait_leader_change(leader, deadline).await;
-        }
-    }
-
-    /// Forward to `addr`. `None` means "certainly not applied; look for the leader again".
-    async fn forward(
-        &self,
-        addr: &str,
-        req: &LeaderRequest,
-        hops: u8,
-        deadline: Instant,
-    ) -> Option<Result<LeaderReply, ConsensusError>> {
-        let rpc = RpcRequest::Leader {
-            req: req.clone(),
-            hops,
-        };
-        let timeout = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(100));
-        match self
-            .inner
-            .pool
-            .call::<_, RpcResponse>(addr, &rpc, timeout, req.idempotent())
-            .await
-        {
-            Ok(RpcResponse::Leader(r)) => Some(r),
-            Ok(RpcResponse::NotAllowed(why)) => Some(Err(ConsensusError::Unavailable(why))),
-            Ok(_) => Some(Err(ConsensusError::Unavailable(
-                "the leader answered with the wrong message type".into(),
-            ))),
-            Err(e) => match policy::forward_failure(!e.not_sent(), req.idempotent()) {
-                policy::ForwardFailure::Retry => {
-                    tracing::debug!(%addr, error = %e, "forwarding failed; looking for the leader again");
-                    None
-                }
-                policy::ForwardFailure::Indeterminate => {
-                    Some(Err(ConsensusError::Indeterminate(e.to_string())))
-                }
-            },
-        }
-    }
-
-    /// Sleep until the known leader differs from `seen`, a short poll interval passes, or
-    /// the deadline.
-    async fn wait_leader_change(&self, seen: Option<NodeId>, deadline: Instant) {
-        let mut rx = self.inner.raft.metrics();
-        let poll = Instant::now() + Duration::from_millis(50);
-        let until = poll.min(deadline);
-        let _ = tokio::time::timeout_at(until.into(), async {
-            loop {
-                if rx.changed().await.is_err() {
-                    return;
-                }
-                if rx.borrow().current_leader != seen {
-                    return;
-                }
-            }
-        })
-        .await;
+        forward::leader_call(self, req, hops, self.request_timeout()).await
     }
 
     /// A request from another node: serve it if this node leads, else forward it once more.
@@ -606,6 +523,58 @@ impl RaftNode {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown reported an error");
         }
+    }
+}
+
+/// The forwarding loop's view of this node: openraft's metrics and the node-RPC pool.
+impl forward::LeaderPath for RaftNode {
+    fn me(&self) -> NodeId {
+        self.id
+    }
+
+    fn removed(&self) -> Option<String> {
+        RaftNode::removed(self)
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.metrics().current_leader
+    }
+
+    fn peer_addr(&self, id: NodeId) -> Option<String> {
+        RaftNode::peer_addr(self, id)
+    }
+
+    async fn serve_here(&self, req: LeaderRequest) -> Result<LeaderReply, ConsensusError> {
+        self.serve_leader(req).await
+    }
+
+    async fn send(
+        &self,
+        addr: &str,
+        rpc: &RpcRequest,
+        timeout: Duration,
+        idempotent: bool,
+    ) -> Result<RpcResponse, transport::CallError> {
+        self.inner.pool.call(addr, rpc, timeout, idempotent).await
+    }
+
+    /// Sleep until the known leader differs from `seen`, a short poll interval passes, or
+    /// the deadline.
+    async fn wait_leader_change(&self, seen: Option<NodeId>, deadline: Instant) {
+        let mut rx = self.inner.raft.metrics();
+        let poll = Instant::now() + Duration::from_millis(50);
+        let until = poll.min(deadline);
+        let _ = tokio::time::timeout_at(until.into(), async {
+            loop {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+                if rx.borrow().current_leader != seen {
+                    return;
+                }
+            }
+        })
+        .await;
     }
 }
 

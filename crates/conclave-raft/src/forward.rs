@@ -1,0 +1,359 @@
+//! How a request reaches the leader: here if this node leads, else forwarded to the node it
+//! believes leads (at most two hops), waiting out elections until a deadline.
+//!
+//! The rules, which decide whether a client may retry safely:
+//! - a request that certainly did not arrive (no connection, a refused handshake, an answer
+//!   "not the leader") is sent again once a leader is known, and at the deadline fails as
+//!   `NotLeader` (503 `no_leader`): never as indeterminate;
+//! - a request that may have arrived but got no reply is `Indeterminate` unless repeating it
+//!   is harmless (reads, status);
+//! - a removed node refuses at once.
+//!
+//! The loop runs against [`LeaderPath`], which [`crate::RaftNode`] implements over openraft's
+//! metrics and the node-RPC pool; the tests below drive it over an in-memory network that
+//! changes leaders and loses messages on cue, with no process or socket.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use conclave_storage::NodeId;
+
+use crate::policy::{self, ForwardFailure};
+use crate::rpc::{LeaderReply, LeaderRequest, RpcRequest, RpcResponse};
+use crate::transport::CallError;
+use crate::{ConsensusError, RejectReason};
+
+/// The most times a request is passed on (follower → believed leader → its leader).
+pub(crate) const MAX_HOPS: u8 = 2;
+
+/// What the forwarding loop needs from a node.
+pub(crate) trait LeaderPath: Sync {
+    fn me(&self) -> NodeId;
+    /// Why this node is no longer a member, if it was removed.
+    fn removed(&self) -> Option<String>;
+    /// The leader this node currently knows of.
+    fn leader(&self) -> Option<NodeId>;
+    fn peer_addr(&self, id: NodeId) -> Option<String>;
+    /// Serve `req` here, as the leader.
+    fn serve_here(
+        &self,
+        req: LeaderRequest,
+    ) -> impl Future<Output = Result<LeaderReply, ConsensusError>> + Send;
+    /// Send `rpc` to `addr` and wait up to `timeout` for the reply (the transport retries a
+    /// broken pooled connection itself only when `idempotent`).
+    fn send(
+        &self,
+        addr: &str,
+        rpc: &RpcRequest,
+        timeout: Duration,
+        idempotent: bool,
+    ) -> impl Future<Output = Result<RpcResponse, CallError>> + Send;
+    /// Return when the known leader differs from `seen`, after a short poll interval, or at
+    /// the deadline.
+    fn wait_leader_change(
+        &self,
+        seen: Option<NodeId>,
+        deadline: Instant,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// Run `req` on the leader, waiting out elections for up to `timeout`.
+pub(crate) async fn leader_call<P: LeaderPath>(
+    path: &P,
+    req: LeaderRequest,
+    hops: u8,
+    timeout: Duration,
+) -> Result<LeaderReply, ConsensusError> {
+    let deadline = Instant::now() + timeout;
+    let mut last_leader = None;
+    loop {
+        if let Some(why) = path.removed() {
+            return Err(RejectReason::Removed { why }.into());
+        }
+        let leader = path.leader();
+        last_leader = leader.or(last_leader);
+        let outcome = match leader {
+            Some(l) if l == path.me() => Some(path.serve_here(req.clone()).await),
+            Some(l) if hops < MAX_HOPS => match path.peer_addr(l) {
+                Some(addr) => forward(path, &addr, &req, hops + 1, deadline).await,
+                None => None,
+            },
+            _ => None,
+        };
+        match outcome {
+            Some(Err(ConsensusError::NotLeader { .. })) | None => {}
+            Some(result) => return result,
+        }
+        if Instant::now() >= deadline {
+            return Err(ConsensusError::NotLeader {
+                leader_id: last_leader,
+                leader: None,
+            });
+        }
+        path.wait_leader_change(leader, deadline).await;
+    }
+}
+
+/// Forward to `addr`. `None` means "certainly not applied; look for the leader again".
+async fn forward<P: LeaderPath>(
+    path: &P,
+    addr: &str,
+    req: &LeaderRequest,
+    hops: u8,
+    deadline: Instant,
+) -> Option<Result<LeaderReply, ConsensusError>> {
+    let rpc = RpcRequest::Leader {
+        req: req.clone(),
+        hops,
+    };
+    let timeout = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(100));
+    match path.send(addr, &rpc, timeout, req.idempotent()).await {
+        Ok(RpcResponse::Leader(r)) => Some(r),
+        Ok(RpcResponse::NotAllowed(why)) => Some(Err(ConsensusError::Unavailable(why))),
+        Ok(_) => Some(Err(ConsensusError::Unavailable(
+            "the leader answered with the wrong message type".into(),
+        ))),
+        Err(e) => match policy::forward_failure(!e.not_sent(), req.idempotent()) {
+            ForwardFailure::Retry => {
+                tracing::debug!(%addr, error = %e, "forwarding failed; looking for the leader again");
+                None
+            }
+            ForwardFailure::Indeterminate => {
+                Some(Err(ConsensusError::Indeterminate(e.to_string())))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! An in-memory network: node 1 is "here", nodes 2 and 3 are peers at `n2`, `n3`. Each
+    //! test scripts who leads (changing on every wait) and what each send meets.
+
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use conclave_state::{Command, Outcome};
+
+    use super::*;
+
+    /// What one send to a peer meets.
+    enum Wire {
+        /// The peer answers this.
+        Reply(Result<LeaderReply, ConsensusError>),
+        /// No connection: nothing was sent.
+        Refused,
+        /// The handshake was refused: nothing was sent.
+        HandshakeRefused,
+        /// Sent, but the connection broke before a reply.
+        Lost,
+    }
+
+    struct Net {
+        /// Who leads now; the front is dropped on every wait (the next leader).
+        leaders: Mutex<VecDeque<Option<NodeId>>>,
+        wire: Mutex<VecDeque<Wire>>,
+        removed: Option<String>,
+        sent: Mutex<Vec<(String, u8)>>,
+        served_here: Mutex<u32>,
+    }
+
+    impl Net {
+        fn new(leaders: &[Option<NodeId>], wire: Vec<Wire>) -> Self {
+            Self {
+                leaders: Mutex::new(leaders.iter().copied().collect()),
+                wire: Mutex::new(wire.into()),
+                removed: None,
+                sent: Mutex::new(Vec::new()),
+                served_here: Mutex::new(0),
+            }
+        }
+
+        fn sent(&self) -> Vec<(String, u8)> {
+            self.sent.lock().unwrap().clone()
+        }
+    }
+
+    fn io(kind: std::io::ErrorKind) -> std::io::Error {
+        std::io::Error::from(kind)
+    }
+
+    impl LeaderPath for Net {
+        fn me(&self) -> NodeId {
+            1
+        }
+        fn removed(&self) -> Option<String> {
+            self.removed.clone()
+        }
+        fn leader(&self) -> Option<NodeId> {
+            self.leaders.lock().unwrap().front().copied().flatten()
+        }
+        fn peer_addr(&self, id: NodeId) -> Option<String> {
+            (id != 9).then(|| format!("n{id}"))
+        }
+        async fn serve_here(&self, _req: LeaderRequest) -> Result<LeaderReply, ConsensusError> {
+            *self.served_here.lock().unwrap() += 1;
+            Ok(LeaderReply::ReadIndex(7))
+        }
+        async fn send(
+            &self,
+            addr: &str,
+            rpc: &RpcRequest,
+            _timeout: Duration,
+            _idempotent: bool,
+        ) -> Result<RpcResponse, CallError> {
+            let hops = match rpc {
+                RpcRequest::Leader { hops, .. } => *hops,
+                _ => 0,
+            };
+            self.sent.lock().unwrap().push((addr.to_owned(), hops));
+            let next = self.wire.lock().unwrap().pop_front();
+            match next.unwrap_or(Wire::Refused) {
+                Wire::Reply(r) => Ok(RpcResponse::Leader(r)),
+                Wire::Refused => Err(CallError::Unreachable {
+                    addr: addr.to_owned(),
+                    source: io(std::io::ErrorKind::ConnectionRefused),
+                }),
+                Wire::HandshakeRefused => Err(CallError::Refused("wrong cluster token".into())),
+                Wire::Lost => Err(CallError::Lost {
+                    addr: addr.to_owned(),
+                    source: io(std::io::ErrorKind::ConnectionReset),
+                }),
+            }
+        }
+        async fn wait_leader_change(&self, _seen: Option<NodeId>, _deadline: Instant) {
+            {
+                let mut leaders = self.leaders.lock().unwrap();
+                if leaders.len() > 1 {
+                    leaders.pop_front();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    fn propose() -> LeaderRequest {
+        LeaderRequest::Propose(Command::Put {
+            key: "k".into(),
+            value: b"v".to_vec(),
+            expected: None,
+        })
+    }
+
+    fn applied() -> Wire {
+        Wire::Reply(Ok(LeaderReply::Outcome(Outcome::Put { revision: 5 })))
+    }
+
+    const TIMEOUT: Duration = Duration::from_millis(300);
+
+    #[tokio::test]
+    async fn a_write_not_sent_is_sent_again_to_the_next_leader() {
+        // Leader 2 refuses the connection (it crashed); node 3 is elected and applies it.
+        let net = Net::new(&[Some(2), Some(3)], vec![Wire::Refused, applied()]);
+        let reply = leader_call(&net, propose(), 0, TIMEOUT).await.unwrap();
+        assert_eq!(reply, LeaderReply::Outcome(Outcome::Put { revision: 5 }));
+        assert_eq!(net.sent(), vec![("n2".into(), 1), ("n3".into(), 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_handshake_is_never_indeterminate() {
+        // Every send fails in the handshake: at the deadline, no_leader (safe to retry).
+        let net = Net::new(
+            &[Some(2)],
+            (0..500).map(|_| Wire::HandshakeRefused).collect(),
+        );
+        let e = leader_call(&net, propose(), 0, TIMEOUT).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConsensusError::NotLeader {
+                    leader_id: Some(2),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(net.sent().len() > 1, "it was not retried");
+    }
+
+    #[tokio::test]
+    async fn a_write_lost_after_sending_is_indeterminate_and_not_repeated() {
+        let net = Net::new(&[Some(2), Some(3)], vec![Wire::Lost, applied()]);
+        let e = leader_call(&net, propose(), 0, TIMEOUT).await.unwrap_err();
+        assert!(matches!(e, ConsensusError::Indeterminate(_)), "{e:?}");
+        assert_eq!(
+            net.sent().len(),
+            1,
+            "a write that may have applied was sent twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_lost_after_sending_is_asked_again() {
+        let net = Net::new(
+            &[Some(2), Some(3)],
+            vec![Wire::Lost, Wire::Reply(Ok(LeaderReply::ReadIndex(9)))],
+        );
+        let reply = leader_call(&net, LeaderRequest::ReadIndex, 0, TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(reply, LeaderReply::ReadIndex(9));
+        assert_eq!(net.sent().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_leader_that_stepped_down_sends_the_write_on_to_its_successor() {
+        let not_leader = Wire::Reply(Err(ConsensusError::NotLeader {
+            leader_id: None,
+            leader: None,
+        }));
+        let net = Net::new(&[Some(2), Some(3)], vec![not_leader, applied()]);
+        leader_call(&net, propose(), 0, TIMEOUT).await.unwrap();
+        assert_eq!(net.sent(), vec![("n2".into(), 1), ("n3".into(), 1)]);
+    }
+
+    #[tokio::test]
+    async fn without_a_leader_the_request_waits_for_one_then_serves_here() {
+        let net = Net::new(&[None, None, Some(1)], vec![]);
+        assert_eq!(
+            leader_call(&net, LeaderRequest::ReadIndex, 0, TIMEOUT)
+                .await
+                .unwrap(),
+            LeaderReply::ReadIndex(7)
+        );
+        assert!(net.sent().is_empty());
+        assert_eq!(*net.served_here.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_is_passed_on_at_most_twice() {
+        // Arriving with two hops already, it is not forwarded again: no_leader at the end.
+        let net = Net::new(&[Some(2)], vec![applied()]);
+        let e = leader_call(&net, propose(), MAX_HOPS, TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ConsensusError::NotLeader { .. }), "{e:?}");
+        assert!(net.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_leader_without_a_known_address_is_waited_for() {
+        let net = Net::new(&[Some(9), Some(2)], vec![applied()]);
+        leader_call(&net, propose(), 0, TIMEOUT).await.unwrap();
+        assert_eq!(net.sent(), vec![("n2".into(), 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_removed_node_refuses_at_once() {
+        let mut net = Net::new(&[Some(2)], vec![applied()]);
+        net.removed = Some("removed by node 2".into());
+        let e = leader_call(&net, propose(), 0, TIMEOUT).await.unwrap_err();
+        assert!(
+            matches!(e, ConsensusError::Rejected(RejectReason::Removed { .. })),
+            "{e:?}"
+        );
+        assert!(net.sent().is_empty());
+    }
+}
