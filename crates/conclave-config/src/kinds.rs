@@ -30,8 +30,21 @@ impl BuiltinKind {
     }
 }
 
+/// A kind or document name that breaks the naming rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadName {
+    #[error(
+        "kind {0:?} is not a valid kind name: use lowercase letters, digits and dashes, starting with a letter, at most 63 characters"
+    )]
+    Kind(String),
+    #[error(
+        "document name {0:?} is not valid: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters"
+    )]
+    Document(String),
+}
+
 /// Kind names: lowercase letters, digits and dashes, starting with a letter, ≤ 63 bytes.
-pub fn check_kind_name(kind: &str) -> Result<(), String> {
+pub fn check_kind_name(kind: &str) -> Result<(), BadName> {
     let ok = kind.len() <= 63
         && kind.starts_with(|c: char| c.is_ascii_lowercase())
         && kind
@@ -40,15 +53,13 @@ pub fn check_kind_name(kind: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "kind {kind:?} is not a valid kind name: use lowercase letters, digits and dashes, starting with a letter, at most 63 characters"
-        ))
+        Err(BadName::Kind(kind.to_owned()))
     }
 }
 
 /// Document names: letters, digits, `.`, `_` and `-`, starting with a letter or digit,
 /// ≤ 128 bytes.
-pub fn check_doc_name(name: &str) -> Result<(), String> {
+pub fn check_doc_name(name: &str) -> Result<(), BadName> {
     let ok = name.len() <= 128
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
@@ -57,9 +68,7 @@ pub fn check_doc_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "document name {name:?} is not valid: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters"
-        ))
+        Err(BadName::Document(name.to_owned()))
     }
 }
 

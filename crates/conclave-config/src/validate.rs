@@ -39,8 +39,8 @@ pub struct Validated {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidateError {
-    #[error("{0}")]
-    BadName(String),
+    #[error(transparent)]
+    BadName(#[from] kinds::BadName),
     #[error(
         "kind {0:?} is unknown: it is not built in (remote-peers, schema) and no schema is registered for it"
     )]
@@ -60,8 +60,8 @@ pub fn validate(
     content: &Value,
     registered: RegisteredSchema<'_>,
 ) -> Result<Validated, ValidateError> {
-    kinds::check_kind_name(kind).map_err(ValidateError::BadName)?;
-    kinds::check_doc_name(name).map_err(ValidateError::BadName)?;
+    kinds::check_kind_name(kind)?;
+    kinds::check_doc_name(name)?;
     let violations = match BuiltinKind::of(kind) {
         Some(BuiltinKind::RemotePeers) => {
             let mut v = schema_violations(remote_peers_validator(), content);
@@ -114,7 +114,7 @@ fn schema_violations(validator: &jsonschema::Validator, content: &Value) -> Vec<
 /// `schema/<kind>`: `<kind>` must be a free kind name and the content a JSON Schema.
 fn schema_document_rules(name: &str, content: &Value) -> Vec<Violation> {
     if let Err(e) = kinds::check_kind_name(name) {
-        return vec![Violation::new("", e)];
+        return vec![Violation::new("", e.to_string())];
     }
     if BuiltinKind::of(name).is_some() {
         return vec![Violation::new(

@@ -17,8 +17,8 @@ pub enum CoordError {
     #[error(transparent)]
     Limit(#[from] LimitError),
     /// A document kind or name breaks the naming rules.
-    #[error("{0}")]
-    BadName(String),
+    #[error(transparent)]
+    BadName(#[from] conclave_config::kinds::BadName),
     #[error("kind {kind:?} is unknown: it is not built in and no schema is registered for it")]
     UnknownKind { kind: String },
     #[error("{kind}/{name} is not valid")]

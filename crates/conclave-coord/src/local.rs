@@ -207,8 +207,8 @@ impl Local {
         cas: Option<u64>,
         dry_run: bool,
     ) -> Result<ConfigWriteResponse, CoordError> {
-        kinds::check_kind_name(kind).map_err(CoordError::BadName)?;
-        kinds::check_doc_name(name).map_err(CoordError::BadName)?;
+        kinds::check_kind_name(kind)?;
+        kinds::check_doc_name(name)?;
         // Validation reads the registered schema and the current hash: see the newest state.
         self.node.read_barrier().await?;
         let (schema, current_hash, revision) = self.node.state().read(|a| {

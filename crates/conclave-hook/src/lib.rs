@@ -68,7 +68,7 @@ pub async fn run(
                     attempts: attempt,
                 };
             }
-            Ok(Err(e)) => detail = e,
+            Ok(Err(e)) => detail = e.to_string(),
             Err(_) => detail = format!("timed out after {:?}", hook.timeout),
         }
         tracing::warn!(hook = %what, attempt, %detail, "hook failed");
@@ -88,13 +88,41 @@ pub async fn run(
     }
 }
 
+/// Why one attempt of a hook failed.
+#[derive(Debug, thiserror::Error)]
+enum HookError {
+    #[error("exec is empty")]
+    EmptyExec,
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{program} exited with {status}: {stderr_tail}")]
+    Exited {
+        program: String,
+        status: std::process::ExitStatus,
+        stderr_tail: String,
+    },
+    #[error("POST {url}: {source}")]
+    Post { url: String, source: reqwest::Error },
+    #[error("POST {url} answered {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("the hook has neither exec nor url")]
+    NoTarget,
+}
+
+/// One attempt: what it did, or why it failed.
 async fn once(
     hook: &HookConfig,
     env: &[(&str, String)],
     body: &serde_json::Value,
-) -> Result<String, String> {
+) -> Result<String, HookError> {
     if let Some(argv) = &hook.exec {
-        let (program, args) = argv.split_first().ok_or("exec is empty")?;
+        let (program, args) = argv.split_first().ok_or(HookError::EmptyExec)?;
         let out = tokio::process::Command::new(program)
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -102,7 +130,10 @@ async fn once(
             .kill_on_drop(true)
             .output()
             .await
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
+            .map_err(|source| HookError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
         if out.status.success() {
             Ok(format!("{program} exited 0"))
         } else {
@@ -115,11 +146,11 @@ async fn once(
                 .into_iter()
                 .rev()
                 .collect();
-            Err(format!(
-                "{program} exited with {}: {}",
-                out.status,
-                tail.trim()
-            ))
+            Err(HookError::Exited {
+                program: program.clone(),
+                status: out.status,
+                stderr_tail: tail.trim().to_owned(),
+            })
         }
     } else if let Some(url) = &hook.url {
         let resp = reqwest::Client::new()
@@ -127,13 +158,63 @@ async fn once(
             .json(body)
             .send()
             .await
-            .map_err(|e| format!("POST {url}: {e}"))?;
+            .map_err(|source| HookError::Post {
+                url: url.clone(),
+                source,
+            })?;
         if resp.status().is_success() {
             Ok(format!("POST {url}: {}", resp.status()))
         } else {
-            Err(format!("POST {url} answered {}", resp.status()))
+            Err(HookError::Status {
+                url: url.clone(),
+                status: resp.status(),
+            })
         }
     } else {
-        Err("the hook has neither exec nor url".into())
+        Err(HookError::NoTarget)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(argv: &[&str]) -> HookConfig {
+        HookConfig {
+            exec: Some(argv.iter().map(|s| s.to_string()).collect()),
+            url: None,
+            timeout: Duration::from_secs(5),
+            attempts: 1,
+            backoff: Duration::from_millis(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_failure_says_what_failed() {
+        let body = serde_json::json!({});
+        let e = once(&exec(&[]), &[], &body).await.unwrap_err();
+        assert!(matches!(e, HookError::EmptyExec), "{e}");
+        let e = once(&exec(&["/nonexistent/hook"]), &[], &body)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("cannot run /nonexistent/hook"),
+            "{e}"
+        );
+        let e = once(&exec(&["sh", "-c", "echo broken >&2; exit 3"]), &[], &body)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().ends_with(": broken"), "{e}");
+        assert!(e.to_string().contains("exit status: 3"), "{e}");
+        let none = HookConfig {
+            exec: None,
+            ..exec(&[])
+        };
+        assert!(matches!(
+            once(&none, &[], &body).await,
+            Err(HookError::NoTarget)
+        ));
+        let ok = run(&exec(&["true"]), "t", &[], &body, &CancellationToken::new()).await;
+        assert!(ok.ok && ok.detail == "true exited 0", "{ok:?}");
     }
 }

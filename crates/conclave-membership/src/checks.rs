@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use conclave_types::InvalidSetting;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -57,33 +58,34 @@ fn default_fall() -> u32 {
 
 impl CheckConfig {
     /// Problems an operator must fix, naming the check.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let what = format!("check {:?}", self.name);
         let kinds = [self.http.is_some(), self.tcp.is_some(), self.exec.is_some()]
             .iter()
             .filter(|k| **k)
             .count();
         if kinds != 1 {
-            return Err(format!(
-                "check {:?} must have exactly one of http, tcp or exec",
-                self.name
+            return Err(InvalidSetting::new(
+                what,
+                "must have exactly one of http, tcp or exec",
             ));
         }
         if self.name.is_empty() || self.name.contains(',') {
-            return Err(format!(
-                "check name {:?} must be non-empty and contain no comma",
-                self.name
+            return Err(InvalidSetting::new(
+                what,
+                "the name must be non-empty and contain no comma",
             ));
         }
         if self.exec.as_ref().is_some_and(Vec::is_empty) {
-            return Err(format!(
-                "check {:?}: exec needs a program, e.g. exec = [\"/usr/bin/test\", \"-f\", \"/ready\"]",
-                self.name
+            return Err(InvalidSetting::new(
+                what,
+                "exec needs a program, e.g. exec = [\"/usr/bin/test\", \"-f\", \"/ready\"]",
             ));
         }
         if self.rise == 0 || self.fall == 0 || self.interval.is_zero() || self.timeout.is_zero() {
-            return Err(format!(
-                "check {:?}: rise, fall, interval and timeout must be above zero",
-                self.name
+            return Err(InvalidSetting::new(
+                what,
+                "rise, fall, interval and timeout must be above zero",
             ));
         }
         Ok(())
@@ -199,18 +201,63 @@ pub fn spawn(
     rx
 }
 
-async fn run_once(check: &CheckConfig, client: &reqwest::Client) -> Result<(), String> {
+/// Why one run of a check failed (its text is the check's reported detail).
+#[derive(Debug, thiserror::Error)]
+enum CheckFailure {
+    #[error("GET {url}: {source}")]
+    Http { url: String, source: reqwest::Error },
+    #[error("GET {url} answered {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("GET {url}: the body does not contain {want:?}")]
+    Body { url: String, want: String },
+    #[error("connect {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("exec is empty")]
+    EmptyExec,
+    #[error("run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{program} exited with {status}")]
+    Exited {
+        program: String,
+        status: std::process::ExitStatus,
+    },
+    #[error("no check kind")]
+    NoKind,
+    #[error("timed out after {0:?}")]
+    TimedOut(Duration),
+}
+
+async fn run_once(check: &CheckConfig, client: &reqwest::Client) -> Result<(), CheckFailure> {
     let work = async {
         if let Some(url) = &check.http {
-            let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+            let http = |e: reqwest::Error| CheckFailure::Http {
+                url: url.clone(),
+                source: e.without_url(),
+            };
+            let resp = client.get(url).send().await.map_err(http)?;
             let status = resp.status();
             if !status.is_success() {
-                return Err(format!("GET {url} answered {status}"));
+                return Err(CheckFailure::Status {
+                    url: url.clone(),
+                    status,
+                });
             }
             if let Some(want) = &check.body_contains {
-                let body = resp.text().await.map_err(|e| e.to_string())?;
+                let body = resp.text().await.map_err(http)?;
                 if !body.contains(want.as_str()) {
-                    return Err(format!("GET {url}: the body does not contain {want:?}"));
+                    return Err(CheckFailure::Body {
+                        url: url.clone(),
+                        want: want.clone(),
+                    });
                 }
             }
             Ok(())
@@ -218,9 +265,12 @@ async fn run_once(check: &CheckConfig, client: &reqwest::Client) -> Result<(), S
             tokio::net::TcpStream::connect(addr)
                 .await
                 .map(drop)
-                .map_err(|e| format!("connect {addr}: {e}"))
+                .map_err(|source| CheckFailure::Connect {
+                    addr: addr.clone(),
+                    source,
+                })
         } else if let Some(argv) = &check.exec {
-            let (program, args) = argv.split_first().ok_or("exec is empty")?;
+            let (program, args) = argv.split_first().ok_or(CheckFailure::EmptyExec)?;
             let status = tokio::process::Command::new(program)
                 .args(args)
                 .stdin(std::process::Stdio::null())
@@ -229,19 +279,25 @@ async fn run_once(check: &CheckConfig, client: &reqwest::Client) -> Result<(), S
                 .kill_on_drop(true)
                 .status()
                 .await
-                .map_err(|e| format!("run {program}: {e}"))?;
+                .map_err(|source| CheckFailure::Spawn {
+                    program: program.clone(),
+                    source,
+                })?;
             if status.success() {
                 Ok(())
             } else {
-                Err(format!("{program} exited with {status}"))
+                Err(CheckFailure::Exited {
+                    program: program.clone(),
+                    status,
+                })
             }
         } else {
-            Err("no check kind".into())
+            Err(CheckFailure::NoKind)
         }
     };
     match tokio::time::timeout(check.timeout, work).await {
         Ok(r) => r,
-        Err(_) => Err(format!("timed out after {:?}", check.timeout)),
+        Err(_) => Err(CheckFailure::TimedOut(check.timeout)),
     }
 }
 
@@ -271,7 +327,7 @@ mod tests {
         c.tcp = Some("127.0.0.1:1".into());
         assert!(c.validate().is_ok());
         c.http = Some("http://x".into());
-        assert!(c.validate().unwrap_err().contains("exactly one"));
+        assert!(c.validate().unwrap_err().problem.contains("exactly one"));
     }
 
     fn toml_like(name: &str) -> CheckConfig {

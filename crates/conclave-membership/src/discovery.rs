@@ -14,10 +14,29 @@ use hickory_resolver::{Resolver, TokioResolver};
 /// The prefix of a `--join` entry that names an SRV record.
 pub const SRV_PREFIX: &str = "srv:";
 
+/// DNS could not be set up; kept (as its message) so every later SRV lookup reports it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct NoResolver(String);
+
+/// Why a `--join` entry gave no addresses this time.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error(transparent)]
+    NoResolver(#[from] NoResolver),
+    #[error("SRV {name}: {reason}")]
+    Srv { name: String, reason: String },
+    #[error("{seed}: {source}")]
+    Lookup {
+        seed: String,
+        source: std::io::Error,
+    },
+}
+
 pub struct Discovery {
     /// Built on first SRV use (reading /etc/resolv.conf is only needed then).
     dns_server: Option<SocketAddr>,
-    resolver: tokio::sync::OnceCell<Result<TokioResolver, String>>,
+    resolver: tokio::sync::OnceCell<Result<TokioResolver, NoResolver>>,
 }
 
 impl Discovery {
@@ -33,7 +52,7 @@ impl Discovery {
         seed.starts_with(SRV_PREFIX)
     }
 
-    async fn resolver(&self) -> Result<&TokioResolver, String> {
+    async fn resolver(&self) -> Result<&TokioResolver, NoResolver> {
         let built = self
             .resolver
             .get_or_init(|| async {
@@ -49,11 +68,13 @@ impl Discovery {
                             TokioRuntimeProvider::default(),
                         )
                         .build()
-                        .map_err(|e| format!("cannot set up DNS for {addr}: {e}"))
+                        .map_err(|e| NoResolver(format!("cannot set up DNS for {addr}: {e}")))
                     }
                     None => Resolver::builder_tokio()
                         .and_then(|b| b.build())
-                        .map_err(|e| format!("cannot read the system DNS configuration: {e}")),
+                        .map_err(|e| {
+                            NoResolver(format!("cannot read the system DNS configuration: {e}"))
+                        }),
                 }
             })
             .await;
@@ -61,13 +82,16 @@ impl Discovery {
     }
 
     /// The addresses one `--join` entry stands for right now (possibly none).
-    pub async fn expand(&self, seed: &str) -> Result<Vec<SocketAddr>, String> {
+    pub async fn expand(&self, seed: &str) -> Result<Vec<SocketAddr>, DiscoveryError> {
         if let Some(name) = seed.strip_prefix(SRV_PREFIX) {
             let resolver = self.resolver().await?;
             let lookup = resolver
                 .srv_lookup(name)
                 .await
-                .map_err(|e| format!("SRV {name}: {e}"))?;
+                .map_err(|e| DiscoveryError::Srv {
+                    name: name.to_owned(),
+                    reason: e.to_string(),
+                })?;
             let mut out = Vec::new();
             for record in lookup.answers() {
                 let RData::SRV(srv) = &record.data else {
@@ -89,7 +113,10 @@ impl Discovery {
         tokio::net::lookup_host(seed)
             .await
             .map(Iterator::collect)
-            .map_err(|e| format!("{seed}: {e}"))
+            .map_err(|source| DiscoveryError::Lookup {
+                seed: seed.to_owned(),
+                source,
+            })
     }
 
     /// Every entry expanded, as `host:port` strings (entries that fail are skipped).

@@ -24,7 +24,7 @@ use chitchat::{
     ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ProtocolVersion,
     spawn_chitchat,
 };
-use conclave_types::{GossipMember, MemberState};
+use conclave_types::{GossipMember, InvalidSetting, MemberState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -61,15 +61,24 @@ impl Default for GossipTuning {
 }
 
 impl GossipTuning {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.interval_ms < 10 {
-            return Err("gossip.interval_ms must be at least 10".into());
+            return Err(InvalidSetting::new(
+                "gossip.interval_ms",
+                "must be at least 10",
+            ));
         }
         if self.phi_threshold.is_nan() || self.phi_threshold <= 1.0 {
-            return Err("gossip.phi_threshold must be above 1".into());
+            return Err(InvalidSetting::new(
+                "gossip.phi_threshold",
+                "must be above 1",
+            ));
         }
         if self.suspect_after_ms < self.interval_ms {
-            return Err("gossip.suspect_after_ms must be at least gossip.interval_ms".into());
+            return Err(InvalidSetting::new(
+                "gossip.suspect_after_ms",
+                "must be at least gossip.interval_ms",
+            ));
         }
         Ok(())
     }

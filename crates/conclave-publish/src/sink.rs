@@ -83,24 +83,21 @@ impl SinkConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
-        let name = self.display_name();
+    pub fn validate(&self) -> Result<(), conclave_types::InvalidSetting> {
+        let what = format!("publish sink {:?}", self.display_name());
+        let invalid = |problem| Err(conclave_types::InvalidSetting::new(what.clone(), problem));
         if self.path.as_os_str().is_empty() || self.path.file_name().is_none() {
-            return Err(format!("publish sink {name:?}: path must name a file"));
+            return invalid("path must name a file");
         }
         if let Some(h) = &self.hook {
             if h.exec.is_some() == h.url.is_some() {
-                return Err(format!(
-                    "publish sink {name:?}: a hook needs exactly one of exec or url"
-                ));
+                return invalid("a hook needs exactly one of exec or url");
             }
             if h.exec.as_ref().is_some_and(Vec::is_empty) {
-                return Err(format!("publish sink {name:?}: hook exec needs a program"));
+                return invalid("hook exec needs a program");
             }
             if h.attempts == 0 {
-                return Err(format!(
-                    "publish sink {name:?}: hook attempts must be at least 1"
-                ));
+                return invalid("hook attempts must be at least 1");
             }
         }
         Ok(())

@@ -1,15 +1,10 @@
 //! Membership: the leader's side of every membership request, with the safety checks an
-//! operator expects, and the background duties every node runs.
+//! operator expects, and the cluster's status as the leader sees it.
 //!
 //! Every change goes through `change_membership`, so all nodes agree on who the members are
 //! and where they live. The leader refuses a change that would leave the cluster without a
-//! healthy quorum unless forced, and never removes or demotes the last voter.
-//!
-//! Background duties ([`maintain`]): keep the address book in step with the membership;
-//! on the leader, track how far each member is behind and promote caught-up learners while
-//! the cluster has fewer voters than wanted; on every node, announce its addresses when the
-//! membership holds old ones (it restarted on a new address), and notice when it has been
-//! removed while it was away.
+//! healthy quorum unless forced, and never removes or demotes the last voter. Leadership
+//! transfers are in `leadership`; the background duties in `maintain`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -17,22 +12,20 @@ use std::time::{Duration, Instant};
 
 use conclave_storage::{NodeId, NodeInfo, identity};
 use openraft::{ChangeMembers, ServerState};
-use tokio_util::sync::CancellationToken;
 
-use crate::policy::{self, TransferTarget};
-use crate::reachability::{PeerEvent, Reachability};
+use crate::policy;
 use crate::rpc::{
     ClusterReport, LeaderReply, LeaderRequest, MemberReport, MemberRole, Replication, RpcRequest,
-    RpcResponse, Transferred,
+    RpcResponse,
 };
 use crate::{ConsensusError, RaftNode, RejectReason, VoterExit, map_write_error};
 
 /// A member more entries behind than this is not healthy.
 const MAX_HEALTHY_LAG: u64 = 1000;
 /// How often the background duties run.
-const TICK: Duration = Duration::from_millis(250);
+pub(crate) const TICK: Duration = Duration::from_millis(250);
 /// How long a member may know no leader before it asks others whether it was removed.
-const LEADERLESS_CHECK_AFTER: Duration = Duration::from_secs(5);
+pub(crate) const LEADERLESS_CHECK_AFTER: Duration = Duration::from_secs(5);
 
 /// Since when each member has been behind the leader's last log index (leader only).
 #[derive(Default)]
@@ -41,7 +34,7 @@ pub(crate) struct LagTracker {
 }
 
 impl LagTracker {
-    fn sample(&self, matched: &BTreeMap<NodeId, u64>, last_index: u64) {
+    pub(crate) fn sample(&self, matched: &BTreeMap<NodeId, u64>, last_index: u64) {
         let mut map = self.behind_since.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         map.retain(|id, _| matched.contains_key(id));
@@ -54,7 +47,7 @@ impl LagTracker {
         }
     }
 
-    fn seconds_behind(&self, id: NodeId) -> f64 {
+    pub(crate) fn seconds_behind(&self, id: NodeId) -> f64 {
         let map = self.behind_since.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&id).map_or(0.0, |t| t.elapsed().as_secs_f64())
     }
@@ -68,13 +61,13 @@ fn not_a_member(id: NodeId, nodes: &BTreeMap<NodeId, NodeInfo>) -> ConsensusErro
     .into()
 }
 
-fn unexpected(reply: LeaderReply) -> ConsensusError {
+pub(crate) fn unexpected(reply: LeaderReply) -> ConsensusError {
     ConsensusError::Unavailable(format!("unexpected reply from the leader: {reply:?}"))
 }
 
 impl RaftNode {
     /// The committed membership as this node knows it: every member and the voters.
-    fn membership(&self) -> (BTreeMap<NodeId, NodeInfo>, BTreeSet<NodeId>) {
+    pub(crate) fn membership(&self) -> (BTreeMap<NodeId, NodeInfo>, BTreeSet<NodeId>) {
         let m = self.metrics();
         let membership = m.membership_config.membership();
         (
@@ -86,7 +79,9 @@ impl RaftNode {
     /// Wait for this node's turn to change the membership: one change at a time, each after
     /// the previous one committed. openraft refuses (and logs an ERROR) otherwise, as when
     /// several nodes announce their addresses right after a cluster forms.
-    async fn membership_turn(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, ConsensusError> {
+    pub(crate) async fn membership_turn(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, ConsensusError> {
         let turn = self.inner.membership_changes.lock().await;
         let committed = |m: &openraft::RaftMetrics<NodeId, NodeInfo>| {
             let at = m.membership_config.log_id().map_or(0, |l| l.index);
@@ -102,7 +97,7 @@ impl RaftNode {
         Ok(turn)
     }
 
-    async fn change(
+    pub(crate) async fn change(
         &self,
         change: ChangeMembers<NodeId, NodeInfo>,
         retain: bool,
@@ -116,7 +111,7 @@ impl RaftNode {
     }
 
     /// Members as the leader sees them: replication progress, contact and health.
-    fn leader_status(&self) -> ClusterReport {
+    pub(crate) fn leader_status(&self) -> ClusterReport {
         let m = self.metrics();
         let last = m.last_log_index.unwrap_or(0);
         let (nodes, voters) = self.membership();
@@ -201,7 +196,7 @@ impl RaftNode {
             .collect()
     }
 
-    fn healthy_members(&self) -> BTreeSet<NodeId> {
+    pub(crate) fn healthy_members(&self) -> BTreeSet<NodeId> {
         self.leader_status()
             .members
             .into_iter()
@@ -211,7 +206,7 @@ impl RaftNode {
     }
 
     /// Voter `node_id` may stop voting (see [`policy::voter_may_leave`]).
-    fn check_voter_can_leave(
+    pub(crate) fn check_voter_can_leave(
         &self,
         action: VoterExit,
         node_id: NodeId,
@@ -374,7 +369,11 @@ impl RaftNode {
         }
     }
 
-    async fn set_nodes(&self, node_id: NodeId, info: NodeInfo) -> Result<(), ConsensusError> {
+    pub(crate) async fn set_nodes(
+        &self,
+        node_id: NodeId,
+        info: NodeInfo,
+    ) -> Result<(), ConsensusError> {
         self.change(
             ChangeMembers::SetNodes(BTreeMap::from([(node_id, info)])),
             true,
@@ -385,7 +384,7 @@ impl RaftNode {
     /// The leader cannot remove or demote itself in place: hand leadership over, then let
     /// the new leader do it. Boxed with an explicit `Send` bound because it recurses through
     /// `leader_call` back into `serve_membership`.
-    fn hand_over_then(
+    pub(crate) fn hand_over_then(
         &self,
         req: LeaderRequest,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<LeaderReply, ConsensusError>> + Send>> {
@@ -396,7 +395,7 @@ impl RaftNode {
         })
     }
 
-    fn tell_removed(&self, addr: String) {
+    pub(crate) fn tell_removed(&self, addr: String) {
         let node = self.clone();
         tokio::spawn(async move {
             let req = RpcRequest::Removed { by: node.id };
@@ -409,108 +408,6 @@ impl RaftNode {
                 tracing::info!(%addr, error = %e, "could not tell the removed node; it will find out when it asks");
             }
         });
-    }
-
-    /// Hand leadership to `to` (or the healthiest, most caught-up voter).
-    ///
-    /// openraft 0.9 has no transfer primitive, and followers refuse to vote while their
-    /// leader's lease is valid. So the leader stops sending heartbeats, asks the target to
-    /// campaign, and waits: the target campaigns as soon as the leases run out, ahead of
-    /// every other follower's randomized election timer.
-    async fn transfer_leadership(&self, to: Option<NodeId>) -> Result<LeaderReply, ConsensusError> {
-        let status = self.leader_status();
-        let target = match policy::transfer_target(&status.members, self.id, to)? {
-            TransferTarget::AlreadyHere => {
-                return Ok(LeaderReply::Transferred(Transferred {
-                    previous_leader: self.id,
-                    leader_id: self.id,
-                    term: status.term,
-                }));
-            }
-            TransferTarget::To(m) => m,
-        };
-        let term = status.term;
-        let req = RpcRequest::TakeLeadership { term };
-        match self
-            .inner
-            .pool
-            .call::<_, RpcResponse>(&target.info.rpc_addr, &req, Duration::from_secs(2), true)
-            .await
-        {
-            Ok(RpcResponse::Ack) => {}
-            Ok(other) => {
-                return Err(ConsensusError::Unavailable(format!(
-                    "node {} declined to take leadership: {other:?}",
-                    target.node_id
-                )));
-            }
-            Err(e) => return Err(ConsensusError::Unavailable(e.to_string())),
-        }
-        tracing::info!(to = target.node_id, "handing leadership over");
-        let raft = self.raft();
-        raft.runtime_config().heartbeat(false);
-        let deadline = Duration::from_millis(self.inner.tuning.election_timeout_max_ms * 4);
-        let me = self.id;
-        let waited = raft
-            .wait(Some(deadline))
-            .metrics(
-                |m| m.current_leader.is_some_and(|l| l != me),
-                "another node leads",
-            )
-            .await;
-        raft.runtime_config().heartbeat(true);
-        match waited {
-            Ok(m) => Ok(LeaderReply::Transferred(Transferred {
-                previous_leader: me,
-                leader_id: m.current_leader.unwrap_or(target.node_id),
-                term: m.current_term,
-            })),
-            Err(_) => Err(ConsensusError::Unavailable(format!(
-                "leadership did not move to node {} within {deadline:?}; node {me} still leads",
-                target.node_id
-            ))),
-        }
-    }
-
-    /// Before a planned stop: if this node leads and another healthy voter exists, stop
-    /// taking proposals, let the ones in flight apply, and hand leadership to the most
-    /// caught-up voter, so clients see an election's wait, never a failed write. Returns
-    /// whom leadership went to (`None`: this node did not lead, or no one could take it).
-    pub async fn step_down(&self) -> Option<NodeId> {
-        // From here on this node takes no proposal, as leader or as a hop; it is stopping.
-        self.inner
-            .stepping_down
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        if self.metrics().state != ServerState::Leader {
-            return None;
-        }
-        let status = self.leader_status();
-        if policy::transfer_target(&status.members, self.id, None).is_err() {
-            return None;
-        }
-        // Every proposal taken before the flag was raised is answered before leadership
-        // moves (a batch still being written when it moves would get no answer).
-        let deadline = Instant::now() + self.request_timeout();
-        while !self.inner.proposals.idle() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let all_applied = |m: &openraft::RaftMetrics<NodeId, NodeInfo>| {
-            m.last_applied.map(|l| l.index) >= m.last_log_index
-        };
-        let _ = self
-            .raft()
-            .wait(Some(self.request_timeout()))
-            .metrics(all_applied, "proposals in flight applied")
-            .await;
-        let moved = self.transfer_leadership(None).await;
-        match moved {
-            Ok(LeaderReply::Transferred(t)) => Some(t.leader_id),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not hand leadership over before stopping");
-                None
-            }
-        }
     }
 
     /// Asked by the leader to take over: campaign until elected or the attempt times out.
@@ -585,123 +482,6 @@ impl RaftNode {
             other => Err(unexpected(other)),
         }
     }
-
-    pub async fn transfer_leader(&self, to: Option<NodeId>) -> Result<Transferred, ConsensusError> {
-        match self
-            .leader_call(LeaderRequest::TransferLeader { to }, 0)
-            .await?
-        {
-            LeaderReply::Transferred(t) => Ok(t),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// Leader: promote one caught-up learner while there are fewer voters than wanted.
-    async fn promote_caught_up_learners(&self) {
-        let status = self.leader_status();
-        let voters = status
-            .members
-            .iter()
-            .filter(|m| m.role == MemberRole::Voter)
-            .count();
-        let candidate = policy::promotion_candidate(&status.members, self.inner.voters_wanted);
-        if let Some(id) = candidate {
-            match self
-                .change(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
-                .await
-            {
-                Ok(()) => tracing::info!(
-                    node_id = id,
-                    voters = voters + 1,
-                    wanted = self.inner.voters_wanted,
-                    "promoted a caught-up learner to voter"
-                ),
-                Err(e) => tracing::debug!(node_id = id, error = %e, "promotion failed; will retry"),
-            }
-        }
-    }
-
-    /// A member whose recorded addresses are not its current ones tells the leader, through
-    /// any member it can reach (the leader may not be able to reach it at the old address).
-    async fn announce_if_moved(&self) {
-        let (nodes, _) = self.membership();
-        let me = self.info();
-        let Some(recorded) = nodes.get(&self.id) else {
-            return;
-        };
-        let wanted = NodeInfo {
-            learner_only: recorded.learner_only,
-            ..me
-        };
-        if *recorded == wanted {
-            return;
-        }
-        let req = LeaderRequest::SetInfo {
-            node_id: self.id,
-            info: wanted.clone(),
-        };
-        if self.metrics().current_leader == Some(self.id) {
-            if let Err(e) = self.serve_membership(req).await {
-                tracing::warn!(error = %e, "could not record this node's new addresses");
-            }
-            return;
-        }
-        let leader = self.metrics().current_leader;
-        let mut targets: Vec<(NodeId, String)> = nodes
-            .iter()
-            .filter(|(id, _)| **id != self.id)
-            .map(|(id, n)| (*id, n.rpc_addr.clone()))
-            .collect();
-        targets.sort_by_key(|(id, _)| Some(*id) != leader);
-        for (id, addr) in targets {
-            let rpc = RpcRequest::Leader {
-                req: req.clone(),
-                hops: 1,
-            };
-            match self
-                .inner
-                .pool
-                .call::<_, RpcResponse>(&addr, &rpc, Duration::from_secs(3), true)
-                .await
-            {
-                Ok(RpcResponse::Leader(Ok(_))) => {
-                    tracing::info!(via = id, info = %wanted, "announced this node's new addresses");
-                    return;
-                }
-                Ok(other) => {
-                    tracing::debug!(via = id, reply = ?other, "address announcement not accepted")
-                }
-                Err(e) => tracing::debug!(via = id, error = %e, "address announcement failed"),
-            }
-        }
-    }
-
-    /// A member that has known no leader for a while asks the others whether it was removed
-    /// while it was away.
-    async fn check_still_member(&self) {
-        let (nodes, _) = self.membership();
-        for (id, info) in nodes.iter().filter(|(id, _)| **id != self.id) {
-            let resp = self
-                .inner
-                .pool
-                .call::<_, RpcResponse>(
-                    &info.rpc_addr,
-                    &RpcRequest::Info,
-                    Duration::from_secs(2),
-                    true,
-                )
-                .await;
-            if let Ok(RpcResponse::Info(report)) = resp
-                && report.initialized
-                && report.leader_id.is_some()
-                && report.cluster_id == self.cluster_id()
-                && !report.members.iter().any(|(m, _, _)| *m == self.id)
-            {
-                self.mark_removed(report.leader_id.unwrap_or(*id)).await;
-                return;
-            }
-        }
-    }
 }
 
 fn role_of(id: NodeId, voters: &BTreeSet<NodeId>) -> MemberRole {
@@ -709,105 +489,5 @@ fn role_of(id: NodeId, voters: &BTreeSet<NodeId>) -> MemberRole {
         MemberRole::Voter
     } else {
         MemberRole::Learner
-    }
-}
-
-/// Log, once per change, which peers stopped or started answering this leader.
-fn report_reachability<'a>(
-    node: &RaftNode,
-    reachability: &mut Reachability,
-    leading_for: Duration,
-    members: impl Iterator<Item = (&'a NodeId, &'a NodeInfo)>,
-) {
-    let mut addrs = BTreeMap::new();
-    let silence: BTreeMap<NodeId, Option<Duration>> = members
-        .filter(|(id, _)| **id != node.id)
-        .map(|(id, info)| {
-            addrs.insert(*id, info.rpc_addr.clone());
-            (*id, node.inner.peers.since_last_ack(*id))
-        })
-        .collect();
-    let limit = Duration::from_millis(node.inner.tuning.election_timeout_max_ms);
-    let now = node.inner.started.elapsed();
-    for event in reachability.observe(now, leading_for, &silence, limit) {
-        match event {
-            PeerEvent::Lost {
-                node_id,
-                silent_for,
-            } => tracing::warn!(
-                node_id,
-                addr = addrs.get(&node_id).map(String::as_str).unwrap_or(""),
-                silent_ms = silent_for.as_millis() as u64,
-                "lost contact with a member; replication to it retries until it answers"
-            ),
-            PeerEvent::Recovered { node_id, down_for } => tracing::info!(
-                node_id,
-                down_ms = down_for.as_millis() as u64,
-                "a member answers again"
-            ),
-            PeerEvent::StillDown { peers } => {
-                let list: Vec<String> = peers
-                    .iter()
-                    .map(|(id, d)| format!("node {id} for {}s", d.as_secs()))
-                    .collect();
-                tracing::warn!(down = %list.join(", "), "members still unreachable");
-            }
-        }
-    }
-}
-
-/// The background duties; ends with `shutdown`.
-pub(crate) async fn maintain(node: RaftNode, shutdown: CancellationToken) {
-    let mut tick: u64 = 0;
-    let mut leaderless_since: Option<Instant> = None;
-    let mut leading_since: Option<Instant> = None;
-    let mut reachability = Reachability::default();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(TICK) => {}
-        }
-        tick += 1;
-        if node.removed().is_some() {
-            continue;
-        }
-        let m = node.metrics();
-        let membership = m.membership_config.membership();
-        node.inner.peers.update(membership.nodes());
-        let initialized = membership.nodes().next().is_some();
-        if m.state == ServerState::Leader {
-            let since = *leading_since.get_or_insert_with(Instant::now);
-            report_reachability(
-                &node,
-                &mut reachability,
-                since.elapsed(),
-                membership.nodes(),
-            );
-            let last = m.last_log_index.unwrap_or(0);
-            if let Some(r) = &m.replication {
-                let matched: BTreeMap<NodeId, u64> = r
-                    .iter()
-                    .map(|(id, l)| (*id, l.as_ref().map_or(0, |l| l.index)))
-                    .collect();
-                node.inner.lag.sample(&matched, last);
-            }
-            if tick.is_multiple_of(4) {
-                node.promote_caught_up_learners().await;
-            }
-        } else if leading_since.take().is_some() {
-            reachability.reset();
-        }
-        if initialized && tick % 4 == 2 {
-            node.announce_if_moved().await;
-        }
-        if initialized && m.current_leader.is_none() {
-            let since = *leaderless_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= LEADERLESS_CHECK_AFTER {
-                leaderless_since = Some(Instant::now());
-                node.check_still_member().await;
-            }
-        } else {
-            leaderless_since = None;
-        }
     }
 }

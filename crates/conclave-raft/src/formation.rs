@@ -182,7 +182,8 @@ async fn join_via(node: &RaftNode, addr: &str) -> Result<bool, FormError> {
             "this node's data directory belongs to cluster {mine:?}, but {addr} is in cluster {cluster:?}; start with a fresh --data-dir to join that cluster"
         )));
     }
-    node.adopt_cluster(&cluster).map_err(FormError::Refused)?;
+    node.adopt_cluster(&cluster)
+        .map_err(|e| FormError::Refused(e.to_string()))?;
     let req = RpcRequest::Leader {
         req: LeaderRequest::Join {
             node_id: node.id,
@@ -309,7 +310,8 @@ pub async fn bootstrap(
                 let cluster = node
                     .cluster_id()
                     .unwrap_or_else(|| derived_cluster_id(&members));
-                node.adopt_cluster(&cluster).map_err(FormError::Refused)?;
+                node.adopt_cluster(&cluster)
+                    .map_err(|e| FormError::Refused(e.to_string()))?;
                 tracing::info!(voters = ?seen.keys().collect::<Vec<_>>(), cluster_id = %cluster, "bootstrap: forming the cluster");
                 return node
                     .initialize(seen)

@@ -21,7 +21,9 @@ mod error;
 mod failover;
 pub mod formation;
 mod forward;
+mod leadership;
 mod leases;
+mod maintain;
 pub mod network;
 mod policy;
 mod reachability;
@@ -257,7 +259,7 @@ impl RaftNode {
         tokio::spawn(server::serve(rpc_listener, node.clone(), shutdown.clone()));
         tokio::spawn(failover::watch_leader(node.clone(), shutdown.clone()));
         tokio::spawn(leases::expire_leases(node.clone(), shutdown.clone()));
-        tokio::spawn(cluster::maintain(node.clone(), shutdown));
+        tokio::spawn(maintain::maintain(node.clone(), shutdown));
         Ok(node)
     }
 
@@ -498,20 +500,19 @@ impl RaftNode {
     }
 
     /// Record the cluster this node now belongs to (a joining node, accepted by a leader).
-    pub fn adopt_cluster(&self, cluster_id: &str) -> Result<(), String> {
+    pub fn adopt_cluster(&self, cluster_id: &str) -> Result<(), AdoptError> {
         let dir = &self.inner.data_dir;
-        let mut id = identity::load(dir)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no identity file in {}", dir.display()))?;
+        let mut id = identity::load(dir)?.ok_or_else(|| AdoptError::NoIdentity(dir.clone()))?;
         if let Some(have) = &id.cluster_id {
             if have != cluster_id {
-                return Err(format!(
-                    "this node belongs to cluster {have:?}, not {cluster_id:?}"
-                ));
+                return Err(AdoptError::OtherCluster {
+                    have: have.clone(),
+                    offered: cluster_id.to_owned(),
+                });
             }
         } else {
             id.cluster_id = Some(cluster_id.to_owned());
-            identity::save(dir, &id).map_err(|e| e.to_string())?;
+            identity::save(dir, &id)?;
             tracing::info!(cluster_id, "joined cluster");
         }
         self.inner.creds.set_cluster_id(cluster_id.to_owned());
@@ -524,6 +525,17 @@ impl RaftNode {
             tracing::warn!(error = %e, "raft shutdown reported an error");
         }
     }
+}
+
+/// Why a node could not take the cluster id it was offered.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error("no identity file in {}", .0.display())]
+    NoIdentity(PathBuf),
+    #[error("this node belongs to cluster {have:?}, not {offered:?}")]
+    OtherCluster { have: String, offered: String },
 }
 
 /// The forwarding loop's view of this node: openraft's metrics and the node-RPC pool.

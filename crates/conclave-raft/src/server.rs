@@ -78,7 +78,7 @@ async fn dispatch(node: &RaftNode, peer: &Accepted, req: RpcRequest) -> RpcRespo
         if node.credentials().cluster_id().is_none()
             && let Err(e) = node.adopt_cluster(theirs)
         {
-            return RpcResponse::NotAllowed(e);
+            return RpcResponse::NotAllowed(e.to_string());
         }
     }
     match req {

@@ -148,7 +148,9 @@ fn yes() -> bool {
 }
 
 impl RoleConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), conclave_types::InvalidSetting> {
+        let what = format!("role {:?}", self.name);
+        let invalid = |problem| Err(conclave_types::InvalidSetting::new(what.clone(), problem));
         let ok = !self.name.is_empty()
             && self.name.len() <= 63
             && self
@@ -156,21 +158,15 @@ impl RoleConfig {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !ok {
-            return Err(format!(
-                "role name {:?}: use lowercase letters, digits and dashes",
-                self.name
-            ));
+            return invalid("for the name, use lowercase letters, digits and dashes");
         }
         if self.ttl < Duration::from_secs(1) {
-            return Err(format!("role {}: ttl must be at least 1s", self.name));
+            return invalid("ttl must be at least 1s");
         }
         if let Some(doc) = &self.oauth2
             && !doc.starts_with("remote-peers/")
         {
-            return Err(format!(
-                "role {}: oauth2 must name a remote-peers document, e.g. remote-peers/default",
-                self.name
-            ));
+            return invalid("oauth2 must name a remote-peers document, e.g. remote-peers/default");
         }
         Ok(())
     }

@@ -58,11 +58,31 @@ pub struct PeerStatus {
     pub expires_in_s: Option<u64>,
 }
 
+/// Why no token was fetched. No variant holds the secret: a reference that does not parse
+/// is reported by what is wrong with it, never by its text.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("client_secret: {0}")]
+    NotAReference(#[from] conclave_config::secret::NotAReference),
+    #[error(transparent)]
+    Unresolved(#[from] conclave_config::secret::ResolveError),
+    /// reqwest's message without the URL (the URL is named once, here; it holds no secret).
+    #[error("token endpoint {url} unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("token endpoint {url} answered {status}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Refused {
+        url: String,
+        status: reqwest::StatusCode,
+        code: Option<String>,
+    },
+    #[error("token endpoint {url} sent no access_token")]
+    NoToken { url: String },
+}
+
 /// Fetch a token with the client-credentials grant.
-pub async fn fetch(http: &reqwest::Client, settings: &OAuth2) -> Result<Token, String> {
-    let reference =
-        SecretRef::parse(&settings.client_secret).map_err(|e| format!("client_secret: {e}"))?;
-    let secret = reference.resolve().map_err(|e| e.to_string())?;
+pub async fn fetch(http: &reqwest::Client, settings: &OAuth2) -> Result<Token, FetchError> {
+    let reference = SecretRef::parse(&settings.client_secret)?;
+    let secret = reference.resolve()?;
     let mut form = vec![
         ("grant_type", "client_credentials"),
         ("client_id", settings.client_id.as_str()),
@@ -77,30 +97,22 @@ pub async fn fetch(http: &reqwest::Client, settings: &OAuth2) -> Result<Token, S
         .timeout(Duration::from_secs(10))
         .send()
         .await
-        .map_err(|e| {
-            // reqwest's message names the URL, which holds no secret.
-            format!(
-                "token endpoint {} unreachable: {}",
-                settings.token_url,
-                e.without_url()
-            )
+        .map_err(|e| FetchError::Unreachable {
+            url: settings.token_url.clone(),
+            reason: e.without_url().to_string(),
         })?;
     let status = resp.status();
     if !status.is_success() {
-        let code = resp
-            .json::<ErrorResponse>()
-            .await
-            .map(|e| format!(" ({})", e.error))
-            .unwrap_or_default();
-        return Err(format!(
-            "token endpoint {} answered {status}{code}",
-            settings.token_url
-        ));
+        let code = resp.json::<ErrorResponse>().await.ok().map(|e| e.error);
+        return Err(FetchError::Refused {
+            url: settings.token_url.clone(),
+            status,
+            code,
+        });
     }
-    let body: TokenResponse = resp
-        .json()
-        .await
-        .map_err(|_| format!("token endpoint {} sent no access_token", settings.token_url))?;
+    let body: TokenResponse = resp.json().await.map_err(|_| FetchError::NoToken {
+        url: settings.token_url.clone(),
+    })?;
     Ok(Token {
         access_token: body.access_token,
         expires_in: Duration::from_secs(body.expires_in.unwrap_or(3600).max(1)),

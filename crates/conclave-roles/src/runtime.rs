@@ -415,7 +415,8 @@ impl Runner {
                         tracing::info!(role = %self.cfg.name, peer = %peer.node_id, "OAuth2 token fetched");
                         (status, Some(token), refresh_at)
                     }
-                    Err(detail) => {
+                    Err(e) => {
+                        let detail = e.to_string();
                         tracing::warn!(role = %self.cfg.name, peer = %peer.node_id, %detail, "OAuth2 token not fetched");
                         let status = PeerStatus {
                             node_id: peer.node_id.clone(),

@@ -56,29 +56,45 @@ pub fn frame_into(out: &mut Vec<u8>, payload: &[u8]) {
 /// Size of the frame header written by [`frame_into`].
 pub const FRAME_HEADER: usize = 8;
 
+/// Why bytes are not a whole, intact frame (or record).
+#[derive(Debug, thiserror::Error)]
+pub enum BadFrame {
+    #[error("truncated frame header ({0} bytes)")]
+    TruncatedHeader(usize),
+    #[error("frame length overflows")]
+    LengthOverflow,
+    #[error("truncated frame: header says {expected} bytes, {present} present")]
+    Truncated { expected: usize, present: usize },
+    #[error("checksum mismatch")]
+    Checksum,
+    /// The frame is intact but its payload does not decode as what it should hold.
+    #[error("undecodable entry: {0}")]
+    Undecodable(#[from] postcard::Error),
+}
+
 /// Parse one frame at the start of `buf`: `Ok(Some((payload, total_len)))`, `Ok(None)` when
-/// `buf` is empty, `Err(reason)` when the frame is truncated or its checksum does not match.
-pub fn parse_frame(buf: &[u8]) -> Result<Option<(&[u8], usize)>, String> {
+/// `buf` is empty, an error when the frame is truncated or its checksum does not match.
+pub fn parse_frame(buf: &[u8]) -> Result<Option<(&[u8], usize)>, BadFrame> {
     if buf.is_empty() {
         return Ok(None);
     }
     if buf.len() < FRAME_HEADER {
-        return Err(format!("truncated frame header ({} bytes)", buf.len()));
+        return Err(BadFrame::TruncatedHeader(buf.len()));
     }
     let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
     let end = FRAME_HEADER
         .checked_add(len)
-        .ok_or_else(|| "frame length overflows".to_string())?;
+        .ok_or(BadFrame::LengthOverflow)?;
     if buf.len() < end {
-        return Err(format!(
-            "truncated frame: header says {len} bytes, {} present",
-            buf.len() - FRAME_HEADER
-        ));
+        return Err(BadFrame::Truncated {
+            expected: len,
+            present: buf.len() - FRAME_HEADER,
+        });
     }
     let payload = &buf[FRAME_HEADER..end];
     if crc32fast::hash(payload) != crc {
-        return Err("checksum mismatch".to_string());
+        return Err(BadFrame::Checksum);
     }
     Ok(Some((payload, end)))
 }

@@ -41,52 +41,16 @@ use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, RaftLogReader, StorageIOError};
 
+mod flusher;
+mod segment;
+
+use flusher::{FlushJob, run_flusher};
+
+pub use segment::LOG_FORMAT_VERSION;
+use segment::{SEGMENT_HEADER, SegmentStart, segment_header, segment_start};
+
 use crate::fsutil::{self, FRAME_HEADER};
 use crate::{Entry, LogId, OpenError, StorageError, TypeConfig, Vote};
-
-/// The encoding of the entries in new segments. 1 = the headerless segments of earlier
-/// releases; 2 = the same records behind a header.
-pub const LOG_FORMAT_VERSION: u32 = 2;
-/// The first bytes of a segment with a header. As a record length (`u32 LE`) it would be
-/// over 1 GiB, far above any record, so a headerless segment never starts with it.
-const SEGMENT_MAGIC: &[u8; 8] = b"CNCLSEG\0";
-const SEGMENT_HEADER: usize = 16;
-
-fn segment_header() -> [u8; SEGMENT_HEADER] {
-    let mut h = [0u8; SEGMENT_HEADER];
-    h[..8].copy_from_slice(SEGMENT_MAGIC);
-    h[8..12].copy_from_slice(&LOG_FORMAT_VERSION.to_le_bytes());
-    h
-}
-
-/// How a segment file begins.
-#[derive(Debug, PartialEq, Eq)]
-enum SegmentStart {
-    /// A whole header of this format: records follow it.
-    Header,
-    /// No header: a format-1 segment (or an empty file), records from byte 0.
-    Headerless,
-    /// Part of a header: a crash while the segment was being created.
-    TornHeader,
-}
-
-fn segment_start(bytes: &[u8]) -> Result<SegmentStart, String> {
-    let n = bytes.len().min(SEGMENT_MAGIC.len());
-    if bytes.is_empty() || bytes[..n] != SEGMENT_MAGIC[..n] {
-        return Ok(SegmentStart::Headerless);
-    }
-    if bytes.len() < SEGMENT_HEADER {
-        return Ok(SegmentStart::TornHeader);
-    }
-    let mut v = [0u8; 4];
-    v.copy_from_slice(&bytes[8..12]);
-    match u32::from_le_bytes(v) {
-        LOG_FORMAT_VERSION => Ok(SegmentStart::Header),
-        other => Err(format!(
-            "log format {other}, but this conclave reads formats 1 and {LOG_FORMAT_VERSION} (a data directory of a newer release?)"
-        )),
-    }
-}
 
 /// Where one entry lives on disk.
 #[derive(Debug, Clone, Copy)]
@@ -137,11 +101,6 @@ pub struct LogStore {
     stats: Arc<LogStats>,
 }
 
-struct FlushJob {
-    files: Vec<Arc<File>>,
-    callback: LogFlushed<TypeConfig>,
-}
-
 fn segment_name(first_index: u64) -> String {
     format!("{first_index:020}.seg")
 }
@@ -165,7 +124,7 @@ fn decode_meta<T: serde::de::DeserializeOwned>(
         reason,
     };
     fsutil::parse_frame(bytes)
-        .map_err(corrupt)?
+        .map_err(|e| corrupt(e.to_string()))?
         .map(|(p, _)| postcard::from_bytes(p).map_err(|e| corrupt(e.to_string())))
         .transpose()
 }
@@ -223,7 +182,7 @@ impl Log {
             .read_exact_at(&mut buf, loc.offset)
             .map_err(|e| io_err(ErrorVerb::Read, e))?;
         let (payload, _) = fsutil::parse_frame(&buf)
-            .map_err(|r| decode_err(io::Error::other(r)))?
+            .map_err(|r| decode_err(io::Error::other(r.to_string())))?
             .ok_or_else(|| decode_err(io::Error::other("empty record")))?;
         postcard::from_bytes(payload).map_err(decode_err)
     }
@@ -320,7 +279,7 @@ impl LogStore {
                 offset,
                 reason,
             };
-            let start = match segment_start(&bytes).map_err(|r| corrupt(8, r))? {
+            let start = match segment_start(&bytes).map_err(|e| corrupt(8, e.to_string()))? {
                 SegmentStart::Header => SEGMENT_HEADER,
                 SegmentStart::Headerless => 0,
                 SegmentStart::TornHeader if is_last => {
@@ -344,7 +303,7 @@ impl LogStore {
                     f.map(|(payload, n)| {
                         postcard::from_bytes::<Entry>(payload)
                             .map(|e| (e.log_id, n))
-                            .map_err(|e| format!("undecodable entry: {e}"))
+                            .map_err(fsutil::BadFrame::from)
                     })
                     .transpose()
                 });
@@ -380,7 +339,7 @@ impl LogStore {
                             .map_err(|e| OpenError::io(&path, e))?;
                         break;
                     }
-                    Err(reason) => return Err(corrupt(offset as u64, reason)),
+                    Err(reason) => return Err(corrupt(offset as u64, reason.to_string())),
                 }
             }
             log.segments.push(Segment {
@@ -429,41 +388,6 @@ impl LogStore {
             log.locs.first_key_value().map_or(0, |(i, _)| *i),
             log.locs.last_key_value().map(|(i, _)| *i),
         )
-    }
-}
-
-/// The flusher: waits for a job, takes every job queued behind it, syncs each touched file
-/// once, then reports all of them durable. This is where concurrent appends share an fsync.
-fn run_flusher(rx: mpsc::Receiver<FlushJob>, stats: &LogStats) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        jobs.extend(rx.try_iter());
-        let mut files: Vec<&Arc<File>> = Vec::new();
-        for job in &jobs {
-            for f in &job.files {
-                if !files.iter().any(|g| Arc::ptr_eq(g, f)) {
-                    files.push(f);
-                }
-            }
-        }
-        let mut result: Result<(), (io::ErrorKind, String)> = Ok(());
-        for f in files {
-            stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = f.sync_data() {
-                tracing::error!(error = %e, "fdatasync of the Raft log failed");
-                result = Err((e.kind(), e.to_string()));
-                break;
-            }
-        }
-        stats
-            .appends_flushed
-            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-        for job in jobs {
-            let r = result
-                .clone()
-                .map_err(|(kind, msg)| io::Error::new(kind, msg));
-            job.callback.log_io_completed(r);
-        }
     }
 }
 

@@ -17,9 +17,11 @@ pub const HEADER_VERSION: &str = "x-conclave-version";
 /// HTTP header on a listing: the last key returned, when more keys match (pass as `after=`).
 pub const HEADER_NEXT_AFTER: &str = "x-conclave-next-after";
 
+pub mod invalid;
 pub mod secret;
 pub mod sse;
 
+pub use invalid::InvalidSetting;
 pub use secret::Secret;
 
 /// The stable error codes carried in [`ErrorBody`]: one closed set, spelled once. The JSON

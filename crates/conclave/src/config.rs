@@ -364,11 +364,11 @@ impl AgentConfig {
     /// Cross-field checks figment cannot express.
     fn validate(&self) -> anyhow::Result<()> {
         self.formation()?;
-        self.gossip.validate().map_err(anyhow::Error::msg)?;
+        self.gossip.validate()?;
         self.must_match_settings()?;
         let mut names = std::collections::BTreeSet::new();
         for r in &self.roles {
-            r.validate().map_err(anyhow::Error::msg)?;
+            r.validate()?;
             if !names.insert(&r.name) {
                 bail!("role {} is declared twice", r.name);
             }
@@ -378,7 +378,7 @@ impl AgentConfig {
         }
         let mut names = std::collections::BTreeSet::new();
         for c in &self.check {
-            c.validate().map_err(anyhow::Error::msg)?;
+            c.validate()?;
             if !names.insert(c.name.clone()) {
                 bail!(
                     "two health checks are named {:?}; check names must be unique",
@@ -388,7 +388,7 @@ impl AgentConfig {
         }
         let mut paths = std::collections::BTreeSet::new();
         for p in &self.publish {
-            p.validate().map_err(anyhow::Error::msg)?;
+            p.validate()?;
             if !paths.insert(p.path.clone()) {
                 bail!(
                     "two publish sinks write {}; give each its own path",
@@ -467,6 +467,9 @@ pub fn load(file: Option<&Path>, flags: &AgentFlags) -> anyhow::Result<AgentConf
             .0
             .insert(k.trim().to_owned(), v.trim().to_owned());
     }
+    if let Some(token) = &flags.cluster_token {
+        config.cluster_token = Some(token.clone());
+    }
     config.ignored_env = ignored_env;
     config.validate()?;
     Ok(config)
@@ -478,6 +481,10 @@ fn setting_names() -> std::collections::BTreeSet<String> {
         Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
         _ => Default::default(),
     }
+}
+
+fn secret_flag(value: &str) -> Result<conclave_types::Secret, std::convert::Infallible> {
+    Ok(conclave_types::Secret::new(value))
 }
 
 /// Agent settings that may be given as flags; only those given override other layers.
@@ -528,9 +535,11 @@ pub struct AgentFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_key_bytes: Option<usize>,
     /// Join secret shared by all nodes (prefer the CONCLAVE_CLUSTER_TOKEN variable: flags show in `ps`).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster_token: Option<String>,
+    // Held as a Secret (its Debug redacts), so it does not go through the serialized layer:
+    // `load` puts it over the other layers itself.
+    #[arg(long, value_parser = secret_flag)]
+    #[serde(skip)]
+    pub cluster_token: Option<conclave_types::Secret>,
     /// Members to join, comma-separated: RPC addresses, DNS names (host:7401) or SRV records
     /// (srv:_conclave._udp.example.com); retried with backoff until one answers
     /// (--retry-join is the same flag).
@@ -575,74 +584,4 @@ pub struct AgentFlags {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_type_errors_name_the_file_line_and_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "log_level = \"info\"\nmax_value_bytes = \"big\"\n").unwrap();
-        let err = load(Some(&path), &AgentFlags::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("c.toml"), "{err}");
-        assert!(err.contains("line 2"), "{err}");
-        assert!(err.contains("max_value_bytes"), "{err}");
-    }
-
-    #[test]
-    fn flags_override_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
-            "max_value_bytes = 10\nmax_key_bytes = 20\n[raft]\nheartbeat_ms = 50\n",
-        )
-        .unwrap();
-        let flags = AgentFlags {
-            max_value_bytes: Some(99),
-            ..Default::default()
-        };
-        let c = load(Some(&path), &flags).unwrap();
-        assert_eq!(c.max_value_bytes, 99);
-        assert_eq!(c.max_key_bytes, 20);
-        assert_eq!(c.raft.heartbeat_ms, 50);
-        assert_eq!(c.http_addr.port(), 7400);
-    }
-
-    #[test]
-    fn tag_flags_add_to_the_files_tags() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[tags]\nzone = \"a\"\nrack = \"1\"\n").unwrap();
-        let flags = AgentFlags {
-            tags: vec!["rack=2".into(), "tier=db".into()],
-            ..Default::default()
-        };
-        let c = load(Some(&path), &flags).unwrap();
-        let tags: Vec<_> = c.tags.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        assert_eq!(tags, ["rack=2", "tier=db", "zone=a"]);
-        let flags = AgentFlags {
-            tags: vec!["nonsense".into()],
-            ..Default::default()
-        };
-        let err = load(Some(&path), &flags).unwrap_err().to_string();
-        assert!(err.contains("--tag \"nonsense\""), "{err}");
-    }
-
-    #[test]
-    fn inconsistent_timings_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
-            "[raft]\nheartbeat_ms = 500\nelection_timeout_min_ms = 400\n",
-        )
-        .unwrap();
-        let err = load(Some(&path), &AgentFlags::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("election_timeout_min_ms"), "{err}");
-    }
-}
+mod tests;

@@ -1,5 +1,6 @@
 //! Architecture rules that a review could miss, checked on every test run: which crate may
-//! depend on what, and what the pure state machine may touch (see ARCHITECTURE.md).
+//! depend on what, what the pure state machine may touch, who may call whom, and how long
+//! a file may grow (see ARCHITECTURE.md).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -225,4 +226,63 @@ fn background_loops_do_not_call_their_own_agent_over_http() {
         !agent.contains("own_api"),
         "the agent builds a client of its own API again"
     );
+}
+
+/// A file longer than this is doing more than one job: split it by what it does.
+const MAX_LINES: usize = 600;
+
+#[test]
+fn no_source_file_is_over_600_lines() {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, usize)>) {
+        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&p).expect("source");
+                out.push((p, text.lines().count()));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(workspace().join("crates"))
+        .expect("crates")
+        .flatten()
+    {
+        for part in ["src", "tests", "benches"] {
+            let dir = entry.path().join(part);
+            if dir.is_dir() {
+                walk(&dir, &mut files);
+            }
+        }
+    }
+    assert!(files.len() > 50, "the walk found too few files: {files:?}");
+    let long: Vec<_> = files.iter().filter(|(_, n)| *n > MAX_LINES).collect();
+    assert!(long.is_empty(), "split these files: {long:?}");
+}
+
+#[test]
+fn library_crates_return_typed_errors_not_strings() {
+    // The binary and the load generator may end in anyhow or a message; a library's caller
+    // must be able to tell its failures apart.
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(workspace().join("crates"))
+        .expect("crates")
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "conclave" || name == "conclave-bench" {
+            continue;
+        }
+        for (path, text) in sources(&name) {
+            for (i, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if !code.starts_with("//") && code.contains("Result<") && code.contains(", String>")
+                {
+                    found.push(format!("{}:{}", path.display(), i + 1));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "Result<_, String> in: {found:?}");
 }

@@ -1,0 +1,130 @@
+//! Leadership on request: a transfer to a chosen (or the best) voter, and the planned
+//! step-down of a stopping leader that hands over without failing a write.
+
+use std::time::{Duration, Instant};
+
+use conclave_storage::{NodeId, NodeInfo};
+
+use openraft::ServerState;
+
+use crate::cluster::unexpected;
+use crate::policy::{self, TransferTarget};
+use crate::rpc::{LeaderReply, LeaderRequest, RpcRequest, RpcResponse, Transferred};
+use crate::{ConsensusError, RaftNode};
+
+impl RaftNode {
+    /// Hand leadership to `to` (or the healthiest, most caught-up voter).
+    ///
+    /// openraft 0.9 has no transfer primitive, and followers refuse to vote while their
+    /// leader's lease is valid. So the leader stops sending heartbeats, asks the target to
+    /// campaign, and waits: the target campaigns as soon as the leases run out, ahead of
+    /// every other follower's randomized election timer.
+    pub(crate) async fn transfer_leadership(
+        &self,
+        to: Option<NodeId>,
+    ) -> Result<LeaderReply, ConsensusError> {
+        let status = self.leader_status();
+        let target = match policy::transfer_target(&status.members, self.id, to)? {
+            TransferTarget::AlreadyHere => {
+                return Ok(LeaderReply::Transferred(Transferred {
+                    previous_leader: self.id,
+                    leader_id: self.id,
+                    term: status.term,
+                }));
+            }
+            TransferTarget::To(m) => m,
+        };
+        let term = status.term;
+        let req = RpcRequest::TakeLeadership { term };
+        match self
+            .inner
+            .pool
+            .call::<_, RpcResponse>(&target.info.rpc_addr, &req, Duration::from_secs(2), true)
+            .await
+        {
+            Ok(RpcResponse::Ack) => {}
+            Ok(other) => {
+                return Err(ConsensusError::Unavailable(format!(
+                    "node {} declined to take leadership: {other:?}",
+                    target.node_id
+                )));
+            }
+            Err(e) => return Err(ConsensusError::Unavailable(e.to_string())),
+        }
+        tracing::info!(to = target.node_id, "handing leadership over");
+        let raft = self.raft();
+        raft.runtime_config().heartbeat(false);
+        let deadline = Duration::from_millis(self.inner.tuning.election_timeout_max_ms * 4);
+        let me = self.id;
+        let waited = raft
+            .wait(Some(deadline))
+            .metrics(
+                |m| m.current_leader.is_some_and(|l| l != me),
+                "another node leads",
+            )
+            .await;
+        raft.runtime_config().heartbeat(true);
+        match waited {
+            Ok(m) => Ok(LeaderReply::Transferred(Transferred {
+                previous_leader: me,
+                leader_id: m.current_leader.unwrap_or(target.node_id),
+                term: m.current_term,
+            })),
+            Err(_) => Err(ConsensusError::Unavailable(format!(
+                "leadership did not move to node {} within {deadline:?}; node {me} still leads",
+                target.node_id
+            ))),
+        }
+    }
+
+    /// Before a planned stop: if this node leads and another healthy voter exists, stop
+    /// taking proposals, let the ones in flight apply, and hand leadership to the most
+    /// caught-up voter, so clients see an election's wait, never a failed write. Returns
+    /// whom leadership went to (`None`: this node did not lead, or no one could take it).
+    pub async fn step_down(&self) -> Option<NodeId> {
+        // From here on this node takes no proposal, as leader or as a hop; it is stopping.
+        self.inner
+            .stepping_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if self.metrics().state != ServerState::Leader {
+            return None;
+        }
+        let status = self.leader_status();
+        if policy::transfer_target(&status.members, self.id, None).is_err() {
+            return None;
+        }
+        // Every proposal taken before the flag was raised is answered before leadership
+        // moves (a batch still being written when it moves would get no answer).
+        let deadline = Instant::now() + self.request_timeout();
+        while !self.inner.proposals.idle() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let all_applied = |m: &openraft::RaftMetrics<NodeId, NodeInfo>| {
+            m.last_applied.map(|l| l.index) >= m.last_log_index
+        };
+        let _ = self
+            .raft()
+            .wait(Some(self.request_timeout()))
+            .metrics(all_applied, "proposals in flight applied")
+            .await;
+        let moved = self.transfer_leadership(None).await;
+        match moved {
+            Ok(LeaderReply::Transferred(t)) => Some(t.leader_id),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand leadership over before stopping");
+                None
+            }
+        }
+    }
+
+    pub async fn transfer_leader(&self, to: Option<NodeId>) -> Result<Transferred, ConsensusError> {
+        match self
+            .leader_call(LeaderRequest::TransferLeader { to }, 0)
+            .await?
+        {
+            LeaderReply::Transferred(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Size limits checked *before* a command is proposed, never inside `apply`: nodes with
+//! different local limits still apply the same log identically.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Command, SYSTEM_PREFIX, elections};
+
+/// Size limits enforced on proposals. Defaults: key ≤ 4 KiB, value ≤ 1 MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_key_bytes: 4096,
+            max_value_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Why a proposal was refused before reaching the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error("the key is empty")]
+    EmptyKey,
+    #[error("the key is {size} bytes, above the limit of {limit} bytes")]
+    KeyTooLarge { size: usize, limit: usize },
+    #[error("the value is {size} bytes, above the limit of {limit} bytes")]
+    ValueTooLarge { size: usize, limit: usize },
+    #[error("keys under {SYSTEM_PREFIX:?} are reserved for conclave")]
+    Reserved,
+    #[error("the {what} is empty")]
+    EmptyName { what: &'static str },
+    #[error("the {what} is {size} bytes, above the limit of {limit} bytes")]
+    NameTooLong {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
+    #[error(
+        "a lease of {ttl_ms} ms is outside the allowed {min} to {max} ms",
+        min = elections::MIN_TTL_MS,
+        max = elections::MAX_TTL_MS
+    )]
+    TtlOutOfRange { ttl_ms: u64 },
+}
+
+/// Names of elections, candidates, kinds and documents stay short: they travel in every
+/// event and gossip message.
+pub const MAX_NAME_BYTES: usize = 256;
+
+fn check_name(what: &'static str, name: &str) -> Result<(), LimitError> {
+    if name.is_empty() {
+        return Err(LimitError::EmptyName { what });
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(LimitError::NameTooLong {
+            what,
+            size: name.len(),
+            limit: MAX_NAME_BYTES,
+        });
+    }
+    Ok(())
+}
+
+impl Limits {
+    pub fn check_key(&self, key: &str) -> Result<(), LimitError> {
+        if key.is_empty() {
+            return Err(LimitError::EmptyKey);
+        }
+        if key.len() > self.max_key_bytes {
+            return Err(LimitError::KeyTooLarge {
+                size: key.len(),
+                limit: self.max_key_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn check_value(&self, value_len: usize) -> Result<(), LimitError> {
+        if value_len > self.max_value_bytes {
+            return Err(LimitError::ValueTooLarge {
+                size: value_len,
+                limit: self.max_value_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// A user key: within the size limit and outside the reserved prefix.
+    pub fn check_user_key(&self, key: &str) -> Result<(), LimitError> {
+        self.check_key(key)?;
+        if key.starts_with(SYSTEM_PREFIX) {
+            return Err(LimitError::Reserved);
+        }
+        Ok(())
+    }
+
+    pub fn check(&self, command: &Command) -> Result<(), LimitError> {
+        match command {
+            Command::Put { key, value, .. } => {
+                self.check_user_key(key)?;
+                self.check_value(value.len())
+            }
+            Command::Delete { key, .. } => self.check_user_key(key),
+            Command::ConfigPut {
+                kind,
+                name,
+                content,
+                ..
+            } => {
+                check_name("kind", kind)?;
+                check_name("document name", name)?;
+                self.check_value(content.len())
+            }
+            Command::ConfigDelete { kind, name, .. } => {
+                check_name("kind", kind)?;
+                check_name("document name", name)
+            }
+            // A lease and a handover window share the bounds.
+            Command::Campaign {
+                election,
+                candidate,
+                ttl_ms,
+            }
+            | Command::Handover {
+                election,
+                target: candidate,
+                window_ms: ttl_ms,
+                ..
+            } => {
+                check_name("election name", election)?;
+                check_name("candidate id", candidate)?;
+                if !(elections::MIN_TTL_MS..=elections::MAX_TTL_MS).contains(ttl_ms) {
+                    return Err(LimitError::TtlOutOfRange { ttl_ms: *ttl_ms });
+                }
+                Ok(())
+            }
+            Command::Keepalive {
+                election,
+                candidate,
+                ..
+            }
+            | Command::Resign {
+                election,
+                candidate,
+                ..
+            } => {
+                check_name("election name", election)?;
+                check_name("candidate id", candidate)
+            }
+            Command::Clock { .. } | Command::ExpireLeases => Ok(()),
+        }
+    }
+}

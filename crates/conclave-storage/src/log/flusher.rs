@@ -1,0 +1,52 @@
+//! The flusher thread: it syncs every file that the appends queued so far touched, then
+//! tells openraft those appends are durable (one `fdatasync` per file for a whole group).
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+
+use openraft::storage::LogFlushed;
+
+use super::LogStats;
+use crate::TypeConfig;
+
+pub(super) struct FlushJob {
+    pub(super) files: Vec<Arc<File>>,
+    pub(super) callback: LogFlushed<TypeConfig>,
+}
+
+/// The flusher: waits for a job, takes every job queued behind it, syncs each touched file
+/// once, then reports all of them durable. This is where concurrent appends share an fsync.
+pub(super) fn run_flusher(rx: mpsc::Receiver<FlushJob>, stats: &LogStats) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        jobs.extend(rx.try_iter());
+        let mut files: Vec<&Arc<File>> = Vec::new();
+        for job in &jobs {
+            for f in &job.files {
+                if !files.iter().any(|g| Arc::ptr_eq(g, f)) {
+                    files.push(f);
+                }
+            }
+        }
+        let mut result: Result<(), (io::ErrorKind, String)> = Ok(());
+        for f in files {
+            stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = f.sync_data() {
+                tracing::error!(error = %e, "fdatasync of the Raft log failed");
+                result = Err((e.kind(), e.to_string()));
+                break;
+            }
+        }
+        stats
+            .appends_flushed
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        for job in jobs {
+            let r = result
+                .clone()
+                .map_err(|(kind, msg)| io::Error::new(kind, msg));
+            job.callback.log_io_completed(r);
+        }
+    }
+}

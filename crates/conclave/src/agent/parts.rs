@@ -1,0 +1,239 @@
+//! What every agent runs beside its API, whatever its role: gossip, health checks,
+//! publishers, the seed importer, configuration sync and roles, with the coordinator they
+//! reach the cluster through; and the Raft member's gossip advertisement and gauges.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use conclave_api::members::MembersContext;
+use conclave_coord::Coordinator;
+use conclave_membership::view::keys;
+use conclave_membership::{GossipOptions, Membership, checks};
+use conclave_publish::Publisher;
+use conclave_raft::RaftNode;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::AgentConfig;
+
+/// Gossip, health checks and publishers: what every agent runs, whatever its role.
+pub(super) struct MembershipParts {
+    pub(super) membership: Membership,
+    pub(super) publisher: Publisher,
+    pub(super) roles: conclave_roles::Roles,
+    pub(super) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// Start gossip, checks, publishers, the seed importer, configuration sync and roles; the
+/// last three reach the cluster through the coordinator `coordinator` makes (this node's own
+/// Raft node, or, for a client agent, the members gossip finds).
+pub(super) async fn start_membership(
+    config: &AgentConfig,
+    node_id: u64,
+    cluster_id: Option<String>,
+    seeds: Vec<String>,
+    coordinator: impl FnOnce(&Membership) -> anyhow::Result<Coordinator>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> anyhow::Result<MembershipParts> {
+    let advertised = config.advertised_rpc();
+    let advertise = match advertised.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => tokio::net::lookup_host(&advertised)
+            .await
+            .ok()
+            .and_then(|mut it| it.next())
+            .with_context(|| {
+                format!("cannot resolve the advertised RPC address {advertised}; fix --advertise-rpc-addr")
+            })?,
+    };
+    let membership = Membership::start(
+        GossipOptions {
+            node_id,
+            role: config.role.name().into(),
+            listen: config.rpc_addr,
+            advertise,
+            api_addr: config.advertised_http(),
+            rpc_addr: advertised,
+            seeds,
+            tags: config.tags.0.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            cluster_id,
+            token: config.cluster_token.clone(),
+            tuning: config.gossip.clone(),
+            dns_server: config.dns_server,
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let health = checks::spawn(config.check.clone(), shutdown.clone());
+    {
+        let (membership, mut health, shutdown) =
+            (membership.clone(), health.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            loop {
+                let summary = health.borrow_and_update().clone();
+                membership.set_health(&summary).await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = health.changed() => if r.is_err() { return },
+                }
+            }
+        });
+    }
+    let publisher = Publisher::spawn(
+        config.publish.clone(),
+        membership.subscribe(),
+        health,
+        shutdown.clone(),
+        tasks,
+    );
+    let coord = coordinator(&membership)?;
+    if let Some(path) = &config.config_seed {
+        let docs = crate::seed::load(path)?;
+        tasks.spawn(crate::seed::run(
+            docs,
+            coord.clone(),
+            membership.clone(),
+            shutdown.clone(),
+        ));
+    }
+    conclave_publish::ConfigSync::spawn(
+        config.config_sync.clone(),
+        config
+            .config_sync
+            .dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("config")),
+        coord.clone(),
+        membership.clone(),
+        config.must_match_settings()?,
+        shutdown.clone(),
+        tasks,
+    );
+    let roles = conclave_roles::Roles::spawn(
+        config.roles.clone(),
+        node_id,
+        coord,
+        membership.clone(),
+        shutdown.clone(),
+        tasks,
+    );
+    // One recorder per process; a second agent in the same process (tests) goes without.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    {
+        let (membership, shutdown) = (membership.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            loop {
+                use conclave_types::MemberState;
+                let counts = membership.view().counts();
+                for (state, label) in [
+                    (MemberState::Alive, "alive"),
+                    (MemberState::Suspect, "suspect"),
+                    (MemberState::Dead, "dead"),
+                    (MemberState::Left, "left"),
+                ] {
+                    let n = counts.get(&state).copied().unwrap_or(0);
+                    metrics::gauge!("conclave_members", "state" => label).set(n as f64);
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+    }
+    Ok(MembershipParts {
+        membership,
+        publisher,
+        roles,
+        metrics,
+    })
+}
+
+impl MembershipParts {
+    pub(super) fn api_context(&self) -> MembersContext {
+        MembersContext {
+            membership: self.membership.clone(),
+            publisher: self.publisher.clone(),
+            roles: self.roles.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Raft and store gauges for `/metrics`, refreshed every second.
+pub(super) async fn raft_gauges(node: RaftNode, shutdown: CancellationToken) {
+    loop {
+        let m = node.metrics();
+        metrics::gauge!("conclave_raft_term").set(m.current_term as f64);
+        metrics::gauge!("conclave_raft_is_leader").set(if m.current_leader == Some(node.id) {
+            1.0
+        } else {
+            0.0
+        });
+        metrics::gauge!("conclave_raft_has_leader").set(if m.current_leader.is_some() {
+            1.0
+        } else {
+            0.0
+        });
+        metrics::gauge!("conclave_raft_last_log_index").set(m.last_log_index.unwrap_or(0) as f64);
+        metrics::gauge!("conclave_raft_applied_index")
+            .set(m.last_applied.map_or(0, |l| l.index) as f64);
+        let (revision, keys) = node.state().read(|a| (a.state.revision(), a.state.len()));
+        metrics::gauge!("conclave_store_revision").set(revision as f64);
+        metrics::gauge!("conclave_store_keys").set(keys as f64);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Keep this node's Raft role and cluster id current in its gossip state.
+pub(super) async fn advertise_raft(
+    node: RaftNode,
+    membership: Membership,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let m = node.metrics();
+        let role = if node.removed().is_some() {
+            ""
+        } else {
+            conclave_api::role_name(m.state)
+        };
+        membership.set(keys::RAFT_ROLE, role).await;
+        membership
+            .set(keys::CLUSTER, node.cluster_id().as_deref().unwrap_or(""))
+            .await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}
+
+/// A client agent's coordinator: calls go to the Raft members gossip shows alive, the
+/// leader first (its users bound their calls; a watch stream has no timeout).
+pub(super) fn remote_coordinator(membership: &Membership) -> anyhow::Result<Coordinator> {
+    let membership = membership.clone();
+    let targets: conclave_coord::Targets = Arc::new(move || {
+        membership
+            .view()
+            .raft_members()
+            .into_iter()
+            .map(|m| format!("http://{}", m.api_addr))
+            .collect()
+    });
+    // The base address is replaced by each member's; the pool is shared.
+    let client = conclave_client::Client::new("http://127.0.0.1")
+        .map_err(|e| anyhow::anyhow!("an HTTP client for the cluster: {e}"))?;
+    Ok(Coordinator::Remote(conclave_coord::Remote::new(
+        targets, client,
+    )))
+}

@@ -1,0 +1,69 @@
+use super::*;
+
+#[test]
+fn file_type_errors_name_the_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "log_level = \"info\"\nmax_value_bytes = \"big\"\n").unwrap();
+    let err = load(Some(&path), &AgentFlags::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("c.toml"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+    assert!(err.contains("max_value_bytes"), "{err}");
+}
+
+#[test]
+fn flags_override_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "max_value_bytes = 10\nmax_key_bytes = 20\n[raft]\nheartbeat_ms = 50\n",
+    )
+    .unwrap();
+    let flags = AgentFlags {
+        max_value_bytes: Some(99),
+        ..Default::default()
+    };
+    let c = load(Some(&path), &flags).unwrap();
+    assert_eq!(c.max_value_bytes, 99);
+    assert_eq!(c.max_key_bytes, 20);
+    assert_eq!(c.raft.heartbeat_ms, 50);
+    assert_eq!(c.http_addr.port(), 7400);
+}
+
+#[test]
+fn tag_flags_add_to_the_files_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "[tags]\nzone = \"a\"\nrack = \"1\"\n").unwrap();
+    let flags = AgentFlags {
+        tags: vec!["rack=2".into(), "tier=db".into()],
+        ..Default::default()
+    };
+    let c = load(Some(&path), &flags).unwrap();
+    let tags: Vec<_> = c.tags.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(tags, ["rack=2", "tier=db", "zone=a"]);
+    let flags = AgentFlags {
+        tags: vec!["nonsense".into()],
+        ..Default::default()
+    };
+    let err = load(Some(&path), &flags).unwrap_err().to_string();
+    assert!(err.contains("--tag \"nonsense\""), "{err}");
+}
+
+#[test]
+fn inconsistent_timings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[raft]\nheartbeat_ms = 500\nelection_timeout_min_ms = 400\n",
+    )
+    .unwrap();
+    let err = load(Some(&path), &AgentFlags::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("election_timeout_min_ms"), "{err}");
+}
