@@ -186,6 +186,10 @@ fn rejection(reason: &RejectReason) -> (StatusCode, &'static str) {
             StatusCode::CONFLICT,
             "wait for the previous membership change to finish, then retry",
         ),
+        RejectReason::Inadmissible { .. } => (
+            StatusCode::BAD_REQUEST,
+            "the node the request entered at should have refused it; check that every node runs the same release",
+        ),
         RejectReason::Removed { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,
             "this node is no longer a member; send requests to another node",

@@ -130,7 +130,7 @@ pub fn rejection_code(reason: &RejectReason) -> ErrorCode {
             ErrorCode::Conflict
         }
         RejectReason::NotCaughtUp { .. } => ErrorCode::NotReady,
-        RejectReason::NotAVoter { .. } => ErrorCode::BadRequest,
+        RejectReason::NotAVoter { .. } | RejectReason::Inadmissible { .. } => ErrorCode::BadRequest,
         RejectReason::Removed { .. } => ErrorCode::Removed,
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod changes;
 mod error;
+mod gate;
 mod local;
 mod remote;
 
@@ -27,6 +28,7 @@ use futures::{Stream, StreamExt};
 use serde_json::Value;
 
 pub use error::{CoordError, bounded, rejection_code};
+pub use gate::ForwardedProposals;
 pub use local::{Local, MAX_CAMPAIGN_WAIT, election_status, rfc3339};
 pub use remote::{Remote, Targets};
 

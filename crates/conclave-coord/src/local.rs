@@ -25,6 +25,32 @@ pub fn rfc3339(wall_ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(wall_ms)).to_string()
 }
 
+/// The JSON Schema registered for `kind` (`schema/<kind>`), if any.
+pub(crate) fn registered_schema(state: &conclave_state::State, kind: &str) -> Option<Value> {
+    state
+        .config_entry(SCHEMA_KIND, kind)
+        .and_then(|e| e.live())
+        .and_then(|v| serde_json::from_slice::<Value>(v.content.as_deref()?).ok())
+}
+
+/// `content` validated as `kind/name` against the built-in rules or `schema`.
+pub(crate) fn validated(
+    kind: &str,
+    name: &str,
+    content: &Value,
+    schema: Option<&Value>,
+) -> Result<conclave_config::validate::Validated, CoordError> {
+    validate(kind, name, content, schema).map_err(|e| match e {
+        ValidateError::UnknownKind(kind) => CoordError::UnknownKind { kind },
+        ValidateError::BadName(m) => CoordError::BadName(m),
+        ValidateError::Invalid(violations) => CoordError::Invalid {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            violations,
+        },
+    })
+}
+
 /// A Raft member's services. Cheap to clone.
 #[derive(Clone)]
 pub struct Local {
@@ -212,30 +238,18 @@ impl Local {
         // Validation reads the registered schema and the current hash: see the newest state.
         self.node.read_barrier().await?;
         let (schema, current_hash, revision) = self.node.state().read(|a| {
-            let schema = a
-                .state
-                .config_entry(SCHEMA_KIND, kind)
-                .and_then(|e| e.live())
-                .and_then(|v| serde_json::from_slice::<Value>(v.content.as_deref()?).ok());
             let current = a
                 .state
                 .config_entry(kind, name)
                 .and_then(|e| e.live())
                 .map(|v| v.hash.clone());
-            (schema, current, a.state.revision())
+            (
+                registered_schema(&a.state, kind),
+                current,
+                a.state.revision(),
+            )
         });
-        let validated = match validate(kind, name, content, schema.as_ref()) {
-            Ok(v) => v,
-            Err(ValidateError::UnknownKind(kind)) => return Err(CoordError::UnknownKind { kind }),
-            Err(ValidateError::BadName(m)) => return Err(CoordError::BadName(m)),
-            Err(ValidateError::Invalid(violations)) => {
-                return Err(CoordError::Invalid {
-                    kind: kind.to_owned(),
-                    name: name.to_owned(),
-                    violations,
-                });
-            }
-        };
+        let validated = validated(kind, name, content, schema.as_ref())?;
         let changed = current_hash.as_deref() != Some(validated.hash.as_str());
         if dry_run {
             return Ok(ConfigWriteResponse {

@@ -91,8 +91,20 @@ impl Default for ConfigSyncConfig {
     }
 }
 
-/// Whether `kind/name` matches one of `patterns`.
+/// Whether `kind/name` matches one of `patterns`. A kind or name that breaks the naming
+/// rules never matches, whatever the registry holds: its file, `<dir>/<kind>/<name>.json`,
+/// could lie outside the directory (`..`, an absolute path).
 pub fn subscribed(patterns: &[String], kind: &str, name: &str) -> bool {
+    if conclave_config::kinds::check_kind_name(kind).is_err()
+        || conclave_config::kinds::check_doc_name(name).is_err()
+    {
+        tracing::error!(
+            kind,
+            name,
+            "the registry holds a document whose name could escape the config directory; not applied"
+        );
+        return false;
+    }
     patterns.iter().any(|p| {
         if p == "*" {
             return true;
@@ -479,6 +491,16 @@ mod tests {
         assert!(subscribed(&["*".into()], "a", "b"));
         assert!(subscribed(&["a".into()], "a", "b"));
         assert!(!subscribed(&[], "a", "b"));
+        // Ids that would put the file outside the directory match nothing, not even "*".
+        for (kind, name) in [
+            ("", "x"),
+            ("a", "/etc/passwd"),
+            ("a", ".."),
+            ("..", "x"),
+            ("a", "b/../../c"),
+        ] {
+            assert!(!subscribed(&["*".into()], kind, name), "{kind}/{name}");
+        }
         assert_eq!(parse_applied("12 abcd ok"), Some((12, "abcd", "ok")));
     }
 }

@@ -98,6 +98,10 @@ pub enum RejectReason {
     /// This node was removed from the cluster and serves no requests as a member.
     #[error("{why}")]
     Removed { why: String },
+    /// A command a peer forwarded that its entry point should have refused, or that only the
+    /// leader itself may propose.
+    #[error("a peer may not propose this command: {reason}")]
+    Inadmissible { reason: String },
 }
 
 fn leader_hint(leader: &Option<NodeId>) -> String {

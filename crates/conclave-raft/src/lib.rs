@@ -15,6 +15,7 @@
 // would only add conversions at every call.
 #![allow(clippy::result_large_err)]
 
+mod admission;
 pub mod batcher;
 mod cluster;
 mod error;
@@ -28,6 +29,7 @@ pub mod network;
 mod policy;
 mod reachability;
 pub mod read_barrier;
+mod refusals;
 pub mod rpc;
 mod server;
 pub mod transport;
@@ -122,8 +124,17 @@ impl RaftTuning {
     }
 }
 
+/// What a node checks in a command a peer forwarded, before it proposes (or forwards) it:
+/// the rules the node where the command entered applied (sizes, reserved keys, names,
+/// document validation), so that a peer speaking node RPC directly gets no further than a
+/// client of the HTTP API. Commands only a leader proposes itself are refused before this.
+/// The agent sets it (`conclave-coord` implements it); without one, only that is checked.
+pub trait ProposalGate: Send + Sync {
+    fn admit(&self, command: &Command) -> Result<(), RejectReason>;
+}
+
 /// Everything [`RaftNode::start`] needs besides the stores and the listener.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeOptions {
     pub node_id: NodeId,
     /// None for a node that will join a cluster and adopt its id.
@@ -139,6 +150,7 @@ pub struct NodeOptions {
     pub voters_wanted: usize,
     /// Set while waiting to form a cluster with `--bootstrap-expect`.
     pub bootstrap_expect: Option<u32>,
+    pub proposal_gate: Option<Arc<dyn ProposalGate>>,
 }
 
 /// A running Raft member: consensus, local state, the RPC server and request forwarding.
@@ -175,6 +187,9 @@ struct Inner {
     /// since `started`.
     leader_contact_ms: AtomicU64,
     started: Instant,
+    /// Node-RPC messages refused (counted; logged once a minute per peer and kind).
+    refusals: refusals::Refusals,
+    proposal_gate: Option<Arc<dyn ProposalGate>>,
 }
 
 impl RaftNode {
@@ -247,12 +262,14 @@ impl RaftNode {
                 info: RwLock::new(options.info),
                 voters_wanted: options.voters_wanted.max(1),
                 bootstrap_expect: options.bootstrap_expect,
+                proposal_gate: options.proposal_gate.clone(),
                 removed: watch::channel(None).0,
                 lag: cluster::LagTracker::default(),
                 membership_changes: tokio::sync::Mutex::new(()),
                 leader_contact_ms: AtomicU64::new(0),
                 stepping_down: std::sync::atomic::AtomicBool::new(false),
                 started: Instant::now(),
+                refusals: Default::default(),
             }
         });
         let node = RaftNode { id, inner };
@@ -348,6 +365,7 @@ impl RaftNode {
     /// A request from another node: serve it if this node leads, else forward it once more.
     pub(crate) async fn serve_peer_request(
         &self,
+        from: NodeId,
         req: LeaderRequest,
         hops: u8,
     ) -> Result<LeaderReply, ConsensusError> {
@@ -355,11 +373,30 @@ impl RaftNode {
             // Coalesce the followers' read-index requests into this node's rounds.
             return self.reads().read_index().await.map(LeaderReply::ReadIndex);
         }
-        if matches!(req, LeaderRequest::Propose(_)) {
+        if let LeaderRequest::Propose(command) = &req {
             // Stopping: forwarded on from here, it could be cut off by the stop.
             self.refuse_if_stopping()?;
+            self.admit_forwarded(from, command)?;
         }
         self.leader_call(req, hops).await
+    }
+
+    /// A peer's proposal passes only what the HTTP entry point would have let through.
+    fn admit_forwarded(&self, from: NodeId, command: &Command) -> Result<(), ConsensusError> {
+        let checked = if command.is_leader_only() {
+            Err(RejectReason::Inadmissible {
+                reason: "only the leader stamps its clock and expires leases".into(),
+            })
+        } else {
+            match &self.inner.proposal_gate {
+                Some(gate) => gate.admit(command),
+                None => Ok(()),
+            }
+        };
+        checked.map_err(|reason| {
+            self.inner.refusals.record(from, "propose", &reason);
+            reason.into()
+        })
     }
 
     /// A proposal arriving at a node that is stopping ([`RaftNode::step_down`]) is refused
@@ -442,6 +479,12 @@ impl RaftNode {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Node-RPC messages this node refused since it started (strangers, impersonation,
+    /// absurd terms, unverified removals, commands a peer may not propose).
+    pub fn refused_messages(&self) -> u64 {
+        self.inner.refusals.total()
     }
 
     pub fn log_stats(&self) -> &LogStats {

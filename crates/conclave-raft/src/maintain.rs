@@ -98,11 +98,17 @@ impl RaftNode {
         }
     }
 
-    /// A member that has known no leader for a while asks the others whether it was removed
-    /// while it was away.
-    async fn check_still_member(&self) {
+    /// Ask the members, at the addresses this node's membership records (never the sender of
+    /// a message), whether this node was removed; `first` is asked first. Marks this node
+    /// removed, and returns `true`, only when a member that knows a leader shows a
+    /// membership without it. A member that knows no leader for a while asks this; so does
+    /// a node told it was removed (the message alone is never trusted).
+    pub(crate) async fn check_still_member(&self, first: Option<NodeId>) -> bool {
         let (nodes, _) = self.membership();
-        for (id, info) in nodes.iter().filter(|(id, _)| **id != self.id) {
+        let mut order: Vec<(&NodeId, &NodeInfo)> =
+            nodes.iter().filter(|(id, _)| **id != self.id).collect();
+        order.sort_by_key(|(id, _)| Some(**id) != first);
+        for (id, info) in order {
             let resp = self
                 .inner
                 .pool
@@ -120,9 +126,10 @@ impl RaftNode {
                 && !report.members.iter().any(|(m, _, _)| *m == self.id)
             {
                 self.mark_removed(report.leader_id.unwrap_or(*id)).await;
-                return;
+                return true;
             }
         }
+        false
     }
 }
 /// Log, once per change, which peers stopped or started answering this leader.
@@ -217,7 +224,7 @@ pub(crate) async fn maintain(node: RaftNode, shutdown: CancellationToken) {
             let since = *leaderless_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= LEADERLESS_CHECK_AFTER {
                 leaderless_since = Some(Instant::now());
-                node.check_still_member().await;
+                node.check_still_member(None).await;
             }
         } else {
             leaderless_since = None;

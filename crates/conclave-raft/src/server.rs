@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::RaftNode;
+use crate::admission::{self, RaftMessage};
 use crate::rpc::{LeaderRequest, RpcRequest, RpcResponse};
 use crate::transport::{self, Accepted, read_frame, write_frame};
 
@@ -81,6 +82,21 @@ async fn dispatch(node: &RaftNode, peer: &Accepted, req: RpcRequest) -> RpcRespo
             return RpcResponse::NotAllowed(e.to_string());
         }
     }
+    if let Some(message) = raft_message(&req) {
+        let m = node.metrics();
+        let voters: std::collections::BTreeSet<_> =
+            m.membership_config.membership().voter_ids().collect();
+        let local = admission::Local {
+            term: m.current_term,
+            voters: &voters,
+        };
+        if let Err(why) = admission::admit(peer.peer_id, message, &local) {
+            node.inner
+                .refusals
+                .record(peer.peer_id, message.name(), &why);
+            return RpcResponse::NotAllowed(why.to_string());
+        }
+    }
     match req {
         RpcRequest::AppendEntries(rpc) => {
             node.heard_from_leader();
@@ -104,7 +120,7 @@ async fn dispatch(node: &RaftNode, peer: &Accepted, req: RpcRequest) -> RpcRespo
                     "this node has not joined a cluster yet; send the request to a member".into(),
                 );
             }
-            RpcResponse::Leader(node.serve_peer_request(req, hops).await)
+            RpcResponse::Leader(node.serve_peer_request(peer.peer_id, req, hops).await)
         }
         RpcRequest::Removed { .. } | RpcRequest::TakeLeadership { .. }
             if peer.peer_cluster.is_none()
@@ -113,7 +129,18 @@ async fn dispatch(node: &RaftNode, peer: &Accepted, req: RpcRequest) -> RpcRespo
             RpcResponse::NotAllowed("only a member can say that".into())
         }
         RpcRequest::Removed { by } => {
-            node.mark_removed(by).await;
+            // Never trusted as it stands: the members, asked at the addresses this node's
+            // membership holds, must show a membership without this node.
+            let (node, peer_id) = (node.clone(), peer.peer_id);
+            tokio::spawn(async move {
+                if !node.check_still_member(Some(by)).await {
+                    node.inner.refusals.record(
+                        peer_id,
+                        "removed",
+                        &"no member shows a membership without this node",
+                    );
+                }
+            });
             RpcResponse::Ack
         }
         RpcRequest::TakeLeadership { term } => {
@@ -121,4 +148,23 @@ async fn dispatch(node: &RaftNode, peer: &Accepted, req: RpcRequest) -> RpcRespo
             RpcResponse::Ack
         }
     }
+}
+
+/// What admission needs of a Raft message; `None` for the other requests.
+fn raft_message(req: &RpcRequest) -> Option<RaftMessage> {
+    let vote = match req {
+        RpcRequest::Vote(rpc) => {
+            return Some(RaftMessage::Vote {
+                candidate: rpc.vote.leader_id().node_id,
+                term: rpc.vote.leader_id().term,
+            });
+        }
+        RpcRequest::AppendEntries(rpc) => &rpc.vote,
+        RpcRequest::InstallSnapshot(rpc) => &rpc.vote,
+        _ => return None,
+    };
+    Some(RaftMessage::Replicate {
+        leader: vote.leader_id().node_id,
+        term: vote.leader_id().term,
+    })
 }

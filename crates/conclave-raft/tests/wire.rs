@@ -135,6 +135,9 @@ fn reasons() -> Vec<RejectReason> {
         RejectReason::NotAVoter { node_id: 4 },
         RejectReason::Unhealthy { node_id: 3 },
         RejectReason::NoHealthyVoter,
+        RejectReason::Inadmissible {
+            reason: "kind \"\" is not a valid kind name".into(),
+        },
         RejectReason::MembershipChangeInProgress {
             detail: "in progress".into(),
         },
@@ -449,5 +452,5 @@ fn a_status_with_an_unknown_member_decodes_on_a_follower() {
 fn the_protocol_version_names_this_message_set() {
     // Bump it with any change to the messages above; nodes of another version refuse
     // each other at the handshake instead of misreading frames.
-    assert_eq!(PROTOCOL_VERSION, 4);
+    assert_eq!(PROTOCOL_VERSION, 5);
 }

@@ -73,6 +73,12 @@ pub enum Command {
 }
 
 impl Command {
+    /// Commands only the leader itself proposes (its clock stamps, lease expiry): never
+    /// taken from a peer's forwarded proposal, where a forged one could end live leases.
+    pub fn is_leader_only(&self) -> bool {
+        matches!(self, Command::Clock { .. } | Command::ExpireLeases)
+    }
+
     /// Whether the command reads the cluster clock, so the leader must stamp one before it.
     pub fn needs_clock(&self) -> bool {
         !matches!(

@@ -350,6 +350,11 @@ pub async fn run(
                 Formation::Bootstrap { expect, .. } => Some(*expect),
                 _ => None,
             },
+            // A peer's forwarded proposal is checked as if it had entered here.
+            proposal_gate: Some(Arc::new(conclave_coord::ForwardedProposals::new(
+                config.limits(),
+                sm.handle(),
+            ))),
         },
         log,
         sm,

@@ -16,4 +16,5 @@ mod gossip;
 mod recovery;
 mod roles;
 mod seams;
+mod trust;
 mod watch;

@@ -1,0 +1,216 @@
+//! Node RPC as a stranger speaks it: a process that reaches the RPC port with nothing but
+//! the framing and the handshake, claiming node ids it does not own. Every message that
+//! could brick, stall or corrupt the cluster is refused; afterwards the cluster has the same
+//! leader and term, every node serves, and the canary key is intact.
+
+use std::time::Duration;
+
+use conclave_raft::rpc::{LeaderRequest, RpcRequest, RpcResponse};
+use conclave_raft::transport::{Conn, Credentials};
+use conclave_raft::{ConsensusError, RaftTuning, RejectReason};
+use conclave_state::Command;
+use openraft::Vote;
+use openraft::raft::VoteRequest;
+
+use crate::cluster::{cluster_env, cluster_status, get_value, leader_of, put, start_static};
+
+/// The Raft timings of `cluster_env` (the handshake refuses other timings).
+fn timings() -> conclave_raft::Timings {
+    RaftTuning {
+        heartbeat_ms: 100,
+        election_timeout_min_ms: 800,
+        election_timeout_max_ms: 1600,
+        ..RaftTuning::default()
+    }
+    .timings()
+}
+
+fn credentials(claimed: u64, cluster: &str, token: Option<&str>) -> Credentials {
+    Credentials::new(claimed, Some(cluster.to_owned()), token, timings())
+}
+
+/// A connection opened as `claimed` (any id the stranger likes) to `addr`.
+async fn stranger(addr: &str, claimed: u64, cluster: &str, token: Option<&str>) -> Conn {
+    Conn::connect(addr, &credentials(claimed, cluster, token))
+        .await
+        .expect("the handshake")
+}
+
+async fn send(conn: &mut Conn, req: RpcRequest) -> RpcResponse {
+    conn.call::<_, RpcResponse>(&req).await.expect("an answer")
+}
+
+fn vote(candidate: u64, term: u64) -> RpcRequest {
+    RpcRequest::Vote(VoteRequest::new(Vote::new(term, candidate), None))
+}
+
+fn propose(command: Command) -> RpcRequest {
+    RpcRequest::Leader {
+        req: LeaderRequest::Propose(command),
+        hops: 1,
+    }
+}
+
+fn assert_inadmissible(resp: RpcResponse, what: &str) {
+    match resp {
+        RpcResponse::Leader(Err(ConsensusError::Rejected(RejectReason::Inadmissible {
+            ..
+        }))) => {}
+        other => panic!("{what} was not refused as inadmissible: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_a_stranger_can_neither_brick_stall_nor_corrupt_the_cluster() {
+    let root = tempfile::tempdir().unwrap();
+    let env: Vec<_> = cluster_env(&[])
+        .into_iter()
+        .filter(|(k, _)| *k != "CONCLAVE_CLUSTER_TOKEN")
+        .collect();
+    let nodes = start_static(root.path(), 3, &[], &env).await;
+    attack(&nodes, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_a_stranger_is_refused_and_even_a_token_holder_cannot_brick_the_cluster() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_static(root.path(), 3, &[], &cluster_env(&[])).await;
+    let cluster = cluster_status(&nodes[0].agent).await.unwrap()["cluster_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = Conn::connect(
+        &nodes[0].agent.rpc.to_string(),
+        &credentials(99, &cluster, None),
+    )
+    .await;
+    assert!(
+        refused.is_err(),
+        "a stranger without the token got a session"
+    );
+    attack(&nodes, Some(crate::cluster::TOKEN)).await;
+}
+
+/// Every attack, each refused; then the cluster is checked unchanged.
+async fn attack(nodes: &[crate::cluster::Node], token: Option<&str>) {
+    let leader = leader_of(nodes, &[0, 1, 2]).await;
+    assert_eq!(
+        put(&nodes[leader].agent, "canary", "alive").await.status(),
+        200
+    );
+    let before = cluster_status(&nodes[leader].agent).await.unwrap();
+    let cluster = before["cluster_id"].as_str().unwrap().to_owned();
+    let term = before["term"].as_u64().unwrap();
+    let leader_id = before["leader_id"].as_u64().unwrap();
+    let follower = (leader + 1) % 3;
+    let follower_rpc = nodes[follower].agent.rpc.to_string();
+    let leader_rpc = nodes[leader].agent.rpc.to_string();
+
+    // Votes: from a non-member, in another's name, and with a term at the end of u64.
+    let mut c = stranger(&leader_rpc, 99, &cluster, token).await;
+    for (req, what) in [
+        (vote(99, term + 1), "a vote request from a non-voter"),
+        (
+            vote(leader_id, term + 1),
+            "a vote request in another node's name",
+        ),
+        (vote(99, u64::MAX), "a vote request with term u64::MAX"),
+    ] {
+        assert!(
+            matches!(send(&mut c, req).await, RpcResponse::NotAllowed(_)),
+            "{what} was served"
+        );
+    }
+    let mut as_voter = stranger(&follower_rpc, leader_id, &cluster, token).await;
+    assert!(
+        matches!(
+            send(&mut as_voter, vote(leader_id, u64::MAX)).await,
+            RpcResponse::NotAllowed(_)
+        ),
+        "a term of u64::MAX from a claimed voter was served"
+    );
+
+    // "You were removed": acknowledged, checked with the members, not believed.
+    let mut c = stranger(&follower_rpc, 99, &cluster, token).await;
+    assert!(matches!(
+        send(&mut c, RpcRequest::Removed { by: leader_id }).await,
+        RpcResponse::Ack
+    ));
+
+    // Proposals only the leader makes, and commands the HTTP API refuses.
+    let mut c = stranger(&follower_rpc, 99, &cluster, token).await;
+    assert_inadmissible(
+        send(
+            &mut c,
+            propose(Command::Clock {
+                term: u64::MAX,
+                now_ms: u64::MAX / 2,
+                wall_ms: 0,
+            }),
+        )
+        .await,
+        "a forged clock stamp",
+    );
+    assert_inadmissible(
+        send(&mut c, propose(Command::ExpireLeases)).await,
+        "a forged lease expiry",
+    );
+    assert_inadmissible(
+        send(
+            &mut c,
+            propose(Command::ConfigPut {
+                kind: String::new(),
+                name: "/abs/path".into(),
+                content: b"{}".to_vec(),
+                hash: String::new(),
+                author: None,
+                expected: None,
+            }),
+        )
+        .await,
+        "a document named /abs/path",
+    );
+    assert_inadmissible(
+        send(
+            &mut c,
+            propose(Command::Put {
+                key: "_conclave/config/x/../../..".into(),
+                value: b"{}".to_vec(),
+                expected: None,
+            }),
+        )
+        .await,
+        "a key under the system prefix",
+    );
+
+    // Nothing changed: same leader, same term, every node a member and serving, canary
+    // intact, and the removal notice did not stick.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = cluster_status(&nodes[follower].agent).await.unwrap();
+    assert_eq!(after["leader_id"].as_u64(), Some(leader_id), "{after}");
+    assert_eq!(
+        after["term"].as_u64(),
+        Some(term),
+        "the term moved: {after}"
+    );
+    assert_eq!(
+        after["members"].as_array().map(Vec::len),
+        Some(3),
+        "{after}"
+    );
+    for n in nodes {
+        assert_eq!(
+            get_value(&n.agent, "canary", false).await.as_deref(),
+            Some("alive")
+        );
+        let identity = std::fs::read_to_string(n.dir.join("data/identity.json")).unwrap();
+        assert!(!identity.contains("removed\":\""), "{identity}");
+    }
+    let log = nodes[follower].agent.log_text();
+    assert!(log.contains("refused a node-RPC message"), "{log}");
+    // A real write still commits on every node.
+    assert_eq!(
+        put(&nodes[follower].agent, "after", "yes").await.status(),
+        200
+    );
+}
