@@ -127,6 +127,58 @@ async fn forward<P: LeaderPath>(
     }
 }
 
+/// The forwarding loop's view of this node: openraft's metrics and the node-RPC pool.
+impl LeaderPath for crate::RaftNode {
+    fn me(&self) -> NodeId {
+        self.id
+    }
+
+    fn removed(&self) -> Option<String> {
+        crate::RaftNode::removed(self)
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.metrics().current_leader
+    }
+
+    fn peer_addr(&self, id: NodeId) -> Option<String> {
+        crate::RaftNode::peer_addr(self, id)
+    }
+
+    async fn serve_here(&self, req: LeaderRequest) -> Result<LeaderReply, ConsensusError> {
+        self.serve_leader(req).await
+    }
+
+    async fn send(
+        &self,
+        addr: &str,
+        rpc: &RpcRequest,
+        timeout: Duration,
+        idempotent: bool,
+    ) -> Result<RpcResponse, CallError> {
+        self.inner.pool.call(addr, rpc, timeout, idempotent).await
+    }
+
+    /// Sleep until the known leader differs from `seen`, a short poll interval passes, or
+    /// the deadline.
+    async fn wait_leader_change(&self, seen: Option<NodeId>, deadline: Instant) {
+        let mut rx = self.inner.raft.metrics();
+        let poll = Instant::now() + Duration::from_millis(50);
+        let until = poll.min(deadline);
+        let _ = tokio::time::timeout_at(until.into(), async {
+            loop {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+                if rx.borrow().current_leader != seen {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! An in-memory network: node 1 is "here", nodes 2 and 3 are peers at `n2`, `n3`. Each

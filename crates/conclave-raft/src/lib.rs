@@ -58,7 +58,7 @@ pub(crate) use error::{map_check_leader_error, map_write_error};
 pub use transport::{Credentials, Timings};
 
 use crate::network::Peers;
-use crate::rpc::{LeaderReply, LeaderRequest, NodeReport, RpcRequest, RpcResponse};
+use crate::rpc::{LeaderReply, LeaderRequest, NodeReport};
 use crate::transport::Pool;
 
 /// Raft timings and log-compaction settings. Timings must match across a cluster.
@@ -579,58 +579,6 @@ pub enum AdoptError {
     NoIdentity(PathBuf),
     #[error("this node belongs to cluster {have:?}, not {offered:?}")]
     OtherCluster { have: String, offered: String },
-}
-
-/// The forwarding loop's view of this node: openraft's metrics and the node-RPC pool.
-impl forward::LeaderPath for RaftNode {
-    fn me(&self) -> NodeId {
-        self.id
-    }
-
-    fn removed(&self) -> Option<String> {
-        RaftNode::removed(self)
-    }
-
-    fn leader(&self) -> Option<NodeId> {
-        self.metrics().current_leader
-    }
-
-    fn peer_addr(&self, id: NodeId) -> Option<String> {
-        RaftNode::peer_addr(self, id)
-    }
-
-    async fn serve_here(&self, req: LeaderRequest) -> Result<LeaderReply, ConsensusError> {
-        self.serve_leader(req).await
-    }
-
-    async fn send(
-        &self,
-        addr: &str,
-        rpc: &RpcRequest,
-        timeout: Duration,
-        idempotent: bool,
-    ) -> Result<RpcResponse, transport::CallError> {
-        self.inner.pool.call(addr, rpc, timeout, idempotent).await
-    }
-
-    /// Sleep until the known leader differs from `seen`, a short poll interval passes, or
-    /// the deadline.
-    async fn wait_leader_change(&self, seen: Option<NodeId>, deadline: Instant) {
-        let mut rx = self.inner.raft.metrics();
-        let poll = Instant::now() + Duration::from_millis(50);
-        let until = poll.min(deadline);
-        let _ = tokio::time::timeout_at(until.into(), async {
-            loop {
-                if rx.changed().await.is_err() {
-                    return;
-                }
-                if rx.borrow().current_leader != seen {
-                    return;
-                }
-            }
-        })
-        .await;
-    }
 }
 
 fn unexpected_reply(reply: &LeaderReply) -> ConsensusError {

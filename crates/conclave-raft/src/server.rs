@@ -6,10 +6,12 @@
 //! and send a join request.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::RaftNode;
@@ -17,8 +19,17 @@ use crate::admission::{self, RaftMessage};
 use crate::rpc::{LeaderRequest, RpcRequest, RpcResponse};
 use crate::transport::{self, Accepted, read_frame, write_frame};
 
+/// Connections served at once; more are closed as they arrive.
+const MAX_CONNECTIONS: usize = 1024;
+/// Connections still in their handshake (not yet trusted) at once.
+const MAX_HANDSHAKING: usize = 64;
+/// How long a connection may take to complete the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Serve node RPC on `listener` until `shutdown` fires.
 pub(crate) async fn serve(listener: TcpListener, node: RaftNode, shutdown: CancellationToken) {
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let handshaking = Arc::new(Semaphore::new(MAX_HANDSHAKING));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -32,28 +43,51 @@ pub(crate) async fn serve(listener: TcpListener, node: RaftNode, shutdown: Cance
                 continue;
             }
         };
+        let (Ok(connection), Ok(handshake)) = (
+            connections.clone().try_acquire_owned(),
+            handshaking.clone().try_acquire_owned(),
+        ) else {
+            node.inner
+                .refusals
+                .record(peer, "connect", &"too many node-RPC connections; closed");
+            continue;
+        };
         let node = node.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let _connection = connection;
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                r = serve_conn(stream, node) => {
-                    if let Err(e) = r
-                        && e.kind() != io::ErrorKind::UnexpectedEof
-                    {
+                r = serve_conn(stream, node.clone(), handshake) => match r {
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                        node.inner.refusals.record(peer, "handshake", &e);
+                    }
+                    Err(e) if e.kind() != io::ErrorKind::UnexpectedEof => {
                         tracing::debug!(%peer, error = %e, "node RPC connection closed");
                     }
-                }
+                    _ => {}
+                },
             }
         });
     }
 }
 
-async fn serve_conn(stream: TcpStream, node: RaftNode) -> io::Result<()> {
+async fn serve_conn(
+    stream: TcpStream,
+    node: RaftNode,
+    handshake: OwnedSemaphorePermit,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let (r, w) = stream.into_split();
     let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
-    let Some(peer) = transport::accept(&mut r, &mut w, node.credentials()).await? else {
+    let accepted = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        transport::accept(&mut r, &mut w, node.credentials()),
+    )
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the handshake took too long"))?;
+    drop(handshake);
+    let Some(peer) = accepted? else {
         return Ok(());
     };
     loop {

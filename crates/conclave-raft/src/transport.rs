@@ -180,19 +180,16 @@ impl Credentials {
         *self.cluster_id.write().unwrap_or_else(|p| p.into_inner()) = Some(id);
     }
 
-    fn sign(&self, role: &[u8], nonce: &[u8; 32]) -> Vec<u8> {
-        let mut ctx = hmac::Context::with_key(&self.key);
-        ctx.update(b"conclave/");
-        ctx.update(role);
-        ctx.update(nonce);
-        ctx.sign().as_ref().to_vec()
+    /// A proof of the token over both sides' nonces (the peer's first), so it is good for
+    /// this one handshake only, in this direction only.
+    fn sign(&self, role: &[u8], first: &[u8; 32], second: &[u8; 32]) -> Vec<u8> {
+        hmac::sign(&self.key, &proof_message(role, first, second))
+            .as_ref()
+            .to_vec()
     }
 
-    fn verify(&self, role: &[u8], nonce: &[u8; 32], proof: &[u8]) -> bool {
-        let mut msg = b"conclave/".to_vec();
-        msg.extend_from_slice(role);
-        msg.extend_from_slice(nonce);
-        hmac::verify(&self.key, &msg, proof).is_ok()
+    fn verify(&self, role: &[u8], first: &[u8; 32], second: &[u8; 32], proof: &[u8]) -> bool {
+        hmac::verify(&self.key, &proof_message(role, first, second), proof).is_ok()
     }
 
     fn token_mismatch(&self, peer: &str) -> String {
@@ -205,6 +202,14 @@ impl Credentials {
             }
         )
     }
+}
+
+fn proof_message(role: &[u8], first: &[u8; 32], second: &[u8; 32]) -> Vec<u8> {
+    let mut msg = b"conclave/".to_vec();
+    msg.extend_from_slice(role);
+    msg.extend_from_slice(first);
+    msg.extend_from_slice(second);
+    msg
 }
 
 fn nonce() -> [u8; 32] {
@@ -232,18 +237,39 @@ pub(crate) async fn write_frame<W: AsyncWriteExt + Unpin>(
 pub(crate) async fn read_frame<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
     r: &mut R,
 ) -> io::Result<T> {
+    read_frame_up_to(r, MAX_FRAME).await
+}
+
+/// Read one frame of at most `max` bytes. The buffer grows as bytes arrive, so a length
+/// prefix alone makes no large allocation.
+async fn read_frame_up_to<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+    max: usize,
+) -> io::Result<T> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds {MAX_FRAME}"),
+            format!("frame of {len} bytes exceeds {max}"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
+    let mut buf = Vec::with_capacity(len.min(64 * 1024));
+    let read = (&mut *r).take(len as u64).read_to_end(&mut buf).await?;
+    if read < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     postcard::from_bytes(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The largest handshake message: the handshake runs before the peer is trusted.
+const MAX_HANDSHAKE_FRAME: usize = 4 * 1024;
+
+async fn read_handshake<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+) -> io::Result<T> {
+    read_frame_up_to(r, MAX_HANDSHAKE_FRAME).await
 }
 
 /// Why a call failed, as far as the caller can tell whether the request took effect.
@@ -317,22 +343,21 @@ impl Conn {
             nonce: my_nonce,
         };
         write_frame(&mut w, &hello).await.map_err(unreachable)?;
-        let challenge: Challenge = read_frame(&mut r).await.map_err(unreachable)?;
-        let server_knows_token = creds.verify(b"server", &my_nonce, &challenge.proof);
-        // The proof is sent even to a server that failed its own, so that both sides log
-        // the refusal; it reveals nothing about the token.
-        let proof = Proof {
-            proof: creds.sign(b"client", &challenge.nonce),
-        };
-        write_frame(&mut w, &proof).await.map_err(unreachable)?;
-        let verdict = read_frame::<_, Verdict>(&mut r)
-            .await
-            .map_err(unreachable)?;
-        if !server_knows_token {
+        let challenge: Challenge = read_handshake(&mut r).await.map_err(unreachable)?;
+        // No proof goes to a server that has not proven itself first: a relay that makes
+        // this node dial it gets nothing to replay elsewhere.
+        if !creds.verify(b"server", &my_nonce, &challenge.nonce, &challenge.proof) {
             return Err(CallError::Refused(
                 creds.token_mismatch(&format!("the node at {addr}")),
             ));
         }
+        let proof = Proof {
+            proof: creds.sign(b"client", &challenge.nonce, &my_nonce),
+        };
+        write_frame(&mut w, &proof).await.map_err(unreachable)?;
+        let verdict = read_handshake::<_, Verdict>(&mut r)
+            .await
+            .map_err(unreachable)?;
         match verdict {
             Verdict::Welcome {
                 node_id,
@@ -393,20 +418,30 @@ where
     R: AsyncReadExt + Unpin,
     W: AsyncWriteExt + Unpin,
 {
-    let hello: Hello = read_frame(r).await?;
+    let hello: Hello = read_handshake(r).await?;
     let my_nonce = nonce();
     let challenge = Challenge {
         nonce: my_nonce,
-        proof: creds.sign(b"server", &hello.nonce),
+        proof: creds.sign(b"server", &hello.nonce, &my_nonce),
     };
     write_frame(w, &challenge).await?;
-    let proof: Proof = read_frame(r).await?;
+    let proof: Proof = match read_handshake(r).await {
+        Ok(p) => p,
+        // A client that finds this node's proof wrong closes without sending its own.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                creds.token_mismatch(&format!("node {} (it left the handshake)", hello.from)),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     let mine = creds.cluster_id();
     if creds.is_own_nonce(&hello.nonce) {
         write_frame(w, &Verdict::ItsYou).await?;
         return Ok(None);
     }
-    let refusal = if !creds.verify(b"client", &my_nonce, &proof.proof) {
+    let refusal = if !creds.verify(b"client", &my_nonce, &hello.nonce, &proof.proof) {
         Some(creds.token_mismatch(&format!("node {}", hello.from)))
     } else if hello.protocol != PROTOCOL_VERSION {
         Some(format!(
@@ -458,112 +493,8 @@ where
     }))
 }
 
-/// Reusable authenticated connections, keyed by address; safe for concurrent callers (each
-/// call takes its own connection).
-pub struct Pool {
-    creds: Arc<Credentials>,
-    idle: Mutex<HashMap<String, Vec<Conn>>>,
-}
-
-impl Pool {
-    pub fn new(creds: Arc<Credentials>) -> Self {
-        Self {
-            creds,
-            idle: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// An idle connection to `addr` that the peer has not closed meanwhile.
-    fn take(&self, addr: &str) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.get_mut(addr)?;
-        while let Some(conn) = list.pop() {
-            if conn.looks_open() {
-                return Some(conn);
-            }
-        }
-        None
-    }
-
-    fn give_back(&self, conn: Conn) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(conn.addr.clone()).or_default();
-        if list.len() < MAX_IDLE_PER_PEER {
-            list.push(conn);
-        }
-    }
-
-    /// Drop every idle connection to `addr` (its node restarted or moved).
-    pub fn forget(&self, addr: &str) {
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(addr);
-    }
-
-    /// One request/response on a pooled connection, within `timeout`.
-    ///
-    /// A pooled connection may have been closed by the peer since its last use; for requests
-    /// that are safe to repeat (`idempotent`), a failure on a reused connection is retried
-    /// once on a fresh one.
-    pub async fn call<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
-        &self,
-        addr: &str,
-        req: &Req,
-        timeout: Duration,
-        idempotent: bool,
-    ) -> Result<Resp, CallError> {
-        // Whether the request left this node: a timeout before that (a slow connect or
-        // handshake) is "unreachable", never "outcome unknown".
-        let sent = std::sync::atomic::AtomicBool::new(false);
-        let attempt = async {
-            let reused = self.take(addr);
-            let was_reused = reused.is_some();
-            let mut conn = match reused {
-                Some(c) => c,
-                None => Conn::connect(addr, &self.creds).await?,
-            };
-            sent.store(true, std::sync::atomic::Ordering::Relaxed);
-            match conn.call(req).await {
-                Ok(resp) => {
-                    self.give_back(conn);
-                    Ok(resp)
-                }
-                Err(e) if was_reused && idempotent => {
-                    tracing::debug!(%addr, error = %e, "pooled connection failed; reconnecting");
-                    self.forget(addr);
-                    let mut conn = Conn::connect(addr, &self.creds).await?;
-                    let resp = conn.call(req).await?;
-                    self.give_back(conn);
-                    Ok(resp)
-                }
-                Err(e) => {
-                    self.forget(addr);
-                    Err(e)
-                }
-            }
-        };
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) if !sent.load(std::sync::atomic::Ordering::Relaxed) => {
-                Err(CallError::Unreachable {
-                    addr: addr.to_owned(),
-                    source: io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("no connection within {timeout:?}"),
-                    ),
-                })
-            }
-            Err(_) => Err(CallError::Lost {
-                addr: addr.to_owned(),
-                source: io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no reply within {timeout:?}"),
-                ),
-            }),
-        }
-    }
-}
+mod pool;
+pub use pool::Pool;
 
 #[cfg(test)]
 mod tests;

@@ -50,6 +50,9 @@ pub struct AgentConfig {
     pub raft: RaftTuning,
     /// Join secret: required on every node RPC connection when set. Never printed.
     pub cluster_token: Option<conclave_types::Secret>,
+    /// Serve node RPC and gossip beyond loopback without a cluster token (anyone who reaches
+    /// the port could then take part): refused unless this is set.
+    pub insecure: bool,
     /// Node RPC addresses of members to join (or, with `bootstrap_expect`, to form with).
     pub join: AddrList,
     /// Static formation: `ID=HOST:PORT,...` of every initial voter (RPC addresses).
@@ -115,64 +118,8 @@ impl WatchTuning {
     }
 }
 
-/// Tags: a TOML table, or `key=value` items (flags, or one comma-separated string).
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Tags(pub BTreeMap<String, String>);
-
-impl<'de> Deserialize<'de> for Tags {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            Map(BTreeMap<String, String>),
-            List(Vec<String>),
-            One(String),
-        }
-        let items: Vec<String> = match Either::deserialize(d)? {
-            Either::Map(m) => return Ok(Tags(m)),
-            Either::List(v) => v,
-            Either::One(s) => s.split(',').map(str::to_owned).collect(),
-        };
-        let mut map = BTreeMap::new();
-        for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-            let Some((k, v)) = item.split_once('=') else {
-                return Err(serde::de::Error::custom(format!(
-                    "tag {item:?} is not key=value (e.g. --tag zone=eu-1)"
-                )));
-            };
-            map.insert(k.trim().to_owned(), v.trim().to_owned());
-        }
-        Ok(Tags(map))
-    }
-}
-
-/// A list of addresses: a TOML array, or one comma-separated string (flags, environment).
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct AddrList(pub Vec<String>);
-
-impl<'de> Deserialize<'de> for AddrList {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            One(String),
-            Many(Vec<String>),
-        }
-        let items = match Either::deserialize(d)? {
-            Either::One(s) => s.split(',').map(str::to_owned).collect(),
-            Either::Many(v) => v,
-        };
-        Ok(AddrList(
-            items
-                .into_iter()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect(),
-        ))
-    }
-}
+mod lists;
+pub use lists::{AddrList, Tags};
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -227,6 +174,7 @@ impl Default for AgentConfig {
             max_value_bytes: limits.max_value_bytes,
             raft: RaftTuning::default(),
             cluster_token: None,
+            insecure: false,
             join: AddrList::default(),
             initial_members: None,
             bootstrap_expect: None,
@@ -364,6 +312,12 @@ impl AgentConfig {
     /// Cross-field checks figment cannot express.
     fn validate(&self) -> anyhow::Result<()> {
         self.formation()?;
+        if self.cluster_token.is_none() && !self.rpc_addr.ip().is_loopback() && !self.insecure {
+            bail!(
+                "node RPC and gossip would listen on {} without a cluster token: any process that reaches that port could join, vote and write. Set the same secret on every node in CONCLAVE_CLUSTER_TOKEN, keep --rpc-addr on loopback (127.0.0.1), or pass --insecure to accept the risk",
+                self.rpc_addr
+            );
+        }
         self.gossip.validate()?;
         self.must_match_settings()?;
         let mut names = std::collections::BTreeSet::new();
@@ -566,6 +520,11 @@ pub struct AgentFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub single_node: bool,
+    /// Serve node RPC and gossip beyond loopback without a cluster token (unauthenticated:
+    /// anyone who reaches the port can take part). Refused without this flag.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
     /// DNS server (host:port) for srv: join entries [default: the system's].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

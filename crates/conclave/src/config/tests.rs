@@ -67,3 +67,32 @@ fn inconsistent_timings_are_refused() {
         .to_string();
     assert!(err.contains("election_timeout_min_ms"), "{err}");
 }
+
+#[test]
+fn rpc_beyond_loopback_needs_a_token_or_insecure() {
+    let anywhere: std::net::SocketAddr = "0.0.0.0:7401".parse().unwrap();
+    let bare = AgentFlags {
+        rpc_addr: Some(anywhere),
+        ..Default::default()
+    };
+    let e = load(None, &bare).unwrap_err().to_string();
+    assert!(
+        e.contains("without a cluster token") && e.contains("--insecure"),
+        "{e}"
+    );
+    let insecure = AgentFlags {
+        insecure: true,
+        ..bare.clone()
+    };
+    assert!(load(None, &insecure).is_ok());
+    let with_token = AgentFlags {
+        cluster_token: Some(conclave_types::Secret::new("s3cret")),
+        ..bare.clone()
+    };
+    assert!(load(None, &with_token).is_ok());
+    let loopback = AgentFlags {
+        rpc_addr: Some("127.0.0.1:7401".parse().unwrap()),
+        ..Default::default()
+    };
+    assert!(load(None, &loopback).is_ok());
+}

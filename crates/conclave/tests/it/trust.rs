@@ -214,3 +214,38 @@ async fn attack(nodes: &[crate::cluster::Node], token: Option<&str>) {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_the_handshake_a_connection_gets_no_memory_and_little_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let root = tempfile::tempdir().unwrap();
+    let agent = crate::support::Agent::start(root.path(), &[]).await;
+    let rpc = agent.rpc;
+    // A length prefix of 64 MiB as the first frame: refused at once, nothing allocated.
+    let mut big = tokio::net::TcpStream::connect(rpc).await.unwrap();
+    big.write_all(&(64u32 * 1024 * 1024).to_le_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(2), big.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a 64 MiB pre-handshake frame was not refused: {closed:?}"
+    );
+    // A connection that never says hello is closed after the handshake timeout.
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(rpc).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent connection was kept: {closed:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "closed before the handshake timeout: {:?}",
+        started.elapsed()
+    );
+    // The node still serves.
+    assert_eq!(crate::cluster::put(&agent, "k", "v").await.status(), 200);
+}
