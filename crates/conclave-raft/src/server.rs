@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::RaftNode;
 use crate::admission::{self, RaftMessage};
 use crate::rpc::{LeaderRequest, RpcRequest, RpcResponse};
-use crate::transport::{self, Accepted, read_frame, write_frame};
+use crate::transport::{self, Accepted, sealed};
 
 /// Connections served at once; more are closed as they arrive.
 const MAX_CONNECTIONS: usize = 1024;
@@ -87,13 +87,13 @@ async fn serve_conn(
     .await
     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the handshake took too long"))?;
     drop(handshake);
-    let Some(peer) = accepted? else {
+    let Some(mut peer) = accepted? else {
         return Ok(());
     };
     loop {
-        let req: RpcRequest = read_frame(&mut r).await?;
+        let req: RpcRequest = sealed::read_opened(&mut r, &mut peer.channel.recv).await?;
         let resp = dispatch(&node, &peer, req).await;
-        write_frame(&mut w, &resp).await?;
+        sealed::write_sealed(&mut w, &mut peer.channel.send, &resp).await?;
     }
 }
 

@@ -6,18 +6,26 @@
 //! everything two nodes must agree on before they exchange a single Raft message.
 //!
 //! # Wire format
-//! Every frame is `len u32 LE ‖ postcard(message)`, at most [`MAX_FRAME`] bytes.
+//! Handshake frames are `len u32 LE ‖ postcard(message)`, at most 4 KiB (the peer is not
+//! trusted yet). Every frame after it is sealed ([`sealed`]): `len u32 LE ‖
+//! ChaCha20-Poly1305(postcard(message))` under this session's key for its direction, at
+//! most [`MAX_FRAME`] bytes of message.
 //!
 //! # Handshake (mutual, the token never crosses the wire)
 //! 1. client → [`Hello`]: protocol version, its cluster id (none while it has not joined one),
 //!    node id, Raft timings, a random nonce.
-//! 2. server → [`Challenge`]: its own nonce and `HMAC(token, "server" ‖ client nonce)`. The
-//!    client checks that proof: a server with another token is refused by the client.
-//! 3. client → [`Proof`]: `HMAC(token, "client" ‖ server nonce)`.
+//! 2. server → [`Challenge`]: its own nonce and `HMAC(token, "server" ‖ client nonce ‖
+//!    server nonce)`. The client checks that proof and, if it fails, closes without sending
+//!    a proof of its own: a server with another token (or a relay) learns nothing.
+//! 3. client → [`Proof`]: `HMAC(token, "client" ‖ server nonce ‖ client nonce)`.
 //! 4. server → [`Verdict`]: welcome (with its node id and cluster id) or refused with the
 //!    reason, checked in this order: token, protocol version, cluster id, Raft timings.
 //!
-//! After that the client sends one request at a time and reads one response.
+//! Both ends then derive the session keys from the token and both nonces; a relay that
+//! passed the handshake on holds a connection it can neither read nor write. After that the
+//! client sends one request at a time and reads one response. Without a token the same
+//! steps run with an empty key: nothing is authenticated, which is why such a node serves
+//! RPC only on loopback unless started with `--insecure`.
 
 use std::collections::HashMap;
 use std::io;
@@ -115,6 +123,8 @@ pub struct Credentials {
     pub node_id: NodeId,
     cluster_id: RwLock<Option<String>>,
     key: hmac::Key,
+    /// What every session's keys derive from (the token).
+    session_key: ring::hkdf::Prk,
     has_token: bool,
     pub timings: Timings,
     /// Nonces of this node's own handshakes in progress: a hello carrying one of them is
@@ -145,6 +155,7 @@ impl Credentials {
             node_id,
             cluster_id: RwLock::new(cluster_id),
             key: hmac::Key::new(hmac::HMAC_SHA256, token.as_bytes()),
+            session_key: sealed::cluster_key(token.as_bytes()),
             has_token: !token.is_empty(),
             timings,
             own_nonces: std::sync::Mutex::new(std::collections::VecDeque::new()),
@@ -234,12 +245,6 @@ pub(crate) async fn write_frame<W: AsyncWriteExt + Unpin>(
     w.flush().await
 }
 
-pub(crate) async fn read_frame<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
-    r: &mut R,
-) -> io::Result<T> {
-    read_frame_up_to(r, MAX_FRAME).await
-}
-
 /// Read one frame of at most `max` bytes. The buffer grows as bytes arrive, so a length
 /// prefix alone makes no large allocation.
 async fn read_frame_up_to<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
@@ -301,6 +306,7 @@ pub struct Conn {
     addr: String,
     r: BufReader<OwnedReadHalf>,
     w: BufWriter<OwnedWriteHalf>,
+    channel: sealed::Channel,
     /// The peer's node id and cluster id as it announced them.
     pub peer_id: NodeId,
     pub peer_cluster: Option<String>,
@@ -366,6 +372,12 @@ impl Conn {
                 addr: addr.to_owned(),
                 r,
                 w,
+                channel: sealed::Channel::new(
+                    &creds.session_key,
+                    sealed::Side::Client,
+                    &my_nonce,
+                    &challenge.nonce,
+                ),
                 peer_id: node_id,
                 peer_cluster: cluster_id,
             }),
@@ -396,8 +408,12 @@ impl Conn {
             addr: self.addr.clone(),
             source,
         };
-        write_frame(&mut self.w, req).await.map_err(lost)?;
-        read_frame(&mut self.r).await.map_err(lost)
+        sealed::write_sealed(&mut self.w, &mut self.channel.send, req)
+            .await
+            .map_err(lost)?;
+        sealed::read_opened(&mut self.r, &mut self.channel.recv)
+            .await
+            .map_err(lost)
     }
 }
 
@@ -405,6 +421,8 @@ impl Conn {
 pub struct Accepted {
     pub peer_id: NodeId,
     pub peer_cluster: Option<String>,
+    /// This session's keys: every frame after the handshake is sealed with them.
+    pub(crate) channel: sealed::Channel,
 }
 
 /// Run the server side of the handshake on a fresh connection. `Ok(None)` means the peer was
@@ -490,10 +508,17 @@ where
     Ok(Some(Accepted {
         peer_id: hello.from,
         peer_cluster: hello.cluster_id,
+        channel: sealed::Channel::new(
+            &creds.session_key,
+            sealed::Side::Server,
+            &hello.nonce,
+            &my_nonce,
+        ),
     }))
 }
 
 mod pool;
+pub(crate) mod sealed;
 pub use pool::Pool;
 
 #[cfg(test)]

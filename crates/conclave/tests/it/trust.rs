@@ -249,3 +249,98 @@ async fn before_the_handshake_a_connection_gets_no_memory_and_little_time() {
     // The node still serves.
     assert_eq!(crate::cluster::put(&agent, "k", "v").await.status(), 200);
 }
+
+/// A TCP relay from `listen` to `target` that keeps a copy of every byte it passes on.
+async fn recording_relay(
+    listen: std::net::SocketAddr,
+    target: std::net::SocketAddr,
+) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            type Read = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+            type Write = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+            let (ir, iw) = inbound.into_split();
+            let (or, ow) = outbound.into_split();
+            let pairs: [(Read, Write); 2] =
+                [(Box::new(ir), Box::new(ow)), (Box::new(or), Box::new(iw))];
+            for (mut from, mut to) in pairs {
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = from.read(&mut buf).await {
+                        if n == 0 || to.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        record.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                });
+            }
+        }
+    });
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_of_node_rpc_during_writes_holds_no_stored_value() {
+    use crate::support::{Agent, free_addr};
+
+    let root = tempfile::tempdir().unwrap();
+    let addrs: Vec<_> = (0..3).map(|_| (free_addr(), free_addr())).collect();
+    // Node 3 is reached through a relay that records what crosses it.
+    let relay = free_addr();
+    let seen = recording_relay(relay, addrs[2].1).await;
+    let members = format!("1={},2={},3={relay}", addrs[0].1, addrs[1].1);
+    let env = cluster_env(&[]);
+    let mut agents = Vec::new();
+    for (i, (h, r)) in addrs.iter().enumerate() {
+        let relay_flag = relay.to_string();
+        let mut args = vec!["--initial-members", members.as_str()];
+        if i == 2 {
+            args.extend(["--advertise-rpc-addr", relay_flag.as_str()]);
+        }
+        agents.push(Agent::spawn_env(
+            &root.path().join(format!("n{i}")),
+            *h,
+            *r,
+            &args,
+            &env,
+        ));
+    }
+    for a in &agents {
+        a.wait_healthy(Duration::from_secs(30)).await;
+    }
+    // Written through nodes 1 and 2: each value reaches node 3 through the relay (as an
+    // append if it follows, as a forwarded proposal if it leads).
+    for i in 0..20 {
+        let value = format!("plain-secret-value-{i:02}");
+        assert_eq!(
+            put(&agents[i % 2], &format!("k{i}"), &value).await.status(),
+            200
+        );
+    }
+    crate::cluster::eventually(
+        "node 3 has every value",
+        Duration::from_secs(10),
+        || async {
+            get_value(&agents[2], "k19", true).await.as_deref() == Some("plain-secret-value-19")
+        },
+    )
+    .await;
+    let captured = seen.lock().unwrap().clone();
+    assert!(
+        captured.len() > 1000,
+        "the relay saw only {} bytes",
+        captured.len()
+    );
+    assert!(
+        !captured.windows(18).any(|w| w == b"plain-secret-value"),
+        "a stored value crossed node RPC in the clear"
+    );
+}
