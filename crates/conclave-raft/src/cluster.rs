@@ -231,7 +231,15 @@ impl RaftNode {
             LeaderRequest::Join { node_id, info } => {
                 match nodes.get(&node_id) {
                     Some(known) if *known == info => {}
-                    Some(_) => self.set_nodes(node_id, info).await?,
+                    // A join never moves a member: a moved member announces itself
+                    // (`SetInfo`); a second node with a member's id is refused.
+                    Some(known) => {
+                        return Err(RejectReason::AlreadyMember {
+                            node_id,
+                            rpc_addr: known.rpc_addr.clone(),
+                        }
+                        .into());
+                    }
                     None => {
                         tracing::info!(node_id, %info, "adding a joining node as a learner");
                         let _turn = self.membership_turn().await?;

@@ -481,6 +481,15 @@ impl RaftNode {
             .clone()
     }
 
+    /// `id` is in this node's effective membership (voter or learner).
+    pub(crate) fn is_member(&self, id: NodeId) -> bool {
+        self.metrics()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .is_some()
+    }
+
     /// Node-RPC messages this node refused since it started (strangers, impersonation,
     /// absurd terms, unverified removals, commands a peer may not propose).
     pub fn refused_messages(&self) -> u64 {

@@ -154,6 +154,20 @@ async fn dispatch(node: &RaftNode, peer: &Accepted, req: RpcRequest) -> RpcRespo
                     "this node has not joined a cluster yet; send the request to a member".into(),
                 );
             }
+            // A node joins and announces its address only for itself (a member may pass
+            // another's request on).
+            if let LeaderRequest::Join { node_id, .. } | LeaderRequest::SetInfo { node_id, .. } =
+                &req
+                && *node_id != peer.peer_id
+                && !node.is_member(peer.peer_id)
+            {
+                let why = format!(
+                    "node {} may not join or announce addresses for node {node_id}",
+                    peer.peer_id
+                );
+                node.inner.refusals.record(peer.peer_id, "join", &why);
+                return RpcResponse::NotAllowed(why);
+            }
             RpcResponse::Leader(node.serve_peer_request(peer.peer_id, req, hops).await)
         }
         RpcRequest::Removed { .. } | RpcRequest::TakeLeadership { .. }

@@ -183,6 +183,41 @@ async fn attack(nodes: &[crate::cluster::Node], token: Option<&str>) {
         "a key under the system prefix",
     );
 
+    // Joins that would move a member: in another's name, and in the member's own name.
+    let members = before["members"].as_array().unwrap().clone();
+    let victim = members
+        .iter()
+        .map(|m| m["node_id"].as_u64().unwrap())
+        .find(|id| *id != leader_id)
+        .unwrap();
+    let evil = conclave_storage::NodeInfo {
+        rpc_addr: "127.0.0.1:9".into(),
+        api_addr: "127.0.0.1:9".into(),
+        learner_only: false,
+    };
+    let join = |node_id| RpcRequest::Leader {
+        req: LeaderRequest::Join {
+            node_id,
+            info: evil.clone(),
+        },
+        hops: 1,
+    };
+    let mut c = stranger(&follower_rpc, 99, &cluster, token).await;
+    assert!(
+        matches!(send(&mut c, join(victim)).await, RpcResponse::NotAllowed(_)),
+        "a join in another node's name was served"
+    );
+    let mut as_victim = stranger(&leader_rpc, victim, &cluster, token).await;
+    assert!(
+        matches!(
+            send(&mut as_victim, join(victim)).await,
+            RpcResponse::Leader(Err(ConsensusError::Rejected(
+                RejectReason::AlreadyMember { .. }
+            )))
+        ),
+        "a join with a member's id moved it"
+    );
+
     // Nothing changed: same leader, same term, every node a member and serving, canary
     // intact, and the removal notice did not stick.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -197,6 +232,10 @@ async fn attack(nodes: &[crate::cluster::Node], token: Option<&str>) {
         after["members"].as_array().map(Vec::len),
         Some(3),
         "{after}"
+    );
+    assert!(
+        !after.to_string().contains("127.0.0.1:9\""),
+        "a member's address was rewritten: {after}"
     );
     for n in nodes {
         assert_eq!(
