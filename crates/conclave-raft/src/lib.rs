@@ -514,6 +514,31 @@ impl RaftNode {
         self.inner.log.first_and_last_index()
     }
 
+    /// Resolves when this node can no longer serve as a member: it was removed (confirmed by
+    /// the members), or Raft stopped on a fatal error (storage failed, e.g. a full disk).
+    /// The agent then leaves gossip and exits non-zero, so a supervisor restarts or alerts
+    /// instead of keeping a process that advertises itself alive.
+    pub async fn fatal(&self) -> String {
+        let mut removed = self.inner.removed.subscribe();
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if let Some(why) = removed.borrow_and_update().clone() {
+                return why;
+            }
+            if let Err(e) = &metrics.borrow_and_update().running_state {
+                return format!("Raft stopped on a fatal error: {e}");
+            }
+            tokio::select! {
+                r = removed.changed() => if r.is_err() {
+                    return "Raft stopped".into();
+                },
+                r = metrics.changed() => if r.is_err() {
+                    return "Raft stopped".into();
+                },
+            }
+        }
+    }
+
     /// Why this node is no longer a member, once it has been removed.
     pub fn removed(&self) -> Option<String> {
         self.inner.removed.borrow().clone()

@@ -479,6 +479,18 @@ pub async fn run(
             node.shutdown().await;
             return http_ended(res);
         }
+        why = node.fatal() => {
+            // No longer a member, or Raft is down: say so in gossip, drain, and exit
+            // non-zero so that a supervisor restarts or alerts.
+            tracing::error!(reason = %why, "this node can no longer serve; shutting down");
+            http_stop.cancel();
+            drain_http(&mut http).await;
+            parts.membership.leave().await;
+            shutdown.cancel();
+            wait_for_tasks(&tasks).await;
+            node.shutdown().await;
+            bail!("{why}");
+        }
     }
     http_stop.cancel();
     drain_http(&mut http).await;

@@ -226,7 +226,7 @@ async fn static_formation_forwarding_join_promotion_and_removal() {
 
     // A 5th node with --role learner is recorded as learner-only (never auto-promoted).
     let d5 = root.path().join("n5");
-    let n5 = Agent::spawn_env(
+    let mut n5 = Agent::spawn_env(
         &d5,
         free_addr(),
         free_addr(),
@@ -247,7 +247,8 @@ async fn static_formation_forwarding_join_promotion_and_removal() {
     )
     .await;
 
-    // Removing the learner through the CLI; the removed node says so.
+    // Removing the learner through the CLI; the removed node says so, then exits non-zero
+    // (a supervisor restarts it, and it refuses its data directory with the reason).
     let addr = nodes[followers[1]].agent.addr_flag();
     let (code, out, err) = cli(
         &["members", "remove", &id5.to_string(), "--addr", &addr],
@@ -255,19 +256,34 @@ async fn static_formation_forwarding_join_promotion_and_removal() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(!out.contains(&id5.to_string()), "{out}");
-    eventually(
-        "node 5 reports it was removed",
-        Duration::from_secs(10),
-        || async {
-            match http().get(n5.url("/v1/health")).send().await {
-                Ok(r) => {
-                    r.status() == 503 && r.text().await.unwrap_or_default().contains("removed")
-                }
-                Err(_) => false,
-            }
-        },
-    )
-    .await;
+    let exit = n5
+        .wait_exit(Duration::from_secs(20))
+        .expect("the removed node exits");
+    assert!(!exit.success(), "a removed node exits non-zero");
+    let log = n5.log_text();
+    assert!(
+        log.contains("was removed from cluster") && log.contains("can no longer serve"),
+        "{log}"
+    );
+    let (h5, r5) = (free_addr().to_string(), free_addr().to_string());
+    let data5 = d5.join("data");
+    let (code, _, err) = cli(
+        &[
+            "agent",
+            "--data-dir",
+            data5.to_str().unwrap(),
+            "--http-addr",
+            &h5,
+            "--rpc-addr",
+            &r5,
+        ],
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no longer belongs to a cluster member"),
+        "{err}"
+    );
 
     // Unsafe changes are refused with an explanation; the last-voter rule holds.
     let (code, _, err) = cli(&["members", "promote", "999", "--addr", &addr], None);
