@@ -366,3 +366,37 @@ mod tests {
         }
     }
 }
+
+/// Why a node could not take the cluster id it was offered.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error(transparent)]
+    Identity(#[from] conclave_storage::identity::IdentityError),
+    #[error("no identity file in {}", .0.display())]
+    NoIdentity(std::path::PathBuf),
+    #[error("this node belongs to cluster {have:?}, not {offered:?}")]
+    OtherCluster { have: String, offered: String },
+}
+
+impl RaftNode {
+    /// Record the cluster this node now belongs to (a joining node, accepted by a leader).
+    pub fn adopt_cluster(&self, cluster_id: &str) -> Result<(), AdoptError> {
+        let dir = &self.inner.data_dir;
+        let mut id = conclave_storage::identity::load(dir)?
+            .ok_or_else(|| AdoptError::NoIdentity(dir.clone()))?;
+        if let Some(have) = &id.cluster_id {
+            if have != cluster_id {
+                return Err(AdoptError::OtherCluster {
+                    have: have.clone(),
+                    offered: cluster_id.to_owned(),
+                });
+            }
+        } else {
+            id.cluster_id = Some(cluster_id.to_owned());
+            conclave_storage::identity::save(dir, &id)?;
+            tracing::info!(cluster_id, "joined cluster");
+        }
+        self.inner.creds.set_cluster_id(cluster_id.to_owned());
+        Ok(())
+    }
+}

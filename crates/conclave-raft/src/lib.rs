@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use conclave_state::{Command, Outcome};
 use conclave_storage::{
-    LogStats, LogStore, NodeId, NodeInfo, StateHandle, StateMachineStore, TypeConfig, identity,
+    LogStats, LogStore, NodeId, NodeInfo, StateHandle, StateMachineStore, TypeConfig,
 };
 use conclave_types::Secret;
 use openraft::error::{InitializeError, RaftError};
@@ -55,6 +55,7 @@ use tokio_util::sync::CancellationToken;
 pub use batcher::BatchStats;
 pub use error::{ConsensusError, RejectReason, StartError, VoterExit};
 pub(crate) use error::{map_check_leader_error, map_write_error};
+pub use formation::AdoptError;
 pub use transport::{Credentials, Timings};
 
 use crate::network::Peers;
@@ -576,43 +577,12 @@ impl RaftNode {
         }
     }
 
-    /// Record the cluster this node now belongs to (a joining node, accepted by a leader).
-    pub fn adopt_cluster(&self, cluster_id: &str) -> Result<(), AdoptError> {
-        let dir = &self.inner.data_dir;
-        let mut id = identity::load(dir)?.ok_or_else(|| AdoptError::NoIdentity(dir.clone()))?;
-        if let Some(have) = &id.cluster_id {
-            if have != cluster_id {
-                return Err(AdoptError::OtherCluster {
-                    have: have.clone(),
-                    offered: cluster_id.to_owned(),
-                });
-            }
-        } else {
-            id.cluster_id = Some(cluster_id.to_owned());
-            identity::save(dir, &id)?;
-            tracing::info!(cluster_id, "joined cluster");
-        }
-        self.inner.creds.set_cluster_id(cluster_id.to_owned());
-        Ok(())
-    }
-
     /// Stop Raft (replication, elections, the state machine worker).
     pub async fn shutdown(&self) {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown reported an error");
         }
     }
-}
-
-/// Why a node could not take the cluster id it was offered.
-#[derive(Debug, thiserror::Error)]
-pub enum AdoptError {
-    #[error(transparent)]
-    Identity(#[from] identity::IdentityError),
-    #[error("no identity file in {}", .0.display())]
-    NoIdentity(PathBuf),
-    #[error("this node belongs to cluster {have:?}, not {offered:?}")]
-    OtherCluster { have: String, offered: String },
 }
 
 fn unexpected_reply(reply: &LeaderReply) -> ConsensusError {

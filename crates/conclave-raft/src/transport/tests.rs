@@ -63,3 +63,79 @@ async fn a_timeout_before_the_request_is_sent_is_unreachable_not_lost() {
     assert!(err.not_sent(), "{err}");
     hold.abort();
 }
+
+mod arbitrary_input {
+    //! Bytes from the network, whatever they are: the decoders and the handshake answer
+    //! with an error (or a refusal), never a panic, and never wait for more than they were
+    //! given. Property tests with random input (coverage-guided fuzzing needs a nightly
+    //! toolchain, which this project does not require).
+
+    use proptest::prelude::*;
+
+    use super::super::sealed;
+    use super::*;
+    use crate::rpc::{RpcRequest, RpcResponse};
+
+    fn creds(token: Option<&str>) -> Credentials {
+        let timings = Timings {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+        };
+        Credentials::new(1, Some("c".into()), token, timings)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn messages_decode_or_fail(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = postcard::from_bytes::<RpcRequest>(&bytes);
+            let _ = postcard::from_bytes::<RpcResponse>(&bytes);
+            let _ = postcard::from_bytes::<Hello>(&bytes);
+            let _ = postcard::from_bytes::<Verdict>(&bytes);
+        }
+
+        #[test]
+        fn the_server_handshake_refuses_garbage(
+            hello in proptest::collection::vec(any::<u8>(), 0..300),
+            proof in proptest::collection::vec(any::<u8>(), 0..300),
+            raw in any::<bool>(),
+            token in proptest::option::of("[a-z]{1,12}"),
+        ) {
+            // Either raw bytes, or two well-framed messages of random content (so postcard
+            // decodes them, not just the length check).
+            let mut bytes = Vec::new();
+            for part in [&hello, &proof] {
+                if !raw {
+                    bytes.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                }
+                bytes.extend_from_slice(part);
+            }
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let creds = creds(token.as_deref());
+                let mut r = bytes.as_slice();
+                let mut w = Vec::new();
+                let accepted = accept(&mut r, &mut w, &creds).await;
+                prop_assert!(!matches!(accepted, Ok(Some(_))), "garbage was welcomed");
+                Ok(())
+            })?;
+        }
+
+        #[test]
+        fn sealed_frames_from_garbage_do_not_open(
+            bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let key = sealed::cluster_key(b"token");
+                let mut channel = sealed::Channel::new(&key, sealed::Side::Server, &[1; 32], &[2; 32]);
+                let mut r = bytes.as_slice();
+                let opened = sealed::read_opened::<_, RpcRequest>(&mut r, &mut channel.recv).await;
+                prop_assert!(opened.is_err());
+                Ok(())
+            })?;
+        }
+    }
+}

@@ -466,3 +466,126 @@ fn handover(name: &str, target: &str, from_epoch: u64, window_ms: u64) -> Comman
 }
 
 mod elections;
+
+mod arbitrary_commands {
+    //! Any sequence of commands, however odd (huge clocks, empty names, absent holders):
+    //! `apply` never panics, every outcome carries a revision that never goes back, and
+    //! every revision is exactly one change.
+
+    use super::*;
+
+    fn small_string() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-c]{0,2}",
+            Just(String::new()),
+            Just("_conclave/x".to_string())
+        ]
+    }
+
+    fn any_u64() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0u64..10_000,
+            Just(u64::MAX),
+            Just(u64::MAX - 1),
+            any::<u64>()
+        ]
+    }
+
+    fn command() -> impl Strategy<Value = Command> {
+        prop_oneof![
+            (
+                small_string(),
+                proptest::collection::vec(any::<u8>(), 0..8),
+                proptest::option::of(0u64..20)
+            )
+                .prop_map(|(key, value, expected)| Command::Put {
+                    key,
+                    value,
+                    expected
+                }),
+            (small_string(), proptest::option::of(0u64..20))
+                .prop_map(|(key, expected)| Command::Delete { key, expected }),
+            (any_u64(), any_u64(), any_u64()).prop_map(|(term, now_ms, wall_ms)| Command::Clock {
+                term,
+                now_ms,
+                wall_ms
+            }),
+            (
+                small_string(),
+                small_string(),
+                proptest::collection::vec(any::<u8>(), 0..8),
+                proptest::option::of(0u64..20)
+            )
+                .prop_map(|(kind, name, content, expected)| Command::ConfigPut {
+                    kind,
+                    name,
+                    content,
+                    hash: "h".into(),
+                    author: None,
+                    expected,
+                }),
+            (
+                small_string(),
+                small_string(),
+                proptest::option::of(0u64..20)
+            )
+                .prop_map(|(kind, name, expected)| Command::ConfigDelete {
+                    kind,
+                    name,
+                    expected,
+                    author: None
+                }),
+            (small_string(), small_string(), any_u64()).prop_map(
+                |(election, candidate, ttl_ms)| Command::Campaign {
+                    election,
+                    candidate,
+                    ttl_ms
+                }
+            ),
+            (small_string(), small_string(), any_u64()).prop_map(|(election, candidate, epoch)| {
+                Command::Keepalive {
+                    election,
+                    candidate,
+                    epoch,
+                }
+            }),
+            (small_string(), small_string(), any_u64()).prop_map(|(election, candidate, epoch)| {
+                Command::Resign {
+                    election,
+                    candidate,
+                    epoch,
+                }
+            }),
+            Just(Command::ExpireLeases),
+            (small_string(), small_string(), any_u64(), any_u64()).prop_map(
+                |(election, target, from_epoch, window_ms)| Command::Handover {
+                    election,
+                    target,
+                    from_epoch,
+                    window_ms,
+                }
+            ),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn apply_never_panics_and_revisions_never_go_back(
+            commands in proptest::collection::vec(command(), 1..60),
+        ) {
+            let mut s = State::new();
+            let mut last = 0;
+            for c in &commands {
+                let before = s.revision();
+                let _ = s.apply(c);
+                let after = s.revision();
+                prop_assert!(after >= before && after >= last, "revision went back on {c:?}");
+                let changes = s.take_changes();
+                prop_assert_eq!(changes.len() as u64, after - before, "changes for {:?}", c);
+                last = after;
+            }
+        }
+    }
+}
