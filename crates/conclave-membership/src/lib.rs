@@ -179,6 +179,11 @@ struct Inner {
     join_problem: std::sync::RwLock<Option<String>>,
     /// When each (node, generation)'s heartbeat last advanced here.
     beats: std::sync::Mutex<HashMap<ChitchatId, (u64, Instant)>>,
+    /// The cluster this agent was started for, if it was told (a client agent learns it).
+    configured_cluster: Option<String>,
+    /// Gossip members of another cluster seen in the last refresh, and when that was last
+    /// logged.
+    foreign: std::sync::Mutex<(usize, Option<Instant>)>,
 }
 
 impl Membership {
@@ -259,6 +264,8 @@ impl Membership {
             tuning: opts.tuning.clone(),
             id: opts.node_id,
             beats: Default::default(),
+            configured_cluster: opts.cluster_id.clone().filter(|c| !c.is_empty()),
+            foreign: Default::default(),
             join_problem: std::sync::RwLock::new(
                 (!opts.seeds.is_empty()).then(|| "joining: no seed has answered yet".to_string()),
             ),
@@ -397,6 +404,15 @@ impl Membership {
             &observed,
             Duration::from_millis(self.inner.tuning.suspect_after_ms),
         );
+        let own = members
+            .iter()
+            .find(|m| m.id == self.inner.id)
+            .map(|m| m.cluster_id.clone())
+            .filter(|c| !c.is_empty())
+            .or_else(|| self.inner.configured_cluster.clone());
+        let cluster = view::cluster_of_view(own.as_deref(), &members);
+        let (members, foreign) = view::keep_cluster(members, cluster.as_deref());
+        self.note_foreign(foreign);
         let view = View {
             self_id: self.inner.id,
             members,
@@ -410,6 +426,33 @@ impl Membership {
                 true
             }
         });
+    }
+}
+
+impl Membership {
+    /// Gossip members of another cluster left out of the view in the last refresh.
+    pub fn foreign_members(&self) -> usize {
+        self.inner
+            .foreign
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+    }
+
+    fn note_foreign(&self, n: usize) {
+        let mut f = self.inner.foreign.lock().unwrap_or_else(|p| p.into_inner());
+        f.0 = n;
+        let now = Instant::now();
+        if n > 0
+            && f.1
+                .is_none_or(|t| now.duration_since(t) > Duration::from_secs(60))
+        {
+            f.1 = Some(now);
+            tracing::warn!(
+                foreign = n,
+                "gossip met members of another cluster; they are left out (two clusters share a seed or a client agent?)"
+            );
+        }
     }
 }
 

@@ -157,6 +157,46 @@ fn member(id: u64, o: &Observed, suspect_after: Duration) -> GossipMember {
     }
 }
 
+/// The cluster this node's view belongs to: its own (`own`, the Raft cluster id it holds or
+/// was configured with), else, for a client agent that has not been told, the one most Raft
+/// members advertise (ties: the smallest id). `None` while no one advertises any.
+pub fn cluster_of_view(own: Option<&str>, members: &[GossipMember]) -> Option<String> {
+    if let Some(own) = own.filter(|c| !c.is_empty()) {
+        return Some(own.to_owned());
+    }
+    let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in members
+        .iter()
+        .filter(|m| m.raft_role.is_some() && !m.cluster_id.is_empty())
+    {
+        *votes.entry(m.cluster_id.as_str()).or_default() += 1;
+    }
+    let most = votes.values().copied().max()?;
+    votes
+        .into_iter()
+        .find(|(_, n)| *n == most)
+        .map(|(c, _)| c.to_owned())
+}
+
+/// Split `members` into those of `cluster` (or that advertise none yet: client agents, nodes
+/// still joining) and the number of foreign ones, which gossip met (two clusters reached
+/// one another, e.g. through a shared seed) but which must not count here.
+pub fn keep_cluster(
+    members: Vec<GossipMember>,
+    cluster: Option<&str>,
+) -> (Vec<GossipMember>, usize) {
+    let Some(cluster) = cluster else {
+        return (members, 0);
+    };
+    let before = members.len();
+    let kept: Vec<GossipMember> = members
+        .into_iter()
+        .filter(|m| m.cluster_id.is_empty() || m.cluster_id == cluster)
+        .collect();
+    let foreign = before - kept.len();
+    (kept, foreign)
+}
+
 /// A filter over the member list, as in `GET /v1/members?role=&healthy=&tag=k=v&state=`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct MemberFilter {
@@ -294,5 +334,44 @@ mod tests {
     #[test]
     fn foreign_node_ids_are_ignored() {
         assert!(compute(&[obs("quickwit-1", 1, true, 0, &[])], SUSPECT).is_empty());
+    }
+
+    fn of(id: u64, cluster: &str, raft: bool) -> GossipMember {
+        let mut m = compute(&[obs(&id.to_string(), 1, true, 0, &[])], SUSPECT).remove(0);
+        m.cluster_id = cluster.into();
+        m.raft_role = raft.then(|| "follower".to_string());
+        m
+    }
+
+    #[test]
+    fn members_of_another_cluster_are_left_out_and_counted() {
+        let members = vec![
+            of(1, "a", true),
+            of(2, "a", true),
+            of(3, "b", true),
+            of(4, "", false), // a client agent, or a node still joining
+        ];
+        let (kept, foreign) = keep_cluster(members.clone(), Some("a"));
+        assert_eq!(kept.iter().map(|m| m.id).collect::<Vec<_>>(), vec![1, 2, 4]);
+        assert_eq!(foreign, 1);
+        assert_eq!(keep_cluster(members, None).1, 0);
+    }
+
+    #[test]
+    fn a_node_keeps_its_own_cluster_and_a_client_follows_the_raft_majority() {
+        let members = vec![
+            of(1, "a", true),
+            of(3, "b", true),
+            of(5, "b", true),
+            of(9, "c", false),
+        ];
+        assert_eq!(cluster_of_view(Some("a"), &members).as_deref(), Some("a"));
+        // Clients do not vote: "c" is advertised by a non-Raft member only.
+        assert_eq!(cluster_of_view(None, &members).as_deref(), Some("b"));
+        assert_eq!(
+            cluster_of_view(Some(""), &[of(1, "a", true), of(2, "b", true)]).as_deref(),
+            Some("a")
+        );
+        assert_eq!(cluster_of_view(None, &[of(4, "", false)]), None);
     }
 }

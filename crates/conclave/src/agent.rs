@@ -194,7 +194,7 @@ async fn run_client(
     let parts = start_membership(
         &config,
         identity.node_id,
-        None,
+        config.cluster_id.clone(),
         gossip_seeds(&config, &formation),
         remote_coordinator,
         &shutdown,

@@ -140,6 +140,8 @@ pub(super) async fn start_membership(
                     let n = counts.get(&state).copied().unwrap_or(0);
                     metrics::gauge!("conclave_members", "state" => label).set(n as f64);
                 }
+                metrics::gauge!("conclave_gossip_foreign_members")
+                    .set(membership.foreign_members() as f64);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
