@@ -383,3 +383,56 @@ async fn a_capture_of_node_rpc_during_writes_holds_no_stored_value() {
         "a stored value crossed node RPC in the clear"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_that_meet_through_one_client_agent_keep_their_own_views() {
+    use crate::support::{Agent, free_addr};
+
+    let root = tempfile::tempdir().unwrap();
+    // Two single-node clusters without a token (so one gossip network), each its own id.
+    let a = Agent::start(&root.path().join("a"), &[]).await;
+    let b = Agent::start(&root.path().join("b"), &[]).await;
+    let (id_a, id_b) = (
+        a.status().await["node_id"].as_u64().unwrap(),
+        b.status().await["node_id"].as_u64().unwrap(),
+    );
+    let join = format!("{},{}", a.rpc, b.rpc);
+    let client = Agent::spawn_env(
+        &root.path().join("client"),
+        free_addr(),
+        free_addr(),
+        &["--role", "client", "--join", join.as_str()],
+        &[],
+    );
+    let ids = |url: String| async move {
+        crate::cluster::get_json(&url)
+            .await
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| m["id"].as_u64())
+            .collect::<Vec<u64>>()
+    };
+    // The client meets both (it gossips with both seeds) and sides with one cluster.
+    crate::cluster::eventually(
+        "the client sides with one cluster",
+        Duration::from_secs(20),
+        || {
+            let url = client.url("/v1/members");
+            async move {
+                let seen = ids(url).await;
+                seen.len() == 2 && (seen.contains(&id_a) != seen.contains(&id_b))
+            }
+        },
+    )
+    .await;
+    // Each cluster sees itself and the client, never the other cluster's node.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!ids(a.url("/v1/members")).await.contains(&id_b));
+    assert!(!ids(b.url("/v1/members")).await.contains(&id_a));
+    assert!(
+        a.log_text().contains("members of another cluster")
+            || b.log_text().contains("members of another cluster"),
+        "the meeting of two clusters was not reported"
+    );
+}
