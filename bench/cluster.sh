@@ -9,6 +9,9 @@
 #
 #   bash bench/cluster.sh                   # full run (≈ 6 min), writes bench/cluster-results.md
 #   POINT_SECONDS=2 TRIALS=3 bash bench/cluster.sh
+#   PEER_SECURITY=1 bash bench/cluster.sh   # conclave with a cluster token, etcd with peer
+#                                           # mTLS (a CA made here with openssl); writes
+#                                           # bench/cluster-results-secure.md
 #
 # Every process it starts is stopped by PID on exit; nothing listens beyond loopback.
 set -euo pipefail
@@ -16,8 +19,14 @@ cd "$(dirname "$0")/.."
 
 POINT_SECONDS=${POINT_SECONDS:-5}
 TRIALS=${TRIALS:-10}
-OUT_JSON=bench/cluster-results.jsonl
-OUT_MD=bench/cluster-results.md
+export PEER_SECURITY=${PEER_SECURITY:-0}
+if [ "$PEER_SECURITY" = 1 ]; then
+  OUT_JSON=bench/cluster-results-secure.jsonl
+  OUT_MD=bench/cluster-results-secure.md
+else
+  OUT_JSON=bench/cluster-results.jsonl
+  OUT_MD=bench/cluster-results.md
+fi
 
 source bench/prepare.sh
 
@@ -35,7 +44,24 @@ c_rpc() { echo "127.0.0.1:$((17401 + 10 * $1))"; }
 e_http() { echo "127.0.0.1:$((12379 + 10 * $1))"; }
 e_peer() { echo "127.0.0.1:$((12380 + 10 * $1))"; }
 MEMBERS="1=$(c_rpc 1),2=$(c_rpc 2),3=$(c_rpc 3)"
-E_CLUSTER="e1=http://$(e_peer 1),e2=http://$(e_peer 2),e3=http://$(e_peer 3)"
+PEER_SCHEME=http
+ETCD_PEER_TLS=()
+if [ "$PEER_SECURITY" = 1 ]; then
+  # conclave: node RPC authenticated and sealed with the token. etcd: peer traffic over
+  # mutual TLS with certificates from a CA made for this run (IP SAN 127.0.0.1).
+  export CONCLAVE_CLUSTER_TOKEN=bench-peer-secret
+  PEER_SCHEME=https
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=bench-ca -keyout "$WORK/ca.key" -out "$WORK/ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=etcd-peer \
+    -keyout "$WORK/peer.key" -out "$WORK/peer.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >"$WORK/peer.ext"
+  openssl x509 -req -in "$WORK/peer.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key" \
+    -CAcreateserial -days 1 -extfile "$WORK/peer.ext" -out "$WORK/peer.crt" 2>/dev/null
+  ETCD_PEER_TLS=(--peer-cert-file "$WORK/peer.crt" --peer-key-file "$WORK/peer.key"
+    --peer-trusted-ca-file "$WORK/ca.crt" --peer-client-cert-auth)
+fi
+E_CLUSTER="e1=$PEER_SCHEME://$(e_peer 1),e2=$PEER_SCHEME://$(e_peer 2),e3=$PEER_SCHEME://$(e_peer 3)"
 
 start_conclave() { # n
   "$BIN" agent --data-dir "$WORK/c$1" --http-addr "$(c_http "$1")" --rpc-addr "$(c_rpc "$1")" \
@@ -45,7 +71,8 @@ start_conclave() { # n
 start_etcd() { # n
   etcd --name "e$1" --data-dir "$WORK/e$1" \
     --listen-client-urls "http://$(e_http "$1")" --advertise-client-urls "http://$(e_http "$1")" \
-    --listen-peer-urls "http://$(e_peer "$1")" --initial-advertise-peer-urls "http://$(e_peer "$1")" \
+    --listen-peer-urls "$PEER_SCHEME://$(e_peer "$1")" --initial-advertise-peer-urls "$PEER_SCHEME://$(e_peer "$1")" \
+    "${ETCD_PEER_TLS[@]}" \
     --initial-cluster "$E_CLUSTER" --initial-cluster-state new --initial-cluster-token bench \
     --log-level warn >>"$WORK/e$1.log" 2>&1 &
   EPID[$1]=$!
@@ -142,7 +169,9 @@ src, dst, c_idle, e_idle, c_peak, e_peak = sys.argv[1:7]
 rows = [json.loads(l) for l in open(src) if l.strip()]
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-out = [f"commit `{commit}` · {cpu} · {subprocess.run(['nproc'],capture_output=True,text=True).stdout.strip()} cores · kernel {platform.release()} · 3 nodes each on loopback", ""]
+import os
+peers = "peer traffic secured: conclave with a cluster token (sealed node RPC), etcd with peer mTLS" if os.environ.get("PEER_SECURITY") == "1" else "peer traffic: conclave without a token, etcd plain http"
+out = [f"commit `{commit}` · {cpu} · {subprocess.run(['nproc'],capture_output=True,text=True).stdout.strip()} cores · kernel {platform.release()} · 3 nodes each on loopback · {peers}", ""]
 out.append("| op | clients on | c | conclave ops/s | etcd ops/s | ratio | conclave p50/p99/p999 µs | etcd p50/p99/p999 µs | errors c/e |")
 out.append("|---|---|---:|---:|---:|---:|---|---|---|")
 loads = [r for r in rows if "op" in r]
