@@ -444,3 +444,80 @@ fn log_tail(path: &std::path::Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// Unmounts on drop, also when the test fails.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: mounts a 4 MiB tmpfs as the data directory (run by .ci/run)"]
+async fn a_full_disk_stops_the_agent_with_the_reason_and_keeps_every_acknowledged_write() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("n");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mount = |size: &str| {
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&data)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    assert!(mount("4m"), "mounting a tmpfs needs root");
+    let _unmount = Mounted(data.clone());
+    let mut agent = Agent::spawn(&dir, free_addr(), free_addr(), &[]);
+    agent.wait_healthy(Duration::from_secs(20)).await;
+    let value = "x".repeat(200_000);
+    let mut acked = Vec::new();
+    for i in 0..40 {
+        let sent = crate::support::http()
+            .put(agent.url(&format!("/v1/kv/k{i}")))
+            .body(value.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status() == 200 => acked.push(i),
+            _ => break,
+        }
+    }
+    assert!(
+        !acked.is_empty() && acked.len() < 40,
+        "the disk never filled: {} writes acknowledged",
+        acked.len()
+    );
+    let exit = agent
+        .wait_exit(Duration::from_secs(20))
+        .expect("an agent with a full disk exits");
+    assert!(!exit.success(), "it exits non-zero");
+    let log = agent.log_text();
+    assert!(
+        log.contains("No space left on device") && log.contains("can no longer serve"),
+        "{log}"
+    );
+    // With room again, every acknowledged write is there.
+    let remounted = std::process::Command::new("mount")
+        .args(["-o", "remount,size=32m"])
+        .arg(&data)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(remounted);
+    let again = Agent::spawn(&dir, free_addr(), free_addr(), &[]);
+    again.wait_healthy(Duration::from_secs(20)).await;
+    for i in acked {
+        assert_eq!(
+            get_value(&again, &format!("k{i}"), false).await.as_deref(),
+            Some(value.as_str()),
+            "acknowledged write k{i} was lost"
+        );
+    }
+}
