@@ -139,3 +139,86 @@ mod arbitrary_input {
         }
     }
 }
+
+/// A relay between a node that dials it and a real member: it passes the whole handshake
+/// on, then tries to speak on the session it relayed. The member refuses the first frame
+/// the relay writes itself: the session's keys never crossed the relay.
+#[tokio::test]
+async fn a_relayed_handshake_gives_the_relay_nothing_it_can_use() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    let timings = Timings {
+        heartbeat_ms: 100,
+        election_timeout_min_ms: 1000,
+        election_timeout_max_ms: 2000,
+    };
+    let member = Arc::new(Credentials::new(
+        2,
+        Some("c".into()),
+        Some("token"),
+        timings,
+    ));
+    let dialer = Credentials::new(1, Some("c".into()), Some("token"), timings);
+
+    // The real member: one handshake, then what it makes of the first frame.
+    let member_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let member_addr = member_listener.local_addr().unwrap();
+    let (verdict_tx, verdict_rx) = tokio::sync::oneshot::channel();
+    let creds = member.clone();
+    tokio::spawn(async move {
+        let (stream, _) = member_listener.accept().await.unwrap();
+        let (r, w) = stream.into_split();
+        let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
+        let accepted = accept(&mut r, &mut w, &creds).await.unwrap();
+        let mut peer = accepted.expect("the relayed handshake is welcomed");
+        let first =
+            sealed::read_opened::<_, crate::rpc::RpcRequest>(&mut r, &mut peer.channel.recv).await;
+        let _ = verdict_tx.send(first.map(|_| ()).map_err(|e| e.kind()));
+    });
+
+    // The relay: passes bytes both ways until told to stop, then writes its own frame.
+    let relay_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_addr = relay_listener.local_addr().unwrap();
+    let (inject_tx, inject_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (from_dialer, _) = relay_listener.accept().await.unwrap();
+        let to_member = TcpStream::connect(member_addr).await.unwrap();
+        let (mut dr, mut dw) = from_dialer.into_split();
+        let (mut mr, mut mw) = to_member.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut mr, &mut dw).await;
+        });
+        let mut inject = inject_rx;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            tokio::select! {
+                _ = &mut inject => break,
+                n = tokio::io::AsyncReadExt::read(&mut dr, &mut buf) => match n {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => mw.write_all(&buf[..n]).await.unwrap(),
+                },
+            }
+        }
+        // Its own request, framed as a node would before sealing existed.
+        let bytes = postcard::to_stdvec(&crate::rpc::RpcRequest::Info).unwrap();
+        mw.write_all(&(bytes.len() as u32).to_le_bytes())
+            .await
+            .unwrap();
+        mw.write_all(&bytes).await.unwrap();
+        mw.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    });
+
+    let conn = Conn::connect(&relay_addr.to_string(), &dialer).await;
+    assert!(conn.is_ok(), "the dialer completed the relayed handshake");
+    inject_tx.send(()).unwrap();
+    let verdict = tokio::time::timeout(Duration::from_secs(5), verdict_rx)
+        .await
+        .expect("the member decided")
+        .unwrap();
+    assert!(
+        matches!(verdict, Err(k) if k == io::ErrorKind::PermissionDenied || k == io::ErrorKind::InvalidData),
+        "the member took the relay's own frame: {verdict:?}"
+    );
+}
