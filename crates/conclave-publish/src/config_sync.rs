@@ -95,14 +95,7 @@ impl Default for ConfigSyncConfig {
 /// rules never matches, whatever the registry holds: its file, `<dir>/<kind>/<name>.json`,
 /// could lie outside the directory (`..`, an absolute path).
 pub fn subscribed(patterns: &[String], kind: &str, name: &str) -> bool {
-    if conclave_config::kinds::check_kind_name(kind).is_err()
-        || conclave_config::kinds::check_doc_name(name).is_err()
-    {
-        tracing::error!(
-            kind,
-            name,
-            "the registry holds a document whose name could escape the config directory; not applied"
-        );
+    if !safe_name(kind, name) {
         return false;
     }
     patterns.iter().any(|p| {
@@ -112,6 +105,12 @@ pub fn subscribed(patterns: &[String], kind: &str, name: &str) -> bool {
         let (pk, pn) = p.split_once('/').unwrap_or((p.as_str(), "*"));
         (pk == "*" || pk == kind) && (pn == "*" || pn == name)
     })
+}
+
+/// `kind/name` follows the naming rules, so its file stays inside the config directory.
+fn safe_name(kind: &str, name: &str) -> bool {
+    conclave_config::kinds::check_kind_name(kind).is_ok()
+        && conclave_config::kinds::check_doc_name(name).is_ok()
 }
 
 /// One document as this node applied it.
@@ -270,7 +269,7 @@ impl Runner {
         let (items, index) = Self::bounded(self.coord.config_list(None)).await?;
         let mut live = Vec::new();
         for item in items {
-            if !subscribed(&self.config.documents, &item.kind, &item.name) {
+            if !self.follows(&item.kind, &item.name) {
                 continue;
             }
             let id = format!("{}/{}", item.kind, item.name);
@@ -334,6 +333,20 @@ impl Runner {
         }
     }
 
+    /// Whether this sync applies `kind/name`: subscribed, and named so that its file stays
+    /// inside the directory (a document that breaks the naming rules is refused, and said so).
+    fn follows(&self, kind: &str, name: &str) -> bool {
+        if !safe_name(kind, name) {
+            tracing::error!(
+                kind,
+                name,
+                "the registry holds a document whose name could escape the config directory; not applied"
+            );
+            return false;
+        }
+        subscribed(&self.config.documents, kind, name)
+    }
+
     async fn on_change(&mut self, change: WatchEvent) {
         let Some(id) = change.key.strip_prefix(WATCH_PREFIX).map(str::to_owned) else {
             return;
@@ -341,7 +354,7 @@ impl Runner {
         let Some((kind, name)) = id.split_once('/') else {
             return;
         };
-        if subscribed(&self.config.documents, kind, name) {
+        if self.follows(kind, name) {
             match change.value {
                 Some(v) => self.apply(&id, change.revision, v.into_bytes()).await,
                 None => self.remove(&id).await,

@@ -55,7 +55,8 @@ pub enum Refusal {
 pub(crate) struct Local<'a> {
     pub term: u64,
     /// The voters of the effective membership; empty while this node holds none (it has not
-    /// joined yet, and takes its first membership from whoever replicates to it).
+    /// joined yet, and takes its first membership from whoever replicates to it). Consulted
+    /// only for vote requests, so a caller may leave it empty for the others.
     pub voters: &'a BTreeSet<NodeId>,
 }
 

@@ -99,11 +99,7 @@ async fn serve_conn(
 
 async fn dispatch(node: &RaftNode, peer: &Accepted, req: RpcRequest) -> RpcResponse {
     let raft = node.raft();
-    let is_raft = matches!(
-        req,
-        RpcRequest::AppendEntries(_) | RpcRequest::Vote(_) | RpcRequest::InstallSnapshot(_)
-    );
-    if is_raft {
+    if let Some(message) = raft_message(&req) {
         let Some(theirs) = &peer.peer_cluster else {
             return RpcResponse::NotAllowed(format!(
                 "node {} has not joined a cluster; it cannot take part in Raft",
@@ -115,16 +111,22 @@ async fn dispatch(node: &RaftNode, peer: &Accepted, req: RpcRequest) -> RpcRespo
         {
             return RpcResponse::NotAllowed(e.to_string());
         }
-    }
-    if let Some(message) = raft_message(&req) {
-        let m = node.metrics();
-        let voters: std::collections::BTreeSet<_> =
-            m.membership_config.membership().voter_ids().collect();
-        let local = admission::Local {
-            term: m.current_term,
-            voters: &voters,
+        // Read in place, not cloned: this runs for every append. The voters matter only
+        // to a vote request.
+        let admitted = {
+            let metrics = raft.metrics();
+            let m = metrics.borrow();
+            let voters: std::collections::BTreeSet<_> = match message {
+                RaftMessage::Vote { .. } => m.membership_config.membership().voter_ids().collect(),
+                RaftMessage::Replicate { .. } => Default::default(),
+            };
+            let local = admission::Local {
+                term: m.current_term,
+                voters: &voters,
+            };
+            admission::admit(peer.peer_id, message, &local)
         };
-        if let Err(why) = admission::admit(peer.peer_id, message, &local) {
+        if let Err(why) = admitted {
             node.inner
                 .refusals
                 .record(peer.peer_id, message.name(), &why);

@@ -245,8 +245,7 @@ pub(crate) async fn write_frame<W: AsyncWriteExt + Unpin>(
     w.flush().await
 }
 
-/// Read one frame of at most `max` bytes. The buffer grows as bytes arrive, so a length
-/// prefix alone makes no large allocation.
+/// Read one frame of at most `max` bytes.
 async fn read_frame_up_to<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
     r: &mut R,
     max: usize,
@@ -260,12 +259,22 @@ async fn read_frame_up_to<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>
             format!("frame of {len} bytes exceeds {max}"),
         ));
     }
+    let buf = read_body(r, len).await?;
+    postcard::from_bytes(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The `len` bytes of a frame's body. The buffer grows as bytes arrive, so a length prefix
+/// alone makes no large allocation.
+pub(crate) async fn read_body<R: AsyncReadExt + Unpin>(
+    r: &mut R,
+    len: usize,
+) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(len.min(64 * 1024));
     let read = (&mut *r).take(len as u64).read_to_end(&mut buf).await?;
     if read < len {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    postcard::from_bytes(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    Ok(buf)
 }
 
 /// The largest handshake message: the handshake runs before the peer is trusted.

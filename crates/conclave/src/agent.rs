@@ -462,9 +462,13 @@ pub async fn run(
     let app = conclave_api::router(ctx, parts.api_context());
     let mut http = serve_http(http_listener, app, &http_stop);
 
-    tokio::select! {
+    // Why the agent stops: `None` for a planned stop, else the reason it can no longer
+    // serve (removed, or Raft down), after which it exits non-zero so that a supervisor
+    // restarts or alerts. Both go through the same ordered shutdown.
+    let fatal = tokio::select! {
         _ = stop.cancelled() => {
             tracing::info!("shutting down: no new requests, draining in-flight ones");
+            None
         }
         Some(e) = fatal_rx.recv() => {
             if !matches!(e, FormError::Stopped) {
@@ -473,6 +477,7 @@ pub async fn run(
                 node.shutdown().await;
                 return Err(anyhow::anyhow!(e));
             }
+            None
         }
         res = &mut http => {
             // The server only returns on its own when it failed.
@@ -480,21 +485,16 @@ pub async fn run(
             return http_ended(res);
         }
         why = node.fatal() => {
-            // No longer a member, or Raft is down: say so in gossip, drain, and exit
-            // non-zero so that a supervisor restarts or alerts.
             tracing::error!(reason = %why, "this node can no longer serve; shutting down");
-            http_stop.cancel();
-            drain_http(&mut http).await;
-            parts.membership.leave().await;
-            shutdown.cancel();
-            wait_for_tasks(&tasks).await;
-            node.shutdown().await;
-            bail!("{why}");
+            Some(why)
         }
-    }
+    };
     http_stop.cancel();
     drain_http(&mut http).await;
-    if let Some(to) = node.step_down().await {
+    // A node that can no longer serve has no leadership to hand over.
+    if fatal.is_none()
+        && let Some(to) = node.step_down().await
+    {
         tracing::info!(to, "handed leadership over");
     }
     tracing::info!("leaving gossip");
@@ -502,6 +502,9 @@ pub async fn run(
     shutdown.cancel();
     wait_for_tasks(&tasks).await;
     node.shutdown().await;
+    if let Some(why) = fatal {
+        bail!("{why}");
+    }
     tracing::info!("conclave agent stopped");
     Ok(())
 }

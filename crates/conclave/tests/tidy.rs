@@ -24,21 +24,23 @@ fn dependencies(krate: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Every `.rs` file under a crate's `src`, with its text.
-fn sources(krate: &str) -> Vec<(PathBuf, String)> {
-    fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
-        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&p).expect("source");
-                out.push((p, text));
-            }
+/// Every `.rs` file under `dir`, with its text.
+fn rust_files(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&p).expect("source");
+            out.push((p, text));
         }
     }
+}
+
+/// Every `.rs` file under a crate's `src`, with its text.
+fn sources(krate: &str) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
-    walk(
+    rust_files(
         &workspace().join("crates").join(krate).join("src"),
         &mut out,
     );
@@ -233,17 +235,6 @@ const MAX_LINES: usize = 600;
 
 #[test]
 fn no_source_file_is_over_600_lines() {
-    fn walk(dir: &Path, out: &mut Vec<(PathBuf, usize)>) {
-        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&p).expect("source");
-                out.push((p, text.lines().count()));
-            }
-        }
-    }
     let mut files = Vec::new();
     for entry in std::fs::read_dir(workspace().join("crates"))
         .expect("crates")
@@ -252,12 +243,20 @@ fn no_source_file_is_over_600_lines() {
         for part in ["src", "tests", "benches"] {
             let dir = entry.path().join(part);
             if dir.is_dir() {
-                walk(&dir, &mut files);
+                rust_files(&dir, &mut files);
             }
         }
     }
-    assert!(files.len() > 50, "the walk found too few files: {files:?}");
-    let long: Vec<_> = files.iter().filter(|(_, n)| *n > MAX_LINES).collect();
+    assert!(
+        files.len() > 50,
+        "the walk found too few files: {}",
+        files.len()
+    );
+    let long: Vec<_> = files
+        .iter()
+        .map(|(p, text)| (p, text.lines().count()))
+        .filter(|(_, n)| *n > MAX_LINES)
+        .collect();
     assert!(long.is_empty(), "split these files: {long:?}");
 }
 

@@ -127,11 +127,7 @@ pub(crate) async fn read_opened<R: AsyncReadExt + Unpin, T: for<'de> Deserialize
             format!("a sealed frame of {len} bytes"),
         ));
     }
-    let mut buf = Vec::with_capacity(len.min(64 * 1024));
-    let read = (&mut *r).take(len as u64).read_to_end(&mut buf).await?;
-    if read < len {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
+    let mut buf = super::read_body(r, len).await?;
     let nonce = recv.next_nonce()?;
     let plain = recv
         .key
