@@ -190,6 +190,10 @@ fn rejection(reason: &RejectReason) -> (StatusCode, &'static str) {
             StatusCode::BAD_REQUEST,
             "the node the request entered at should have refused it; check that every node runs the same release",
         ),
+        RejectReason::Refused { .. } => (
+            StatusCode::BAD_REQUEST,
+            "fix the key or name; the entry point should have refused it, so check that every node runs the same release",
+        ),
         RejectReason::Removed { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,
             "this node is no longer a member; send requests to another node",

@@ -30,47 +30,8 @@ impl BuiltinKind {
     }
 }
 
-/// A kind or document name that breaks the naming rules.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BadName {
-    #[error(
-        "kind {0:?} is not a valid kind name: use lowercase letters, digits and dashes, starting with a letter, at most 63 characters"
-    )]
-    Kind(String),
-    #[error(
-        "document name {0:?} is not valid: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters"
-    )]
-    Document(String),
-}
-
-/// Kind names: lowercase letters, digits and dashes, starting with a letter, ≤ 63 bytes.
-pub fn check_kind_name(kind: &str) -> Result<(), BadName> {
-    let ok = kind.len() <= 63
-        && kind.starts_with(|c: char| c.is_ascii_lowercase())
-        && kind
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(BadName::Kind(kind.to_owned()))
-    }
-}
-
-/// Document names: letters, digits, `.`, `_` and `-`, starting with a letter or digit,
-/// ≤ 128 bytes.
-pub fn check_doc_name(name: &str) -> Result<(), BadName> {
-    let ok = name.len() <= 128
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(BadName::Document(name.to_owned()))
-    }
-}
+// The naming rules are the replicated state's: `apply` refuses a name that breaks them too.
+pub use conclave_state::names::{BadName, check_doc_name, check_kind_name};
 
 /// A `remote-peers` document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

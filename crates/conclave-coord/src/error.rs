@@ -130,7 +130,9 @@ pub fn rejection_code(reason: &RejectReason) -> ErrorCode {
             ErrorCode::Conflict
         }
         RejectReason::NotCaughtUp { .. } => ErrorCode::NotReady,
-        RejectReason::NotAVoter { .. } | RejectReason::Inadmissible { .. } => ErrorCode::BadRequest,
+        RejectReason::NotAVoter { .. }
+        | RejectReason::Inadmissible { .. }
+        | RejectReason::Refused { .. } => ErrorCode::BadRequest,
         RejectReason::Removed { .. } => ErrorCode::Removed,
     }
 }

@@ -102,6 +102,10 @@ pub enum RejectReason {
     /// leader itself may propose.
     #[error("a peer may not propose this command: {reason}")]
     Inadmissible { reason: String },
+    /// The state machine refused the command when applying it (it breaks a naming rule that
+    /// every entry point checks before proposing).
+    #[error("the state machine refused the command: {refusal}")]
+    Refused { refusal: conclave_state::Refusal },
 }
 
 fn leader_hint(leader: &Option<NodeId>) -> String {

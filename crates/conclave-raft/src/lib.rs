@@ -306,6 +306,9 @@ impl RaftNode {
     /// once durable on a quorum.
     pub async fn propose(&self, command: Command) -> Result<Outcome, ConsensusError> {
         match self.leader_call(LeaderRequest::Propose(command), 0).await? {
+            LeaderReply::Outcome(Outcome::Refused { refusal, .. }) => {
+                Err(RejectReason::Refused { refusal }.into())
+            }
             LeaderReply::Outcome(o) => Ok(o),
             other => Err(unexpected_reply(&other)),
         }

@@ -46,8 +46,10 @@ pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 /// RPC protocol version; a peer speaking another one is refused. 3: log entries may carry
 /// clock stamps, configuration and election commands. 4: member and status replies of the
-/// RPC layer's own shape (no skipped fields), typed refusals (`RejectReason`).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// RPC layer's own shape (no skipped fields), typed refusals (`RejectReason`). 5: the
+/// handshake binds both nonces and seals every later frame. 6: the state machine's own
+/// refusal (`Outcome::Refused`, `RejectReason::Refused`).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Idle connections kept per peer address by a [`Pool`].
 const MAX_IDLE_PER_PEER: usize = 64;

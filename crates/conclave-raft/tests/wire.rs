@@ -9,7 +9,7 @@ use conclave_raft::rpc::{
 };
 use conclave_raft::transport::PROTOCOL_VERSION;
 use conclave_raft::{ConsensusError, RejectReason, VoterExit};
-use conclave_state::{Batch, Command, Outcome};
+use conclave_state::{Batch, Command, Outcome, Refusal};
 use conclave_storage::{NodeInfo, SnapshotMeta, TypeConfig};
 use openraft::error::{Fatal, InstallSnapshotError, RaftError, SnapshotMismatch};
 use openraft::raft::{
@@ -143,6 +143,21 @@ fn reasons() -> Vec<RejectReason> {
         },
         RejectReason::Removed { why: "gone".into() },
     ]
+    .into_iter()
+    .chain(refusals().map(|refusal| RejectReason::Refused { refusal }))
+    .collect()
+}
+
+fn refusals() -> impl Iterator<Item = Refusal> {
+    [
+        Refusal::EmptyKey,
+        Refusal::ReservedKey,
+        Refusal::BadKind,
+        Refusal::BadDocumentName,
+        Refusal::EmptyElectionName,
+        Refusal::StaleClock,
+    ]
+    .into_iter()
 }
 
 fn errors() -> Vec<ConsensusError> {
@@ -219,6 +234,12 @@ fn outcomes() -> Vec<Outcome> {
             now_ms: 50,
         },
     ]
+    .into_iter()
+    .chain(refusals().map(|refusal| Outcome::Refused {
+        revision: 7,
+        refusal,
+    }))
+    .collect()
 }
 
 fn leader_requests() -> Vec<LeaderRequest> {
@@ -452,5 +473,5 @@ fn a_status_with_an_unknown_member_decodes_on_a_follower() {
 fn the_protocol_version_names_this_message_set() {
     // Bump it with any change to the messages above; nodes of another version refuse
     // each other at the handshake instead of misreading frames.
-    assert_eq!(PROTOCOL_VERSION, 5);
+    assert_eq!(PROTOCOL_VERSION, 6);
 }

@@ -5,6 +5,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::Refusal;
+
 /// A compare-and-swap precondition on a key's mod revision.
 ///
 /// `0` means "the key must not exist", as in the HTTP API's `?cas=0`.
@@ -175,6 +177,11 @@ pub enum Outcome {
         until_ms: u64,
         now_ms: u64,
     },
+    /// The command breaks a naming rule and was not applied (see [`crate::names`]).
+    Refused {
+        revision: u64,
+        refusal: Refusal,
+    },
 }
 
 impl Outcome {
@@ -192,7 +199,8 @@ impl Outcome {
             | Outcome::Resigned { revision }
             | Outcome::Expired { revision, .. }
             | Outcome::HandoverPlanned { revision, .. }
-            | Outcome::Reserved { revision, .. } => revision,
+            | Outcome::Reserved { revision, .. }
+            | Outcome::Refused { revision, .. } => revision,
         }
     }
 }

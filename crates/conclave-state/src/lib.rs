@@ -19,6 +19,7 @@
 mod command;
 pub mod elections;
 mod limits;
+pub mod names;
 pub mod registry;
 pub mod snapshot;
 
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use command::{Batch, Change, Command, ExpectedRevision, Outcome};
 pub use elections::{ClusterClock, Election, ElectionEvent, Holder, PlannedHandover, Transition};
 pub use limits::{LimitError, Limits, MAX_NAME_BYTES};
+pub use names::Refusal;
 pub use registry::{ConfigEntry, ConfigVersion};
 
 /// Keys under this prefix belong to conclave (configuration documents, elections). The KV API
@@ -146,7 +148,16 @@ impl State {
     }
 
     /// Apply one command. Deterministic: same state + same command = same result, always.
+    ///
+    /// A command whose key or name breaks the [`names`] rules is refused, never applied
+    /// (defence in depth: every entry point checks the same rules before proposing).
     pub fn apply(&mut self, command: &Command) -> Outcome {
+        if let Err(refusal) = names::admissible(command, self.clock.term) {
+            return Outcome::Refused {
+                revision: self.revision,
+                refusal,
+            };
+        }
         match command {
             Command::Put {
                 key,

@@ -466,8 +466,9 @@ fn handover(name: &str, target: &str, from_epoch: u64, window_ms: u64) -> Comman
 }
 
 mod elections;
+mod refusals;
 
-mod arbitrary_commands {
+pub(super) mod arbitrary_commands {
     //! Any sequence of commands, however odd (huge clocks, empty names, absent holders):
     //! `apply` never panics, every outcome carries a revision that never goes back, and
     //! every revision is exactly one change.
@@ -491,7 +492,7 @@ mod arbitrary_commands {
         ]
     }
 
-    fn command() -> impl Strategy<Value = Command> {
+    pub(super) fn command() -> impl Strategy<Value = Command> {
         prop_oneof![
             (
                 small_string(),

@@ -1,0 +1,133 @@
+//! `apply` refuses, on every node alike, a command that breaks a naming rule: the state never
+//! holds a reserved or empty key, a document whose name could leave a directory, or an
+//! election without a name, and a stale clock stamp never moves the clock.
+
+use super::*;
+
+fn config_put(kind: &str, name: &str) -> Command {
+    Command::ConfigPut {
+        kind: kind.into(),
+        name: name.into(),
+        content: b"{}".to_vec(),
+        hash: "h".into(),
+        author: None,
+        expected: None,
+    }
+}
+
+fn refused(outcome: &Outcome) -> Option<Refusal> {
+    match outcome {
+        Outcome::Refused { refusal, .. } => Some(*refusal),
+        _ => None,
+    }
+}
+
+#[test]
+fn reserved_and_empty_keys_are_refused_and_change_nothing() {
+    let mut s = State::new();
+    s.apply(&put("a", "1"));
+    s.take_changes();
+    for (key, why) in [
+        ("_conclave/config/x/../../..", Refusal::ReservedKey),
+        ("_conclave/", Refusal::ReservedKey),
+        ("", Refusal::EmptyKey),
+    ] {
+        let before = s.clone();
+        assert_eq!(refused(&s.apply(&put(key, "x"))), Some(why), "{key:?}");
+        let delete = Command::Delete {
+            key: key.into(),
+            expected: None,
+        };
+        assert_eq!(refused(&s.apply(&delete)), Some(why), "{key:?}");
+        assert_eq!(s, before);
+        assert!(s.take_changes().is_empty());
+    }
+    assert_eq!(s.apply(&put("a", "2")), Outcome::Put { revision: 2 });
+}
+
+#[test]
+fn documents_whose_names_could_leave_a_directory_are_refused() {
+    let mut s = State::new();
+    for (kind, name, why) in [
+        ("", "x", Refusal::BadKind),
+        ("../etc", "x", Refusal::BadKind),
+        ("peers", "/abs/path", Refusal::BadDocumentName),
+        ("peers", "..", Refusal::BadDocumentName),
+        ("peers", "a/b", Refusal::BadDocumentName),
+    ] {
+        assert_eq!(refused(&s.apply(&config_put(kind, name))), Some(why));
+        let delete = Command::ConfigDelete {
+            kind: kind.into(),
+            name: name.into(),
+            expected: None,
+            author: None,
+        };
+        assert_eq!(refused(&s.apply(&delete)), Some(why));
+    }
+    assert_eq!(s.revision(), 0);
+    assert_eq!(s.config_documents(None).count(), 0);
+    assert_eq!(
+        s.apply(&config_put("peers", "gw.prod")),
+        Outcome::Put { revision: 1 }
+    );
+}
+
+#[test]
+fn elections_need_a_name_and_a_candidate() {
+    let mut s = State::new();
+    s.apply(&clock(1, 1_000));
+    for c in [
+        campaign("", "a", 5_000),
+        campaign("gw", "", 5_000),
+        keepalive("", "a", 1),
+        resign("gw", "", 1),
+        handover("gw", "", 1, 5_000),
+    ] {
+        assert_eq!(refused(&s.apply(&c)), Some(Refusal::EmptyElectionName));
+    }
+    assert!(s.elections().next().is_none());
+}
+
+#[test]
+fn a_stamp_of_an_earlier_term_never_moves_the_clock() {
+    let mut s = State::new();
+    s.apply(&clock(3, 1_000));
+    let before = s.clock();
+    assert_eq!(
+        refused(&s.apply(&clock(2, 9_000_000))),
+        Some(Refusal::StaleClock)
+    );
+    assert_eq!(s.clock(), before);
+    // The same term and later ones still stamp.
+    s.apply(&clock(3, 2_000));
+    assert_eq!(s.clock().now_ms, 2_000);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever commands arrive, the state holds only names the rules allow.
+    #[test]
+    fn no_command_sequence_stores_a_name_the_rules_refuse(
+        commands in proptest::collection::vec(super::arbitrary_commands::command(), 1..60),
+    ) {
+        let mut s = State::new();
+        for c in &commands {
+            s.apply(c);
+        }
+        let (keys, _) = s.list("", None, usize::MAX);
+        for (key, _) in keys {
+            prop_assert!(!key.is_empty() && !key.starts_with(SYSTEM_PREFIX), "{key:?} stored");
+        }
+        for (kind, name, _) in s.config_documents(None) {
+            prop_assert!(names::check_kind_name(kind).is_ok(), "kind {kind:?} stored");
+            prop_assert!(names::check_doc_name(name).is_ok(), "name {name:?} stored");
+        }
+        for (name, e) in s.elections() {
+            prop_assert!(!name.is_empty(), "an unnamed election");
+            if let Some(h) = &e.holder {
+                prop_assert!(!h.candidate.is_empty(), "a holder without a name");
+            }
+        }
+    }
+}
