@@ -9,14 +9,15 @@
 //! loops call a [`Coordinator`] directly, never the agent's own HTTP API.
 //!
 //! A Raft member serves the calls from its own node ([`Local`]); a client agent, which
-//! holds no log, forwards them to a member gossip shows alive ([`Remote`]). A closed set,
-//! so an enum rather than a trait object.
+//! holds no log, forwards them to a member of the membership a member proved over node RPC
+//! ([`Remote`], [`VerifiedMembers`]). A closed set, so an enum rather than a trait object.
 
 pub mod changes;
 mod error;
 mod gate;
 mod local;
 mod remote;
+mod verified;
 
 use std::pin::Pin;
 
@@ -31,6 +32,7 @@ pub use error::{CoordError, bounded, rejection_code};
 pub use gate::ForwardedProposals;
 pub use local::{Local, MAX_CAMPAIGN_WAIT, election_status, rfc3339};
 pub use remote::{Remote, Targets};
+pub use verified::{Candidate, VerifiedMembers, VerifyError, check_report, forwarding_targets};
 
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

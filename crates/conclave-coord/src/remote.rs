@@ -1,5 +1,6 @@
 //! The services for a client agent, which holds no Raft log: each call goes to a Raft
-//! member that gossip shows alive (the leader first), through `conclave-client`.
+//! member of the verified membership ([`crate::VerifiedMembers`], the leader first), through
+//! `conclave-client`.
 //!
 //! A member that refuses the connection never saw the request, so the next one is tried;
 //! any other failure is the answer (a timeout may hide an applied write). Every call this

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::RaftNode;
 use crate::admission::{self, RaftMessage};
 use crate::rpc::{LeaderRequest, RpcRequest, RpcResponse};
-use crate::transport::{self, Accepted, sealed};
+use crate::transport::{self, Accepted, PeerKind, sealed};
 
 /// Connections served at once; more are closed as they arrive.
 const MAX_CONNECTIONS: usize = 1024;
@@ -99,6 +99,16 @@ async fn serve_conn(
 
 async fn dispatch(node: &RaftNode, peer: &Accepted, req: RpcRequest) -> RpcResponse {
     let raft = node.raft();
+    if peer.peer_kind == PeerKind::ClientAgent && !matches!(req, RpcRequest::Info) {
+        let why = format!(
+            "client agent {} may only ask what this node knows (Info) over node RPC",
+            peer.peer_id
+        );
+        node.inner
+            .refusals
+            .record(peer.peer_id, "client-agent request", &why);
+        return RpcResponse::NotAllowed(why);
+    }
     if let Some(message) = raft_message(&req) {
         let Some(theirs) = &peer.peer_cluster else {
             return RpcResponse::NotAllowed(format!(

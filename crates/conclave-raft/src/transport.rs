@@ -13,7 +13,8 @@
 //!
 //! # Handshake (mutual, the token never crosses the wire)
 //! 1. client → [`Hello`]: protocol version, its cluster id (none while it has not joined one),
-//!    node id, Raft timings, a random nonce.
+//!    node id, Raft timings (none from a client agent, which holds no log and may only ask
+//!    [`crate::rpc::RpcRequest::Info`]), a random nonce.
 //! 2. server → [`Challenge`]: its own nonce and `HMAC(token, "server" ‖ client nonce ‖
 //!    server nonce)`. The client checks that proof and, if it fails, closes without sending
 //!    a proof of its own: a server with another token (or a relay) learns nothing.
@@ -48,8 +49,9 @@ pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// clock stamps, configuration and election commands. 4: member and status replies of the
 /// RPC layer's own shape (no skipped fields), typed refusals (`RejectReason`). 5: the
 /// handshake binds both nonces and seals every later frame. 6: the state machine's own
-/// refusal (`Outcome::Refused`, `RejectReason::Refused`).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// refusal (`Outcome::Refused`, `RejectReason::Refused`). 7: a hello without Raft timings is
+/// a client agent's ([`PeerKind::ClientAgent`]).
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Idle connections kept per peer address by a [`Pool`].
 const MAX_IDLE_PER_PEER: usize = 64;
@@ -90,27 +92,37 @@ impl Timings {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Hello {
+pub(crate) struct Hello {
     protocol: u32,
     cluster_id: Option<String>,
     from: NodeId,
-    timings: Timings,
+    /// `None`: a client agent, which takes no part in Raft.
+    timings: Option<Timings>,
     nonce: [u8; 32],
 }
 
+/// Who is on the other end of an accepted connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerKind {
+    /// A node with a Raft log (a member, or one that is joining).
+    Node,
+    /// A client agent: it may ask [`crate::rpc::RpcRequest::Info`], nothing else.
+    ClientAgent,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
-struct Challenge {
+pub(crate) struct Challenge {
     nonce: [u8; 32],
     proof: Vec<u8>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Proof {
+pub(crate) struct Proof {
     proof: Vec<u8>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-enum Verdict {
+pub(crate) enum Verdict {
     Welcome {
         node_id: NodeId,
         cluster_id: Option<String>,
@@ -128,7 +140,8 @@ pub struct Credentials {
     /// What every session's keys derive from (the token).
     session_key: ring::hkdf::Prk,
     has_token: bool,
-    pub timings: Timings,
+    /// This node's Raft timings; `None` for a client agent.
+    timings: Option<Timings>,
     /// Nonces of this node's own handshakes in progress: a hello carrying one of them is
     /// this node talking to itself, not a second node with the same id.
     own_nonces: std::sync::Mutex<std::collections::VecDeque<[u8; 32]>>,
@@ -151,6 +164,21 @@ impl Credentials {
         cluster_id: Option<String>,
         token: Option<&str>,
         timings: Timings,
+    ) -> Self {
+        Self::with_timings(node_id, cluster_id, token, Some(timings))
+    }
+
+    /// A client agent's credentials: it proves the token like a node, announces no Raft
+    /// timings, and is served [`crate::rpc::RpcRequest::Info`] only.
+    pub fn client_agent(node_id: NodeId, cluster_id: Option<String>, token: Option<&str>) -> Self {
+        Self::with_timings(node_id, cluster_id, token, None)
+    }
+
+    fn with_timings(
+        node_id: NodeId,
+        cluster_id: Option<String>,
+        token: Option<&str>,
+        timings: Option<Timings>,
     ) -> Self {
         let token = token.unwrap_or("");
         Self {
@@ -432,6 +460,7 @@ impl Conn {
 pub struct Accepted {
     pub peer_id: NodeId,
     pub peer_cluster: Option<String>,
+    pub peer_kind: PeerKind,
     /// This session's keys: every frame after the handshake is sealed with them.
     pub(crate) channel: sealed::Channel,
 }
@@ -489,11 +518,11 @@ where
             "node id {} is this node's own id; two nodes share one id (a copied data directory?) — give one of them a fresh --data-dir",
             hello.from
         ))
-    } else {
-        let diff = creds.timings.diff(
+    } else if let (Some(ours), Some(theirs)) = (&creds.timings, &hello.timings) {
+        let diff = ours.diff(
             &format!("node {}", creds.node_id),
             &format!("node {}", hello.from),
-            &hello.timings,
+            theirs,
         );
         (!diff.is_empty()).then(|| {
             format!(
@@ -502,6 +531,8 @@ where
                 hello.from
             )
         })
+    } else {
+        None
     };
     if let Some(why) = refusal {
         tracing::warn!(from = hello.from, "refused a node RPC connection: {why}");
@@ -519,6 +550,10 @@ where
     Ok(Some(Accepted {
         peer_id: hello.from,
         peer_cluster: hello.cluster_id,
+        peer_kind: match hello.timings {
+            Some(_) => PeerKind::Node,
+            None => PeerKind::ClientAgent,
+        },
         channel: sealed::Channel::new(
             &creds.session_key,
             sealed::Side::Server,

@@ -24,6 +24,7 @@ use conclave_api::AppContext;
 use conclave_coord::Coordinator;
 use conclave_membership::discovery::Discovery;
 use conclave_raft::formation::{self, FormError};
+use conclave_raft::transport::Credentials;
 use conclave_raft::{NodeOptions, RaftNode};
 use conclave_storage::{NodeInfo, StorageOptions, identity};
 use tokio::net::TcpListener;
@@ -34,7 +35,7 @@ use crate::config::{AgentConfig, Formation, NodeRole};
 
 mod parts;
 
-use parts::{advertise_raft, raft_gauges, remote_coordinator, start_membership};
+use parts::{advertise_raft, raft_gauges, remote_coordinator, start_membership, verify_members};
 
 /// How long in-flight HTTP requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
@@ -191,16 +192,27 @@ async fn run_client(
         identity::load_or_create(&config.data_dir, config.node_id, None, None)?;
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
+    let verified = conclave_coord::VerifiedMembers::new(Credentials::client_agent(
+        identity.node_id,
+        config.cluster_id.clone(),
+        config.cluster_token.as_ref().map(|t| t.expose()),
+    ));
     let parts = start_membership(
         &config,
         identity.node_id,
         config.cluster_id.clone(),
         gossip_seeds(&config, &formation),
-        remote_coordinator,
+        |_| remote_coordinator(verified.clone()),
         &shutdown,
         &tasks,
     )
     .await?;
+    tasks.spawn(verify_members(
+        verified,
+        parts.membership.clone(),
+        config.cluster_id.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(
         node_id = identity.node_id,
         new = created,

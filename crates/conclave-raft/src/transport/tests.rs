@@ -13,7 +13,7 @@ fn handshake_messages_round_trip_with_every_option() {
         election_timeout_min_ms: 1000,
         election_timeout_max_ms: 2000,
     };
-    for cluster_id in [None, Some("c".to_string())] {
+    for (cluster_id, timings) in [(None, None), (Some("c".to_string()), Some(timings))] {
         round_trip(&Hello {
             protocol: PROTOCOL_VERSION,
             cluster_id: cluster_id.clone(),

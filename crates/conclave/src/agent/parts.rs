@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use conclave_api::members::MembersContext;
-use conclave_coord::Coordinator;
+use conclave_coord::{Candidate, Coordinator, VerifiedMembers};
 use conclave_membership::view::keys;
 use conclave_membership::{GossipOptions, Membership, checks};
 use conclave_publish::Publisher;
@@ -220,22 +220,49 @@ pub(super) async fn advertise_raft(
     }
 }
 
-/// A client agent's coordinator: calls go to the Raft members gossip shows alive, the
-/// leader first (its users bound their calls; a watch stream has no timeout).
-pub(super) fn remote_coordinator(membership: &Membership) -> anyhow::Result<Coordinator> {
-    let membership = membership.clone();
-    let targets: conclave_coord::Targets = Arc::new(move || {
-        membership
-            .view()
-            .raft_members()
-            .into_iter()
-            .map(|m| format!("http://{}", m.api_addr))
-            .collect()
-    });
+/// A client agent's coordinator: calls go to the members of the membership a member proved
+/// over node RPC, the leader first (its users bound their calls; a watch stream has no
+/// timeout).
+pub(super) fn remote_coordinator(verified: Arc<VerifiedMembers>) -> anyhow::Result<Coordinator> {
+    let targets: conclave_coord::Targets = Arc::new(move || verified.targets());
     // The base address is replaced by each member's; the pool is shared.
     let client = conclave_client::Client::new("http://127.0.0.1")
         .map_err(|e| anyhow::anyhow!("an HTTP client for the cluster: {e}"))?;
     Ok(Coordinator::Remote(conclave_coord::Remote::new(
         targets, client,
     )))
+}
+
+/// Keep a client agent's verified membership current: ask the Raft members gossip shows
+/// (the leader first) over node RPC, every 5 s once one answered, every second until then.
+pub(super) async fn verify_members(
+    verified: Arc<VerifiedMembers>,
+    membership: Membership,
+    configured_cluster: Option<String>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let members = membership.view().raft_members();
+        let cluster = configured_cluster.clone().or_else(|| {
+            members
+                .iter()
+                .find(|m| !m.cluster_id.is_empty())
+                .map(|m| m.cluster_id.clone())
+        });
+        let candidates: Vec<Candidate> = members
+            .iter()
+            .map(|m| Candidate {
+                id: m.id,
+                rpc_addr: m.rpc_addr.clone(),
+            })
+            .collect();
+        let wait = match verified.refresh(&candidates, cluster.as_deref()).await {
+            Ok(_) => Duration::from_secs(5),
+            Err(_) => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
 }

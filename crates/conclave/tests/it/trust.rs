@@ -89,6 +89,82 @@ async fn with_a_token_a_stranger_is_refused_and_even_a_token_holder_cannot_brick
         "a stranger without the token got a session"
     );
     attack(&nodes, Some(crate::cluster::TOKEN)).await;
+    client_agents_learn_the_members_and_nothing_more(&nodes, &cluster).await;
+}
+
+/// A client agent proves the token like a node but brings no Raft timings: it may ask what
+/// a member knows, nothing else, and forwards only to the members a member reported.
+async fn client_agents_learn_the_members_and_nothing_more(
+    nodes: &[crate::cluster::Node],
+    cluster: &str,
+) {
+    use conclave_coord::{Candidate, VerifiedMembers, VerifyError};
+
+    let token = Some(crate::cluster::TOKEN);
+    let rpc = nodes[0].agent.rpc.to_string();
+    let client = Credentials::client_agent(77, Some(cluster.to_owned()), token);
+    let mut c = Conn::connect(&rpc, &client)
+        .await
+        .expect("a client agent's handshake");
+    assert!(matches!(
+        send(&mut c, RpcRequest::Info).await,
+        RpcResponse::Info(_)
+    ));
+    for (req, what) in [
+        (vote(77, u64::MAX), "a vote request"),
+        (propose(Command::ExpireLeases), "a proposal"),
+    ] {
+        assert!(
+            matches!(send(&mut c, req).await, RpcResponse::NotAllowed(_)),
+            "{what} from a client agent was served"
+        );
+    }
+
+    let node0 = nodes[0].agent.status().await["node_id"].as_u64().unwrap();
+    let verified = VerifiedMembers::new(Credentials::client_agent(77, None, token));
+    let wrong = Candidate {
+        id: node0 + 1000,
+        rpc_addr: rpc.clone(),
+    };
+    assert!(matches!(
+        verified.refresh(&[wrong], Some(cluster)).await,
+        Err(VerifyError::WrongNode { .. })
+    ));
+    assert!(
+        verified.targets().is_empty(),
+        "a misnamed member became a target"
+    );
+    let right = Candidate {
+        id: node0,
+        rpc_addr: rpc.clone(),
+    };
+    assert!(matches!(
+        verified
+            .refresh(std::slice::from_ref(&right), Some("another-cluster"))
+            .await,
+        Err(VerifyError::OtherCluster { .. })
+    ));
+    assert_eq!(
+        verified
+            .refresh(std::slice::from_ref(&right), Some(cluster))
+            .await,
+        Ok(node0)
+    );
+    let mut targets = verified.targets();
+    let mut expected: Vec<String> = nodes.iter().map(|n| n.agent.url("")).collect();
+    targets.sort();
+    expected.sort();
+    assert_eq!(targets, expected, "the verified members are the cluster's");
+
+    let without = VerifiedMembers::new(Credentials::client_agent(78, None, Some("wrong")));
+    assert!(matches!(
+        without.refresh(&[right], None).await,
+        Err(VerifyError::Unreachable { .. })
+    ));
+    assert!(
+        without.targets().is_empty(),
+        "a client with the wrong token has targets"
+    );
 }
 
 /// Every attack, each refused; then the cluster is checked unchanged.
