@@ -22,6 +22,7 @@ mod error;
 mod failover;
 pub mod formation;
 mod forward;
+pub mod fuzzing;
 mod leadership;
 mod leases;
 mod maintain;

@@ -15,9 +15,11 @@
 //! - [`Limits`]: size limits checked *before* a command is proposed (never inside `apply`,
 //!   so nodes with different local limits still apply the same log identically).
 //! - [`snapshot`]: a versioned binary encoding of a whole [`State`].
+//! - [`fuzzing`]: what must hold for any input, shared by the fuzz targets and the tests.
 
 mod command;
 pub mod elections;
+pub mod fuzzing;
 mod limits;
 pub mod names;
 pub mod registry;

@@ -9,6 +9,7 @@
 //!   plus the vote (fsync'd) and the committed index.
 //! - [`state_machine::StateMachineStore`]: the applied [`conclave_state::State`] in memory,
 //!   made durable by snapshots (atomic files); restart = newest snapshot + log replay.
+//! - [`fuzzing`]: what recovery must do with any bytes on disk (fuzz target and tests).
 //!
 //! Architecture invariant: this crate knows nothing about HTTP or the network.
 
@@ -18,6 +19,7 @@
 
 pub mod feed;
 pub mod fsutil;
+pub mod fuzzing;
 pub mod identity;
 pub mod log;
 pub mod offline;

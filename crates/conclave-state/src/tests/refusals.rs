@@ -102,32 +102,3 @@ fn a_stamp_of_an_earlier_term_never_moves_the_clock() {
     s.apply(&clock(3, 2_000));
     assert_eq!(s.clock().now_ms, 2_000);
 }
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
-
-    /// Whatever commands arrive, the state holds only names the rules allow.
-    #[test]
-    fn no_command_sequence_stores_a_name_the_rules_refuse(
-        commands in proptest::collection::vec(super::arbitrary_commands::command(), 1..60),
-    ) {
-        let mut s = State::new();
-        for c in &commands {
-            s.apply(c);
-        }
-        let (keys, _) = s.list("", None, usize::MAX);
-        for (key, _) in keys {
-            prop_assert!(!key.is_empty() && !key.starts_with(SYSTEM_PREFIX), "{key:?} stored");
-        }
-        for (kind, name, _) in s.config_documents(None) {
-            prop_assert!(names::check_kind_name(kind).is_ok(), "kind {kind:?} stored");
-            prop_assert!(names::check_doc_name(name).is_ok(), "name {name:?} stored");
-        }
-        for (name, e) in s.elections() {
-            prop_assert!(!name.is_empty(), "an unnamed election");
-            if let Some(h) = &e.holder {
-                prop_assert!(!h.candidate.is_empty(), "a holder without a name");
-            }
-        }
-    }
-}
