@@ -113,6 +113,7 @@ async fn health(State(ctx): State<CCtx>) -> Result<Json<HealthResponse>, ApiErro
         node_id: ctx.membership.node_id(),
         leader_id: Some(leader.id),
         applied_index: 0,
+        degraded: None,
     }))
 }
 

@@ -27,7 +27,8 @@ use crate::{ApiError, Ctx};
 #[derive(Serialize)]
 pub struct Candidate {
     pub node_id: u64,
-    /// `holder`, `candidate` or `ineligible`.
+    /// `holder`, `candidate` or `ineligible`; `unknown` for a member that is not alive (its
+    /// last gossiped stance is stale).
     pub state: String,
     pub priority: i64,
     pub member_state: MemberState,
@@ -62,9 +63,16 @@ fn view_of(ctx: &Ctx, name: &str, members: &[GossipMember]) -> RoleView {
         .iter()
         .filter_map(|m| {
             let stance = Stance::parse(m.advertised.get(&key)?)?;
+            // A member that is not alive cannot be believed to hold anything: its stance is
+            // the last it gossiped.
+            let state = if m.state == MemberState::Alive {
+                stance.state
+            } else {
+                "unknown".to_owned()
+            };
             Some(Candidate {
                 node_id: m.id,
-                state: stance.state,
+                state,
                 priority: stance.priority,
                 member_state: m.state,
                 healthy: m.healthy,
@@ -192,7 +200,7 @@ pub(crate) async fn handover(
                     StatusCode::CONFLICT,
                     ErrorCode::Conflict,
                     format!("node {to} is not a live, eligible candidate for role {name}"),
-                    "GET /v1/roles/{name} lists the candidates and their state",
+                    format!("GET /v1/roles/{name} lists the candidates and their state"),
                 )
             })?,
         None => view
@@ -222,7 +230,7 @@ pub(crate) async fn handover(
                 StatusCode::CONFLICT,
                 ErrorCode::Conflict,
                 format!("role {name} changed holder while the handover was asked for"),
-                "look again with GET /v1/roles/{name} and retry",
+                format!("look again with GET /v1/roles/{name} and retry"),
             ));
         }
         other => return Err(unexpected(other)),

@@ -132,11 +132,13 @@ fn serving(ctx: &Ctx) -> Result<HealthResponse, ApiError> {
             "wait for it to apply the log",
         ));
     }
+    let degraded = ctx.membership.join_problem();
     Ok(HealthResponse {
-        status: "ok".to_string(),
+        status: if degraded.is_some() { "degraded" } else { "ok" }.to_string(),
         node_id: node.id,
         leader_id: Some(leader),
         applied_index: applied,
+        degraded,
     })
 }
 

@@ -88,6 +88,31 @@ pub async fn run(
     }
 }
 
+/// Run `hook` as [`run`] does, but all attempts together within `budget`: a hook still
+/// running then is stopped (its process killed) and reported as failed.
+pub async fn run_within(
+    hook: &HookConfig,
+    what: &str,
+    env: &[(&str, String)],
+    body: &serde_json::Value,
+    budget: Duration,
+) -> HookResult {
+    let never = CancellationToken::new();
+    let attempts = run(hook, what, env, body, &never);
+    match tokio::time::timeout(budget, attempts).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(hook = %what, ?budget, "hook did not finish in time; stopped");
+            HookResult {
+                at: now_rfc3339(),
+                ok: false,
+                detail: format!("did not finish within {budget:?}; stopped"),
+                attempts: 1,
+            }
+        }
+    }
+}
+
 /// Why one attempt of a hook failed.
 #[derive(Debug, thiserror::Error)]
 enum HookError {
@@ -115,6 +140,15 @@ enum HookError {
     NoTarget,
 }
 
+/// The agent's environment variables a hook keeps: what a program needs to run, nothing
+/// else. The agent's own environment holds the cluster token and the secrets that
+/// configuration references (`${ENV}`), and a hook must not see them.
+const INHERITED: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR"];
+
+fn inherited_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars().filter(|(k, _)| INHERITED.contains(&k.as_str()) || k.starts_with("LC_"))
+}
+
 /// One attempt: what it did, or why it failed.
 async fn once(
     hook: &HookConfig,
@@ -125,6 +159,8 @@ async fn once(
         let (program, args) = argv.split_first().ok_or(HookError::EmptyExec)?;
         let out = tokio::process::Command::new(program)
             .args(args)
+            .env_clear()
+            .envs(inherited_env())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -216,5 +252,49 @@ mod tests {
         ));
         let ok = run(&exec(&["true"]), "t", &[], &body, &CancellationToken::new()).await;
         assert!(ok.ok && ok.detail == "true exited 0", "{ok:?}");
+    }
+
+    /// A hook sees the variables it is given and the few a program needs, never the rest of
+    /// the agent's environment (where the cluster token and referenced secrets live). The
+    /// test process has CARGO_* variables; none may reach the hook.
+    #[tokio::test]
+    async fn a_hook_gets_a_cleared_environment() {
+        let dir = std::env::temp_dir().join(format!("conclave-hook-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("env");
+        let script = format!("env > {}", file.display());
+        let body = serde_json::json!({});
+        let given = [("CONCLAVE_ROLE", "gw".to_string())];
+        once(&exec(&["sh", "-c", &script]), &given, &body)
+            .await
+            .unwrap();
+        let seen = std::fs::read_to_string(&file).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(std::env::vars().any(|(k, _)| k.starts_with("CARGO")));
+        assert!(seen.lines().any(|l| l == "CONCLAVE_ROLE=gw"), "{seen}");
+        assert!(seen.lines().any(|l| l.starts_with("PATH=")), "{seen}");
+        assert!(
+            !seen.contains("CARGO"),
+            "the agent's environment leaked: {seen}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hook_that_overruns_its_budget_is_stopped_and_reported() {
+        let started = std::time::Instant::now();
+        let body = serde_json::json!({});
+        let result = run_within(
+            &exec(&["sleep", "5"]),
+            "slow",
+            &[],
+            &body,
+            Duration::from_millis(200),
+        )
+        .await;
+        assert!(
+            !result.ok && result.detail.contains("did not finish"),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }

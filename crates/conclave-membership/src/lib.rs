@@ -175,8 +175,12 @@ struct Inner {
     stats: Arc<TransportStats>,
     tuning: GossipTuning,
     id: u64,
-    /// Why the join loop has not met anyone yet.
+    /// Why the join loop has not met anyone yet, or lost everyone it met.
     join_problem: std::sync::RwLock<Option<String>>,
+    /// Where else to look for gossip when no other member answers: the addresses of the
+    /// Raft members (set by the agent from its applied membership) and the ones last seen
+    /// alive in gossip. So a cluster whose every node moved re-forms its gossip view.
+    known_addrs: std::sync::RwLock<KnownAddrs>,
     /// When each (node, generation)'s heartbeat last advanced here.
     beats: std::sync::Mutex<HashMap<ChitchatId, (u64, Instant)>>,
     /// The cluster this agent was started for, if it was told (a client agent learns it).
@@ -184,6 +188,13 @@ struct Inner {
     /// Gossip members of another cluster seen in the last refresh, and when that was last
     /// logged.
     foreign: std::sync::Mutex<(usize, Option<Instant>)>,
+}
+
+/// Addresses worth gossiping to beside the seeds.
+#[derive(Debug, Default, Clone)]
+struct KnownAddrs {
+    raft_members: Vec<String>,
+    last_seen: Vec<String>,
 }
 
 impl Membership {
@@ -269,18 +280,17 @@ impl Membership {
             join_problem: std::sync::RwLock::new(
                 (!opts.seeds.is_empty()).then(|| "joining: no seed has answered yet".to_string()),
             ),
+            known_addrs: Default::default(),
         });
         let membership = Membership { inner };
         tokio::spawn(refresh_loop(membership.clone(), shutdown.clone()));
-        if !opts.seeds.is_empty() {
-            let discovery = discovery::Discovery::new(opts.dns_server);
-            tokio::spawn(join_loop(
-                membership.clone(),
-                opts.seeds,
-                discovery,
-                shutdown,
-            ));
-        }
+        let discovery = discovery::Discovery::new(opts.dns_server);
+        tokio::spawn(join_loop(
+            membership.clone(),
+            opts.seeds,
+            discovery,
+            shutdown,
+        ));
         Ok(membership)
     }
 
@@ -288,7 +298,19 @@ impl Membership {
         self.inner.id
     }
 
-    /// Why this agent has not met another member yet (`None` once it has, or with no seeds).
+    /// The gossip addresses of the other Raft members, as this node's applied membership
+    /// holds them: sought, like the seeds, whenever no other member answers.
+    pub fn set_member_addresses(&self, addrs: Vec<String>) {
+        self.inner
+            .known_addrs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .raft_members = addrs;
+    }
+
+    /// Why this agent sees no other member although it knows where some should be (seeds,
+    /// Raft members, members seen before): it has not joined yet, or it is cut off. `None`
+    /// once another member is alive, or when there is no one to meet (a single node).
     pub fn join_problem(&self) -> Option<String> {
         self.inner
             .join_problem
@@ -468,18 +490,28 @@ async fn join_loop(
 ) {
     let mut pause = Duration::from_millis(500);
     let mut last_log: Option<Instant> = None;
+    let mut ever_met = false;
     loop {
-        let met = m
-            .view()
+        let view = m.view();
+        let others: Vec<String> = view
             .members
             .iter()
-            .any(|x| x.id != m.inner.id && x.state == MemberState::Alive);
-        if met {
+            .filter(|x| x.id != m.inner.id && x.state == MemberState::Alive)
+            .map(|x| x.rpc_addr.clone())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if !others.is_empty() {
+            ever_met = true;
             *m.inner
                 .join_problem
                 .write()
                 .unwrap_or_else(|p| p.into_inner()) = None;
-            // Keep watching: if every other member vanishes, look for seeds again.
+            m.inner
+                .known_addrs
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_seen = others;
+            // Keep watching: if every other member vanishes, look for them again.
             pause = Duration::from_millis(500);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -487,8 +519,32 @@ async fn join_loop(
             }
             continue;
         }
+        let known = m
+            .inner
+            .known_addrs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut targets: Vec<String> = seeds.clone();
+        for a in known.raft_members.into_iter().chain(known.last_seen) {
+            if !targets.contains(&a) {
+                targets.push(a);
+            }
+        }
+        if targets.is_empty() {
+            // No one to meet: a single node, or a client without seeds.
+            *m.inner
+                .join_problem
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+            continue;
+        }
         let mut outcomes = Vec::new();
-        for seed in &seeds {
+        for seed in &targets {
             match discovery.expand(seed).await {
                 Ok(addrs) => {
                     if addrs.is_empty() {
@@ -504,10 +560,19 @@ async fn join_loop(
                 Err(e) => outcomes.push(format!("{seed} does not resolve yet ({e})")),
             }
         }
-        let problem = format!("not joined yet: {}", outcomes.join("; "));
+        let problem = if ever_met {
+            format!(
+                "cut off from gossip: no other member answers ({})",
+                outcomes.join("; ")
+            )
+        } else {
+            format!("not joined yet: {}", outcomes.join("; "))
+        };
         if last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
             last_log = Some(Instant::now());
-            tracing::warn!("{problem}; retrying with backoff (check --join and the cluster token)");
+            tracing::warn!(
+                "{problem}; retrying with backoff (check --join, the network and the cluster token)"
+            );
         }
         *m.inner
             .join_problem

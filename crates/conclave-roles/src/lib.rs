@@ -8,20 +8,23 @@
 //!   checks pass), and resigns when it stops being eligible;
 //! - never preempts a healthy holder: a higher-priority node takes over only on a planned
 //!   **handover** (`conclave roles handover NAME`);
-//! - as holder, runs `on_acquire`, keeps the lease alive, and runs `on_release` when it
-//!   resigns, loses the lease or sees a newer epoch (the **split-brain** detector:
-//!   [`detector`]);
+//! - as holder, runs `on_acquire` and keeps the lease alive from a task of its own, and
+//!   releases (runs `on_release`, and only then resigns) when it is told to stop, loses the
+//!   lease, cannot renew it in time, or sees a newer epoch (the **split-brain** detector:
+//!   [`detector`]): stop before start, so two nodes never run the role's service at once;
 //! - as holder of a role with `oauth2`, fetches and refreshes OAuth2 client-credentials
 //!   tokens for every peer of a `remote-peers` document, resolving secret references on
 //!   this node only ([`oauth2`]); tokens and secrets never leave the process.
 //!
-//! The agent talks to its own HTTP API (like the configuration sync), so clients and Raft
-//! members run roles the same way. What each node believes is advertised over gossip
+//! The runner reaches the elections through its agent's `Coordinator` (in process on a Raft
+//! member, forwarded to a verified member on a client agent), so clients and Raft members
+//! run roles the same way. What each node believes is advertised over gossip
 //! (`role:<name>` = `<state> <priority> <epoch>`, `role:<name>/peers` = token status).
 
 pub mod detector;
 pub mod oauth2;
 mod runtime;
+mod tokens;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -122,12 +125,20 @@ pub struct RoleConfig {
     pub ttl: Duration,
     pub on_acquire: Option<HookConfig>,
     pub on_release: Option<HookConfig>,
+    /// On a planned release (shutdown, handover, no longer eligible) the holder keeps its
+    /// lease while `on_release` runs, for at most this long; then it resigns anyway.
+    #[serde(default = "default_release_grace", with = "humantime_serde")]
+    pub release_grace: Duration,
     /// A `remote-peers` document (`kind/name`, e.g. `remote-peers/default`): the holder
     /// fetches an OAuth2 token for each enabled peer with `oauth2` settings.
     pub oauth2: Option<String>,
 }
 
 fn default_ttl() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_release_grace() -> Duration {
     Duration::from_secs(10)
 }
 

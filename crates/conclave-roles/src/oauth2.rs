@@ -69,6 +69,8 @@ pub enum FetchError {
     /// reqwest's message without the URL (the URL is named once, here; it holds no secret).
     #[error("token endpoint {url} unreachable: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error("token endpoint {url} did not answer within {after:?}")]
+    TimedOut { url: String, after: Duration },
     #[error("token endpoint {url} answered {status}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Refused {
         url: String,
@@ -79,8 +81,13 @@ pub enum FetchError {
     NoToken { url: String },
 }
 
-/// Fetch a token with the client-credentials grant.
-pub async fn fetch(http: &reqwest::Client, settings: &OAuth2) -> Result<Token, FetchError> {
+/// Fetch a token with the client-credentials grant, the whole exchange (connecting, the
+/// request, the answer's body) within `timeout`.
+pub async fn fetch(
+    http: &reqwest::Client,
+    settings: &OAuth2,
+    timeout: Duration,
+) -> Result<Token, FetchError> {
     let reference = SecretRef::parse(&settings.client_secret)?;
     let secret = reference.resolve()?;
     let mut form = vec![
@@ -94,13 +101,10 @@ pub async fn fetch(http: &reqwest::Client, settings: &OAuth2) -> Result<Token, F
     let resp = http
         .post(&settings.token_url)
         .form(&form)
-        .timeout(Duration::from_secs(10))
+        .timeout(timeout)
         .send()
         .await
-        .map_err(|e| FetchError::Unreachable {
-            url: settings.token_url.clone(),
-            reason: e.without_url().to_string(),
-        })?;
+        .map_err(|e| failed(settings, timeout, e))?;
     let status = resp.status();
     if !status.is_success() {
         let code = resp.json::<ErrorResponse>().await.ok().map(|e| e.error);
@@ -110,11 +114,32 @@ pub async fn fetch(http: &reqwest::Client, settings: &OAuth2) -> Result<Token, F
             code,
         });
     }
-    let body: TokenResponse = resp.json().await.map_err(|_| FetchError::NoToken {
-        url: settings.token_url.clone(),
+    let body: TokenResponse = resp.json().await.map_err(|e| {
+        if e.is_timeout() {
+            failed(settings, timeout, e)
+        } else {
+            FetchError::NoToken {
+                url: settings.token_url.clone(),
+            }
+        }
     })?;
     Ok(Token {
         access_token: body.access_token,
         expires_in: Duration::from_secs(body.expires_in.unwrap_or(3600).max(1)),
     })
+}
+
+/// A request that failed on the way: a timeout says so, anything else is unreachable.
+fn failed(settings: &OAuth2, timeout: Duration, e: reqwest::Error) -> FetchError {
+    if e.is_timeout() {
+        FetchError::TimedOut {
+            url: settings.token_url.clone(),
+            after: timeout,
+        }
+    } else {
+        FetchError::Unreachable {
+            url: settings.token_url.clone(),
+            reason: e.without_url().to_string(),
+        }
+    }
 }

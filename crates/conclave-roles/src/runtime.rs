@@ -4,21 +4,24 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use conclave_config::kinds::RemotePeers;
 use conclave_coord::{Coordinator, Read, bounded};
 use conclave_hook as hook;
 use conclave_membership::Membership;
 use conclave_types::{CampaignRequest, ElectionStatus, ErrorCode, HookResult, LeaseRequest};
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::detector::{self, Claim};
-use crate::oauth2::{self, PeerStatus, Token};
-use crate::{RoleConfig, Stance, claim_key, election_name, live_claims, peers_key};
+use crate::oauth2::PeerStatus;
+use crate::tokens::TokenKeeper;
+use crate::{RoleConfig, Stance, claim_key, election_name, live_claims};
 
 /// The longest one call to the coordinator may take (a campaign waits up to 2 s of it).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a resign may take; after it the lease simply runs out.
+const RESIGN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// This agent's view of one of its roles (`/v1/roles/local`).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -39,6 +42,12 @@ pub struct RoleStatus {
 #[derive(Clone, Default)]
 pub struct Roles {
     status: Arc<Mutex<BTreeMap<String, RoleStatus>>>,
+    /// Tells the runners to release and stop.
+    stop: CancellationToken,
+    /// The runners and the hooks they started.
+    tasks: TaskTracker,
+    /// The longest release among the roles (on_release's grace plus the resign).
+    longest_release: Duration,
 }
 
 impl Roles {
@@ -51,16 +60,28 @@ impl Roles {
             .collect()
     }
 
+    /// Start a runner per role. They stop when [`Roles::stop`] is called or `shutdown` is
+    /// cancelled, releasing what they hold first.
     pub fn spawn(
         roles: Vec<RoleConfig>,
         node_id: u64,
         coord: Coordinator,
         membership: Membership,
-        shutdown: CancellationToken,
-        tasks: &TaskTracker,
+        shutdown: &CancellationToken,
     ) -> Roles {
-        let this = Roles::default();
+        let this = Roles {
+            stop: shutdown.child_token(),
+            longest_release: roles
+                .iter()
+                .map(|r| r.release_grace + RESIGN_TIMEOUT)
+                .max()
+                .unwrap_or_default(),
+            ..Roles::default()
+        };
         for cfg in roles {
+            // Exported from the start, so that an alert rule sees 0 rather than nothing.
+            metrics::counter!("conclave_role_split_brain_alerts_total", "role" => cfg.name.clone())
+                .increment(0);
             this.update(&cfg.name, |s| {
                 s.name = cfg.name.clone();
                 s.priority = cfg.priority;
@@ -73,17 +94,34 @@ impl Roles {
                 http: reqwest::Client::new(),
                 membership: membership.clone(),
                 roles: this.clone(),
-                shutdown: shutdown.clone(),
-                tasks: tasks.clone(),
-                tokens: BTreeMap::new(),
+                shutdown: this.stop.clone(),
+                tasks: this.tasks.clone(),
                 last_alert: None,
             };
-            tasks.spawn(runner.run());
+            this.tasks.spawn(runner.run());
         }
         this
     }
 
-    fn update(&self, role: &str, f: impl FnOnce(&mut RoleStatus)) {
+    /// Release every role this agent holds (on_release to completion within its grace,
+    /// then the resign) and stop the runners. The agent awaits this first on shutdown,
+    /// while its HTTP API and node RPC still serve, so the resign reaches the cluster.
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        let bound = self.longest_release + Duration::from_secs(1);
+        if tokio::time::timeout(bound, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?bound,
+                "roles did not finish releasing in time; stopping without them"
+            );
+        }
+    }
+
+    pub(crate) fn update(&self, role: &str, f: impl FnOnce(&mut RoleStatus)) {
         let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
         f(all.entry(role.to_owned()).or_default());
     }
@@ -100,10 +138,8 @@ struct Runner {
     membership: Membership,
     roles: Roles,
     shutdown: CancellationToken,
-    /// Where hooks run, so that shutdown waits for them.
+    /// Where hooks and the token keeper run, so that [`Roles::stop`] waits for them.
     tasks: TaskTracker,
-    /// Per remote peer: its status, token and when to refresh it.
-    tokens: BTreeMap<String, (PeerStatus, Option<Token>, Instant)>,
     last_alert: Option<Instant>,
 }
 
@@ -158,7 +194,12 @@ impl Runner {
         }
     }
 
+    /// Eligible by its tags and health, and in touch with gossip: a node cut off from the
+    /// other members cannot see their claims, so it must not claim the role.
     fn eligible(&self) -> bool {
+        if self.membership.join_problem().is_some() {
+            return false;
+        }
         let view = self.membership.view();
         view.members
             .iter()
@@ -243,7 +284,7 @@ impl Runner {
     async fn resign(&self, epoch: u64) {
         let name = election_name(&self.cfg.name);
         let lease = self.lease(epoch);
-        if let Err(e) = bounded(CALL_TIMEOUT, self.coord.resign(&name, &lease)).await {
+        if let Err(e) = bounded(RESIGN_TIMEOUT, self.coord.resign(&name, &lease)).await {
             tracing::debug!(role = %self.cfg.name, epoch, error = %e, "resign failed; the lease will expire");
         }
     }
@@ -281,171 +322,187 @@ impl Runner {
         )
     }
 
+    /// One tenure, from the grant to the release. The lease is renewed by a task of its own
+    /// ([`renew`]) whose every call is bounded by a quarter of the ttl, and this loop waits
+    /// on nothing but the lease's local deadline and cheap local checks; so whatever the
+    /// token endpoint, the API or the network do, the holder starts releasing at
+    /// `last renewal sent + ttl - margin`, before the lease can end on the cluster clock.
     async fn hold(&mut self, epoch: u64, granted_sent: Instant) -> Released {
         tracing::info!(role = %self.cfg.name, epoch, "role acquired");
         self.advertise("holder", epoch).await;
+        let ttl = self.cfg.ttl;
+        let margin = stop_margin(ttl);
+        // Ends what runs only while holding: the acquire hook, the token keeper.
+        let tenure = CancellationToken::new();
         if let Some(h) = self.cfg.on_acquire.clone() {
             let (env, body) = self.hook_env(epoch, "acquire");
             let name = format!("role {} acquire", self.cfg.name);
-            let (roles, role, shutdown) = (
-                self.roles.clone(),
-                self.cfg.name.clone(),
-                self.shutdown.clone(),
-            );
-            // Run beside the renewals: a slow hook must not cost the lease.
+            let (roles, role, tenure) = (self.roles.clone(), self.cfg.name.clone(), tenure.clone());
+            // Run beside the renewals: a slow hook must not cost the lease. A hook still
+            // running when the tenure ends is stopped (its process killed).
             self.tasks.spawn(async move {
-                let result = hook::run(&h, &name, &env, &body, &shutdown).await;
-                roles.update(&role, |s| s.last_acquire = Some(result));
+                let run = hook::run(&h, &name, &env, &body, &tenure);
+                tokio::select! {
+                    result = run => roles.update(&role, |s| s.last_acquire = Some(result)),
+                    _ = tenure.cancelled() => {}
+                }
             });
         }
-        let ttl = self.cfg.ttl;
-        let margin = ttl / 5;
-        let mut deadline = granted_sent + ttl - margin;
+        if let Some(document) = self.cfg.oauth2.clone() {
+            let keeper = TokenKeeper::new(
+                self.cfg.name.clone(),
+                document,
+                ttl,
+                self.coord.clone(),
+                self.http.clone(),
+                self.membership.clone(),
+                self.roles.clone(),
+            );
+            self.tasks.spawn(keeper.run(tenure.clone()));
+        }
+        let (lease_tx, mut lease) = watch::channel(Lease {
+            release_at: granted_sent + ttl - margin,
+            lost: None,
+            handover: false,
+        });
+        let renewer = tokio::spawn(renew(
+            self.coord.clone(),
+            election_name(&self.cfg.name),
+            self.lease(epoch),
+            ttl,
+            lease_tx,
+        ));
         let why = loop {
+            let release_at = lease.borrow().release_at;
             tokio::select! {
-                _ = self.shutdown.cancelled() => {
-                    self.resign(epoch).await;
-                    break Released::Shutdown;
+                _ = self.shutdown.cancelled() => break Released::Shutdown,
+                _ = tokio::time::sleep_until(release_at.into()) => {
+                    break Released::Lost("the lease could not be renewed in time".into());
                 }
-                _ = tokio::time::sleep(ttl / 4) => {}
-            }
-            if Instant::now() >= deadline {
-                break Released::Lost("the lease could not be renewed in time".into());
-            }
-            let sent = Instant::now();
-            let name = election_name(&self.cfg.name);
-            let lease = self.lease(epoch);
-            match bounded(CALL_TIMEOUT, self.coord.keepalive(&name, &lease)).await {
-                Ok(_) => deadline = sent + ttl - margin,
-                Err(e) if e.code() == ErrorCode::NotHolder => {
-                    break Released::Lost(e.to_string());
+                changed = lease.changed() => {
+                    if changed.is_err() {
+                        break Released::Lost("the renewals stopped".into());
+                    }
+                    let now = lease.borrow().clone();
+                    if let Some(reason) = now.lost {
+                        break Released::Lost(reason);
+                    }
+                    if now.handover {
+                        break Released::Resigned("planned handover");
+                    }
                 }
-                // Unreachable or unavailable: try again until the deadline.
-                Err(_) => {}
-            }
-            if self.watch_for_split_brain(Some(epoch)) {
-                break Released::Lost("another node holds a newer epoch (split brain)".into());
-            }
-            if !self.eligible() {
-                self.resign(epoch).await;
-                break Released::Resigned("no longer eligible");
-            }
-            if self.handover_elsewhere(Some(epoch)).await {
-                self.resign(epoch).await;
-                break Released::Resigned("planned handover");
-            }
-            if self.cfg.oauth2.is_some() {
-                self.refresh_tokens().await;
+                _ = tokio::time::sleep(CHECK_EVERY) => {
+                    if self.watch_for_split_brain(Some(epoch)) {
+                        break Released::Lost("another node holds a newer epoch (split brain)".into());
+                    }
+                    if !self.eligible() {
+                        break Released::Resigned("no longer eligible");
+                    }
+                }
             }
         };
         match &why {
             Released::Lost(reason) => {
-                tracing::warn!(role = %self.cfg.name, epoch, %reason, "role lost")
+                tracing::warn!(role = %self.cfg.name, epoch, %reason, "role lost; releasing")
             }
             Released::Resigned(reason) => {
-                tracing::info!(role = %self.cfg.name, epoch, %reason, "role resigned")
+                tracing::info!(role = %self.cfg.name, epoch, %reason, "releasing the role")
             }
-            Released::Shutdown => {}
+            Released::Shutdown => {
+                tracing::info!(role = %self.cfg.name, epoch, "shutting down: releasing the role")
+            }
         }
-        self.tokens.clear();
-        let _ = self.membership.set(&peers_key(&self.cfg.name), "").await;
-        self.roles.update(&self.cfg.name, |s| s.peers.clear());
+        // Stop before start: first what runs for the tenure, then on_release, and only then
+        // the lease, so that no other node can acquire while this one still runs.
+        tenure.cancel();
+        let planned = !matches!(why, Released::Lost(_));
+        if !planned {
+            renewer.abort();
+        }
+        // Planned: the lease is still renewed while on_release runs. Lost: on_release was
+        // started `stop_margin` before the lease can end; it still runs to completion
+        // (only it stops the service), and an overrun is reported.
+        let lease_end = lease.borrow().release_at + margin;
+        self.release_hook(epoch, self.cfg.release_grace).await;
+        if !planned && Instant::now() > lease_end {
+            tracing::warn!(role = %self.cfg.name, epoch, "on_release finished after the lease could have ended; another node may have started meanwhile (keep on_release under a quarter of the ttl)");
+        }
+        renewer.abort();
+        if planned {
+            self.resign(epoch).await;
+        }
         self.advertise("candidate", 0).await;
-        if let Some(h) = &self.cfg.on_release {
-            let (env, body) = self.hook_env(epoch, "release");
-            let name = format!("role {} release", self.cfg.name);
-            // Bounded by the hook's own timeout and attempts; at shutdown it still runs once.
-            let result = hook::run(h, &name, &env, &body, &CancellationToken::new()).await;
-            self.roles
-                .update(&self.cfg.name, |s| s.last_release = Some(result));
-        }
         why
     }
 
-    /// Fetch or refresh the token of every enabled peer that has OAuth2 settings.
-    async fn refresh_tokens(&mut self) {
-        let Some(doc) = self.cfg.oauth2.clone() else {
+    /// Run `on_release` within `budget`; one that does not finish is stopped and reported,
+    /// and the release goes on.
+    async fn release_hook(&self, epoch: u64, budget: Duration) {
+        let Some(h) = &self.cfg.on_release else {
             return;
         };
-        let (kind, name) = doc.split_once('/').unwrap_or((doc.as_str(), ""));
-        let peers: Option<RemotePeers> =
-            bounded(CALL_TIMEOUT, self.coord.config_get(kind, name, Read::Stale))
-                .await
-                .ok()
-                .and_then(|d| serde_json::from_value(d.content).ok());
-        let Some(peers) = peers else {
-            self.set_peers(vec![PeerStatus {
-                node_id: "-".into(),
-                status: "error".into(),
-                detail: format!("document {doc} is missing or unreadable"),
-                expires_in_s: None,
-            }])
-            .await;
-            return;
-        };
-        let now = Instant::now();
-        let mut statuses = Vec::new();
-        for peer in &peers.peers {
-            let Some(settings) = peer.oauth2.as_ref() else {
-                continue;
-            };
-            if !peer.enabled {
-                statuses.push(PeerStatus {
-                    node_id: peer.node_id.clone(),
-                    status: "disabled".into(),
-                    detail: String::new(),
-                    expires_in_s: None,
-                });
-                continue;
+        let (env, body) = self.hook_env(epoch, "release");
+        let name = format!("role {} release", self.cfg.name);
+        let result = hook::run_within(h, &name, &env, &body, budget).await;
+        if !result.ok {
+            tracing::warn!(role = %self.cfg.name, epoch, detail = %result.detail, "on_release failed; the role is released anyway");
+        }
+        self.roles
+            .update(&self.cfg.name, |s| s.last_release = Some(result));
+    }
+}
+
+/// How often the holder checks eligibility and the split-brain detector.
+const CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// How long before the lease can end the holder starts releasing when it cannot renew: a
+/// quarter of the ttl, the time on_release has left in that case.
+pub(crate) fn stop_margin(ttl: Duration) -> Duration {
+    ttl / 4
+}
+
+/// What the renewals have learnt about the lease.
+#[derive(Debug, Clone)]
+struct Lease {
+    /// When the holder must start releasing: the send time of the last successful renewal
+    /// (or the campaign) plus ttl minus [`stop_margin`].
+    release_at: Instant,
+    /// The cluster said this node no longer holds it.
+    lost: Option<String>,
+    /// A handover to another node stands.
+    handover: bool,
+}
+
+/// Renew the lease every quarter ttl, each call bounded by a quarter ttl, and look for a
+/// planned handover; report to the tenure through `lease`. Runs until aborted.
+async fn renew(
+    coord: Coordinator,
+    election: String,
+    request: LeaseRequest,
+    ttl: Duration,
+    lease: watch::Sender<Lease>,
+) {
+    let every = ttl / 4;
+    let margin = stop_margin(ttl);
+    loop {
+        tokio::time::sleep(every).await;
+        let sent = Instant::now();
+        match bounded(every, coord.keepalive(&election, &request)).await {
+            Ok(_) => lease.send_modify(|l| l.release_at = sent + ttl - margin),
+            Err(e) if e.code() == ErrorCode::NotHolder => {
+                lease.send_modify(|l| l.lost = Some(e.to_string()));
+                return;
             }
-            let due = self
-                .tokens
-                .get(&peer.node_id)
-                .is_none_or(|(_, _, refresh_at)| now >= *refresh_at);
-            if due {
-                let entry = match oauth2::fetch(&self.http, settings).await {
-                    Ok(token) => {
-                        let refresh_at = now + token.expires_in.mul_f32(0.8);
-                        let status = PeerStatus {
-                            node_id: peer.node_id.clone(),
-                            status: "ok".into(),
-                            detail: String::new(),
-                            expires_in_s: Some(token.expires_in.as_secs()),
-                        };
-                        tracing::info!(role = %self.cfg.name, peer = %peer.node_id, "OAuth2 token fetched");
-                        (status, Some(token), refresh_at)
-                    }
-                    Err(e) => {
-                        let detail = e.to_string();
-                        tracing::warn!(role = %self.cfg.name, peer = %peer.node_id, %detail, "OAuth2 token not fetched");
-                        let status = PeerStatus {
-                            node_id: peer.node_id.clone(),
-                            status: "error".into(),
-                            detail,
-                            expires_in_s: None,
-                        };
-                        (status, None, now + Duration::from_secs(5))
-                    }
-                };
-                self.tokens.insert(peer.node_id.clone(), entry);
-            }
-            if let Some((status, _, _)) = self.tokens.get(&peer.node_id) {
-                statuses.push(status.clone());
+            // Unreachable or unavailable: the deadline decides.
+            Err(_) => {}
+        }
+        if let Ok(status) = bounded(every, coord.election(&election, Read::Stale)).await {
+            let elsewhere = status
+                .handover
+                .is_some_and(|h| h.target != request.candidate && h.from_epoch == request.epoch);
+            if elsewhere {
+                lease.send_modify(|l| l.handover = true);
             }
         }
-        self.set_peers(statuses).await;
-    }
-
-    async fn set_peers(&self, peers: Vec<PeerStatus>) {
-        let ok = peers.iter().filter(|p| p.status == "ok").count();
-        metrics::gauge!("conclave_role_oauth2_peers_ok", "role" => self.cfg.name.clone())
-            .set(ok as f64);
-        metrics::gauge!("conclave_role_oauth2_peers", "role" => self.cfg.name.clone())
-            .set(peers.len() as f64);
-        let compact = serde_json::to_string(&peers).unwrap_or_default();
-        self.membership
-            .set(&peers_key(&self.cfg.name), &compact)
-            .await;
-        self.roles.update(&self.cfg.name, |s| s.peers = peers);
     }
 }

@@ -359,10 +359,15 @@ pub struct Status {
 /// `GET /v1/health` and `/v1/ready` → 200.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HealthResponse {
+    /// `ok`, or `degraded` (serving, but see `degraded`).
     pub status: String,
     pub node_id: u64,
     pub leader_id: Option<u64>,
     pub applied_index: u64,
+    /// Why the node is degraded: e.g. cut off from gossip while it has peers (it then
+    /// campaigns for no role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
 }
 
 /// One Raft member as `GET /v1/cluster/members` and `/v1/cluster/status` show it. Replication
@@ -567,5 +572,23 @@ mod tests {
         .unwrap();
         assert_eq!(body.error.code, ErrorCode::Unknown);
         assert_eq!(body.error.message, "m");
+    }
+
+    #[test]
+    fn a_health_answer_round_trips_with_and_without_a_degradation() {
+        for degraded in [None, Some("cut off from gossip".to_string())] {
+            let h = HealthResponse {
+                status: if degraded.is_some() { "degraded" } else { "ok" }.into(),
+                node_id: 3,
+                leader_id: Some(1),
+                applied_index: 9,
+                degraded: degraded.clone(),
+            };
+            let json = serde_json::to_string(&h).unwrap();
+            assert_eq!(json.contains("degraded\":"), degraded.is_some(), "{json}");
+            let back: HealthResponse = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.degraded, degraded);
+            assert_eq!((back.status, back.node_id), (h.status, 3));
+        }
     }
 }

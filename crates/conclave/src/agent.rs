@@ -237,10 +237,13 @@ async fn run_client(
     let mut http = serve_http(http_listener, app, &http_stop);
     tokio::select! {
         _ = stop.cancelled() => {
-            tracing::info!("shutting down: no new requests, draining in-flight ones");
+            tracing::info!("shutting down: releasing roles, then draining in-flight requests");
         }
         res = &mut http => return http_ended(res),
     }
+    // Stop before start: a held role is released (on_release, then the resign) while the
+    // API still forwards to the cluster.
+    parts.roles.stop().await;
     http_stop.cancel();
     drain_http(&mut http).await;
     tracing::info!("leaving gossip");
@@ -272,9 +275,9 @@ impl Listeners {
 }
 
 /// Run an agent on `listeners` until `stop` is cancelled (the binary cancels it on SIGTERM
-/// or SIGINT), then shut down in order: stop accepting HTTP and drain it while node RPC
-/// still serves, hand leadership over if this node leads, leave gossip, stop the background
-/// tasks, stop Raft. The configured addresses are replaced by the listeners' own, so
+/// or SIGINT), then shut down in order: release held roles, stop accepting HTTP and drain
+/// it while node RPC still serves, hand leadership over if this node leads, leave gossip,
+/// stop the background tasks, stop Raft. The configured addresses are replaced by the listeners' own, so
 /// listeners bound on port 0 are advertised with the ports they got.
 pub async fn run(
     mut config: AgentConfig,
@@ -479,7 +482,7 @@ pub async fn run(
     // restarts or alerts. Both go through the same ordered shutdown.
     let fatal = tokio::select! {
         _ = stop.cancelled() => {
-            tracing::info!("shutting down: no new requests, draining in-flight ones");
+            tracing::info!("shutting down: releasing roles, then draining in-flight requests");
             None
         }
         Some(e) = fatal_rx.recv() => {
@@ -501,6 +504,9 @@ pub async fn run(
             Some(why)
         }
     };
+    // Stop before start: a held role is released (on_release, then the resign through the
+    // in-process layer) while HTTP and node RPC still serve.
+    parts.roles.stop().await;
     http_stop.cancel();
     drain_http(&mut http).await;
     // A node that can no longer serve has no leadership to hand over.

@@ -118,8 +118,7 @@ pub(super) async fn start_membership(
         node_id,
         coord,
         membership.clone(),
-        shutdown.clone(),
-        tasks,
+        shutdown,
     );
     // One recorder per process; a second agent in the same process (tests) goes without.
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -196,7 +195,8 @@ pub(super) async fn raft_gauges(node: RaftNode, shutdown: CancellationToken) {
     }
 }
 
-/// Keep this node's Raft role and cluster id current in its gossip state.
+/// Keep this node's Raft role and cluster id current in its gossip state, and gossip's
+/// list of the other members' addresses current with the applied membership.
 pub(super) async fn advertise_raft(
     node: RaftNode,
     membership: Membership,
@@ -213,6 +213,15 @@ pub(super) async fn advertise_raft(
         membership
             .set(keys::CLUSTER, node.cluster_id().as_deref().unwrap_or(""))
             .await;
+        // Gossip is sought at the other members' addresses too, as Raft knows them.
+        let others = m
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != node.id)
+            .map(|(_, info)| info.rpc_addr.clone())
+            .collect();
+        membership.set_member_addresses(others);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}

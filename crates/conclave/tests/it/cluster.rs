@@ -433,6 +433,24 @@ async fn every_node_moves_to_a_new_address_one_at_a_time() {
             "{rpc} missing from {members:?}"
         );
     }
+    // Gossip re-forms too, though no node was given a seed on its new address: each seeks
+    // the others at the addresses the Raft membership holds.
+    for n in &nodes {
+        let url = n.agent.url("/v1/members");
+        eventually(
+            "gossip shows all three alive",
+            Duration::from_secs(30),
+            || async {
+                get_json(&url)
+                    .await
+                    .and_then(|v| v.as_array().cloned())
+                    .is_some_and(|ms| ms.iter().filter(|m| m["state"] == "alive").count() == 3)
+            },
+        )
+        .await;
+        let health = get_json(&n.agent.url("/v1/health")).await.unwrap();
+        assert_eq!(health["status"], "ok", "{health}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

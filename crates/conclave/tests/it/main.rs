@@ -14,6 +14,7 @@ mod elections;
 mod fixes;
 mod gossip;
 mod recovery;
+mod role_overlap;
 mod roles;
 mod seams;
 mod trust;
