@@ -86,6 +86,16 @@ pub async fn start_static(
     start_static_each(root, per_node, env).await
 }
 
+/// `--initial-members` for nodes 1..n at these (HTTP, RPC) addresses.
+pub fn initial_members(addrs: &[(SocketAddr, SocketAddr)]) -> String {
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, rpc))| format!("{}={rpc}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// [`start_static`] with each node's own extra flags.
 pub async fn start_static_each(
     root: &Path,
@@ -94,12 +104,7 @@ pub async fn start_static_each(
 ) -> Vec<Node> {
     let n = per_node.len();
     let addrs: Vec<(SocketAddr, SocketAddr)> = (0..n).map(|_| (free_addr(), free_addr())).collect();
-    let members = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, (_, rpc))| format!("{}={rpc}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
+    let members = initial_members(&addrs);
     let mut nodes = Vec::new();
     for (i, (h, r)) in addrs.iter().enumerate() {
         let dir = root.join(format!("n{}", i + 1));

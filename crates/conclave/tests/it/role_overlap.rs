@@ -1,7 +1,7 @@
 //! A role's service runs on one node at a time: every node's hooks log `acquire` and
 //! `release` with the epoch and a timestamp into one file, and no two nodes' acquire →
 //! release intervals may overlap — through a token endpoint that answers only after twice
-//! the ttl, a planned handover whose on_release takes 3 s, SIGTERM of the holder five times
+//! the ttl (then one that never answers, then one that fails), a planned handover whose on_release takes 3 s, SIGTERM of the holder five times
 //! over, kill -9 of the holder (as a follower and as the Raft leader; its tenure ends when it
 //! dies), and SIGSTOP of the holder past its ttl (the one overlap no agent can prevent: its
 //! tenure counts as ended while it is frozen, and it must start releasing when it wakes).
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::{cluster_env, eventually, get_json};
+use crate::cluster::{cluster_env, eventually, get_json, initial_members};
 use crate::support::{Agent, cli, free_addr, http};
 
 const TTL: Duration = Duration::from_secs(4);
@@ -136,6 +136,47 @@ async fn slow_token_endpoint() -> String {
     format!("http://{addr}/token")
 }
 
+/// A token endpoint that accepts connections and never answers.
+async fn black_hole_endpoint() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    format!("http://{addr}/token")
+}
+
+/// A token endpoint that fails every request.
+async fn failing_endpoint() -> String {
+    use axum::routing::post;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/token",
+        post(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down") }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/token")
+}
+
+/// Point the cloud peer's OAuth2 settings at `token_url`.
+async fn put_peers(agent: &Agent, token_url: &str) {
+    let doc = format!(
+        r#"{{"peers": [{{"node_id": "cloud-1", "address": "cloud.example.com:9000", "type": "cloud",
+            "oauth2": {{"token_url": "{token_url}", "client_id": "c", "client_secret": "${{GW_SECRET}}"}}}}]}}"#
+    );
+    let r = http()
+        .put(agent.url("/v1/config/remote-peers/default"))
+        .body(doc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 fn config_file(root: &Path, log: &Path) -> PathBuf {
     let line = |event: &str| {
         format!(
@@ -180,6 +221,15 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// The holder's index and epoch as node 0 sees it, once there is one.
+    async fn wait_holder(&self, ids: &[u64]) -> (usize, u64) {
+        eventually("a holder", Duration::from_secs(20), || async {
+            self.holder(0, ids).await.is_some()
+        })
+        .await;
+        self.holder(0, ids).await.expect("a holder")
+    }
+
     /// The holder's index and epoch, as node `via` sees it.
     async fn holder(&self, via: usize, ids: &[u64]) -> Option<(usize, u64)> {
         let r = self.role(via).await;
@@ -194,12 +244,7 @@ async fn a_role_never_runs_on_two_nodes_through_slow_tokens_handovers_sigterm_ki
     let log = root.path().join("hooks.log");
     let config = config_file(root.path(), &log);
     let addrs: Vec<_> = (0..3).map(|_| (free_addr(), free_addr())).collect();
-    let members = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, (_, rpc))| format!("{}={rpc}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
+    let members = initial_members(&addrs);
     let mut cluster = Cluster {
         agents: Vec::new(),
         addrs,
@@ -221,26 +266,11 @@ async fn a_role_never_runs_on_two_nodes_through_slow_tokens_handovers_sigterm_ki
         a.wait_healthy(Duration::from_secs(30)).await;
         ids.push(a.status().await["node_id"].as_u64().unwrap());
     }
-    let token_url = slow_token_endpoint().await;
-    let doc = format!(
-        r#"{{"peers": [{{"node_id": "cloud-1", "address": "cloud.example.com:9000", "type": "cloud",
-            "oauth2": {{"token_url": "{token_url}", "client_id": "c", "client_secret": "${{GW_SECRET}}"}}}}]}}"#
-    );
-    let r = http()
-        .put(cluster.agents[0].url("/v1/config/remote-peers/default"))
-        .body(doc)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    put_peers(&cluster.agents[0], &slow_token_endpoint().await).await;
 
     // A token endpoint that answers after 2 × ttl costs nothing: one tenure throughout,
     // and the peer's status says the endpoint timed out.
-    eventually("a holder", Duration::from_secs(20), || async {
-        cluster.holder(0, &ids).await.is_some()
-    })
-    .await;
-    let (_, first_epoch) = cluster.holder(0, &ids).await.unwrap();
+    let (_, first_epoch) = cluster.wait_holder(&ids).await;
     tokio::time::sleep(TTL * 3).await;
     let r = cluster.role(0).await;
     assert_eq!(
@@ -250,6 +280,22 @@ async fn a_role_never_runs_on_two_nodes_through_slow_tokens_handovers_sigterm_ki
     );
     let detail = r["peers"][0]["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("did not answer within"), "{r}");
+    // Nor does one that never answers, or one that fails: a peer status, not a lost role.
+    for (url, says) in [
+        (black_hole_endpoint().await, "did not answer within"),
+        (failing_endpoint().await, "answered 503"),
+    ] {
+        put_peers(&cluster.agents[0], &url).await;
+        tokio::time::sleep(TTL * 2).await;
+        let r = cluster.role(0).await;
+        assert_eq!(
+            r["epoch"].as_u64(),
+            Some(first_epoch),
+            "the role moved: {r}"
+        );
+        let detail = r["peers"][0]["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(says), "{says:?}: {r}");
+    }
 
     // A planned handover: the old holder's 3 s on_release ends before the target starts.
     let (code, out, err) = cli(
@@ -267,11 +313,7 @@ async fn a_role_never_runs_on_two_nodes_through_slow_tokens_handovers_sigterm_ki
     // SIGTERM of the holder, five times: each releases (on_release, then the resign)
     // before it exits, and the next holder starts after that.
     for round in 0..5 {
-        eventually("a holder", Duration::from_secs(20), || async {
-            cluster.holder(0, &ids).await.is_some()
-        })
-        .await;
-        let (idx, epoch) = cluster.holder(0, &ids).await.expect("a holder");
+        let (idx, epoch) = cluster.wait_holder(&ids).await;
         let via = (idx + 1) % 3;
         let status = cluster.agents[idx]
             .signal_and_wait("TERM", Duration::from_secs(30))
@@ -305,11 +347,7 @@ async fn a_role_never_runs_on_two_nodes_through_slow_tokens_handovers_sigterm_ki
     // with the process, and the next holder starts only after its lease.
     let mut ended = BTreeMap::new();
     for as_leader in [false, true] {
-        eventually("a holder", Duration::from_secs(20), || async {
-            cluster.holder(0, &ids).await.is_some()
-        })
-        .await;
-        let (idx, epoch) = cluster.holder(0, &ids).await.unwrap();
+        let (idx, epoch) = cluster.wait_holder(&ids).await;
         if as_leader {
             let to = ids[idx].to_string();
             let via = cluster.agents[(idx + 1) % 3].addr_flag();
@@ -337,11 +375,7 @@ async fn a_role_never_runs_on_two_nodes_through_slow_tokens_handovers_sigterm_ki
 
     // SIGSTOP of the holder past its ttl: another node takes over meanwhile (the frozen one
     // cannot act); woken, it starts on_release at once.
-    eventually("a holder", Duration::from_secs(20), || async {
-        cluster.holder(0, &ids).await.is_some()
-    })
-    .await;
-    let (idx, epoch) = cluster.holder(0, &ids).await.unwrap();
+    let (idx, epoch) = cluster.wait_holder(&ids).await;
     let pid = cluster.agents[idx].pid().unwrap();
     crate::cluster::signal(pid, "STOP").await;
     ended.insert(epoch, now_ns());
