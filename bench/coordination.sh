@@ -5,7 +5,7 @@
 #     delivery latency p50/p99/max, events delivered, agent RSS with the watchers attached;
 #   - role failover: every node declares a role (ttl ROLE_TTL); kill -9 the holder, time
 #     until another node's on_acquire hook runs, TRIALS times (the killed node restarts and
-#     rejoins between trials).
+#     rejoins between trials); then the same with SIGTERM (the holder releases and resigns).
 #
 #   bash bench/coordination.sh              # ≈ 4 min, writes bench/coordination-results.md
 #   WATCHERS=200 TRIALS=3 bash bench/coordination.sh
@@ -110,30 +110,37 @@ IDS=()
 for n in 1 2 3; do
   IDS+=("$(curl -sf "http://$(http "$n")/v1/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')")
 done
-for trial in $(seq 1 "$TRIALS"); do
-  wait_ok has_holder
-  h=$(holder)
-  others=()
-  for n in 1 2 3; do [ "$n" != "$h" ] && others+=("$n"); done
-  declare -A lines=()
-  for n in "${others[@]}"; do lines[$n]=$( (wc -l <"$WORK/acquired-$n") 2>/dev/null || echo 0); done
-  t0=$(date +%s%N)
-  kill -9 "${PID[$h]}"; wait "${PID[$h]}" 2>/dev/null || true
-  got=""
-  for _ in $(seq 1 600); do
-    for n in "${others[@]}"; do
-      now=$( (wc -l <"$WORK/acquired-$n") 2>/dev/null || echo 0)
-      if [ "$now" -gt "${lines[$n]}" ]; then got=$(tail -1 "$WORK/acquired-$n"); break 2; fi
+failover_trials() { # signal label
+  local sig=$1 label=$2
+  for trial in $(seq 1 "$TRIALS"); do
+    wait_ok has_holder
+    h=$(holder)
+    others=()
+    for n in 1 2 3; do [ "$n" != "$h" ] && others+=("$n"); done
+    declare -A lines=()
+    for n in "${others[@]}"; do lines[$n]=$( (wc -l <"$WORK/acquired-$n") 2>/dev/null || echo 0); done
+    leader=$(curl -sf -m 1 "http://$(http "$h")/v1/status" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(str(s.get("leader_id")) == str(s["node_id"]))' || echo False)
+    t0=$(date +%s%N)
+    kill "-$sig" "${PID[$h]}"
+    got=""
+    for _ in $(seq 1 1500); do
+      for n in "${others[@]}"; do
+        now=$( (wc -l <"$WORK/acquired-$n") 2>/dev/null || echo 0)
+        if [ "$now" -gt "${lines[$n]}" ]; then got=$(tail -1 "$WORK/acquired-$n"); break 2; fi
+      done
+      sleep 0.02
     done
-    sleep 0.02
+    wait "${PID[$h]}" 2>/dev/null || true
+    [ -n "$got" ] || { echo "trial $trial: no new holder" >&2; exit 1; }
+    ms=$(( (got - t0) / 1000000 ))
+    echo "{\"label\": \"$label\", \"trial\": $trial, \"ttl\": \"$ROLE_TTL\", \"holder_was_leader\": \"$leader\", \"ms\": $ms}" | tee -a "$OUT_JSON"
+    start "$h"
+    wait_ok healthy
+    sleep 1   # the restarted node advertises its candidacy
   done
-  [ -n "$got" ] || { echo "trial $trial: no new holder" >&2; exit 1; }
-  ms=$(( (got - t0) / 1000000 ))
-  echo "{\"label\": \"role failover\", \"trial\": $trial, \"ttl\": \"$ROLE_TTL\", \"ms\": $ms}" | tee -a "$OUT_JSON"
-  start "$h"
-  wait_ok healthy
-  sleep 1   # the restarted node advertises its candidacy
-done
+}
+failover_trials KILL "role failover"
+failover_trials TERM "role failover (sigterm)"
 
 python3 - "$OUT_JSON" "$OUT_MD" "$WATCHERS" "$RATE" "$SECONDS_PER_POINT" "$ROLE_TTL" <<'PY'
 import json, statistics, sys
@@ -141,6 +148,13 @@ src, dst, watchers, rate, secs, ttl = sys.argv[1:]
 rows = [json.loads(l) for l in open(src)]
 fan = [r for r in rows if "watchers" in r]
 fail = [r["ms"] for r in rows if r.get("label") == "role failover"]
+term = [r["ms"] for r in rows if r.get("label") == "role failover (sigterm)"]
+def split(label):
+    rs = [r for r in rows if r.get("label") == label]
+    lead = [r["ms"] for r in rs if r.get("holder_was_leader") == "True"]
+    follow = [r["ms"] for r in rs if r.get("holder_was_leader") != "True"]
+    med = lambda v: f"{statistics.median(v):.0f} ms ({len(v)})" if v else "–"
+    return f"holder a follower: median {med(follow)}; holder also the Raft leader: median {med(lead)}"
 out = ["# Coordination benchmark", "",
        f"3-node conclave on loopback (release build), {watchers} SSE watchers on one prefix, "
        f"{rate} writes/s for {secs} s.", "",
@@ -154,7 +168,12 @@ if fail:
     out += ["", f"Role failover (ttl {ttl}): kill -9 the holder → another node's on_acquire runs, "
             f"{len(fail)} trials: median {statistics.median(fail):.0f} ms, "
             f"min {min(fail)} ms, max {max(fail)} ms.", "",
-            "All trials (ms): " + ", ".join(str(f) for f in fail)]
+            "All trials (ms): " + ", ".join(str(f) for f in fail), "", split("role failover")]
+if term:
+    out += ["", f"Role failover (ttl {ttl}): SIGTERM the holder (it releases, then resigns; no on_release hook here) → "
+            f"another node's on_acquire runs, {len(term)} trials: median {statistics.median(term):.0f} ms, "
+            f"min {min(term)} ms, max {max(term)} ms.", "",
+            "All trials (ms): " + ", ".join(str(f) for f in term), "", split("role failover (sigterm)")]
 open(dst, "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 PY
