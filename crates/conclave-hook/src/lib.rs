@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use conclave_types::HookResult;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
 /// A hook: `exec` (no shell; details in environment variables) or `url` (a JSON POST).
@@ -47,7 +48,8 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// Run `hook` (retrying with backoff); `what` names it in logs.
+/// Run `hook` (retrying with backoff); `what` names it in logs. `shutdown` ends the retries,
+/// never an attempt in progress.
 pub async fn run(
     hook: &HookConfig,
     what: &str,
@@ -55,16 +57,72 @@ pub async fn run(
     body: &serde_json::Value,
     shutdown: &CancellationToken,
 ) -> HookResult {
+    let never = CancellationToken::new();
+    run_attempts(
+        hook,
+        what,
+        env,
+        body,
+        shutdown,
+        &Stop::new(&never, Duration::ZERO),
+    )
+    .await
+}
+
+/// Run `hook` as [`run`] does until `stop` is cancelled; then the attempt in progress is
+/// stopped (an `exec` hook gets SIGTERM, then SIGKILL once `grace` has passed) and no retry
+/// follows. For a hook that may still be running when what it serves ends (a role's
+/// `on_acquire` when the tenure ends).
+pub async fn run_until(
+    hook: &HookConfig,
+    what: &str,
+    env: &[(&str, String)],
+    body: &serde_json::Value,
+    stop: &CancellationToken,
+    grace: Duration,
+) -> HookResult {
+    run_attempts(hook, what, env, body, stop, &Stop::new(stop, grace)).await
+}
+
+/// When an attempt in progress must be stopped, and how long it may take to exit.
+struct Stop<'a> {
+    token: &'a CancellationToken,
+    grace: Duration,
+}
+
+impl<'a> Stop<'a> {
+    fn new(token: &'a CancellationToken, grace: Duration) -> Self {
+        Self { token, grace }
+    }
+}
+
+async fn run_attempts(
+    hook: &HookConfig,
+    what: &str,
+    env: &[(&str, String)],
+    body: &serde_json::Value,
+    shutdown: &CancellationToken,
+    stop: &Stop<'_>,
+) -> HookResult {
     let mut delay = hook.backoff;
     let mut detail = String::new();
     for attempt in 1..=hook.attempts.max(1) {
-        match tokio::time::timeout(hook.timeout, once(hook, env, body)).await {
+        match tokio::time::timeout(hook.timeout, once(hook, env, body, stop)).await {
             Ok(Ok(d)) => {
                 tracing::info!(hook = %what, attempt, "hook ran");
                 return HookResult {
                     at: now_rfc3339(),
                     ok: true,
                     detail: d,
+                    attempts: attempt,
+                };
+            }
+            Ok(Err(HookError::Stopped)) => {
+                tracing::info!(hook = %what, attempt, "hook stopped");
+                return HookResult {
+                    at: now_rfc3339(),
+                    ok: false,
+                    detail: HookError::Stopped.to_string(),
                     attempts: attempt,
                 };
             }
@@ -138,6 +196,23 @@ enum HookError {
     },
     #[error("the hook has neither exec nor url")]
     NoTarget,
+    #[error("stopped before it finished (what it ran for has ended)")]
+    Stopped,
+}
+
+/// Stop a child process politely: SIGTERM, then SIGKILL once `grace` has passed, and reap it.
+pub async fn stop_child(child: &mut tokio::process::Child, grace: Duration) {
+    // tokio can only SIGKILL; the polite signal goes through kill(2).
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
 }
 
 /// The agent's environment variables a hook keeps: what a program needs to run, nothing
@@ -154,26 +229,47 @@ async fn once(
     hook: &HookConfig,
     env: &[(&str, String)],
     body: &serde_json::Value,
+    stop: &Stop<'_>,
 ) -> Result<String, HookError> {
     if let Some(argv) = &hook.exec {
         let (program, args) = argv.split_first().ok_or(HookError::EmptyExec)?;
-        let out = tokio::process::Command::new(program)
+        let mut child = tokio::process::Command::new(program)
             .args(args)
             .env_clear()
             .envs(inherited_env())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
-            .output()
-            .await
+            .spawn()
             .map_err(|source| HookError::Spawn {
                 program: program.clone(),
                 source,
             })?;
-        if out.status.success() {
+        let mut stderr = child.stderr.take();
+        let finished = tokio::select! {
+            done = async {
+                let mut tail = Vec::new();
+                if let Some(e) = stderr.as_mut() {
+                    let _ = e.read_to_end(&mut tail).await;
+                }
+                (child.wait().await, tail)
+            } => Some(done),
+            _ = stop.token.cancelled() => None,
+        };
+        let Some((status, stderr)) = finished else {
+            stop_child(&mut child, stop.grace).await;
+            return Err(HookError::Stopped);
+        };
+        let status = status.map_err(|source| HookError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        if status.success() {
             Ok(format!("{program} exited 0"))
         } else {
-            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stderr = String::from_utf8_lossy(&stderr);
             let tail: String = stderr
                 .chars()
                 .rev()
@@ -184,7 +280,7 @@ async fn once(
                 .collect();
             Err(HookError::Exited {
                 program: program.clone(),
-                status: out.status,
+                status,
                 stderr_tail: tail.trim().to_owned(),
             })
         }
@@ -215,6 +311,13 @@ async fn once(
 mod tests {
     use super::*;
 
+    static NEVER: std::sync::LazyLock<CancellationToken> =
+        std::sync::LazyLock::new(CancellationToken::new);
+
+    fn no_stop() -> Stop<'static> {
+        Stop::new(&NEVER, Duration::ZERO)
+    }
+
     fn exec(argv: &[&str]) -> HookConfig {
         HookConfig {
             exec: Some(argv.iter().map(|s| s.to_string()).collect()),
@@ -228,18 +331,23 @@ mod tests {
     #[tokio::test]
     async fn each_failure_says_what_failed() {
         let body = serde_json::json!({});
-        let e = once(&exec(&[]), &[], &body).await.unwrap_err();
+        let e = once(&exec(&[]), &[], &body, &no_stop()).await.unwrap_err();
         assert!(matches!(e, HookError::EmptyExec), "{e}");
-        let e = once(&exec(&["/nonexistent/hook"]), &[], &body)
+        let e = once(&exec(&["/nonexistent/hook"]), &[], &body, &no_stop())
             .await
             .unwrap_err();
         assert!(
             e.to_string().starts_with("cannot run /nonexistent/hook"),
             "{e}"
         );
-        let e = once(&exec(&["sh", "-c", "echo broken >&2; exit 3"]), &[], &body)
-            .await
-            .unwrap_err();
+        let e = once(
+            &exec(&["sh", "-c", "echo broken >&2; exit 3"]),
+            &[],
+            &body,
+            &no_stop(),
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().ends_with(": broken"), "{e}");
         assert!(e.to_string().contains("exit status: 3"), "{e}");
         let none = HookConfig {
@@ -247,7 +355,7 @@ mod tests {
             ..exec(&[])
         };
         assert!(matches!(
-            once(&none, &[], &body).await,
+            once(&none, &[], &body, &no_stop()).await,
             Err(HookError::NoTarget)
         ));
         let ok = run(&exec(&["true"]), "t", &[], &body, &CancellationToken::new()).await;
@@ -265,7 +373,7 @@ mod tests {
         let script = format!("env > {}", file.display());
         let body = serde_json::json!({});
         let given = [("CONCLAVE_ROLE", "gw".to_string())];
-        once(&exec(&["sh", "-c", &script]), &given, &body)
+        once(&exec(&["sh", "-c", &script]), &given, &body, &no_stop())
             .await
             .unwrap();
         let seen = std::fs::read_to_string(&file).unwrap();
@@ -296,5 +404,45 @@ mod tests {
             "{result:?}"
         );
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// A hook still running when what it serves ends gets SIGTERM (and the chance to stop
+    /// cleanly); one that ignores it is killed once the grace has passed.
+    #[tokio::test]
+    async fn a_stopped_hook_gets_sigterm_then_sigkill_after_the_grace() {
+        let dir = std::env::temp_dir().join(format!("conclave-hook-stop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let marker = dir.join("term");
+        let body = serde_json::json!({});
+        let polite = format!(
+            "trap 'kill $!; echo term > {}; exit 0' TERM; sleep 30 & wait",
+            marker.display()
+        );
+        for (script, grace, says_term) in [
+            (polite.as_str(), Duration::from_secs(5), true),
+            (
+                "trap '' TERM; exec sleep 30",
+                Duration::from_millis(300),
+                false,
+            ),
+        ] {
+            let _ = std::fs::remove_file(&marker);
+            let stop = CancellationToken::new();
+            let trigger = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                trigger.cancel();
+            });
+            let started = std::time::Instant::now();
+            let result =
+                run_until(&exec(&["sh", "-c", script]), "t", &[], &body, &stop, grace).await;
+            assert!(
+                !result.ok && result.detail.contains("stopped"),
+                "{result:?}"
+            );
+            assert!(started.elapsed() < Duration::from_secs(4), "{script}");
+            assert_eq!(marker.exists(), says_term, "{script}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

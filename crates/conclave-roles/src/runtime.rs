@@ -161,7 +161,7 @@ impl Runner {
             self.advertise(if eligible { "candidate" } else { "ineligible" }, 0)
                 .await;
             self.watch_for_split_brain(None);
-            if !eligible || self.handover_elsewhere(None).await {
+            if !eligible || self.cut_off() || self.handover_elsewhere(None).await {
                 if self.pause(Duration::from_millis(500)).await {
                     return;
                 }
@@ -194,12 +194,14 @@ impl Runner {
         }
     }
 
-    /// Eligible by its tags and health, and in touch with gossip: a node cut off from the
-    /// other members cannot see their claims, so it must not claim the role.
+    /// A node cut off from the other members cannot see their claims, so it must not start
+    /// a campaign; a holder keeps its lease through Raft meanwhile (a gossip hiccup is not a
+    /// reason to hand the role over).
+    fn cut_off(&self) -> bool {
+        self.membership.join_problem().is_some()
+    }
+
     fn eligible(&self) -> bool {
-        if self.membership.join_problem().is_some() {
-            return false;
-        }
         let view = self.membership.view();
         view.members
             .iter()
@@ -334,20 +336,19 @@ impl Runner {
         let margin = stop_margin(ttl);
         // Ends what runs only while holding: the acquire hook, the token keeper.
         let tenure = CancellationToken::new();
-        if let Some(h) = self.cfg.on_acquire.clone() {
+        // Run beside the renewals: a slow hook must not cost the lease. A hook still running
+        // when the tenure ends is stopped (SIGTERM, then SIGKILL after the grace) before
+        // on_release runs.
+        let acquiring = self.cfg.on_acquire.clone().map(|h| {
             let (env, body) = self.hook_env(epoch, "acquire");
             let name = format!("role {} acquire", self.cfg.name);
             let (roles, role, tenure) = (self.roles.clone(), self.cfg.name.clone(), tenure.clone());
-            // Run beside the renewals: a slow hook must not cost the lease. A hook still
-            // running when the tenure ends is stopped (its process killed).
+            let grace = acquire_stop_grace(ttl, self.cfg.release_grace);
             self.tasks.spawn(async move {
-                let run = hook::run(&h, &name, &env, &body, &tenure);
-                tokio::select! {
-                    result = run => roles.update(&role, |s| s.last_acquire = Some(result)),
-                    _ = tenure.cancelled() => {}
-                }
-            });
-        }
+                let result = hook::run_until(&h, &name, &env, &body, &tenure, grace).await;
+                roles.update(&role, |s| s.last_acquire = Some(result));
+            })
+        });
         if let Some(document) = self.cfg.oauth2.clone() {
             let keeper = TokenKeeper::new(
                 self.cfg.name.clone(),
@@ -415,6 +416,9 @@ impl Runner {
         // Stop before start: first what runs for the tenure, then on_release, and only then
         // the lease, so that no other node can acquire while this one still runs.
         tenure.cancel();
+        if let Some(acquiring) = acquiring {
+            let _ = acquiring.await;
+        }
         let planned = !matches!(why, Released::Lost(_));
         if !planned {
             renewer.abort();
@@ -459,6 +463,12 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// quarter of the ttl, the time on_release has left in that case.
 pub(crate) fn stop_margin(ttl: Duration) -> Duration {
     ttl / 4
+}
+
+/// How long an `on_acquire` still running at the end of a tenure may take to exit after
+/// SIGTERM: an eighth of the ttl (half the time a lost lease leaves), at most the grace.
+fn acquire_stop_grace(ttl: Duration, release_grace: Duration) -> Duration {
+    (ttl / 8).min(release_grace)
 }
 
 /// What the renewals have learnt about the lease.

@@ -195,13 +195,13 @@ pub async fn elect(client: &Client, opts: ElectOptions) -> Result<i32, ClientErr
                 return Ok(code);
             }
             Ended::Stopped => {
-                stop_child(&mut child, opts.grace).await;
+                conclave_hook::stop_child(&mut child, opts.grace).await;
                 resign(client, &opts.name, &lease).await;
                 eprintln!("elect: stopped; resigned epoch {epoch}");
                 return Ok(143);
             }
             Ended::Lost => {
-                stop_child(&mut child, opts.grace).await;
+                conclave_hook::stop_child(&mut child, opts.grace).await;
                 eprintln!("elect: epoch {epoch} is over; campaigning again");
             }
         }
@@ -306,21 +306,6 @@ async fn hold(
             }
             Err(_) => {} // timed out at stop_at; the loop stops the child
         }
-    }
-}
-
-/// SIGTERM, then SIGKILL once `grace` has passed.
-async fn stop_child(child: &mut Child, grace: Duration) {
-    // tokio can only SIGKILL; the polite signal goes through kill(2).
-    let pid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .and_then(rustix::process::Pid::from_raw);
-    if let Some(pid) = pid {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        let _ = child.kill().await;
     }
 }
 
