@@ -266,27 +266,24 @@ async fn a_role_never_runs_on_two_nodes_through_slow_tokens_handovers_sigterm_ki
         a.wait_healthy(Duration::from_secs(30)).await;
         ids.push(a.status().await["node_id"].as_u64().unwrap());
     }
-    put_peers(&cluster.agents[0], &slow_token_endpoint().await).await;
-
-    // A token endpoint that answers after 2 × ttl costs nothing: one tenure throughout,
-    // and the peer's status says the endpoint timed out.
+    // A token endpoint that answers after 2 × ttl, one that never answers, one that fails:
+    // each costs nothing but a peer status; one tenure throughout.
     let (_, first_epoch) = cluster.wait_holder(&ids).await;
-    tokio::time::sleep(TTL * 3).await;
-    let r = cluster.role(0).await;
-    assert_eq!(
-        r["epoch"].as_u64(),
-        Some(first_epoch),
-        "the role moved: {r}"
-    );
-    let detail = r["peers"][0]["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains("did not answer within"), "{r}");
-    // Nor does one that never answers, or one that fails: a peer status, not a lost role.
-    for (url, says) in [
-        (black_hole_endpoint().await, "did not answer within"),
-        (failing_endpoint().await, "answered 503"),
+    for (url, watch, says) in [
+        (
+            slow_token_endpoint().await,
+            TTL * 3,
+            "did not answer within",
+        ),
+        (
+            black_hole_endpoint().await,
+            TTL * 2,
+            "did not answer within",
+        ),
+        (failing_endpoint().await, TTL * 2, "answered 503"),
     ] {
         put_peers(&cluster.agents[0], &url).await;
-        tokio::time::sleep(TTL * 2).await;
+        tokio::time::sleep(watch).await;
         let r = cluster.role(0).await;
         assert_eq!(
             r["epoch"].as_u64(),
