@@ -38,6 +38,12 @@ pub(super) async fn start_membership(
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> anyhow::Result<MembershipParts> {
+    // One recorder per process (a second agent in the same process, in tests, goes
+    // without), installed before anything registers a metric: a counter registered earlier
+    // (the split-brain alerts at 0) would be lost.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
     let advertised = config.advertised_rpc();
     let advertise = match advertised.parse::<SocketAddr>() {
         Ok(a) => a,
@@ -120,10 +126,6 @@ pub(super) async fn start_membership(
         membership.clone(),
         shutdown,
     );
-    // One recorder per process; a second agent in the same process (tests) goes without.
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .ok();
     {
         let (membership, shutdown) = (membership.clone(), shutdown.clone());
         tasks.spawn(async move {

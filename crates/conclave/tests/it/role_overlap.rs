@@ -266,6 +266,20 @@ async fn a_role_never_runs_on_two_nodes_through_slow_tokens_handovers_sigterm_ki
         a.wait_healthy(Duration::from_secs(30)).await;
         ids.push(a.status().await["node_id"].as_u64().unwrap());
     }
+    // Alert rules see the split-brain counter from the start, at 0.
+    let metrics = http()
+        .get(cluster.agents[0].url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("conclave_role_split_brain_alerts_total{role=\"gateway\"} 0"),
+        "{metrics}"
+    );
+
     // A token endpoint that answers after 2 × ttl, one that never answers, one that fails:
     // each costs nothing but a peer status; one tenure throughout.
     let (_, first_epoch) = cluster.wait_holder(&ids).await;

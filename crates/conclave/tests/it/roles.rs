@@ -266,6 +266,10 @@ async fn a_role_is_held_by_one_eligible_node_handed_over_failed_over_and_never_l
                 .await
                 .unwrap();
             assert!(metrics.contains("conclave_role_holder"), "{metrics}");
+            assert!(
+                metrics.contains("conclave_role_split_brain_alerts_total"),
+                "the split-brain counter is exported (from 0): {metrics}"
+            );
             seen.push_str(&metrics);
         }
     }
