@@ -50,8 +50,8 @@ pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// RPC layer's own shape (no skipped fields), typed refusals (`RejectReason`). 5: the
 /// handshake binds both nonces and seals every later frame. 6: the state machine's own
 /// refusal (`Outcome::Refused`, `RejectReason::Refused`). 7: a hello without Raft timings is
-/// a client agent's ([`PeerKind::ClientAgent`]).
-pub const PROTOCOL_VERSION: u32 = 7;
+/// a client agent's ([`PeerKind::ClientAgent`]). 8: `Refusal::RevisionsExhausted`.
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Idle connections kept per peer address by a [`Pool`].
 const MAX_IDLE_PER_PEER: usize = 64;

@@ -156,6 +156,7 @@ fn refusals() -> impl Iterator<Item = Refusal> {
         Refusal::BadDocumentName,
         Refusal::EmptyElectionName,
         Refusal::StaleClock,
+        Refusal::RevisionsExhausted,
     ]
     .into_iter()
 }
@@ -473,5 +474,5 @@ fn a_status_with_an_unknown_member_decodes_on_a_follower() {
 fn the_protocol_version_names_this_message_set() {
     // Bump it with any change to the messages above; nodes of another version refuse
     // each other at the handshake instead of misreading frames.
-    assert_eq!(PROTOCOL_VERSION, 7);
+    assert_eq!(PROTOCOL_VERSION, 8);
 }

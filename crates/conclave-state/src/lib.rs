@@ -37,6 +37,12 @@ pub use limits::{LimitError, Limits, MAX_NAME_BYTES};
 pub use names::Refusal;
 pub use registry::{ConfigEntry, ConfigVersion};
 
+/// The highest revision a store reaches: from there every command is refused
+/// ([`Refusal::RevisionsExhausted`]). Versions and epochs never exceed the revision, and one
+/// command adds far fewer than `u64::MAX - MAX_REVISION` revisions, so no counter can wrap;
+/// a snapshot beyond it is refused as corrupt.
+pub const MAX_REVISION: u64 = 1 << 62;
+
 /// Keys under this prefix belong to conclave (configuration documents, elections). The KV API
 /// refuses them, so watchers can tell system changes from application keys.
 pub const SYSTEM_PREFIX: &str = "_conclave/";
@@ -154,7 +160,7 @@ impl State {
     /// A command whose key or name breaks the [`names`] rules is refused, never applied
     /// (defence in depth: every entry point checks the same rules before proposing).
     pub fn apply(&mut self, command: &Command) -> Outcome {
-        if let Err(refusal) = names::admissible(command, self.clock.term) {
+        if let Err(refusal) = names::admissible(command, self.clock.term, self.revision) {
             return Outcome::Refused {
                 revision: self.revision,
                 refusal,

@@ -70,10 +70,19 @@ pub enum Refusal {
     EmptyElectionName,
     #[error("a clock stamp from an earlier leader term than the cluster clock's")]
     StaleClock,
+    /// The revision reached [`crate::MAX_REVISION`] (only a corrupt snapshot gets there: at
+    /// a million writes a second the limit is 146,000 years away); nothing more is applied,
+    /// so no counter can wrap.
+    #[error("the store's revisions are exhausted")]
+    RevisionsExhausted,
 }
 
-/// Whether `apply` may apply `command` to a state whose cluster clock is at `clock_term`.
-pub(crate) fn admissible(command: &Command, clock_term: u64) -> Result<(), Refusal> {
+/// Whether `apply` may apply `command` to a state at `revision` whose cluster clock is at
+/// `clock_term`.
+pub(crate) fn admissible(command: &Command, clock_term: u64, revision: u64) -> Result<(), Refusal> {
+    if revision >= crate::MAX_REVISION {
+        return Err(Refusal::RevisionsExhausted);
+    }
     match command {
         Command::Put { key, .. } | Command::Delete { key, .. } => {
             if key.is_empty() {

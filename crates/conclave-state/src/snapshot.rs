@@ -35,6 +35,9 @@ pub enum SnapshotError {
     UnsupportedVersion { found: u16, supported: u16 },
     #[error("snapshot body is corrupt: {0}")]
     Corrupt(#[from] postcard::Error),
+    /// It decodes, but no sequence of commands could have produced it.
+    #[error("snapshot is corrupt: {0}")]
+    Implausible(String),
 }
 
 /// Encode `state` with the current format version.
@@ -56,12 +59,44 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     match version {
         1 => {
             let v1: StateV1 = postcard::from_bytes(body)?;
-            Ok(State::from_v1(v1.revision, v1.kv))
+            plausible(State::from_v1(v1.revision, v1.kv))
         }
-        FORMAT_VERSION => Ok(postcard::from_bytes(body)?),
+        FORMAT_VERSION => plausible(postcard::from_bytes(body)?),
         found => Err(SnapshotError::UnsupportedVersion {
             found,
             supported: FORMAT_VERSION,
         }),
     }
+}
+
+/// A decoded state only if applying commands could have produced it: the revision within
+/// [`crate::MAX_REVISION`], and no key version, key revision or election epoch beyond it
+/// (each of those grows only with the revision). Applying to anything else could wrap a
+/// counter.
+fn plausible(state: State) -> Result<State, SnapshotError> {
+    let revision = state.revision;
+    let implausible = |what: String| Err(SnapshotError::Implausible(what));
+    if revision > crate::MAX_REVISION {
+        return implausible(format!("revision {revision} is beyond any reachable one"));
+    }
+    for (key, kv) in &state.kv {
+        if kv.mod_revision > revision
+            || kv.create_revision > kv.mod_revision
+            || kv.version > revision
+        {
+            return implausible(format!(
+                "key {key:?} has revisions (create {}, mod {}, version {}) beyond the store's {revision}",
+                kv.create_revision, kv.mod_revision, kv.version
+            ));
+        }
+    }
+    for (name, election) in &state.elections {
+        if election.last_epoch > revision {
+            return implausible(format!(
+                "election {name:?} has epoch {} beyond the store's revision {revision}",
+                election.last_epoch
+            ));
+        }
+    }
+    Ok(state)
 }

@@ -102,3 +102,49 @@ fn a_stamp_of_an_earlier_term_never_moves_the_clock() {
     s.apply(&clock(3, 2_000));
     assert_eq!(s.clock().now_ms, 2_000);
 }
+
+#[test]
+fn at_the_last_revision_nothing_more_is_applied() {
+    let mut s = State::new();
+    s.apply(&put("a", "1"));
+    s.revision = crate::MAX_REVISION;
+    let before = s.clone();
+    assert_eq!(
+        refused(&s.apply(&put("a", "2"))),
+        Some(Refusal::RevisionsExhausted)
+    );
+    assert_eq!(
+        refused(&s.apply(&Command::ExpireLeases)),
+        Some(Refusal::RevisionsExhausted)
+    );
+    assert_eq!(s, before);
+}
+
+#[test]
+fn a_snapshot_no_command_sequence_could_produce_is_refused() {
+    let mut s = State::new();
+    s.apply(&put("a", "1"));
+    s.apply(&clock(1, 1_000));
+    s.apply(&campaign("gw", "n1", 5_000));
+    assert!(snapshot::decode(&snapshot::encode(&s)).is_ok());
+    let mut beyond = s.clone();
+    beyond.revision = u64::MAX;
+    let mut stale_key = s.clone();
+    if let Some(kv) = stale_key.kv.get_mut("a") {
+        kv.version = 99;
+    }
+    let mut stale_epoch = s.clone();
+    if let Some(e) = stale_epoch.elections.get_mut("gw") {
+        e.last_epoch = 1_000;
+    }
+    for (bad, what) in [
+        (beyond, "revision"),
+        (stale_key, "\"a\""),
+        (stale_epoch, "\"gw\""),
+    ] {
+        match snapshot::decode(&snapshot::encode(&bad)) {
+            Err(snapshot::SnapshotError::Implausible(why)) => assert!(why.contains(what), "{why}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
