@@ -40,6 +40,18 @@ where
     }
 }
 
+/// The body of a GET that must succeed (e.g. `/metrics`).
+pub async fn get_text(url: &str) -> String {
+    crate::support::http()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub async fn get_json(url: &str) -> Option<Value> {
     let r = http().get(url).send().await.ok()?;
     if !r.status().is_success() {

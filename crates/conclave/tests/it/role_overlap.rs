@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::{cluster_env, eventually, get_json, initial_members};
+use crate::cluster::{cluster_env, eventually, get_json, get_text, initial_members};
 use crate::support::{Agent, cli, free_addr, http};
 
 const TTL: Duration = Duration::from_secs(4);
@@ -230,6 +230,28 @@ impl Cluster {
         self.holder(0, ids).await.expect("a holder")
     }
 
+    /// Wait (up to `timeout`) until node `via` sees a holder with an epoch after `epoch`.
+    async fn wait_newer_holder(
+        &self,
+        what: &str,
+        timeout: Duration,
+        via: usize,
+        epoch: u64,
+        ids: &[u64],
+    ) {
+        eventually(what, timeout, || async {
+            self.holder(via, ids).await.is_some_and(|(_, e)| e > epoch)
+        })
+        .await;
+    }
+
+    /// Start node `i` again on its data directory and addresses, and wait until it serves.
+    async fn restart(&mut self, i: usize) {
+        let agent = self.spawn(i);
+        agent.wait_healthy(Duration::from_secs(30)).await;
+        self.agents[i] = agent;
+    }
+
     /// The holder's index and epoch, as node `via` sees it.
     async fn holder(&self, via: usize, ids: &[u64]) -> Option<(usize, u64)> {
         let r = self.role(via).await;
@@ -267,14 +289,7 @@ async fn a_role_never_runs_on_two_nodes_through_slow_tokens_handovers_sigterm_ki
         ids.push(a.status().await["node_id"].as_u64().unwrap());
     }
     // Alert rules see the split-brain counter from the start, at 0.
-    let metrics = http()
-        .get(cluster.agents[0].url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&cluster.agents[0].url("/metrics")).await;
     assert!(
         metrics.contains("conclave_role_split_brain_alerts_total{role=\"gateway\"} 0"),
         "{metrics}"
@@ -338,20 +353,14 @@ async fn a_role_never_runs_on_two_nodes_through_slow_tokens_handovers_sigterm_ki
             "round {round}: epoch {epoch} exited unreleased"
         );
         let since = Instant::now();
-        eventually("a new holder", Duration::from_secs(20), || async {
-            cluster
-                .holder(via, &ids)
-                .await
-                .is_some_and(|(_, e)| e > epoch)
-        })
-        .await;
+        cluster
+            .wait_newer_holder("a new holder", Duration::from_secs(20), via, epoch, &ids)
+            .await;
         eprintln!(
             "round {round}: a new holder {:?} after SIGTERM",
             since.elapsed()
         );
-        let agent = cluster.spawn(idx);
-        agent.wait_healthy(Duration::from_secs(30)).await;
-        cluster.agents[idx] = agent;
+        cluster.restart(idx).await;
     }
 
     // kill -9 of the holder, first as a follower, then as the Raft leader: its tenure ends
@@ -368,20 +377,16 @@ async fn a_role_never_runs_on_two_nodes_through_slow_tokens_handovers_sigterm_ki
         cluster.agents[idx].kill9();
         ended.insert(epoch, now_ns());
         let via = (idx + 1) % 3;
-        eventually(
-            "a holder after the kill",
-            Duration::from_secs(30),
-            || async {
-                cluster
-                    .holder(via, &ids)
-                    .await
-                    .is_some_and(|(_, e)| e > epoch)
-            },
-        )
-        .await;
-        let agent = cluster.spawn(idx);
-        agent.wait_healthy(Duration::from_secs(30)).await;
-        cluster.agents[idx] = agent;
+        cluster
+            .wait_newer_holder(
+                "a holder after the kill",
+                Duration::from_secs(30),
+                via,
+                epoch,
+                &ids,
+            )
+            .await;
+        cluster.restart(idx).await;
     }
 
     // SIGSTOP of the holder past its ttl: another node takes over meanwhile (the frozen one
@@ -391,13 +396,15 @@ async fn a_role_never_runs_on_two_nodes_through_slow_tokens_handovers_sigterm_ki
     crate::cluster::signal(pid, "STOP").await;
     ended.insert(epoch, now_ns());
     let via = (idx + 1) % 3;
-    eventually("a holder while frozen", Duration::from_secs(30), || async {
-        cluster
-            .holder(via, &ids)
-            .await
-            .is_some_and(|(_, e)| e > epoch)
-    })
-    .await;
+    cluster
+        .wait_newer_holder(
+            "a holder while frozen",
+            Duration::from_secs(30),
+            via,
+            epoch,
+            &ids,
+        )
+        .await;
     let woken = now_ns();
     crate::cluster::signal(pid, "CONT").await;
     let stopping = || {

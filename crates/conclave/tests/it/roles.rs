@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cluster::{cluster_env, eventually, get_json, signal, start_static_each};
+use crate::cluster::{cluster_env, eventually, get_json, get_text, signal, start_static_each};
 use crate::support::{cli, http};
 
 const SECRET: &str = "s3cr3t-client-credential-7f3a";
@@ -257,14 +257,7 @@ async fn a_role_is_held_by_one_eligible_node_handed_over_failed_over_and_never_l
     }
     for (i, base) in bases.iter().enumerate() {
         if i != first_idx {
-            let metrics = http()
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let metrics = get_text(&format!("{base}/metrics")).await;
             assert!(metrics.contains("conclave_role_holder"), "{metrics}");
             assert!(
                 metrics.contains("conclave_role_split_brain_alerts_total"),
