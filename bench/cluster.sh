@@ -77,13 +77,6 @@ start_etcd() { # n
     --log-level warn >>"$WORK/e$1.log" 2>&1 &
   EPID[$1]=$!
 }
-wait_ok() { # command...
-  for _ in $(seq 1 300); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "timed out waiting for: $*" >&2; return 1
-}
 
 # The node number (1-3) that leads, as every live node agrees, or nothing.
 conclave_leader() {

@@ -129,6 +129,12 @@ impl From<ConsensusError> for ApiError {
                 e.to_string(),
                 "retry shortly; an election may be in progress",
             ),
+            ConsensusError::NoQuorum { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::NoQuorum,
+                e.to_string(),
+                "nothing was done; retry on a node on the majority's side (`conclave status` on another node shows the leader), and check the network between the voters",
+            ),
             ConsensusError::Unavailable(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Unavailable,

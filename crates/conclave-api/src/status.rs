@@ -120,6 +120,8 @@ fn serving(ctx: &Ctx) -> Result<HealthResponse, ApiError> {
             "an election may be in progress; if this lasts, check that a quorum of voters can reach each other",
         ));
     };
+    // A leader cut off from its voters is no member to send clients to.
+    node.refuse_without_quorum()?;
     let committed = node.committed_index().unwrap_or(0);
     if committed > applied + MAX_HEALTHY_APPLY_LAG {
         return Err(ApiError::new(

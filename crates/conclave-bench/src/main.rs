@@ -5,7 +5,10 @@
 //! prints one JSON line: ops/s, latency percentiles (µs), errors.
 //! `conclave-bench fsync --dir D` prints the single-thread 4 KiB write + fdatasync rate.
 //! `conclave-bench failover --system S --kill-pid P --addr a,b` kills the leader's process and
-//! prints how long it took until a write was acknowledged again.
+//! prints how long it took until a write was acknowledged again; `--inject CMD` runs a
+//! shell command instead (a firewall rule, SIGSTOP: `bench/faults.sh`).
+//! `conclave-bench answer --system S --addr a` times how long one write takes to be answered
+//! (a leader that lost its quorum), and with what.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -16,6 +19,7 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use bytes::Bytes;
 mod fanout;
+mod faults;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use http_body_util::{BodyExt, Full};
@@ -59,14 +63,28 @@ enum Cmd {
     Failover {
         #[arg(long, value_enum)]
         system: System,
-        /// PID of the leader's process.
+        /// PID of the leader's process, killed with SIGKILL.
+        #[arg(long, conflicts_with = "inject", required_unless_present = "inject")]
+        kill_pid: Option<u32>,
+        /// A shell command that injects the fault instead (e.g. an iptables rule).
         #[arg(long)]
-        kill_pid: u32,
+        inject: Option<String>,
         /// Comma-separated host:port of the surviving nodes' HTTP endpoints.
         #[arg(long)]
         addr: String,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 20.0)]
+        timeout: f64,
+    },
+    /// Send one write to `addr` and print how long the answer took, and what it was.
+    Answer {
+        #[arg(long, value_enum)]
+        system: System,
+        /// host:port of the HTTP endpoint.
+        #[arg(long)]
+        addr: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60.0)]
         timeout: f64,
     },
     /// Poll `/v1/members` on every agent until all of them show member `id` in `state`;
@@ -320,60 +338,6 @@ async fn write_once(system: System, addr: &str, value: &Bytes) -> anyhow::Result
     Ok(())
 }
 
-async fn failover(
-    system: System,
-    pid: u32,
-    addr: String,
-    timeout: f64,
-) -> anyhow::Result<serde_json::Value> {
-    let addrs = split_addrs(&addr)?;
-    let value = Bytes::from(vec![b'v'; 100]);
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .context("run kill")?;
-    if !status.success() {
-        bail!("kill -9 {pid} failed");
-    }
-    let killed = Instant::now();
-    let deadline = killed + Duration::from_secs_f64(timeout);
-    // A new attempt through every survivor every 50 ms, each left to run until the deadline:
-    // a request that waits inside a node for the election is not cut short, and one that
-    // hangs (etcd's gateway holds requests sent to a dead leader) does not delay the next.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Duration, u64)>();
-    let mut attempt = 0u64;
-    let mut launch = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        tokio::select! {
-            first = rx.recv() => {
-                let Some((addr, took, n)) = first else { break };
-                return Ok(serde_json::json!({
-                    "system": format!("{system:?}").to_lowercase(),
-                    "failover_ms": took.as_secs_f64() * 1000.0,
-                    "first_ack_via": addr,
-                    "attempt": n,
-                }));
-            }
-            _ = launch.tick() => {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                for addr in &addrs {
-                    attempt += 1;
-                    let (tx, addr, value, n) = (tx.clone(), addr.clone(), value.clone(), attempt);
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    tokio::spawn(async move {
-                        if let Ok(Ok(())) = tokio::time::timeout(left, write_once(system, &addr, &value)).await {
-                            let _ = tx.send((addr, killed.elapsed(), n));
-                        }
-                    });
-                }
-            }
-        }
-    }
-    bail!("no write was acknowledged within {timeout} s of the kill")
-}
-
 async fn http_get_json(addr: &str, path: &str) -> anyhow::Result<serde_json::Value> {
     let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await??;
     let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
@@ -544,13 +508,26 @@ fn main() -> anyhow::Result<()> {
         Cmd::Failover {
             system,
             kill_pid,
+            inject,
             addr,
             timeout,
         } => {
+            let fault = match (kill_pid, inject) {
+                (Some(pid), _) => faults::Fault::Kill(pid),
+                (None, Some(cmd)) => faults::Fault::Shell(cmd),
+                (None, None) => bail!("pass --kill-pid or --inject"),
+            };
             println!(
                 "{}",
-                rt.block_on(failover(system, kill_pid, addr, timeout))?
+                rt.block_on(faults::failover(system, fault, addr, timeout))?
             );
+        }
+        Cmd::Answer {
+            system,
+            addr,
+            timeout,
+        } => {
+            println!("{}", rt.block_on(faults::answer(system, addr, timeout)));
         }
         Cmd::Watch {
             addrs_file,

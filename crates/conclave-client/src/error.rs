@@ -49,6 +49,20 @@ impl ClientError {
         }
     }
 
+    /// How this failure counts for the retry contract.
+    pub fn as_failure(&self) -> crate::retry::Failure {
+        use crate::retry::Failure;
+        match self {
+            ClientError::NoAgent(_) => Failure::Refused,
+            ClientError::TimedOut(_) => Failure::TimedOut,
+            ClientError::Api(e) => Failure::Answered {
+                status: e.status,
+                code: e.code,
+            },
+            ClientError::Local(_) | ClientError::Usage(_) => Failure::Other,
+        }
+    }
+
     /// The HTTP status, when the agent answered with an error.
     pub fn status(&self) -> Option<u16> {
         match self {

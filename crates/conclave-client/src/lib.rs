@@ -7,8 +7,8 @@
 //! binary). reqwest does the HTTP; `conclave_types::sse` the event-stream framing.
 
 use conclave_types::{
-    AddMemberRequest, ClusterMember, ClusterStatus, DeleteResponse, ErrorBody, ErrorCode,
-    HEADER_INDEX, HEADER_NEXT_AFTER, HEADER_REVISION, KvItem, PutResponse, Status, TransferRequest,
+    AddMemberRequest, ClusterMember, ClusterStatus, DeleteResponse, ErrorCode, HEADER_INDEX,
+    HEADER_NEXT_AFTER, HEADER_REVISION, KvItem, PutResponse, Status, TransferRequest,
     TransferResponse,
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -16,8 +16,14 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 mod documents;
 mod elections;
 mod error;
+pub mod retry;
+mod send;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 pub use error::{ApiError, ClientError};
+pub use retry::RetryPolicy;
 
 /// Characters left as they are in one path segment (a document kind or name, an election).
 const SEGMENT_SET: &AsciiSet = &NON_ALPHANUMERIC
@@ -35,9 +41,20 @@ const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'/');
 
 /// Cheap to clone: clones share one connection pool.
+///
+/// A client may know several endpoints of one cluster (`Client::new` takes them
+/// comma-separated); with [`Client::with_retry`] it follows the retry contract of [`retry`]:
+/// a request that certainly did nothing is repeated on the next endpoint until it is
+/// answered or the budget is spent.
 #[derive(Clone)]
 pub struct Client {
+    /// The first endpoint: requests are built against it and sent to whichever endpoint
+    /// answers.
     base: String,
+    endpoints: Arc<Vec<String>>,
+    /// The endpoint that answered last; the next request starts there.
+    preferred: Arc<AtomicUsize>,
+    retry: Option<RetryPolicy>,
     http: reqwest::Client,
 }
 
@@ -55,12 +72,30 @@ pub enum AgentStatus {
 }
 
 impl Client {
+    /// A client of the agent at `addr` (`http://host:port`), or of several agents of one
+    /// cluster (`http://a:7400,http://b:7400`).
     pub fn new(addr: &str) -> Result<Self, ClientError> {
-        let base = Self::new_base(addr)?;
+        let endpoints = addr
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(Self::new_base)
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(base) = endpoints.first().cloned() else {
+            return Err(ClientError::Usage(
+                "--addr names no agent; pass a URL such as http://127.0.0.1:7400".into(),
+            ));
+        };
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| ClientError::Local(format!("cannot build an HTTP client: {e}")))?;
-        Ok(Self { base, http })
+        Ok(Self {
+            base,
+            endpoints: Arc::new(endpoints),
+            preferred: Arc::new(AtomicUsize::new(0)),
+            retry: None,
+            http,
+        })
     }
 
     /// The same client with every request bounded by `timeout` (a request that takes longer
@@ -73,21 +108,43 @@ impl Client {
         Ok(Self { http, ..self })
     }
 
+    /// The same client, repeating what certainly did nothing (see [`retry`]).
+    pub fn with_retry(self, policy: RetryPolicy) -> Self {
+        Self {
+            retry: Some(policy),
+            ..self
+        }
+    }
+
+    /// The same client, sending each request once: for questions about one node (its
+    /// health), whose error answer is the answer.
+    pub fn without_retry(self) -> Self {
+        Self {
+            retry: None,
+            ..self
+        }
+    }
+
     /// A client of the agent at `addr` (`http://host:port`) that shares this one's
-    /// connection pool and timeout.
+    /// connection pool, timeout and retry policy.
     pub fn rebased(&self, addr: &str) -> Result<Self, ClientError> {
         let base = Self::new_base(addr)?;
         Ok(Self {
+            endpoints: Arc::new(vec![base.clone()]),
             base,
+            preferred: Arc::new(AtomicUsize::new(0)),
+            retry: self.retry,
             http: self.http.clone(),
         })
     }
 
     fn new_base(addr: &str) -> Result<String, ClientError> {
         let base = addr.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
+        if !(base.starts_with("http://") || base.starts_with("https://"))
+            || reqwest::Url::parse(&base).is_err()
+        {
             return Err(ClientError::Usage(format!(
-                "--addr must be a URL such as http://127.0.0.1:7400, got {addr:?}"
+                "--addr must be a URL such as http://127.0.0.1:7400 (several: comma-separated), got {addr:?}"
             )));
         }
         Ok(base)
@@ -95,39 +152,6 @@ impl Client {
 
     fn key_url(&self, key: &str) -> String {
         format!("{}/v1/kv/{}", self.base, utf8_percent_encode(key, KEY_SET))
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let resp = req.send().await.map_err(|e| {
-            if e.is_connect() {
-                ClientError::NoAgent(self.base.clone())
-            } else if e.is_timeout() {
-                ClientError::TimedOut(self.base.clone())
-            } else {
-                ClientError::Local(format!("request to {} failed: {e}", self.base))
-            }
-        })?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        Err(ClientError::Api(
-            match serde_json::from_str::<ErrorBody>(&text) {
-                Ok(body) => ApiError {
-                    status,
-                    code: body.error.code,
-                    message: body.error.message,
-                    hint: Some(body.error.hint).filter(|h| !h.is_empty()),
-                },
-                Err(_) => ApiError {
-                    status,
-                    code: ErrorCode::Unknown,
-                    message: format!("HTTP {status}: {text}"),
-                    hint: None,
-                },
-            },
-        ))
     }
 
     async fn json<T: serde::de::DeserializeOwned>(
@@ -236,6 +260,15 @@ impl Client {
         serde_json::from_value(v)
             .map(|s| AgentStatus::Raft(Box::new(s)))
             .map_err(|e| ClientError::Local(format!("unexpected answer from {}: {e}", self.base)))
+    }
+
+    /// `GET /v1/health`: `ok` or `degraded` with the reason; an error (503) says why the
+    /// node should not get clients (`no_leader`, `no_quorum`, `not_ready`, …).
+    pub async fn health(&self) -> Result<conclave_types::HealthResponse, ClientError> {
+        let resp = self
+            .send(self.http.get(format!("{}/v1/health", self.base)))
+            .await?;
+        self.json(resp).await
     }
 
     pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {

@@ -86,6 +86,7 @@ impl CoordError {
         match self {
             CoordError::Consensus(e) => match e {
                 ConsensusError::NotLeader { .. } => ErrorCode::NoLeader,
+                ConsensusError::NoQuorum { .. } => ErrorCode::NoQuorum,
                 ConsensusError::Unavailable(_) => ErrorCode::Unavailable,
                 ConsensusError::Indeterminate(_) => ErrorCode::Indeterminate,
                 ConsensusError::Rejected(reason) => rejection_code(reason),

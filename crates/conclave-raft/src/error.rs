@@ -29,6 +29,17 @@ pub enum ConsensusError {
         leader_id: Option<NodeId>,
         leader: Option<NodeInfo>,
     },
+    /// This node leads but has not heard from a majority of voters for longer than the
+    /// followers' leader lease (`silent_ms`; `None`: never since it started): it may be
+    /// partitioned from them, and another leader may serve the majority. Nothing was done.
+    #[error(
+        "node {leader_id} leads but {}; it may be cut off from the other voters, and a leader on their side may serve the request",
+        no_quorum_text(.silent_ms)
+    )]
+    NoQuorum {
+        leader_id: NodeId,
+        silent_ms: Option<u64>,
+    },
     /// The node is shutting down or Raft stopped; retry on another node.
     #[error("consensus is unavailable: {0}")]
     Unavailable(String),
@@ -106,6 +117,13 @@ pub enum RejectReason {
     /// every entry point checks before proposing).
     #[error("the state machine refused the command: {refusal}")]
     Refused { refusal: conclave_state::Refusal },
+}
+
+fn no_quorum_text(silent_ms: &Option<u64>) -> String {
+    match silent_ms {
+        Some(ms) => format!("no majority of voters has answered it for {ms} ms"),
+        None => "no majority of voters has answered it since it started".to_string(),
+    }
 }
 
 fn leader_hint(leader: &Option<NodeId>) -> String {

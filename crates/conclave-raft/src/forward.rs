@@ -48,6 +48,8 @@ pub(crate) trait LeaderPath: Sync {
         timeout: Duration,
         idempotent: bool,
     ) -> impl Future<Output = Result<RpcResponse, CallError>> + Send;
+    /// How long an answer from a replaced leader may still be on its way (a heartbeat).
+    fn answer_grace(&self) -> Duration;
     /// Return when the known leader differs from `seen`, after a short poll interval, or at
     /// the deadline.
     fn wait_leader_change(
@@ -75,7 +77,7 @@ pub(crate) async fn leader_call<P: LeaderPath>(
         let outcome = match leader {
             Some(l) if l == path.me() => Some(path.serve_here(req.clone()).await),
             Some(l) if hops < MAX_HOPS => match path.peer_addr(l) {
-                Some(addr) => forward(path, &addr, &req, hops + 1, deadline).await,
+                Some(addr) => forward(path, l, &addr, &req, hops + 1, deadline).await,
                 None => None,
             },
             _ => None,
@@ -94,9 +96,16 @@ pub(crate) async fn leader_call<P: LeaderPath>(
     }
 }
 
-/// Forward to `addr`. `None` means "certainly not applied; look for the leader again".
+/// Forward to `leader` at `addr`. `None` means "certainly not applied; look for the leader
+/// again". A write or read index in flight to a leader that this node sees replaced, and
+/// that still has not answered one heartbeat later (one cut off or frozen answers nothing;
+/// one that handed over answers at once), is given up instead of waiting for the deadline:
+/// a read index is asked from the new leader, a write ends as indeterminate (the old leader
+/// may have appended it). Membership requests and transfers wait for their answer: a
+/// change of leader is what a transfer is for.
 async fn forward<P: LeaderPath>(
     path: &P,
+    leader: NodeId,
     addr: &str,
     req: &LeaderRequest,
     hops: u8,
@@ -109,7 +118,39 @@ async fn forward<P: LeaderPath>(
     let timeout = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(100));
-    match path.send(addr, &rpc, timeout, req.idempotent()).await {
+    let gives_up = matches!(req, LeaderRequest::Propose(_) | LeaderRequest::ReadIndex);
+    let replaced = async {
+        if !gives_up {
+            return std::future::pending::<()>().await;
+        }
+        loop {
+            path.wait_leader_change(Some(leader), deadline).await;
+            if path.leader().is_some_and(|l| l != leader) {
+                // Room for an answer already on its way.
+                tokio::time::sleep(path.answer_grace()).await;
+                return;
+            }
+            if Instant::now() >= deadline {
+                // The send's own timeout ends it.
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let sent = tokio::select! {
+        biased;
+        sent = path.send(addr, &rpc, timeout, req.idempotent()) => sent,
+        () = replaced => {
+            let now = path.leader();
+            tracing::debug!(leader, ?now, "the leader changed while a request was in flight to it");
+            return match policy::forward_failure(true, req.idempotent()) {
+                ForwardFailure::Retry => None,
+                ForwardFailure::Indeterminate => Some(Err(ConsensusError::Indeterminate(format!(
+                    "node {leader} was replaced as leader while the request was in flight to it"
+                )))),
+            };
+        }
+    };
+    match sent {
         Ok(RpcResponse::Leader(r)) => Some(r),
         Ok(RpcResponse::NotAllowed(why)) => Some(Err(ConsensusError::Unavailable(why))),
         Ok(_) => Some(Err(ConsensusError::Unavailable(
@@ -159,6 +200,10 @@ impl LeaderPath for crate::RaftNode {
         self.inner.pool.call(addr, rpc, timeout, idempotent).await
     }
 
+    fn answer_grace(&self) -> Duration {
+        Duration::from_millis(self.inner.tuning.heartbeat_ms)
+    }
+
     /// Sleep until the known leader differs from `seen`, a short poll interval passes, or
     /// the deadline.
     async fn wait_leader_change(&self, seen: Option<NodeId>, deadline: Instant) {
@@ -189,6 +234,8 @@ mod tests {
 
     use conclave_state::{Command, Outcome};
 
+    use crate::rpc::Transferred;
+
     use super::*;
 
     /// What one send to a peer meets.
@@ -201,6 +248,10 @@ mod tests {
         HandshakeRefused,
         /// Sent, but the connection broke before a reply.
         Lost,
+        /// Sent, and no reply ever comes (the peer is cut off or frozen).
+        Silent,
+        /// Sent, and the reply comes after this long.
+        Late(Duration, Result<LeaderReply, ConsensusError>),
     }
 
     struct Net {
@@ -273,7 +324,15 @@ mod tests {
                     addr: addr.to_owned(),
                     source: io(std::io::ErrorKind::ConnectionReset),
                 }),
+                Wire::Silent => std::future::pending().await,
+                Wire::Late(after, r) => {
+                    tokio::time::sleep(after).await;
+                    Ok(RpcResponse::Leader(r))
+                }
             }
+        }
+        fn answer_grace(&self) -> Duration {
+            Duration::from_millis(5)
         }
         async fn wait_leader_change(&self, _seen: Option<NodeId>, _deadline: Instant) {
             {
@@ -407,5 +466,69 @@ mod tests {
             "{e:?}"
         );
         assert!(net.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_request_in_flight_to_a_replaced_leader_is_given_up_at_once() {
+        // Node 2 leads, the request goes to it and no answer comes; then node 3 leads.
+        let started = Instant::now();
+        let net = Net::new(
+            &[Some(2), Some(3)],
+            vec![Wire::Silent, Wire::Reply(Ok(LeaderReply::ReadIndex(9)))],
+        );
+        let read = leader_call(&net, LeaderRequest::ReadIndex, 0, Duration::from_secs(30)).await;
+        assert_eq!(
+            read,
+            Ok(LeaderReply::ReadIndex(9)),
+            "a read goes on to the new leader"
+        );
+        assert_eq!(net.sent(), vec![("n2".into(), 1), ("n3".into(), 1)]);
+
+        let net = Net::new(&[Some(2), Some(3)], vec![Wire::Silent, applied()]);
+        let write = leader_call(&net, propose(), 0, Duration::from_secs(30)).await;
+        assert!(
+            matches!(write, Err(ConsensusError::Indeterminate(ref why)) if why.contains("replaced")),
+            "a write may have been appended by the old leader: {write:?}"
+        );
+        assert_eq!(net.sent().len(), 1, "and is not sent again");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replaced_leader_that_answers_is_heard_out() {
+        // The answer to a write is on its way when the new leader is seen (a handover):
+        // within the grace it counts.
+        let net = Net::new(
+            &[Some(2), Some(3)],
+            vec![Wire::Late(
+                Duration::from_millis(1),
+                Ok(LeaderReply::Outcome(Outcome::Put { revision: 5 })),
+            )],
+        );
+        let write = leader_call(&net, propose(), 0, Duration::from_secs(30)).await;
+        assert_eq!(
+            write,
+            Ok(LeaderReply::Outcome(Outcome::Put { revision: 5 }))
+        );
+        // A transfer changes the leader by design: its answer is awaited however late.
+        let moved = Transferred {
+            previous_leader: 2,
+            leader_id: 3,
+            term: 4,
+        };
+        let net = Net::new(
+            &[Some(2), Some(3)],
+            vec![Wire::Late(
+                Duration::from_millis(200),
+                Ok(LeaderReply::Transferred(moved.clone())),
+            )],
+        );
+        let transfer = LeaderRequest::TransferLeader { to: Some(3) };
+        let answer = leader_call(&net, transfer, 0, Duration::from_secs(30)).await;
+        assert_eq!(answer, Ok(LeaderReply::Transferred(moved)));
     }
 }

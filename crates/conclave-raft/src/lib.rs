@@ -28,12 +28,14 @@ mod leases;
 mod maintain;
 pub mod network;
 mod policy;
+mod quorum;
 mod reachability;
 pub mod read_barrier;
 mod refusals;
 pub mod rpc;
 mod server;
 pub mod transport;
+mod tuning;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -47,8 +49,7 @@ use conclave_storage::{
 };
 use conclave_types::Secret;
 use openraft::error::{InitializeError, RaftError};
-use openraft::{Config, Raft, RaftMetrics, SnapshotPolicy};
-use serde::{Deserialize, Serialize};
+use openraft::{Raft, RaftMetrics};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -58,73 +59,11 @@ pub use error::{ConsensusError, RejectReason, StartError, VoterExit};
 pub(crate) use error::{map_check_leader_error, map_write_error};
 pub use formation::AdoptError;
 pub use transport::{Credentials, Timings};
+pub use tuning::RaftTuning;
 
 use crate::network::Peers;
 use crate::rpc::{LeaderReply, LeaderRequest, NodeReport};
 use crate::transport::Pool;
-
-/// Raft timings and log-compaction settings. Timings must match across a cluster.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct RaftTuning {
-    /// Leader heartbeat interval, milliseconds.
-    pub heartbeat_ms: u64,
-    /// Lower bound of the randomized election timeout, milliseconds.
-    pub election_timeout_min_ms: u64,
-    /// Upper bound of the randomized election timeout, milliseconds.
-    pub election_timeout_max_ms: u64,
-    /// Take a snapshot (and allow purging the log) after this many new log entries.
-    pub snapshot_threshold: u64,
-    /// Log entries kept behind a snapshot so lagging followers can catch up without one.
-    pub logs_kept_after_snapshot: u64,
-    /// Most commands grouped into one log entry.
-    pub max_batch_commands: usize,
-}
-
-impl Default for RaftTuning {
-    fn default() -> Self {
-        Self {
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 1000,
-            election_timeout_max_ms: 2000,
-            snapshot_threshold: 10_000,
-            logs_kept_after_snapshot: 1_000,
-            max_batch_commands: 1024,
-        }
-    }
-}
-
-impl RaftTuning {
-    /// The timings every member of a cluster must share.
-    pub fn timings(&self) -> Timings {
-        Timings {
-            heartbeat_ms: self.heartbeat_ms,
-            election_timeout_min_ms: self.election_timeout_min_ms,
-            election_timeout_max_ms: self.election_timeout_max_ms,
-        }
-    }
-
-    fn openraft_config(&self) -> Result<Config, StartError> {
-        let config = Config {
-            cluster_name: "conclave".to_owned(),
-            heartbeat_interval: self.heartbeat_ms,
-            election_timeout_min: self.election_timeout_min_ms,
-            election_timeout_max: self.election_timeout_max_ms,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_threshold),
-            max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
-            install_snapshot_timeout: 10_000,
-            // openraft 0.9 gives each append request one heartbeat interval to complete,
-            // whatever its size. Entries are batches of at most MAX_BATCH_BYTES (plus one
-            // oversized command), so this keeps an append to a few MiB: small enough for a
-            // catching-up follower to receive and fsync within the heartbeat.
-            max_payload_entries: 4,
-            ..Default::default()
-        };
-        config
-            .validate()
-            .map_err(|e| StartError::Config(e.to_string()))
-    }
-}
 
 /// What a node checks in a command a peer forwarded, before it proposes (or forwards) it:
 /// the rules the node where the command entered applied (sizes, reserved keys, names,
@@ -417,29 +356,53 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Serve a leader request on this node, which believes it leads.
+    /// Serve a leader request on this node, which believes it leads. A leader cut off from
+    /// its quorum takes nothing new and ends what it was waiting on (see [`Self::quorum_lost`]):
+    /// a write or membership change that may have been appended as indeterminate, a read
+    /// index as `NoQuorum` (a read changes nothing, so it is safe to retry elsewhere).
     async fn serve_leader(&self, req: LeaderRequest) -> Result<LeaderReply, ConsensusError> {
+        if !matches!(req, LeaderRequest::Status) {
+            self.refuse_without_quorum()?;
+        }
         match req {
             LeaderRequest::Propose(cmd) => {
                 // Counted before the check: see `step_down`.
                 let _in_flight = self.inner.proposals.enter();
                 self.refuse_if_stopping()?;
-                self.inner
-                    .proposals
-                    .propose(cmd)
-                    .await
-                    .map(LeaderReply::Outcome)
+                let proposal = self.inner.proposals.propose(cmd);
+                self.until_quorum_lost(proposal, |silent| {
+                    ConsensusError::Indeterminate(format!(
+                        "the leader lost its quorum ({}) while the write was in flight; it may have been appended",
+                        quorum::silence_text(silent)
+                    ))
+                })
+                .await
+                .map(LeaderReply::Outcome)
             }
             LeaderRequest::ReadIndex => {
+                let check = async {
+                    self.inner
+                        .raft
+                        .get_read_log_id()
+                        .await
+                        .map_err(map_check_leader_error)
+                };
                 let (read_log_id, _) = self
-                    .inner
-                    .raft
-                    .get_read_log_id()
-                    .await
-                    .map_err(map_check_leader_error)?;
+                    .until_quorum_lost(check, |silent| self.no_quorum(silent))
+                    .await?;
                 Ok(LeaderReply::ReadIndex(read_log_id.map_or(0, |l| l.index)))
             }
-            other => self.serve_membership(other).await,
+            LeaderRequest::Status => self.serve_membership(LeaderRequest::Status).await,
+            other => {
+                let change = self.serve_membership(other);
+                self.until_quorum_lost(change, |silent| {
+                    ConsensusError::Indeterminate(format!(
+                        "the leader lost its quorum ({}) while the membership change was in flight; see `conclave status` once a leader is back",
+                        quorum::silence_text(silent)
+                    ))
+                })
+                .await
+            }
         }
     }
 

@@ -1,9 +1,10 @@
 //! The leader's membership decisions as pure functions of what it knows: may this voter
-//! leave, which learner to promote, where to hand leadership, and what a failed forward
-//! means. No Raft, no network, no clock: each is unit-tested on plain values, and
+//! leave, which learner to promote, where to hand leadership, whether it still has a
+//! quorum, and what a failed forward means. No Raft, no network, no clock: each is unit-tested on plain values, and
 //! `cluster` only gathers the facts and carries the decision out.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use conclave_storage::NodeId;
 
@@ -107,6 +108,33 @@ pub(crate) enum ForwardFailure {
     Retry,
     /// It may have been applied: the caller must be told the outcome is unknown.
     Indeterminate,
+}
+
+/// How long ago a majority of `voters` last answered this leader: the leader counts as
+/// answering now, each other voter as `silence[v]` ago (`None`: never since this node
+/// started, which is longer than any silence). With the voters' silences sorted, it is the
+/// one a majority reaches. A leader whose quorum silence exceeds the followers' leader lease
+/// may already have been replaced on the other side of a partition.
+pub(crate) fn quorum_silence(
+    me: NodeId,
+    voters: &BTreeSet<NodeId>,
+    silence: &BTreeMap<NodeId, Option<Duration>>,
+) -> Duration {
+    if voters.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut heard: Vec<Duration> = voters
+        .iter()
+        .map(|v| {
+            if *v == me {
+                Duration::ZERO
+            } else {
+                silence.get(v).copied().flatten().unwrap_or(Duration::MAX)
+            }
+        })
+        .collect();
+    heard.sort();
+    heard[voters.len() / 2]
 }
 
 /// `sent`: the request left this node (a connect or handshake failure means it did not).
@@ -228,5 +256,33 @@ mod tests {
         assert_eq!(forward_failure(false, true), ForwardFailure::Retry);
         assert_eq!(forward_failure(true, true), ForwardFailure::Retry);
         assert_eq!(forward_failure(true, false), ForwardFailure::Indeterminate);
+    }
+
+    #[test]
+    fn quorum_silence_is_what_a_majority_of_voters_reaches() {
+        let ms = Duration::from_millis;
+        let silence: BTreeMap<NodeId, Option<Duration>> = [
+            (2, Some(ms(50))),
+            (3, Some(ms(5_000))),
+            (4, None),
+            (5, Some(ms(900))),
+        ]
+        .into();
+        // Alone, the leader is its own quorum.
+        assert_eq!(quorum_silence(1, &ids(&[1]), &silence), Duration::ZERO);
+        assert_eq!(quorum_silence(1, &ids(&[]), &silence), Duration::ZERO);
+        // Three voters: the leader and node 2 are a majority.
+        assert_eq!(quorum_silence(1, &ids(&[1, 2, 3]), &silence), ms(50));
+        // Both followers silent: the nearer one decides.
+        assert_eq!(quorum_silence(1, &ids(&[1, 3, 5]), &silence), ms(900));
+        // A voter that never answered counts as silent forever.
+        assert_eq!(quorum_silence(1, &ids(&[1, 3, 4]), &silence), ms(5_000));
+        assert_eq!(quorum_silence(1, &ids(&[1, 4, 6]), &silence), Duration::MAX);
+        // Five voters need three: the leader, node 2 and node 5.
+        assert_eq!(quorum_silence(1, &ids(&[1, 2, 3, 4, 5]), &silence), ms(900));
+        // Four voters need three as well.
+        assert_eq!(quorum_silence(1, &ids(&[1, 2, 3, 5]), &silence), ms(900));
+        // A leader that is no longer a voter (being removed) counts only the others.
+        assert_eq!(quorum_silence(1, &ids(&[2, 3, 5]), &silence), ms(900));
     }
 }

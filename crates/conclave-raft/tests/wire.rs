@@ -171,6 +171,14 @@ fn errors() -> Vec<ConsensusError> {
             leader_id: Some(2),
             leader: Some(info(false)),
         },
+        ConsensusError::NoQuorum {
+            leader_id: 3,
+            silent_ms: None,
+        },
+        ConsensusError::NoQuorum {
+            leader_id: 3,
+            silent_ms: Some(1_250),
+        },
         ConsensusError::Unavailable("x".into()),
         ConsensusError::Indeterminate("y".into()),
     ];
@@ -474,5 +482,5 @@ fn a_status_with_an_unknown_member_decodes_on_a_follower() {
 fn the_protocol_version_names_this_message_set() {
     // Bump it with any change to the messages above; nodes of another version refuse
     // each other at the handshake instead of misreading frames.
-    assert_eq!(PROTOCOL_VERSION, 8);
+    assert_eq!(PROTOCOL_VERSION, 9);
 }

@@ -38,6 +38,8 @@ pub enum ErrorCode {
     TooLarge,
     NoLeader,
     NotReady,
+    /// A leader that has not heard from a majority of voters for a leader lease.
+    NoQuorum,
     Unavailable,
     Indeterminate,
     MemberNotFound,
@@ -60,7 +62,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::BadRequest,
         ErrorCode::KeyNotFound,
         ErrorCode::NotFound,
@@ -69,6 +71,7 @@ impl ErrorCode {
         ErrorCode::TooLarge,
         ErrorCode::NoLeader,
         ErrorCode::NotReady,
+        ErrorCode::NoQuorum,
         ErrorCode::Unavailable,
         ErrorCode::Indeterminate,
         ErrorCode::MemberNotFound,
@@ -98,6 +101,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::NoLeader => "no_leader",
             ErrorCode::NotReady => "not_ready",
+            ErrorCode::NoQuorum => "no_quorum",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Indeterminate => "indeterminate",
             ErrorCode::MemberNotFound => "member_not_found",

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, RetryPolicy};
 use crate::config::AgentFlags;
 
 #[derive(Parser, Debug)]
@@ -24,7 +24,9 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct ClientOpts {
-    /// Agent to talk to.
+    /// Agent to talk to, or several agents of one cluster, comma-separated: a request that
+    /// certainly did nothing (connection refused, 503 no_leader / no_quorum / not_ready) is
+    /// repeated on the next one for up to 10 s; a write whose outcome is unknown never is.
     #[arg(
         long,
         env = "CONCLAVE_ADDR",
@@ -35,6 +37,14 @@ pub struct ClientOpts {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Human, global = true)]
     pub(crate) output: Output,
+}
+
+impl ClientOpts {
+    /// The client every command uses: the `--addr` endpoints, following the retry contract
+    /// (`conclave_client::retry`).
+    pub(crate) fn client(&self) -> Result<Client, ClientError> {
+        Ok(Client::new(&self.addr)?.with_retry(RetryPolicy::default()))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -454,16 +464,14 @@ pub fn run(cli: Cli) -> ExitCode {
             match args.cmd {
                 None => {
                     let json = args.client.output == Output::Json;
-                    crate::cmd::roles::list(&Client::new(&args.client.addr)?, json).await
+                    crate::cmd::roles::list(&args.client.client()?, json).await
                 }
                 Some(RolesCommand::Handover {
                     name,
                     to,
                     wait,
                     client,
-                }) => {
-                    crate::cmd::roles::handover(&Client::new(&client.addr)?, &name, to, wait).await
-                }
+                }) => crate::cmd::roles::handover(&client.client()?, &name, to, wait).await,
             }
         }),
         Command::Apply {
@@ -472,7 +480,7 @@ pub fn run(cli: Cli) -> ExitCode {
             confirm,
             client,
         } => client_command(|| async move {
-            crate::cmd::config::apply(&Client::new(&client.addr)?, &file, dry_run, confirm).await
+            crate::cmd::config::apply(&client.client()?, &file, dry_run, confirm).await
         }),
         Command::Watch {
             prefix,
@@ -480,8 +488,7 @@ pub fn run(cli: Cli) -> ExitCode {
             client,
         } => client_command(|| async move {
             let json = client.output == Output::Json;
-            crate::cmd::elect::watch(&Client::new(&client.addr)?, &prefix, from_revision, json)
-                .await
+            crate::cmd::elect::watch(&client.client()?, &prefix, from_revision, json).await
         }),
         Command::Elect {
             name,
@@ -495,7 +502,7 @@ pub fn run(cli: Cli) -> ExitCode {
             if observe {
                 return client_command(|| async move {
                     let json = client.output == Output::Json;
-                    crate::cmd::elect::observe(&Client::new(&client.addr)?, &name, json).await
+                    crate::cmd::elect::observe(&client.client()?, &name, json).await
                 });
             }
             if command.is_empty() {
@@ -514,7 +521,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     grace,
                     command,
                 };
-                code = crate::cmd::elect::elect(&Client::new(&client.addr)?, opts).await?;
+                code = crate::cmd::elect::elect(&client.client()?, opts).await?;
                 Ok(())
             });
             if exit == ExitCode::SUCCESS {
@@ -543,15 +550,15 @@ async fn config_command(cmd: ConfigCommand) -> Result<(), ClientError> {
             client,
         } => {
             let json = client.output == Output::Json;
-            cc::get(&Client::new(&client.addr)?, &id, revision, json).await
+            cc::get(&client.client()?, &id, revision, json).await
         }
         ConfigCommand::List { kind, client } => {
             let json = client.output == Output::Json;
-            cc::list(&Client::new(&client.addr)?, kind, json).await
+            cc::list(&client.client()?, kind, json).await
         }
         ConfigCommand::History { id, client } => {
             let json = client.output == Output::Json;
-            cc::history(&Client::new(&client.addr)?, &id, json).await
+            cc::history(&client.client()?, &id, json).await
         }
         ConfigCommand::Validate { file, addr } => {
             let live = addr.as_deref().map(Client::new).transpose()?;
@@ -562,11 +569,9 @@ async fn config_command(cmd: ConfigCommand) -> Result<(), ClientError> {
             client,
         } => {
             let json = client.output == Output::Json;
-            cc::status(&Client::new(&client.addr)?, json, fail_on_drift).await
+            cc::status(&client.client()?, json, fail_on_drift).await
         }
-        ConfigCommand::Delete { id, cas, client } => {
-            cc::delete(&Client::new(&client.addr)?, &id, cas).await
-        }
+        ConfigCommand::Delete { id, cas, client } => cc::delete(&client.client()?, &id, cas).await,
     }
 }
 

@@ -103,6 +103,40 @@ fn the_state_machine_depends_on_no_io_async_clock_or_randomness() {
     }
 }
 
+/// The checker is test tooling: pure (so its verdicts are reproducible), and no part of the
+/// agent depends on it.
+#[test]
+fn the_linearizability_checker_is_pure_and_outside_the_agent() {
+    assert_eq!(
+        dependencies("conclave-check"),
+        BTreeSet::from(["serde".to_string()])
+    );
+    for (path, text) in sources("conclave-check") {
+        for needle in [
+            "std::time",
+            "Instant::",
+            "std::fs",
+            "std::net",
+            "std::thread",
+        ] {
+            assert!(!text.contains(needle), "{} uses {needle}", path.display());
+        }
+    }
+    for krate in [
+        "conclave-state",
+        "conclave-storage",
+        "conclave-raft",
+        "conclave-coord",
+        "conclave-api",
+        "conclave",
+    ] {
+        assert!(
+            !dependencies(krate).contains("conclave-check"),
+            "{krate} depends on conclave-check"
+        );
+    }
+}
+
 #[test]
 fn consensus_and_storage_know_no_http() {
     for krate in ["conclave-raft", "conclave-storage", "conclave-state"] {

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 
 use crate::cli::KvCommand;
 use crate::cli::Output;
-use crate::client::{Client, ClientError};
+use crate::client::ClientError;
 use crate::output::{print_json, shell_word};
 
 pub(crate) async fn kv(cmd: KvCommand) -> Result<(), ClientError> {
@@ -25,7 +25,7 @@ pub(crate) async fn kv(cmd: KvCommand) -> Result<(), ClientError> {
                 }
                 Some(v) => v.as_bytes().to_vec(),
             };
-            let c = Client::new(&client.addr)?;
+            let c = client.client()?;
             let r = c.put(&key, value, cas).await?;
             match client.output {
                 Output::Json => {
@@ -35,7 +35,7 @@ pub(crate) async fn kv(cmd: KvCommand) -> Result<(), ClientError> {
             }
         }
         KvCommand::Get { key, stale, client } => {
-            let c = Client::new(&client.addr)?;
+            let c = client.client()?;
             let got = c.get(&key, stale).await?;
             match client.output {
                 Output::Json => {
@@ -62,7 +62,7 @@ pub(crate) async fn kv(cmd: KvCommand) -> Result<(), ClientError> {
             }
         }
         KvCommand::Del { key, cas, client } => {
-            let c = Client::new(&client.addr)?;
+            let c = client.client()?;
             let r = c.delete(&key, cas).await?;
             match client.output {
                 Output::Json => print_json(&serde_json::json!({
@@ -78,7 +78,7 @@ pub(crate) async fn kv(cmd: KvCommand) -> Result<(), ClientError> {
             after,
             client,
         } => {
-            let c = Client::new(&client.addr)?;
+            let c = client.client()?;
             let (items, next) = c.list(&prefix, limit, after.as_deref()).await?;
             if let Some(next) = &next {
                 // On stderr, so `-o json` output stays one parseable array.

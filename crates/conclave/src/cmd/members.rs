@@ -4,7 +4,7 @@ use conclave_types::ErrorCode;
 
 use crate::cli::{ClientOpts, Output};
 use crate::cli::{MembersArgs, MembersCommand};
-use crate::client::{Client, ClientError};
+use crate::client::ClientError;
 use crate::output::print_json;
 
 pub(crate) fn print_members(members: &[conclave_types::ClusterMember]) {
@@ -98,7 +98,7 @@ fn print_gossip_members(members: &[conclave_types::GossipMember]) {
 }
 
 pub(crate) async fn publish(client: ClientOpts) -> Result<(), ClientError> {
-    let sinks = Client::new(&client.addr)?.publish_status().await?;
+    let sinks = client.client()?.publish_status().await?;
     if client.output == Output::Json {
         print_json(&serde_json::to_value(&sinks).unwrap_or_default());
         return Ok(());
@@ -132,7 +132,7 @@ pub(crate) async fn publish(client: ClientOpts) -> Result<(), ClientError> {
 }
 
 async fn remove_dead(client: ClientOpts) -> Result<(), ClientError> {
-    let r = Client::new(&client.addr)?.remove_dead().await?;
+    let r = client.client()?.remove_dead().await?;
     match client.output {
         Output::Json => print_json(&serde_json::to_value(&r).unwrap_or_default()),
         Output::Human if r.removed.is_empty() => out!("no dead or left members"),
@@ -163,9 +163,7 @@ pub(crate) async fn members(args: MembersArgs) -> Result<(), ClientError> {
         for t in args.tags {
             query.push(("tag", t));
         }
-        let list = Client::new(&args.client.addr)?
-            .gossip_members(&query)
-            .await?;
+        let list = args.client.client()?.gossip_members(&query).await?;
         match args.client.output {
             Output::Json => print_json(&serde_json::to_value(&list).unwrap_or_default()),
             Output::Human => print_gossip_members(&list),
@@ -175,7 +173,7 @@ pub(crate) async fn members(args: MembersArgs) -> Result<(), ClientError> {
     let (client, result) = match cmd {
         MembersCommand::RemoveDead { client } => return remove_dead(client).await,
         MembersCommand::List { client } => {
-            let c = Client::new(&client.addr)?;
+            let c = client.client()?;
             let r = match c.members().await {
                 Err(ClientError::Api(crate::client::ApiError {
                     code: ErrorCode::NoLeader | ErrorCode::Unavailable,
@@ -203,7 +201,7 @@ pub(crate) async fn members(args: MembersArgs) -> Result<(), ClientError> {
                 api_addr: String::new(),
                 voter,
             };
-            let r = Client::new(&client.addr)?.add_member(&req).await;
+            let r = client.client()?.add_member(&req).await;
             (client, r)
         }
         MembersCommand::Remove {
@@ -211,13 +209,15 @@ pub(crate) async fn members(args: MembersArgs) -> Result<(), ClientError> {
             force,
             client,
         } => {
-            let r = Client::new(&client.addr)?
+            let r = client
+                .client()?
                 .change_member("remove", node_id, force)
                 .await;
             (client, r)
         }
         MembersCommand::Promote { node_id, client } => {
-            let r = Client::new(&client.addr)?
+            let r = client
+                .client()?
                 .change_member("promote", node_id, false)
                 .await;
             (client, r)
@@ -227,7 +227,8 @@ pub(crate) async fn members(args: MembersArgs) -> Result<(), ClientError> {
             force,
             client,
         } => {
-            let r = Client::new(&client.addr)?
+            let r = client
+                .client()?
                 .change_member("demote", node_id, force)
                 .await;
             (client, r)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::cli::Output;
 use crate::cli::SnapshotCommand;
-use crate::client::{Client, ClientError};
+use crate::client::ClientError;
 use crate::output::print_json;
 
 fn local(e: impl std::fmt::Display) -> ClientError {
@@ -15,7 +15,7 @@ pub(crate) async fn snapshot(cmd: SnapshotCommand) -> Result<(), ClientError> {
     use conclave_storage::{NodeInfo, identity, offline};
     match cmd {
         SnapshotCommand::Save { file, client } => {
-            let bytes = Client::new(&client.addr)?.snapshot().await?;
+            let bytes = client.client()?.snapshot().await?;
             let loaded = conclave_storage::state_machine::decode_snapshot(&bytes)
                 .map_err(|e| local(format!("the agent sent a damaged snapshot: {e}")))?;
             conclave_storage::fsutil::write_atomic(&file, &bytes)

@@ -1,12 +1,12 @@
 //! `conclave status`: this node, then the cluster table.
 
 use crate::cli::{ClientOpts, Output};
-use crate::client::{Client, ClientError};
+use crate::client::ClientError;
 use crate::cmd::members::print_members;
 use crate::output::print_json;
 
 pub(crate) async fn status(opts: &ClientOpts) -> Result<(), ClientError> {
-    let c = Client::new(&opts.addr)?;
+    let c = opts.client()?;
     let s = match c.status().await? {
         crate::client::AgentStatus::Raft(s) => s,
         crate::client::AgentStatus::Client(v) => {
@@ -60,6 +60,14 @@ pub(crate) async fn status(opts: &ClientOpts) -> Result<(), ClientError> {
                     .log_last_index
                     .map_or("-".to_string(), |l| l.to_string())
             );
+            match c.clone().without_retry().health().await {
+                Ok(h) => match h.degraded {
+                    Some(why) => out!("health    {} ({why})", h.status),
+                    None => out!("health    {}", h.status),
+                },
+                Err(ClientError::Api(e)) => out!("health    {}: {}", e.code, e.message),
+                Err(e) => out!("health    unknown: {e}"),
+            }
             out!();
             match c.cluster_status().await {
                 Ok(cs) => {

@@ -1,0 +1,95 @@
+//! A leader that lost its quorum says so instead of waiting forever.
+//!
+//! openraft 0.9 has no check-quorum: a leader cut off from its voters stays leader, and a
+//! write to it waits for a commit that cannot come. conclave watches the time since a
+//! majority of voters last answered this leader ([`policy::quorum_silence`]); once it exceeds
+//! the leader lease the followers honour, the majority may have elected another leader, so
+//! this one takes nothing new (`NoQuorum`, 503 `no_quorum`) and ends what it was waiting on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use conclave_storage::NodeId;
+
+use crate::{ConsensusError, RaftNode, policy};
+
+impl RaftNode {
+    /// How long this leader has gone without hearing from a majority of its voters, once
+    /// that is longer than the leader lease its followers honour (`election_timeout_max_ms`).
+    /// From then on the majority may already have elected another leader, so this one
+    /// accepts nothing new and its health says `no_quorum`. `None` while it has a quorum or
+    /// does not lead. (During a joint membership change the voters of both configurations
+    /// count as one set, which can only make the answer later, never earlier.)
+    pub fn quorum_lost(&self) -> Option<Duration> {
+        let voters: BTreeSet<NodeId> = {
+            let m = self.inner.raft.metrics();
+            let m = m.borrow();
+            if m.state != openraft::ServerState::Leader {
+                return None;
+            }
+            m.membership_config.membership().voter_ids().collect()
+        };
+        let silence: BTreeMap<NodeId, Option<Duration>> = voters
+            .iter()
+            .filter(|v| **v != self.id)
+            .map(|v| (*v, self.inner.peers.since_last_ack(*v)))
+            .collect();
+        let silent = policy::quorum_silence(self.id, &voters, &silence);
+        (silent > self.leader_lease()).then_some(silent)
+    }
+
+    /// How long a follower that heard from its leader refuses to vote for anyone else
+    /// (openraft 0.9's leader lease).
+    fn leader_lease(&self) -> Duration {
+        Duration::from_millis(self.inner.tuning.election_timeout_max_ms)
+    }
+
+    pub(crate) fn no_quorum(&self, silent: Duration) -> ConsensusError {
+        ConsensusError::NoQuorum {
+            leader_id: self.id,
+            silent_ms: silent_ms(silent),
+        }
+    }
+
+    /// `NoQuorum` when [`Self::quorum_lost`] says so.
+    pub fn refuse_without_quorum(&self) -> Result<(), ConsensusError> {
+        match self.quorum_lost() {
+            Some(silent) => Err(self.no_quorum(silent)),
+            None => Ok(()),
+        }
+    }
+
+    /// Run `work`, or end it with `on_loss` as soon as this leader has lost its quorum
+    /// (checked every heartbeat), so no request waits on a leader that cannot commit.
+    pub(crate) async fn until_quorum_lost<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, ConsensusError>>,
+        on_loss: impl FnOnce(Duration) -> ConsensusError,
+    ) -> Result<T, ConsensusError> {
+        let heartbeat = Duration::from_millis(self.inner.tuning.heartbeat_ms.max(10));
+        let lost = async {
+            loop {
+                tokio::time::sleep(heartbeat).await;
+                if let Some(silent) = self.quorum_lost() {
+                    return silent;
+                }
+            }
+        };
+        tokio::select! {
+            done = work => done,
+            silent = lost => Err(on_loss(silent)),
+        }
+    }
+}
+
+/// A quorum silence in milliseconds; `None` when no majority ever answered this node.
+fn silent_ms(silent: Duration) -> Option<u64> {
+    (silent != Duration::MAX).then(|| silent.as_millis().min(u128::from(u64::MAX)) as u64)
+}
+
+pub(crate) fn silence_text(silent: Duration) -> String {
+    match silent_ms(silent) {
+        Some(ms) => format!("no majority of voters answered for {ms} ms"),
+        None => "no majority of voters has answered since it started".to_string(),
+    }
+}
