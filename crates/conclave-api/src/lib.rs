@@ -19,6 +19,7 @@ pub mod members;
 mod query;
 mod roles;
 mod status;
+mod stopping;
 mod watch;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use conclave_state::Limits;
 
 pub use error::ApiError;
 pub use status::role_name;
+pub use stopping::refuse_while_stopping;
 
 /// Everything a handler needs, shared by all requests.
 pub struct AppContext {

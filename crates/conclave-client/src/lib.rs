@@ -58,6 +58,17 @@ pub struct Client {
     http: reqwest::Client,
 }
 
+/// The HTTP client, each request bounded by `timeout` when given.
+fn http_client(timeout: Option<std::time::Duration>) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(t) = timeout {
+        builder = builder.timeout(t);
+    }
+    builder
+        .build()
+        .map_err(|e| ClientError::Local(format!("cannot build an HTTP client: {e}")))
+}
+
 pub struct GotValue {
     pub value: Vec<u8>,
     pub revision: u64,
@@ -86,26 +97,22 @@ impl Client {
                 "--addr names no agent; pass a URL such as http://127.0.0.1:7400".into(),
             ));
         };
-        let http = reqwest::Client::builder()
-            .build()
-            .map_err(|e| ClientError::Local(format!("cannot build an HTTP client: {e}")))?;
         Ok(Self {
             base,
             endpoints: Arc::new(endpoints),
             preferred: Arc::new(AtomicUsize::new(0)),
             retry: None,
-            http,
+            http: http_client(None)?,
         })
     }
 
     /// The same client with every request bounded by `timeout` (a request that takes longer
     /// fails as [`ClientError::TimedOut`]); for background loops, not for watch streams.
     pub fn with_timeout(self, timeout: std::time::Duration) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| ClientError::Local(format!("cannot build an HTTP client: {e}")))?;
-        Ok(Self { http, ..self })
+        Ok(Self {
+            http: http_client(Some(timeout))?,
+            ..self
+        })
     }
 
     /// The same client, repeating what certainly did nothing (see [`retry`]).

@@ -18,23 +18,28 @@ impl RaftNode {
     /// that is longer than the leader lease its followers honour (`election_timeout_max_ms`).
     /// From then on the majority may already have elected another leader, so this one
     /// accepts nothing new and its health says `no_quorum`. `None` while it has a quorum or
-    /// does not lead. (During a joint membership change the voters of both configurations
-    /// count as one set, which can only make the answer later, never earlier.)
+    /// does not lead. During a joint membership change a commit needs a majority of each
+    /// configuration, so the longest of their silences counts.
     pub fn quorum_lost(&self) -> Option<Duration> {
-        let voters: BTreeSet<NodeId> = {
+        let configs: Vec<BTreeSet<NodeId>> = {
             let m = self.inner.raft.metrics();
             let m = m.borrow();
             if m.state != openraft::ServerState::Leader {
                 return None;
             }
-            m.membership_config.membership().voter_ids().collect()
+            m.membership_config.membership().get_joint_config().clone()
         };
-        let silence: BTreeMap<NodeId, Option<Duration>> = voters
+        let silence: BTreeMap<NodeId, Option<Duration>> = configs
             .iter()
+            .flatten()
             .filter(|v| **v != self.id)
             .map(|v| (*v, self.inner.peers.since_last_ack(*v)))
             .collect();
-        let silent = policy::quorum_silence(self.id, &voters, &silence);
+        let silent = configs
+            .iter()
+            .map(|voters| policy::quorum_silence(self.id, voters, &silence))
+            .max()
+            .unwrap_or(Duration::ZERO);
         (silent > self.leader_lease()).then_some(silent)
     }
 

@@ -417,15 +417,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
+    /// The vote is durable before this returns. Its fsync runs on a blocking thread with no
+    /// lock held, so it stalls neither the async runtime nor the readers of the log; openraft
+    /// saves one vote at a time (`&mut self`, awaited), so two saves cannot reorder.
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let mut log = self.lock();
         let mut framed = Vec::new();
         let payload = postcard::to_stdvec(vote).map_err(|e| io_err(ErrorVerb::Write, e))?;
         fsutil::frame_into(&mut framed, &payload);
-        fsutil::write_atomic(&log.dir.join("vote"), &framed).map_err(|e| {
+        let path = self.lock().dir.join("vote");
+        let vote_err = |e: io::Error| {
             StorageIOError::new(ErrorSubject::Vote, ErrorVerb::Write, AnyError::new(&e))
-        })?;
-        log.vote = Some(*vote);
+        };
+        tokio::task::spawn_blocking(move || fsutil::write_atomic(&path, &framed))
+            .await
+            .map_err(|e| vote_err(io::Error::other(e)))?
+            .map_err(vote_err)?;
+        self.lock().vote = Some(*vote);
         Ok(())
     }
 

@@ -271,8 +271,11 @@ impl StateMachineStore {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    /// The applied state is copied under the read lock and encoded, checksummed and written
+    /// on a blocking thread with no lock held: apply (which takes the write lock) waits only
+    /// for the copy, not for the encoding of the whole state.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (meta, bytes) = {
+        let (meta, state) = {
             let applied = read_lock(&self.shared);
             let n = self.shared.snapshots_built.fetch_add(1, Ordering::Relaxed) + 1;
             let meta = SnapshotMeta {
@@ -284,15 +287,19 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                     applied.last_applied.map_or(0, |l| l.index)
                 ),
             };
-            let bytes = encode_snapshot(&meta, &applied.state);
-            (meta, bytes)
+            (meta, applied.state.clone())
         };
         let this = self.clone();
         let last = meta.last_log_id;
-        let bytes = tokio::task::spawn_blocking(move || this.persist(last, &bytes).map(|_| bytes))
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, io::Error::other(e)))?
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let encoding = meta.clone();
+        let bytes = tokio::task::spawn_blocking(move || {
+            let bytes = encode_snapshot(&encoding, &state);
+            drop(state);
+            this.persist(last, &bytes).map(|_| bytes)
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, io::Error::other(e)))?
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "snapshot built");
         Ok(Snapshot {
             meta,

@@ -94,6 +94,24 @@ fn serve_http(listener: TcpListener, app: axum::Router, shutdown: &CancellationT
     })
 }
 
+/// How long a stopping agent answers new requests with `503 not_ready` before it closes its
+/// listener (see `conclave_api::refuse_while_stopping`): long enough for clients that
+/// follow the retry contract to have moved to another node.
+const REFUSE_BEFORE_CLOSING: Duration = Duration::from_millis(250);
+
+/// Stop serving HTTP: turn new requests away for [`REFUSE_BEFORE_CLOSING`], then close the
+/// listener and finish the requests in flight.
+async fn stop_http(
+    stopping: &CancellationToken,
+    http_stop: &CancellationToken,
+    http: &mut HttpTask,
+) {
+    stopping.cancel();
+    tokio::time::sleep(REFUSE_BEFORE_CLOSING).await;
+    http_stop.cancel();
+    drain_http(http).await;
+}
+
 /// Wait for the HTTP server to finish the requests in flight (at most [`DRAIN_TIMEOUT`]).
 async fn drain_http(http: &mut HttpTask) {
     match tokio::time::timeout(DRAIN_TIMEOUT, &mut *http).await {
@@ -232,7 +250,12 @@ async fn run_client(
         rpc_addr: config.advertised_rpc(),
         max_body: config.max_value_bytes + 64 * 1024,
     };
-    let app = conclave_api::client::router(ctx, parts.api_context());
+    let stopping = CancellationToken::new();
+    let app = conclave_api::refuse_while_stopping(
+        conclave_api::client::router(ctx, parts.api_context()),
+        stopping.clone(),
+        identity.node_id,
+    );
     let http_stop = CancellationToken::new();
     let mut http = serve_http(http_listener, app, &http_stop);
     tokio::select! {
@@ -244,8 +267,7 @@ async fn run_client(
     // Stop before start: a held role is released (on_release, then the resign) while the
     // API still forwards to the cluster.
     parts.roles.stop().await;
-    http_stop.cancel();
-    drain_http(&mut http).await;
+    stop_http(&stopping, &http_stop, &mut http).await;
     tracing::info!("leaving gossip");
     parts.membership.leave().await;
     shutdown.cancel();
@@ -474,7 +496,12 @@ pub async fn run(
         drift: Default::default(),
         closing: http_stop.clone(),
     });
-    let app = conclave_api::router(ctx, parts.api_context());
+    let stopping = CancellationToken::new();
+    let app = conclave_api::refuse_while_stopping(
+        conclave_api::router(ctx, parts.api_context()),
+        stopping.clone(),
+        node.id,
+    );
     let mut http = serve_http(http_listener, app, &http_stop);
 
     // Why the agent stops: `None` for a planned stop, else the reason it can no longer
@@ -507,8 +534,7 @@ pub async fn run(
     // Stop before start: a held role is released (on_release, then the resign through the
     // in-process layer) while HTTP and node RPC still serve.
     parts.roles.stop().await;
-    http_stop.cancel();
-    drain_http(&mut http).await;
+    stop_http(&stopping, &http_stop, &mut http).await;
     // A node that can no longer serve has no leadership to hand over.
     if fatal.is_none()
         && let Some(to) = node.step_down().await
