@@ -77,6 +77,28 @@ impl Client {
         self.events("/v1/watch", &query, last_event_id).await
     }
 
+    /// [`Client::watch`] asking for a heartbeat every `heartbeat`, and ending with
+    /// [`ClientError::TimedOut`] when three of them in a row do not come (a member that went
+    /// silent behind a partition).
+    pub async fn watch_with_heartbeat(
+        &self,
+        prefix: &str,
+        from_revision: Option<u64>,
+        heartbeat: std::time::Duration,
+    ) -> Result<SseReader, ClientError> {
+        let mut query = vec![
+            ("prefix", prefix.to_owned()),
+            ("heartbeat_ms", heartbeat.as_millis().to_string()),
+        ];
+        if let Some(r) = from_revision {
+            query.push(("from_revision", r.to_string()));
+        }
+        Ok(self
+            .events("/v1/watch", &query, None)
+            .await?
+            .with_idle_timeout(heartbeat * 3))
+    }
+
     /// An election's transitions (`state`, then `elected`, `resigned`, ...).
     pub async fn observe(
         &self,

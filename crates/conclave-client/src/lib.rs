@@ -399,17 +399,49 @@ pub use conclave_types::sse::SseEvent;
 pub struct SseReader {
     body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     parser: conclave_types::sse::SseParser,
+    /// With [`SseReader::with_idle_timeout`]: how long the stream may send nothing (no
+    /// event, no heartbeat comment) before it counts as dead, and when it last sent.
+    idle: Option<(std::time::Duration, tokio::time::Instant)>,
 }
 
 impl SseReader {
+    /// End the stream with [`ClientError::TimedOut`] when it sends nothing, not even a
+    /// heartbeat, for `limit`: a member cut off by a partition closes no connection, so a
+    /// reader without a limit would wait forever. Ask the server for heartbeats well inside
+    /// it (`heartbeat_ms`).
+    pub fn with_idle_timeout(self, limit: std::time::Duration) -> Self {
+        Self {
+            idle: Some((limit, tokio::time::Instant::now())),
+            ..self
+        }
+    }
+
     /// The next event (comments such as heartbeats are skipped); `None` when the stream ends.
+    /// Cancel-safe: a partly received event stays in the parser, and the idle deadline
+    /// counts from the last data received, not from the call.
     pub async fn next(&mut self) -> Result<Option<SseEvent>, ClientError> {
         use futures::StreamExt;
         loop {
             if let Some(event) = self.parser.next_event() {
                 return Ok(Some(event));
             }
-            match self.body.next().await {
+            let chunk = match self.idle {
+                None => self.body.next().await,
+                Some((limit, last)) => {
+                    match tokio::time::timeout_at(last + limit, self.body.next()).await {
+                        Ok(chunk) => chunk,
+                        Err(_) => {
+                            return Err(ClientError::TimedOut(format!(
+                                "the event stream (silent for {limit:?})"
+                            )));
+                        }
+                    }
+                }
+            };
+            if let Some((limit, _)) = self.idle {
+                self.idle = Some((limit, tokio::time::Instant::now()));
+            }
+            match chunk {
                 Some(Ok(chunk)) => self.parser.push(&chunk),
                 Some(Err(e)) => return Err(ClientError::Local(format!("the stream broke: {e}"))),
                 None => return Ok(None),
@@ -474,6 +506,7 @@ impl Client {
         Ok(SseReader {
             body: Box::pin(resp.bytes_stream()),
             parser: conclave_types::sse::SseParser::default(),
+            idle: None,
         })
     }
 }

@@ -14,6 +14,9 @@ use conclave_types::{ErrorBody, WatchEvent};
 
 use crate::{ChangeStream, CoordError};
 
+/// How often a member relaying a watch to a client agent is asked for a heartbeat.
+const WATCH_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where to send: the API URLs (`http://host:port`) of the members to try, in order.
 pub type Targets = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 
@@ -23,11 +26,17 @@ pub struct Remote {
     targets: Targets,
     /// The connection pool and timeout every call shares; rebased per member.
     client: Client,
+    /// The heartbeat a relayed watch asks for; three missed end it.
+    heartbeat: std::time::Duration,
 }
 
 impl Remote {
     pub fn new(targets: Targets, client: Client) -> Self {
-        Self { targets, client }
+        Self {
+            targets,
+            client,
+            heartbeat: WATCH_HEARTBEAT,
+        }
     }
 
     /// Run `call` against the first member that accepts the connection.
@@ -51,10 +60,15 @@ impl Remote {
         })
     }
 
-    /// The changes under `prefix` after `after`, from the first member that answers.
+    /// The changes under `prefix` after `after`, from the first member that answers. The
+    /// stream ends with an error when the member sends nothing for three heartbeats (it may
+    /// be cut off), so the caller reconnects, to another member if need be.
     pub(crate) async fn watch(&self, prefix: &str, after: u64) -> Result<ChangeStream, CoordError> {
         let reader = self
-            .call(|c| async move { c.watch(prefix, Some(after), None).await })
+            .call(|c| async move {
+                c.watch_with_heartbeat(prefix, Some(after), self.heartbeat)
+                    .await
+            })
             .await?;
         Ok(Box::pin(futures::stream::unfold(
             Some(reader),
@@ -209,6 +223,47 @@ mod tests {
         assert!(
             stream.next().await.is_none(),
             "the stream goes on after the error"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_watch_from_a_member_that_goes_silent_ends_after_three_missed_heartbeats() {
+        // The member sends one change and then nothing, holding the connection open (as a
+        // member behind a partition does).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(
+                String::from_utf8_lossy(&buf[..n]).contains("heartbeat_ms=100"),
+                "the watch asks for heartbeats"
+            );
+            let event = "id: 5\nevent: put\ndata: {\"revision\":5,\"type\":\"put\",\"key\":\"k\",\"value\":\"v\"}\n\n";
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+            let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+            socket.write_all(head.as_bytes()).await.unwrap();
+            socket.write_all(chunk.as_bytes()).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            drop(socket);
+        });
+        let mut r = remote(vec![url]);
+        r.heartbeat = std::time::Duration::from_millis(100);
+        let mut stream = r.watch("", 4).await.unwrap();
+        assert_eq!(stream.next().await.unwrap().unwrap().revision, 5);
+        let started = std::time::Instant::now();
+        let end = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+            .await
+            .expect("the silent stream ends by itself");
+        assert!(
+            matches!(end, Some(Err(CoordError::Remote(ClientError::TimedOut(_))))),
+            "{end:?}"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= std::time::Duration::from_millis(250),
+            "ended after {waited:?}, before three heartbeats were missed"
         );
     }
 }
