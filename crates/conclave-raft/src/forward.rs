@@ -50,6 +50,8 @@ pub(crate) trait LeaderPath: Sync {
     ) -> impl Future<Output = Result<RpcResponse, CallError>> + Send;
     /// How long an answer from a replaced leader may still be on its way (a heartbeat).
     fn answer_grace(&self) -> Duration;
+    /// The leader this node knows of one poll interval (a heartbeat) from now.
+    fn leader_later(&self) -> impl Future<Output = Option<NodeId>> + Send;
     /// Return when the known leader differs from `seen`, after a short poll interval, or at
     /// the deadline.
     fn wait_leader_change(
@@ -123,9 +125,10 @@ async fn forward<P: LeaderPath>(
         if !gives_up {
             return std::future::pending::<()>().await;
         }
+        // Polled once a heartbeat: most requests are answered long before the first look,
+        // and none wakes on every change of the node's metrics.
         loop {
-            path.wait_leader_change(Some(leader), deadline).await;
-            if path.leader().is_some_and(|l| l != leader) {
+            if path.leader_later().await.is_some_and(|l| l != leader) {
                 // Room for an answer already on its way.
                 tokio::time::sleep(path.answer_grace()).await;
                 return;
@@ -202,6 +205,11 @@ impl LeaderPath for crate::RaftNode {
 
     fn answer_grace(&self) -> Duration {
         Duration::from_millis(self.inner.tuning.heartbeat_ms)
+    }
+
+    async fn leader_later(&self) -> Option<NodeId> {
+        tokio::time::sleep(Duration::from_millis(self.inner.tuning.heartbeat_ms)).await;
+        self.inner.raft.metrics().borrow().current_leader
     }
 
     /// Sleep until the known leader differs from `seen`, a short poll interval passes, or
@@ -333,6 +341,11 @@ mod tests {
         }
         fn answer_grace(&self) -> Duration {
             Duration::from_millis(5)
+        }
+        async fn leader_later(&self) -> Option<NodeId> {
+            // Time passes: the next leader in the script takes over.
+            self.wait_leader_change(None, Instant::now()).await;
+            self.leader()
         }
         async fn wait_leader_change(&self, _seen: Option<NodeId>, _deadline: Instant) {
             {

@@ -127,6 +127,8 @@ struct Inner {
     /// When this node last received an append (or heartbeat) from a leader, as milliseconds
     /// since `started`.
     leader_contact_ms: AtomicU64,
+    /// [`RaftNode::quorum_lost`]'s last answer and when it was worked out (see `quorum`).
+    quorum: quorum::Cached,
     started: Instant,
     /// Node-RPC messages refused (counted; logged once a minute per peer and kind).
     refusals: refusals::Refusals,
@@ -208,6 +210,7 @@ impl RaftNode {
                 lag: cluster::LagTracker::default(),
                 membership_changes: tokio::sync::Mutex::new(()),
                 leader_contact_ms: AtomicU64::new(0),
+                quorum: quorum::Cached::default(),
                 stepping_down: std::sync::atomic::AtomicBool::new(false),
                 started: Instant::now(),
                 refusals: Default::default(),

@@ -7,6 +7,7 @@
 //! this one takes nothing new (`NoQuorum`, 503 `no_quorum`) and ends what it was waiting on.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use conclave_storage::NodeId;
@@ -21,6 +22,17 @@ impl RaftNode {
     /// does not lead. During a joint membership change a commit needs a majority of each
     /// configuration, so the longest of their silences counts.
     pub fn quorum_lost(&self) -> Option<Duration> {
+        // Every request asks; the answer is worked out at most every few milliseconds.
+        let now = self.inner.started.elapsed();
+        if let Some(answer) = self.inner.quorum.fresh(now) {
+            return answer;
+        }
+        let answer = self.work_out_quorum_lost();
+        self.inner.quorum.store(now, answer);
+        answer
+    }
+
+    fn work_out_quorum_lost(&self) -> Option<Duration> {
         let configs: Vec<BTreeSet<NodeId>> = {
             let m = self.inner.raft.metrics();
             let m = m.borrow();
@@ -96,5 +108,64 @@ pub(crate) fn silence_text(silent: Duration) -> String {
     match silent_ms(silent) {
         Some(ms) => format!("no majority of voters answered for {ms} ms"),
         None => "no majority of voters has answered since it started".to_string(),
+    }
+}
+
+/// How long a worked-out answer of [`RaftNode::quorum_lost`] is reused: short against the
+/// lease (600 ms by default), long against the time a request takes.
+const REUSE_FOR: Duration = Duration::from_millis(5);
+
+/// The last answer, in two atomics (a torn read mixes two answers at most 5 ms apart).
+#[derive(Default)]
+pub(crate) struct Cached {
+    /// When it was worked out, milliseconds since the node started, plus one (0: never).
+    at_ms: AtomicU64,
+    /// The silence in milliseconds, `u64::MAX - 1` for "never answered"; `u64::MAX`: the
+    /// quorum is not lost.
+    silent_ms: AtomicU64,
+}
+
+impl Cached {
+    fn fresh(&self, now: Duration) -> Option<Option<Duration>> {
+        let at = self.at_ms.load(Ordering::Acquire);
+        let now_ms = now.as_millis() as u64 + 1;
+        if at == 0 || now_ms.saturating_sub(at) > REUSE_FOR.as_millis() as u64 {
+            return None;
+        }
+        Some(match self.silent_ms.load(Ordering::Acquire) {
+            u64::MAX => None,
+            ms if ms == u64::MAX - 1 => Some(Duration::MAX),
+            ms => Some(Duration::from_millis(ms)),
+        })
+    }
+
+    fn store(&self, now: Duration, answer: Option<Duration>) {
+        let silent = match answer {
+            None => u64::MAX,
+            Some(d) if d == Duration::MAX => u64::MAX - 1,
+            Some(d) => (d.as_millis() as u64).min(u64::MAX - 2),
+        };
+        self.silent_ms.store(silent, Ordering::Release);
+        self.at_ms
+            .store(now.as_millis() as u64 + 1, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_answer_is_reused_briefly_and_keeps_never_apart() {
+        let c = Cached::default();
+        let ms = Duration::from_millis;
+        assert_eq!(c.fresh(ms(10)), None, "nothing worked out yet");
+        c.store(ms(10), None);
+        assert_eq!(c.fresh(ms(12)), Some(None));
+        assert_eq!(c.fresh(ms(16)), None, "older than REUSE_FOR");
+        c.store(ms(20), Some(ms(900)));
+        assert_eq!(c.fresh(ms(21)), Some(Some(ms(900))));
+        c.store(ms(30), Some(Duration::MAX));
+        assert_eq!(c.fresh(ms(30)), Some(Some(Duration::MAX)));
     }
 }
