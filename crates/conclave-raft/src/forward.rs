@@ -70,12 +70,17 @@ pub(crate) async fn leader_call<P: LeaderPath>(
 ) -> Result<LeaderReply, ConsensusError> {
     let deadline = Instant::now() + timeout;
     let mut last_leader = None;
+    // A leader elsewhere that answered "no quorum": nothing was done, and a new leader may
+    // be elected meanwhile, so it is asked again (or the new one), and this is the answer
+    // at the deadline.
+    let mut no_quorum = None;
     loop {
         if let Some(why) = path.removed() {
             return Err(RejectReason::Removed { why }.into());
         }
         let leader = path.leader();
         last_leader = leader.or(last_leader);
+        let here = leader == Some(path.me());
         let outcome = match leader {
             Some(l) if l == path.me() => Some(path.serve_here(req.clone()).await),
             Some(l) if hops < MAX_HOPS => match path.peer_addr(l) {
@@ -86,13 +91,14 @@ pub(crate) async fn leader_call<P: LeaderPath>(
         };
         match outcome {
             Some(Err(ConsensusError::NotLeader { .. })) | None => {}
+            Some(Err(e @ ConsensusError::NoQuorum { .. })) if !here => no_quorum = Some(e),
             Some(result) => return result,
         }
         if Instant::now() >= deadline {
-            return Err(ConsensusError::NotLeader {
+            return Err(no_quorum.unwrap_or(ConsensusError::NotLeader {
                 leader_id: last_leader,
                 leader: None,
-            });
+            }));
         }
         path.wait_leader_change(leader, deadline).await;
     }
@@ -543,5 +549,29 @@ mod tests {
         let transfer = LeaderRequest::TransferLeader { to: Some(3) };
         let answer = leader_call(&net, transfer, 0, Duration::from_secs(30)).await;
         assert_eq!(answer, Ok(LeaderReply::Transferred(moved)));
+    }
+
+    #[tokio::test]
+    async fn a_leader_elsewhere_without_quorum_is_asked_again_until_another_leads() {
+        let no_quorum = || {
+            Wire::Reply(Err(ConsensusError::NoQuorum {
+                leader_id: 2,
+                silent_ms: Some(700),
+            }))
+        };
+        // Node 2 has lost its quorum; node 3 is elected meanwhile and takes the write.
+        let net = Net::new(&[Some(2), Some(3)], vec![no_quorum(), applied()]);
+        let write = leader_call(&net, propose(), 0, Duration::from_secs(30)).await;
+        assert_eq!(
+            write,
+            Ok(LeaderReply::Outcome(Outcome::Put { revision: 5 }))
+        );
+        // No other leader comes: at the deadline the answer is node 2's "no quorum".
+        let net = Net::new(&[Some(2)], (0..1_000).map(|_| no_quorum()).collect());
+        let write = leader_call(&net, propose(), 0, Duration::from_millis(30)).await;
+        assert!(
+            matches!(write, Err(ConsensusError::NoQuorum { leader_id: 2, .. })),
+            "{write:?}"
+        );
     }
 }

@@ -395,7 +395,11 @@ impl RaftNode {
                     .await?;
                 Ok(LeaderReply::ReadIndex(read_log_id.map_or(0, |l| l.index)))
             }
-            LeaderRequest::Status => self.serve_membership(LeaderRequest::Status).await,
+            // A transfer stops this node's heartbeats on purpose, so its quorum goes silent
+            // while it runs; it has its own deadline.
+            LeaderRequest::Status | LeaderRequest::TransferLeader { .. } => {
+                self.serve_membership(req).await
+            }
             other => {
                 let change = self.serve_membership(other);
                 self.until_quorum_lost(change, |silent| {
