@@ -37,7 +37,13 @@ impl Client {
                     None => return Err(ClientError::Local("the request was already sent".into())),
                 },
             };
-            let err = match self.send_once(rebase(this, base)?, base).await {
+            // Requests are built against the first endpoint; only another one needs a rebase.
+            let this = if *base == self.base {
+                this
+            } else {
+                rebase(this, base)?
+            };
+            let err = match self.send_once(this, base).await {
                 Ok(resp) => {
                     self.preferred.store(endpoint, Ordering::Relaxed);
                     return Ok(resp);

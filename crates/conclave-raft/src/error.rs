@@ -119,7 +119,8 @@ pub enum RejectReason {
     Refused { refusal: conclave_state::Refusal },
 }
 
-fn no_quorum_text(silent_ms: &Option<u64>) -> String {
+/// How long no majority answered a leader, for messages.
+pub(crate) fn no_quorum_text(silent_ms: &Option<u64>) -> String {
     match silent_ms {
         Some(ms) => format!("no majority of voters has answered it for {ms} ms"),
         None => "no majority of voters has answered it since it started".to_string(),

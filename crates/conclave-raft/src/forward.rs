@@ -488,7 +488,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_request_in_flight_to_a_replaced_leader_is_given_up_at_once() {
+    async fn a_request_in_flight_to_a_replaced_leader_is_given_up_a_heartbeat_later() {
         // Node 2 leads, the request goes to it and no answer comes; then node 3 leads.
         let started = Instant::now();
         let net = Net::new(

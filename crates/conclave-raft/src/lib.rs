@@ -374,10 +374,7 @@ impl RaftNode {
                 self.refuse_if_stopping()?;
                 let proposal = self.inner.proposals.propose(cmd);
                 self.until_quorum_lost(proposal, |silent| {
-                    ConsensusError::Indeterminate(format!(
-                        "the leader lost its quorum ({}) while the write was in flight; it may have been appended",
-                        quorum::silence_text(silent)
-                    ))
+                    quorum::lost_in_flight("the write", "it may have been appended", silent)
                 })
                 .await
                 .map(LeaderReply::Outcome)
@@ -403,10 +400,11 @@ impl RaftNode {
             other => {
                 let change = self.serve_membership(other);
                 self.until_quorum_lost(change, |silent| {
-                    ConsensusError::Indeterminate(format!(
-                        "the leader lost its quorum ({}) while the membership change was in flight; see `conclave status` once a leader is back",
-                        quorum::silence_text(silent)
-                    ))
+                    quorum::lost_in_flight(
+                        "the membership change",
+                        "see `conclave status` once a leader is back",
+                        silent,
+                    )
                 })
                 .await
             }

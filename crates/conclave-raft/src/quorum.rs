@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use conclave_storage::NodeId;
 
+use crate::error::no_quorum_text;
 use crate::{ConsensusError, RaftNode, policy};
 
 impl RaftNode {
@@ -104,11 +105,13 @@ fn silent_ms(silent: Duration) -> Option<u64> {
     (silent != Duration::MAX).then(|| silent.as_millis().min(u128::from(u64::MAX)) as u64)
 }
 
-pub(crate) fn silence_text(silent: Duration) -> String {
-    match silent_ms(silent) {
-        Some(ms) => format!("no majority of voters answered for {ms} ms"),
-        None => "no majority of voters has answered since it started".to_string(),
-    }
+/// What a request this leader was waiting on ends with when it loses its quorum: `what`
+/// may have been appended, so its outcome is unknown; `then` says what to do.
+pub(crate) fn lost_in_flight(what: &str, then: &str, silent: Duration) -> ConsensusError {
+    ConsensusError::Indeterminate(format!(
+        "the leader lost its quorum ({}) while {what} was in flight; {then}",
+        no_quorum_text(&silent_ms(silent))
+    ))
 }
 
 /// How long a worked-out answer of [`RaftNode::quorum_lost`] is reused: short against the
