@@ -1,45 +1,37 @@
 //! Small filesystem helpers whose only job is durability: write-then-rename with fsync of
 //! both the file and its directory, so a crash leaves either the old or the new content.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
-/// Fsync a directory so that renames and creations inside it survive a crash.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+use crate::disk::{Disk, OpenMode, OsDisk, parent_dir};
+
+/// Atomically replace `path` with `bytes` on the operating system's file system.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_on(&OsDisk, path, bytes)
 }
 
 /// Atomically replace `path` with `bytes`: write a temp file, fsync it, rename, fsync the dir.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        // A bare file name (`backup.snap`) lives in the working directory.
-        Some(p) if p.as_os_str().is_empty() => Path::new("."),
-        Some(p) => p,
-        None => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the path names no file",
-            ));
-        }
-    };
+pub fn write_atomic_on(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = parent_dir(path)?;
     let tmp = path.with_extension("tmp");
     {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        let f = disk.open(&tmp, OpenMode::CreateEmpty)?;
+        f.write_all_at(bytes, 0)?;
+        f.sync_data()?;
     }
-    fs::rename(&tmp, path)?;
-    sync_dir(dir)
+    disk.rename(&tmp, path)?;
+    disk.sync_dir(dir)
+}
+
+/// Read a whole file from the operating system, `Ok(None)` when it does not exist.
+pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    read_optional_on(&OsDisk, path)
 }
 
 /// Read a whole file, `Ok(None)` when it does not exist.
-pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    match fs::read(path) {
+pub fn read_optional_on(disk: &dyn Disk, path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match disk.read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),

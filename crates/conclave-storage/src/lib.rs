@@ -17,12 +17,14 @@
 // would only add conversions at every call.
 #![allow(clippy::result_large_err)]
 
+pub mod disk;
 pub mod feed;
 pub mod fsutil;
 pub mod fuzzing;
 pub mod identity;
 pub mod log;
 pub mod offline;
+pub mod powerloss;
 pub mod state_machine;
 
 use std::fmt;
@@ -31,6 +33,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use disk::{Disk, DiskFile, OpenMode, OsDisk, SharedDisk};
 pub use feed::{Compacted, FeedLimits};
 pub use log::{LOG_FORMAT_VERSION, LogStats, LogStore};
 pub use state_machine::{StateHandle, StateMachineStore};
@@ -99,8 +102,17 @@ pub fn open(
     dir: &Path,
     options: &StorageOptions,
 ) -> Result<(LogStore, StateMachineStore), OpenError> {
-    let log = LogStore::open(&dir.join("log"), options.segment_max_bytes)?;
-    let sm = StateMachineStore::open_with(&dir.join("snapshots"), options.feed)?;
+    open_on(OsDisk::shared(), dir, options)
+}
+
+/// [`open`] on `disk` (the power-loss tests pass a [`powerloss::PowerLossDisk`]).
+pub fn open_on(
+    disk: SharedDisk,
+    dir: &Path,
+    options: &StorageOptions,
+) -> Result<(LogStore, StateMachineStore), OpenError> {
+    let log = LogStore::open_on(disk.clone(), &dir.join("log"), options.segment_max_bytes)?;
+    let sm = StateMachineStore::open_on(disk, &dir.join("snapshots"), options.feed)?;
     Ok((log, sm))
 }
 

@@ -30,10 +30,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::ops::RangeBounds;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
@@ -42,13 +40,15 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, RaftLogReader, StorageIOError};
 
 mod flusher;
+mod recover;
 mod segment;
 
 use flusher::{FlushJob, run_flusher};
 
 pub use segment::LOG_FORMAT_VERSION;
-use segment::{SEGMENT_HEADER, SegmentStart, segment_header, segment_start};
+use segment::{SEGMENT_HEADER, segment_header};
 
+use crate::disk::{DiskFile, OpenMode, OsDisk, SharedDisk};
 use crate::fsutil::{self, FRAME_HEADER};
 use crate::{Entry, LogId, OpenError, StorageError, TypeConfig, Vote};
 
@@ -64,7 +64,7 @@ struct Loc {
 struct Segment {
     first_index: u64,
     path: PathBuf,
-    file: Arc<File>,
+    file: Arc<dyn DiskFile>,
     len: u64,
     /// Where the records start (after the header; 0 in a format-1 segment).
     data_start: u64,
@@ -82,6 +82,7 @@ pub struct LogStats {
 }
 
 struct Log {
+    disk: SharedDisk,
     dir: PathBuf,
     segment_max_bytes: u64,
     segments: Vec<Segment>,
@@ -90,7 +91,7 @@ struct Log {
     last_purged: Option<LogId>,
     vote: Option<Vote>,
     committed: Option<LogId>,
-    committed_file: File,
+    committed_file: Arc<dyn DiskFile>,
 }
 
 /// The Raft log store. Cloning gives another handle to the same log (used as the reader).
@@ -144,22 +145,60 @@ impl Log {
             return Ok(());
         };
         let cut = *cut;
-        // Drop whole segments after the one holding the cut, then cut that one.
+        // Drop whole segments after the one holding the cut, durably, then cut that one: in
+        // the other order a power cut could bring a removed segment back behind a cut one,
+        // leaving a hole in the log.
+        let mut removed_any = false;
         while self
             .segments
             .last()
             .is_some_and(|s| s.first_index > cut.segment)
         {
             if let Some(seg) = self.segments.pop() {
-                fs::remove_file(&seg.path)?;
+                self.disk.remove_file(&seg.path)?;
+                removed_any = true;
             }
+        }
+        if removed_any {
+            self.disk.sync_dir(&self.dir)?;
         }
         if let Some(seg) = self.segments.last_mut() {
             seg.file.set_len(cut.offset)?;
-            seg.file.sync_all()?;
+            seg.file.sync_data()?;
             seg.len = cut.offset;
         }
-        fsutil::sync_dir(&self.dir)
+        Ok(())
+    }
+
+    /// The first run of missing indexes `(from, to)` (inclusive) between held entries.
+    fn first_gap(&self) -> Option<(u64, u64)> {
+        let mut indexes = self.locs.keys();
+        let mut prev = *indexes.next()?;
+        for &i in indexes {
+            if i != prev + 1 {
+                return Some((prev + 1, i - 1));
+            }
+            prev = i;
+        }
+        None
+    }
+
+    /// The `committed` file is written without fsync, and a follower records the leader's
+    /// commit index while its own append is still being flushed: after a power cut it can
+    /// name an entry the log no longer holds, which openraft would fail to re-apply on
+    /// start. Such a value is forgotten (the leader tells it again).
+    fn forget_committed_beyond_the_log(&mut self) {
+        let Some(c) = self.committed else { return };
+        let purged = self.last_purged.is_some_and(|p| c.index <= p.index);
+        let held = self.locs.get(&c.index).is_some_and(|l| l.log_id == c);
+        if !purged && !held {
+            tracing::warn!(
+                committed = %c,
+                last = ?self.last_log_id(),
+                "the recorded commit index names an entry lost with unsynced writes; it is learned again from the leader"
+            );
+            self.committed = None;
+        }
     }
 
     fn segment_of(&self, first_index: u64) -> Option<&Segment> {
@@ -187,21 +226,22 @@ impl Log {
         postcard::from_bytes(payload).map_err(decode_err)
     }
 
+    /// Start a segment at `first_index`. The active one is synced first: only the last
+    /// segment may end in a torn record (recovery refuses one anywhere else), so a segment
+    /// must be whole on disk before a newer one can exist.
     fn new_segment(&mut self, first_index: u64) -> io::Result<()> {
+        if let Some(active) = self.segments.last() {
+            active.file.sync_data()?;
+        }
         let path = self.dir.join(segment_name(first_index));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)?;
+        let file = self.disk.open(&path, OpenMode::CreateEmpty)?;
         file.write_all_at(&segment_header(), 0)?;
-        file.sync_all()?;
-        fsutil::sync_dir(&self.dir)?;
+        file.sync_data()?;
+        self.disk.sync_dir(&self.dir)?;
         self.segments.push(Segment {
             first_index,
             path,
-            file: Arc::new(file),
+            file,
             len: SEGMENT_HEADER as u64,
             data_start: SEGMENT_HEADER as u64,
         });
@@ -212,11 +252,21 @@ impl Log {
 impl LogStore {
     /// Open the log in `dir`, creating it when missing, and recover from a torn tail.
     pub fn open(dir: &Path, segment_max_bytes: u64) -> Result<Self, OpenError> {
-        fs::create_dir_all(dir).map_err(|e| OpenError::io(dir, e))?;
+        Self::open_on(OsDisk::shared(), dir, segment_max_bytes)
+    }
+
+    /// [`LogStore::open`] on `disk`.
+    pub fn open_on(
+        disk: SharedDisk,
+        dir: &Path,
+        segment_max_bytes: u64,
+    ) -> Result<Self, OpenError> {
+        disk.create_dir_all(dir)
+            .map_err(|e| OpenError::io(dir, e))?;
 
         let read_meta = |name: &str| -> Result<Option<Vec<u8>>, OpenError> {
             let p = dir.join(name);
-            fsutil::read_optional(&p).map_err(|e| OpenError::io(&p, e))
+            fsutil::read_optional_on(&*disk, &p).map_err(|e| OpenError::io(&p, e))
         };
         let vote: Option<Vote> = match read_meta("vote")? {
             Some(b) => decode_meta(dir, "vote", &b)?,
@@ -234,27 +284,23 @@ impl LogStore {
                 .flatten()
         });
         let committed_path = dir.join("committed");
-        let committed_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&committed_path)
+        let committed_file = disk
+            .open(&committed_path, OpenMode::CreateOrKeep)
             .map_err(|e| OpenError::io(&committed_path, e))?;
 
         let mut seg_firsts: Vec<(u64, PathBuf)> = Vec::new();
-        for item in fs::read_dir(dir).map_err(|e| OpenError::io(dir, e))? {
-            let item = item.map_err(|e| OpenError::io(dir, e))?;
-            let name = item.file_name();
-            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else {
+        for name in disk.list(dir).map_err(|e| OpenError::io(dir, e))? {
+            let Some(stem) = name.strip_suffix(".seg") else {
                 continue;
             };
             if let Ok(first) = stem.parse::<u64>() {
-                seg_firsts.push((first, item.path()));
+                seg_firsts.push((first, dir.join(&name)));
             }
         }
         seg_firsts.sort();
 
         let mut log = Log {
+            disk: disk.clone(),
             dir: dir.to_owned(),
             segment_max_bytes,
             segments: Vec::new(),
@@ -265,91 +311,18 @@ impl LogStore {
             committed_file,
         };
 
-        let count = seg_firsts.len();
-        for (i, (first, path)) in seg_firsts.into_iter().enumerate() {
-            let is_last = i + 1 == count;
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| OpenError::io(&path, e))?;
-            let mut bytes = fs::read(&path).map_err(|e| OpenError::io(&path, e))?;
-            let corrupt = |offset: u64, reason: String| OpenError::CorruptSegment {
-                path: path.display().to_string(),
-                offset,
-                reason,
-            };
-            let start = match segment_start(&bytes).map_err(|e| corrupt(8, e.to_string()))? {
-                SegmentStart::Header => SEGMENT_HEADER,
-                SegmentStart::Headerless => 0,
-                SegmentStart::TornHeader if is_last => {
-                    // Torn while the last segment was created: it held no record yet.
-                    tracing::warn!(segment = %path.display(), "rewriting a torn segment header");
-                    bytes = segment_header().to_vec();
-                    file.set_len(0)
-                        .and_then(|_| file.write_all_at(&bytes, 0))
-                        .and_then(|_| file.sync_all())
-                        .map_err(|e| OpenError::io(&path, e))?;
-                    SEGMENT_HEADER
-                }
-                SegmentStart::TornHeader => {
-                    return Err(corrupt(0, "a segment header is cut short".into()));
-                }
-            };
-            let data_start = start as u64;
-            let mut offset = start;
-            loop {
-                let parsed = fsutil::parse_frame(&bytes[offset..]).and_then(|f| {
-                    f.map(|(payload, n)| {
-                        postcard::from_bytes::<Entry>(payload)
-                            .map(|e| (e.log_id, n))
-                            .map_err(fsutil::BadFrame::from)
-                    })
-                    .transpose()
-                });
-                match parsed {
-                    Ok(None) => break,
-                    Ok(Some((log_id, n))) => {
-                        let purged = log.last_purged.is_some_and(|p| log_id.index <= p.index);
-                        if !purged {
-                            // A record at or below the tail replaces the tail, exactly as the
-                            // append that wrote it did (append truncates first).
-                            drop(log.locs.split_off(&log_id.index));
-                            log.locs.insert(
-                                log_id.index,
-                                Loc {
-                                    segment: first,
-                                    offset: offset as u64,
-                                    len: (n - FRAME_HEADER) as u32,
-                                    log_id,
-                                },
-                            );
-                        }
-                        offset += n;
-                    }
-                    Err(reason) if is_last => {
-                        tracing::warn!(
-                            segment = %path.display(),
-                            offset,
-                            %reason,
-                            "cutting off a torn write at the end of the Raft log (it was never acknowledged)"
-                        );
-                        file.set_len(offset as u64)
-                            .and_then(|_| file.sync_all())
-                            .map_err(|e| OpenError::io(&path, e))?;
-                        break;
-                    }
-                    Err(reason) => return Err(corrupt(offset as u64, reason.to_string())),
-                }
-            }
-            log.segments.push(Segment {
-                first_index: first,
-                path,
-                file: Arc::new(file),
-                len: offset as u64,
-                data_start,
+        recover::recover_segments(&*disk, &mut log, seg_firsts)?;
+
+        if let Some(gap) = log.first_gap() {
+            return Err(OpenError::CorruptFile {
+                path: dir.display().to_string(),
+                reason: format!(
+                    "the log has no entries {}..{} between its segments",
+                    gap.0, gap.1
+                ),
             });
         }
+        log.forget_committed_beyond_the_log();
 
         let stats = Arc::new(LogStats::default());
         let (tx, rx) = mpsc::channel::<FlushJob>();
@@ -424,11 +397,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut framed = Vec::new();
         let payload = postcard::to_stdvec(vote).map_err(|e| io_err(ErrorVerb::Write, e))?;
         fsutil::frame_into(&mut framed, &payload);
-        let path = self.lock().dir.join("vote");
+        let (disk, path) = {
+            let log = self.lock();
+            (log.disk.clone(), log.dir.join("vote"))
+        };
         let vote_err = |e: io::Error| {
             StorageIOError::new(ErrorSubject::Vote, ErrorVerb::Write, AnyError::new(&e))
         };
-        tokio::task::spawn_blocking(move || fsutil::write_atomic(&path, &framed))
+        tokio::task::spawn_blocking(move || fsutil::write_atomic_on(&*disk, &path, &framed))
             .await
             .map_err(|e| vote_err(io::Error::other(e)))?
             .map_err(vote_err)?;
@@ -467,7 +443,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let mut log = self.lock();
-        let mut touched: Vec<Arc<File>> = Vec::new();
+        let mut touched: Vec<Arc<dyn DiskFile>> = Vec::new();
         let mut buf: Vec<u8> = Vec::new();
         let mut pending: Vec<Loc> = Vec::new();
         let mut appended = 0u64;
@@ -545,7 +521,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             postcard::to_stdvec(&Some(log_id)).map_err(|e| io_err(ErrorVerb::Write, e))?;
         let mut framed = Vec::new();
         fsutil::frame_into(&mut framed, &payload);
-        fsutil::write_atomic(&log.dir.join("purged"), &framed)
+        fsutil::write_atomic_on(&*log.disk, &log.dir.join("purged"), &framed)
             .map_err(|e| io_err(ErrorVerb::Write, e))?;
         log.last_purged = Some(log_id);
         log.locs = log.locs.split_off(&(log_id.index + 1));
@@ -564,7 +540,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         let removed: Vec<Segment> = log.segments.drain(..keep_from).collect();
         for seg in removed {
-            fs::remove_file(&seg.path).map_err(|e| io_err(ErrorVerb::Delete, e))?;
+            log.disk
+                .remove_file(&seg.path)
+                .map_err(|e| io_err(ErrorVerb::Delete, e))?;
         }
         Ok(())
     }
@@ -575,7 +553,7 @@ fn write_pending(
     log: &mut Log,
     buf: &mut Vec<u8>,
     pending: &mut Vec<Loc>,
-    touched: &mut Vec<Arc<File>>,
+    touched: &mut Vec<Arc<dyn DiskFile>>,
 ) -> Result<(), StorageError> {
     if buf.is_empty() {
         return Ok(());

@@ -10,7 +10,6 @@
 //! where the state bytes are [`conclave_state::snapshot::encode`]'s. The same bytes are what
 //! a leader sends to a follower that needs a snapshot, and what `conclave snapshot save` writes.
 
-use std::fs;
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +24,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::disk::{Disk, OsDisk, SharedDisk};
 use crate::feed::{Compacted, Feed, FeedLimits};
 use crate::{Entry, LogId, OpenError, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
@@ -178,6 +178,7 @@ fn write_lock(shared: &Shared) -> RwLockWriteGuard<'_, Applied> {
 #[derive(Clone)]
 pub struct StateMachineStore {
     shared: Arc<Shared>,
+    disk: SharedDisk,
     dir: PathBuf,
 }
 
@@ -185,14 +186,12 @@ fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageErro
     StorageIOError::new(ErrorSubject::Snapshot(None), verb, AnyError::new(&e)).into()
 }
 
-fn snapshot_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("snap-") && n.ends_with(".bin"))
-        })
+fn snapshot_files(disk: &dyn Disk, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = disk
+        .list(dir)?
+        .into_iter()
+        .filter(|n| n.starts_with("snap-") && n.ends_with(".bin"))
+        .map(|n| dir.join(n))
         .collect();
     // Names embed the zero-padded index first, so lexical order is log order.
     files.sort();
@@ -207,15 +206,25 @@ impl StateMachineStore {
 
     /// [`StateMachineStore::open`] with the change feed's retention.
     pub fn open_with(dir: &Path, feed_limits: FeedLimits) -> Result<Self, OpenError> {
-        fs::create_dir_all(dir).map_err(|e| OpenError::io(dir, e))?;
+        Self::open_on(OsDisk::shared(), dir, feed_limits)
+    }
+
+    /// [`StateMachineStore::open_with`] on `disk`.
+    pub fn open_on(
+        disk: SharedDisk,
+        dir: &Path,
+        feed_limits: FeedLimits,
+    ) -> Result<Self, OpenError> {
+        disk.create_dir_all(dir)
+            .map_err(|e| OpenError::io(dir, e))?;
         let mut applied = Applied {
             state: State::new(),
             last_applied: None,
             membership: StoredMembership::default(),
         };
-        let files = snapshot_files(dir).map_err(|e| OpenError::io(dir, e))?;
+        let files = snapshot_files(&*disk, dir).map_err(|e| OpenError::io(dir, e))?;
         if let Some(newest) = files.last() {
-            let bytes = fs::read(newest).map_err(|e| OpenError::io(newest, e))?;
+            let bytes = disk.read(newest).map_err(|e| OpenError::io(newest, e))?;
             let loaded = decode_snapshot(&bytes).map_err(|e| OpenError::CorruptFile {
                 path: newest.display().to_string(),
                 reason: e.to_string(),
@@ -236,6 +245,7 @@ impl StateMachineStore {
                 feed_revision: watch::channel(revision).0,
                 clock_seen: Mutex::new((clock, Instant::now())),
             }),
+            disk,
             dir: dir.to_owned(),
         })
     }
@@ -247,7 +257,7 @@ impl StateMachineStore {
     }
 
     fn newest_snapshot_file(&self) -> io::Result<Option<PathBuf>> {
-        Ok(snapshot_files(&self.dir)?.pop())
+        Ok(snapshot_files(&*self.disk, &self.dir)?.pop())
     }
 
     /// Write `bytes` as the snapshot for `last_log_id` and remove older ones (offline tools).
@@ -260,10 +270,10 @@ impl StateMachineStore {
         let (index, term) = last_log_id.map_or((0, 0), |l| (l.index, l.leader_id.term));
         let name = format!("snap-{index:020}-{term}.bin");
         let path = self.dir.join(&name);
-        crate::fsutil::write_atomic(&path, bytes)?;
-        for old in snapshot_files(&self.dir)? {
+        crate::fsutil::write_atomic_on(&*self.disk, &path, bytes)?;
+        for old in snapshot_files(&*self.disk, &self.dir)? {
             if old != path {
-                let _ = fs::remove_file(old);
+                let _ = self.disk.remove_file(&old);
             }
         }
         Ok(())
@@ -422,7 +432,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         else {
             return Ok(None);
         };
-        let bytes = fs::read(&path).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let bytes = self
+            .disk
+            .read(&path)
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
         let loaded = decode_snapshot(&bytes)
             .map_err(|e| snap_err(ErrorVerb::Read, io::Error::other(e.to_string())))?;
         Ok(Some(Snapshot {

@@ -1,7 +1,6 @@
 //! The flusher thread: it syncs every file that the appends queued so far touched, then
 //! tells openraft those appends are durable (one `fdatasync` per file for a whole group).
 
-use std::fs::File;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
@@ -10,9 +9,10 @@ use openraft::storage::LogFlushed;
 
 use super::LogStats;
 use crate::TypeConfig;
+use crate::disk::DiskFile;
 
 pub(super) struct FlushJob {
-    pub(super) files: Vec<Arc<File>>,
+    pub(super) files: Vec<Arc<dyn DiskFile>>,
     pub(super) callback: LogFlushed<TypeConfig>,
 }
 
@@ -22,7 +22,7 @@ pub(super) fn run_flusher(rx: mpsc::Receiver<FlushJob>, stats: &LogStats) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter());
-        let mut files: Vec<&Arc<File>> = Vec::new();
+        let mut files: Vec<&Arc<dyn DiskFile>> = Vec::new();
         for job in &jobs {
             for f in &job.files {
                 if !files.iter().any(|g| Arc::ptr_eq(g, f)) {
