@@ -113,6 +113,7 @@ pub fn open_on(
 ) -> Result<(LogStore, StateMachineStore), OpenError> {
     let log = LogStore::open_on(disk.clone(), &dir.join("log"), options.segment_max_bytes)?;
     let sm = StateMachineStore::open_on(disk, &dir.join("snapshots"), options.feed)?;
+    log.bind_purges_to(sm.durable_snapshots());
     Ok((log, sm))
 }
 

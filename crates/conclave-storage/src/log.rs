@@ -40,11 +40,13 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, RaftLogReader, StorageIOError};
 
 mod flusher;
+mod purge;
 mod recover;
 mod segment;
 
 use flusher::{FlushJob, run_flusher};
 
+pub use purge::SnapshotWatermark;
 pub use segment::LOG_FORMAT_VERSION;
 use segment::{SEGMENT_HEADER, segment_header};
 
@@ -88,7 +90,12 @@ struct Log {
     segments: Vec<Segment>,
     /// Locations of the entries present, by index.
     locs: BTreeMap<u64, Loc>,
+    /// Purged as far as openraft is concerned.
     last_purged: Option<LogId>,
+    /// Purged as far as the `purged` file says (see [`purge`]).
+    durable_purged: Option<LogId>,
+    /// The durable snapshots that bound purges on disk; `None` for a log on its own.
+    snapshots: Option<Arc<SnapshotWatermark>>,
     vote: Option<Vote>,
     committed: Option<LogId>,
     committed_file: Arc<dyn DiskFile>,
@@ -306,6 +313,8 @@ impl LogStore {
             segments: Vec::new(),
             locs: BTreeMap::new(),
             last_purged,
+            durable_purged: last_purged,
+            snapshots: None,
             vote,
             committed,
             committed_file,
@@ -347,6 +356,11 @@ impl LogStore {
         // A panic while holding the lock leaves the in-memory index possibly inconsistent with
         // the files; continuing is still safe because every read verifies checksums.
         self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bound purges on disk by the snapshots `watermark` reports durable (see [`purge`]).
+    pub fn bind_purges_to(&self, watermark: Arc<SnapshotWatermark>) {
+        self.lock().snapshots = Some(watermark);
     }
 
     /// The last committed log index this node has recorded.
@@ -443,6 +457,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let mut log = self.lock();
+        // A purge waiting for its snapshot finishes before the log grows past it.
+        log.persist_purge()
+            .map_err(|e| io_err(ErrorVerb::Delete, e))?;
         let mut touched: Vec<Arc<dyn DiskFile>> = Vec::new();
         let mut buf: Vec<u8> = Vec::new();
         let mut pending: Vec<Loc> = Vec::new();
@@ -510,41 +527,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| io_err(ErrorVerb::Delete, e))
     }
 
+    /// Entries up to `log_id` are gone for openraft at once; on disk, see [`purge`].
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut log = self.lock();
         if log.last_purged.is_some_and(|p| p.index >= log_id.index) {
             return Ok(());
         }
-        // Record the purge durably first: on restart, entries at or below it are ignored
-        // even if their segment files still exist.
-        let payload =
-            postcard::to_stdvec(&Some(log_id)).map_err(|e| io_err(ErrorVerb::Write, e))?;
-        let mut framed = Vec::new();
-        fsutil::frame_into(&mut framed, &payload);
-        fsutil::write_atomic_on(&*log.disk, &log.dir.join("purged"), &framed)
-            .map_err(|e| io_err(ErrorVerb::Write, e))?;
         log.last_purged = Some(log_id);
         log.locs = log.locs.split_off(&(log_id.index + 1));
-
-        // Delete every segment whose entries are all purged. When nothing is left, all go,
-        // and the next append starts a fresh segment at its own index.
-        let keep_from = match log.locs.first_key_value() {
-            None => log.segments.len(),
-            Some((_, first_kept)) => {
-                let seg = first_kept.segment;
-                log.segments
-                    .iter()
-                    .position(|s| s.first_index == seg)
-                    .unwrap_or(0)
-            }
-        };
-        let removed: Vec<Segment> = log.segments.drain(..keep_from).collect();
-        for seg in removed {
-            log.disk
-                .remove_file(&seg.path)
-                .map_err(|e| io_err(ErrorVerb::Delete, e))?;
-        }
-        Ok(())
+        log.persist_purge()
+            .map_err(|e| io_err(ErrorVerb::Delete, e))
     }
 }
 

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::disk::{Disk, OsDisk, SharedDisk};
 use crate::feed::{Compacted, Feed, FeedLimits};
+use crate::log::SnapshotWatermark;
 use crate::{Entry, LogId, OpenError, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 const MAGIC: &[u8; 8] = b"CNCLSNAP";
@@ -180,6 +181,8 @@ pub struct StateMachineStore {
     shared: Arc<Shared>,
     disk: SharedDisk,
     dir: PathBuf,
+    /// The newest snapshot on disk, for the log's purges.
+    durable: Arc<SnapshotWatermark>,
 }
 
 fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
@@ -233,6 +236,8 @@ impl StateMachineStore {
             applied.last_applied = loaded.meta.last_log_id;
             applied.membership = loaded.meta.last_membership;
         }
+        let durable = Arc::new(SnapshotWatermark::default());
+        durable.advance(applied.last_applied);
         let index = applied.last_applied.map_or(0, |l| l.index);
         let revision = applied.state.revision();
         let clock = applied.state.clock().now_ms;
@@ -247,6 +252,7 @@ impl StateMachineStore {
             }),
             disk,
             dir: dir.to_owned(),
+            durable,
         })
     }
 
@@ -254,6 +260,11 @@ impl StateMachineStore {
         StateHandle {
             shared: self.shared.clone(),
         }
+    }
+
+    /// Which snapshots are durable: the log purges on disk no further than they reach.
+    pub fn durable_snapshots(&self) -> Arc<SnapshotWatermark> {
+        self.durable.clone()
     }
 
     fn newest_snapshot_file(&self) -> io::Result<Option<PathBuf>> {
@@ -271,6 +282,7 @@ impl StateMachineStore {
         let name = format!("snap-{index:020}-{term}.bin");
         let path = self.dir.join(&name);
         crate::fsutil::write_atomic_on(&*self.disk, &path, bytes)?;
+        self.durable.advance(last_log_id);
         for old in snapshot_files(&*self.disk, &self.dir)? {
             if old != path {
                 let _ = self.disk.remove_file(&old);

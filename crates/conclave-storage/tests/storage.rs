@@ -138,15 +138,29 @@ fn purge_everything_then_append_after_the_purge_point() {
         ..StorageOptions::default()
     };
     rt().block_on(async {
-        let (mut log, _) = conclave_storage::open(dir.path(), &opts).unwrap();
+        let (mut log, sm) = conclave_storage::open(dir.path(), &opts).unwrap();
         let entries: Vec<_> = (1..=10).map(|i| entry(1, i, "k")).collect();
         log.blocking_append(entries).await.unwrap();
-        // As after installing a snapshot that is ahead of the log.
-        log.purge(LogId::new(CommittedLeaderId::new(3, 1), 50))
-            .await
-            .unwrap();
+        // As after installing a snapshot that is ahead of the log: openraft purges the log
+        // before the state machine has written the snapshot.
+        let snapshot_last = LogId::new(CommittedLeaderId::new(3, 1), 50);
+        log.purge(snapshot_last).await.unwrap();
         let st = log.get_log_state().await.unwrap();
         assert_eq!(st.last_log_id.unwrap().index, 50);
+        // Until the snapshot is on disk, the purge is not: a restart now finds the entries.
+        let (mut reopened, _) = conclave_storage::open(dir.path(), &opts).unwrap();
+        let st = reopened.get_log_state().await.unwrap();
+        assert_eq!(st.last_purged_log_id, None);
+        assert_eq!(st.last_log_id.unwrap().index, 10);
+        drop(reopened);
+        // The snapshot is written, then the leader's next entries arrive.
+        let meta = conclave_storage::SnapshotMeta {
+            last_log_id: Some(snapshot_last),
+            ..Default::default()
+        };
+        let bytes =
+            conclave_storage::state_machine::encode_snapshot(&meta, &conclave_state::State::new());
+        sm.persist_file(Some(snapshot_last), &bytes).unwrap();
         log.blocking_append(vec![entry(3, 51, "x")]).await.unwrap();
     });
     rt().block_on(async {
