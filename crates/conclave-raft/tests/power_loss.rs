@@ -148,6 +148,27 @@ async fn wait_all_caught_up(nodes: &[Running], seed: u64, round: usize) {
     }
 }
 
+/// Terms → the node that led in them, from every node's metrics. A vote that came back
+/// older than it was saved could elect two leaders in one term; this notices.
+type Leaders = Arc<Mutex<BTreeMap<u64, NodeId>>>;
+
+fn record_leaders(nodes: &[Running], leaders: &Leaders) -> Result<(), String> {
+    let mut seen = leaders.lock().unwrap();
+    for r in nodes {
+        let m = r.node.metrics();
+        if m.state == ServerState::Leader {
+            let holder = *seen.entry(m.current_term).or_insert(m.id);
+            if holder != m.id {
+                return Err(format!(
+                    "two leaders in term {}: node {holder} and node {}",
+                    m.current_term, m.id
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Acknowledged writes: key → (value, revision).
 type Acked = Arc<Mutex<BTreeMap<String, (Vec<u8>, u64)>>>;
 
@@ -232,10 +253,29 @@ async fn every_acknowledged_write_survives_a_power_cut_of_the_whole_cluster() {
     wait_leader(&nodes).await;
 
     let acked: Acked = Arc::default();
+    let leaders: Leaders = Arc::default();
     for round in 0..ROUNDS {
         let stop = CancellationToken::new();
         let writers = spawn_writers(&nodes, round, &acked, &stop);
         let before = acked.lock().unwrap().len();
+        let watched = nodes
+            .iter()
+            .map(|r| Running {
+                node: r.node.clone(),
+                shutdown: r.shutdown.clone(),
+            })
+            .collect::<Vec<_>>();
+        let watch_stop = CancellationToken::new();
+        let watcher = {
+            let (leaders, stop) = (leaders.clone(), watch_stop.clone());
+            tokio::spawn(async move {
+                while !stop.is_cancelled() {
+                    record_leaders(&watched, &leaders)?;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok::<(), String>(())
+            })
+        };
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
         if round % 2 == 1 {
             // One node loses power first and comes back while the others go on: far behind
@@ -279,7 +319,12 @@ async fn every_acknowledged_write_survives_a_power_cut_of_the_whole_cluster() {
                 .await,
             );
         }
+        watch_stop.cancel();
+        if let Err(e) = watcher.await.unwrap() {
+            panic!("seed {seed}, round {round}: {e}");
+        }
         let leader = wait_leader(&nodes).await;
+        record_leaders(&nodes, &leaders).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         let reader = &nodes[(leader - 1) as usize].node;
         reader.read_barrier().await.unwrap();
 
