@@ -48,6 +48,7 @@ pub(crate) async fn watch_leader(node: RaftNode, shutdown: CancellationToken) {
             continue;
         }
         let m = node.metrics();
+        node.note_leadership(&m);
         if m.state != ServerState::Follower
             || !m
                 .membership_config

@@ -12,13 +12,31 @@ use crate::policy::{self, TransferTarget};
 use crate::rpc::{LeaderReply, LeaderRequest, RpcRequest, RpcResponse, Transferred};
 use crate::{ConsensusError, RaftNode};
 
+/// Raises a flag for as long as it lives (proposals wait while a handover runs).
+struct Hold<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> Hold<'a> {
+    fn new(flag: &'a std::sync::atomic::AtomicBool) -> Self {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        Hold(flag)
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl RaftNode {
     /// Hand leadership to `to` (or the healthiest, most caught-up voter).
     ///
     /// openraft 0.9 has no transfer primitive, and followers refuse to vote while their
-    /// leader's lease is valid. So the leader stops sending heartbeats, asks the target to
-    /// campaign, and waits: the target campaigns as soon as the leases run out, ahead of
-    /// every other follower's randomized election timer.
+    /// leader's lease is valid; the leader itself is not bound by a lease. So, as etcd does,
+    /// the leader holds new proposals until the target has its whole log, then asks it to
+    /// campaign at once: with the leader's vote that is a majority of three in one vote
+    /// round. In larger clusters the target needs a follower too; the leader stops its
+    /// heartbeats so their leases run out, and the target campaigns again until they do.
     pub(crate) async fn transfer_leadership(
         &self,
         to: Option<NodeId>,
@@ -35,6 +53,42 @@ impl RaftNode {
             TransferTarget::To(m) => m,
         };
         let term = status.term;
+        let raft = self.raft();
+        // openraft gives a new leader's own vote a lease: until it runs out, this node
+        // refuses the target its vote, and the target would campaign term after term.
+        let lease = Duration::from_millis(self.inner.tuning.election_timeout_max_ms);
+        if let Some(led) = self.led_for(term) {
+            tokio::time::sleep(lease.saturating_sub(led)).await;
+        }
+        // While leadership moves, new proposals wait for the next leader (as during an
+        // election): the target must hold everything this node has, or this node, the one
+        // voter whose vote it can get at once, refuses it (its log would be behind).
+        let _hold = Hold::new(&self.inner.handing_over);
+        let round = Duration::from_millis(self.inner.tuning.election_timeout_max_ms);
+        let deadline = Instant::now() + round;
+        while !self.inner.proposals.idle() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let to = target.node_id;
+        let caught_up = raft
+            .wait(Some(deadline.saturating_duration_since(Instant::now())))
+            .metrics(
+                |m| {
+                    let matched = m
+                        .replication
+                        .as_ref()
+                        .and_then(|r| r.get(&to).copied().flatten());
+                    m.last_log_index.is_some() && matched.map(|l| l.index) >= m.last_log_index
+                },
+                "the target holds the whole log",
+            )
+            .await;
+        if caught_up.is_err() {
+            return Err(ConsensusError::Unavailable(format!(
+                "node {to} did not catch up with the leader's log within {round:?}; node {} still leads",
+                self.id
+            )));
+        }
         let req = RpcRequest::TakeLeadership { term };
         match self
             .inner
@@ -52,7 +106,6 @@ impl RaftNode {
             Err(e) => return Err(ConsensusError::Unavailable(e.to_string())),
         }
         tracing::info!(to = target.node_id, "handing leadership over");
-        let raft = self.raft();
         raft.runtime_config().heartbeat(false);
         let deadline = Duration::from_millis(self.inner.tuning.election_timeout_max_ms * 4);
         let me = self.id;
@@ -115,6 +168,34 @@ impl RaftNode {
                 tracing::warn!(error = %e, "could not hand leadership over before stopping");
                 None
             }
+        }
+    }
+
+    /// Record when this node was first seen leading its current term.
+    pub(crate) fn note_leadership(&self, m: &openraft::RaftMetrics<NodeId, NodeInfo>) {
+        let mut since = self
+            .inner
+            .leading_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match (m.state == ServerState::Leader, *since) {
+            (true, Some((term, _))) if term == m.current_term => {}
+            (true, _) => *since = Some((m.current_term, Instant::now())),
+            (false, _) => *since = None,
+        }
+    }
+
+    /// How long this node has led in `term` (`None` if it was not seen leading it).
+    fn led_for(&self, term: u64) -> Option<Duration> {
+        let since = *self
+            .inner
+            .leading_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match since {
+            Some((t, at)) if t == term => Some(at.elapsed()),
+            // Leading but not yet noted: it began within the last heartbeat.
+            _ => Some(Duration::ZERO),
         }
     }
 

@@ -122,6 +122,13 @@ struct Inner {
     /// new proposals, as leader or as a hop (they wait for the next leader, as during an
     /// election), so none is cut off by the handover or by the stop that follows.
     stepping_down: std::sync::atomic::AtomicBool,
+    /// Raised while this leader hands leadership over: new proposals wait for the next
+    /// leader (they are not refused for good: if the handover fails, they come back here).
+    handing_over: std::sync::atomic::AtomicBool,
+    /// The term this node leads in and when it was first seen leading it (checked once a
+    /// heartbeat, so late by up to one): a handover waits out the lease openraft gives a
+    /// new leader's own vote.
+    leading_since: std::sync::Mutex<Option<(u64, Instant)>>,
     /// Held for each membership change: openraft takes one at a time.
     membership_changes: tokio::sync::Mutex<()>,
     /// When this node last received an append (or heartbeat) from a leader, as milliseconds
@@ -212,6 +219,8 @@ impl RaftNode {
                 leader_contact_ms: AtomicU64::new(0),
                 quorum: quorum::Cached::default(),
                 stepping_down: std::sync::atomic::AtomicBool::new(false),
+                handing_over: std::sync::atomic::AtomicBool::new(false),
+                leading_since: std::sync::Mutex::new(None),
                 started: Instant::now(),
                 refusals: Default::default(),
             }
@@ -346,11 +355,13 @@ impl RaftNode {
         })
     }
 
-    /// A proposal arriving at a node that is stopping ([`RaftNode::step_down`]) is refused
-    /// before anything was done with it: the caller waits for the next leader and sends it
-    /// there, as during an election.
+    /// A proposal arriving at a node that is stopping ([`RaftNode::step_down`]) or handing
+    /// leadership over is refused before anything was done with it: the caller waits for
+    /// the next leader and sends it there, as during an election.
     fn refuse_if_stopping(&self) -> Result<(), ConsensusError> {
-        if self.inner.stepping_down.load(Ordering::SeqCst) {
+        if self.inner.stepping_down.load(Ordering::SeqCst)
+            || self.inner.handing_over.load(Ordering::SeqCst)
+        {
             return Err(ConsensusError::NotLeader {
                 leader_id: None,
                 leader: None,

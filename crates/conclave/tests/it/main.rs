@@ -13,6 +13,7 @@ mod durability;
 mod elections;
 mod fixes;
 mod gossip;
+mod handover;
 mod recovery;
 mod role_overlap;
 mod roles;
