@@ -12,6 +12,7 @@ pub mod client;
 mod cluster;
 mod config;
 pub mod config_status;
+pub mod edge;
 mod elections;
 pub mod error;
 mod kv;

@@ -22,6 +22,8 @@ pub struct MembersContext {
     pub roles: conclave_roles::Roles,
     /// The Prometheus recorder's handle, when this process installed one.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// This agent's local rules for secret references (`[secrets]`).
+    pub secrets: Arc<conclave_config::SecretPolicy>,
 }
 
 /// The membership routes, with their own state, to merge into an agent's router.
@@ -50,8 +52,13 @@ struct SecretCheck {
 }
 
 /// `POST /v1/agent/secrets/check`: whether secret references resolve on this node. Answers
-/// yes or no and why not; never a value.
-async fn check_secrets(body: axum::body::Bytes) -> Result<Json<serde_json::Value>, ApiError> {
+/// yes or no and why not; never a value. Only within this node's `[secrets]` policy, so it
+/// can tell nothing about files or variables a document could not use anyway; the reads
+/// run off the async runtime (a reference is never waited on: see `SecretRef::resolve`).
+async fn check_secrets(
+    State(ctx): State<MCtx>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let req: SecretCheck = crate::error::parse_json(
         &body,
         "check",
@@ -63,26 +70,36 @@ async fn check_secrets(body: axum::body::Bytes) -> Result<Json<serde_json::Value
             "split the list",
         ));
     }
-    let results: Vec<serde_json::Value> = req
-        .references
-        .iter()
-        .map(|r| match conclave_config::SecretRef::parse(r) {
-            // Not a reference: it may be a secret itself, so it is not echoed.
-            Err(e) => serde_json::json!({
-                "reference": "<not a reference>",
-                "resolves": false,
-                "problem": e.to_string(),
-            }),
-            Ok(reference) => {
-                let problem = reference.resolve().err().map(|e| e.to_string());
-                serde_json::json!({
-                    "reference": reference.to_string(),
-                    "resolves": problem.is_none(),
-                    "problem": problem,
-                })
-            }
-        })
-        .collect();
+    let policy = ctx.secrets.clone();
+    let check = move || -> Vec<serde_json::Value> {
+        req.references
+            .iter()
+            .map(|r| match conclave_config::SecretRef::parse(r) {
+                // Not a reference: it may be a secret itself, so it is not echoed.
+                Err(e) => serde_json::json!({
+                    "reference": "<not a reference>",
+                    "resolves": false,
+                    "problem": e.to_string(),
+                }),
+                Ok(reference) => {
+                    let problem = reference.resolve(&policy).err().map(|e| e.to_string());
+                    serde_json::json!({
+                        "reference": reference.to_string(),
+                        "resolves": problem.is_none(),
+                        "problem": problem,
+                    })
+                }
+            })
+            .collect()
+    };
+    let results = tokio::task::spawn_blocking(check).await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            conclave_types::ErrorCode::Unavailable,
+            format!("the check did not finish: {e}"),
+            "retry",
+        )
+    })?;
     Ok(Json(serde_json::json!({ "results": results })))
 }
 

@@ -4,7 +4,8 @@
 //! proposed, by `conclave config validate` offline, and by `conclave apply` before it talks
 //! to the cluster — and all three must give the same verdict with the same JSON paths. The
 //! state machine stores documents as opaque canonical bytes with a hash; the rules for
-//! their content live here. No IO except [`secret::SecretRef::resolve`], which only the
+//! their content live here. No IO except [`secret::SecretRef::resolve`] (within the node's
+//! local [`secret::SecretPolicy`]), which only the
 //! node that needs a secret calls.
 //!
 //! - [`kinds`]: the built-in kinds (`remote-peers`, `schema`) and name rules.
@@ -22,5 +23,5 @@ pub mod validate;
 
 pub use canonical::{canonical_bytes, content_hash};
 pub use kinds::{BuiltinKind, RemotePeer, RemotePeers};
-pub use secret::SecretRef;
+pub use secret::{SecretPolicy, SecretRef};
 pub use validate::{Validated, Violation};

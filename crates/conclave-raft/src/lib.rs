@@ -125,10 +125,10 @@ struct Inner {
     /// Raised while this leader hands leadership over: new proposals wait for the next
     /// leader (they are not refused for good: if the handover fails, they come back here).
     handing_over: std::sync::atomic::AtomicBool,
-    /// The term this node leads in and when it was first seen leading it (checked once a
-    /// heartbeat, so late by up to one): a handover waits out the lease openraft gives a
-    /// new leader's own vote.
-    leading_since: std::sync::Mutex<Option<(u64, Instant)>>,
+    /// The term this node leads in, when it was first seen leading it (checked once a
+    /// heartbeat and on every read index, so late by up to one heartbeat), and its last log
+    /// index then (see [`leadership::Leading`]).
+    leading_since: std::sync::Mutex<Option<leadership::Leading>>,
     /// Held for each membership change: openraft takes one at a time.
     membership_changes: tokio::sync::Mutex<()>,
     /// When this node last received an append (or heartbeat) from a leader, as milliseconds
@@ -401,7 +401,12 @@ impl RaftNode {
                 let (read_log_id, _) = self
                     .until_quorum_lost(check, |silent| self.no_quorum(silent))
                     .await?;
-                Ok(LeaderReply::ReadIndex(read_log_id.map_or(0, |l| l.index)))
+                let floor = self
+                    .note_leadership(&self.metrics())
+                    .map_or(0, |l| l.log_floor);
+                Ok(LeaderReply::ReadIndex(
+                    read_log_id.map_or(0, |l| l.index).max(floor),
+                ))
             }
             // A transfer stops this node's heartbeats on purpose, so its quorum goes silent
             // while it runs; it has its own deadline.

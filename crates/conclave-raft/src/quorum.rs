@@ -34,19 +34,21 @@ impl RaftNode {
     }
 
     fn work_out_quorum_lost(&self) -> Option<Duration> {
-        let configs: Vec<BTreeSet<NodeId>> = {
-            let m = self.inner.raft.metrics();
-            let m = m.borrow();
-            if m.state != openraft::ServerState::Leader {
-                return None;
-            }
-            m.membership_config.membership().get_joint_config().clone()
-        };
+        let m = self.metrics();
+        if m.state != openraft::ServerState::Leader {
+            return None;
+        }
+        let configs: Vec<BTreeSet<NodeId>> =
+            m.membership_config.membership().get_joint_config().clone();
+        // A voter not heard from at all has been silent for as long as this process has led
+        // (a node restarted as leader of its term has heard from no one yet, and is not
+        // cut off for that).
+        let leading_for = self.note_leadership(&m).map(|l| l.at.elapsed());
         let silence: BTreeMap<NodeId, Option<Duration>> = configs
             .iter()
             .flatten()
             .filter(|v| **v != self.id)
-            .map(|v| (*v, self.inner.peers.since_last_ack(*v)))
+            .map(|v| (*v, self.inner.peers.since_last_ack(*v).or(leading_for)))
             .collect();
         let silent = configs
             .iter()

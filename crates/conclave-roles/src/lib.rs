@@ -132,6 +132,11 @@ pub struct RoleConfig {
     /// A `remote-peers` document (`kind/name`, e.g. `remote-peers/default`): the holder
     /// fetches an OAuth2 token for each enabled peer with `oauth2` settings.
     pub oauth2: Option<String>,
+    /// Hosts (`host` or `host:port`) the `remote-peers` document's `token_url`s may name.
+    /// The document is cluster-wide and anyone allowed to write it chooses the URL; this
+    /// list is the node's own, so a document cannot send a client secret somewhere new.
+    #[serde(default)]
+    pub token_hosts: Vec<String>,
 }
 
 fn default_ttl() -> Duration {

@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
-use conclave_config::SecretRef;
+use std::sync::Arc;
+
 use conclave_config::kinds::OAuth2;
+use conclave_config::{SecretPolicy, SecretRef};
 use serde::{Deserialize, Serialize};
 
 /// A token, kept in memory only. `Debug` does not show it.
@@ -79,6 +81,35 @@ pub enum FetchError {
     },
     #[error("token endpoint {url} sent no access_token")]
     NoToken { url: String },
+    #[error(
+        "token endpoint {url} is not on this role's token_hosts ({allowed}); no secret was sent. Add its host to token_hosts of the role in the agent's config if it is trusted"
+    )]
+    HostNotAllowed { url: String, allowed: String },
+}
+
+/// What this node lets a token fetch use: its secret policy and the role's token hosts.
+pub struct Allowed<'a> {
+    pub secrets: Arc<SecretPolicy>,
+    pub token_hosts: &'a [String],
+}
+
+/// Whether `url`'s host (or `host:port`) is one of `hosts`.
+pub fn host_allowed(url: &str, hosts: &[String]) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = parsed.host_str() else {
+        return false;
+    };
+    let with_port = parsed
+        .port_or_known_default()
+        .map(|p| format!("{host}:{p}"));
+    hosts.iter().any(|h| {
+        h.eq_ignore_ascii_case(host)
+            || with_port
+                .as_deref()
+                .is_some_and(|hp| h.eq_ignore_ascii_case(hp))
+    })
 }
 
 /// Fetch a token with the client-credentials grant, the whole exchange (connecting, the
@@ -87,9 +118,27 @@ pub async fn fetch(
     http: &reqwest::Client,
     settings: &OAuth2,
     timeout: Duration,
+    allowed: &Allowed<'_>,
 ) -> Result<Token, FetchError> {
+    if !host_allowed(&settings.token_url, allowed.token_hosts) {
+        return Err(FetchError::HostNotAllowed {
+            url: settings.token_url.clone(),
+            allowed: if allowed.token_hosts.is_empty() {
+                "none listed".into()
+            } else {
+                allowed.token_hosts.join(", ")
+            },
+        });
+    }
     let reference = SecretRef::parse(&settings.client_secret)?;
-    let secret = reference.resolve()?;
+    let policy = allowed.secrets.clone();
+    // A file read: off the async runtime.
+    let secret = tokio::task::spawn_blocking(move || reference.resolve(&policy))
+        .await
+        .map_err(|e| FetchError::Unreachable {
+            url: settings.token_url.clone(),
+            reason: format!("the secret could not be read: {e}"),
+        })??;
     let mut form = vec![
         ("grant_type", "client_credentials"),
         ("client_id", settings.client_id.as_str()),

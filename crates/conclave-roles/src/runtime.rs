@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use conclave_config::SecretPolicy;
 use conclave_coord::{Coordinator, Read, bounded};
 use conclave_hook as hook;
 use conclave_membership::Membership;
@@ -64,6 +65,7 @@ impl Roles {
     /// cancelled, releasing what they hold first.
     pub fn spawn(
         roles: Vec<RoleConfig>,
+        secrets: Arc<SecretPolicy>,
         node_id: u64,
         coord: Coordinator,
         membership: Membership,
@@ -92,6 +94,7 @@ impl Roles {
                 me: node_id,
                 coord: coord.clone(),
                 http: reqwest::Client::new(),
+                secrets: secrets.clone(),
                 membership: membership.clone(),
                 roles: this.clone(),
                 shutdown: this.stop.clone(),
@@ -135,6 +138,8 @@ struct Runner {
     coord: Coordinator,
     /// For the remote peers' token endpoints.
     http: reqwest::Client,
+    /// This agent's local rules for secret references (`[secrets]`).
+    secrets: Arc<SecretPolicy>,
     membership: Membership,
     roles: Roles,
     shutdown: CancellationToken,
@@ -351,11 +356,11 @@ impl Runner {
         });
         if let Some(document) = self.cfg.oauth2.clone() {
             let keeper = TokenKeeper::new(
-                self.cfg.name.clone(),
+                &self.cfg,
                 document,
-                ttl,
                 self.coord.clone(),
                 self.http.clone(),
+                self.secrets.clone(),
                 self.membership.clone(),
                 self.roles.clone(),
             );

@@ -7,13 +7,16 @@
 //! role.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conclave_config::kinds::RemotePeers;
+use conclave_config::SecretPolicy;
+use conclave_config::kinds::{OAuth2, RemotePeers};
 use conclave_coord::{Coordinator, Read, bounded};
 use conclave_membership::Membership;
 use tokio_util::sync::CancellationToken;
 
+use crate::RoleConfig;
 use crate::oauth2::{self, PeerStatus, Token};
 use crate::peers_key;
 use crate::runtime::Roles;
@@ -30,28 +33,34 @@ pub(crate) struct TokenKeeper {
     pub(crate) fetch_timeout: Duration,
     pub(crate) coord: Coordinator,
     pub(crate) http: reqwest::Client,
+    pub(crate) secrets: Arc<SecretPolicy>,
+    /// Hosts (`host` or `host:port`) the role's token endpoints may be on (`token_hosts`).
+    pub(crate) token_hosts: Vec<String>,
     pub(crate) membership: Membership,
     pub(crate) roles: Roles,
-    /// Per remote peer: its status, token and when to refresh it.
-    tokens: BTreeMap<String, (PeerStatus, Option<Token>, Instant)>,
+    /// Per remote peer: its status, token, when to refresh it, and the settings it was
+    /// fetched with (changed settings are fetched again at once).
+    tokens: BTreeMap<String, (PeerStatus, Option<Token>, Instant, OAuth2)>,
 }
 
 impl TokenKeeper {
     pub(crate) fn new(
-        role: String,
+        cfg: &RoleConfig,
         document: String,
-        ttl: Duration,
         coord: Coordinator,
         http: reqwest::Client,
+        secrets: Arc<SecretPolicy>,
         membership: Membership,
         roles: Roles,
     ) -> Self {
         Self {
-            role,
+            role: cfg.name.clone(),
             document,
-            fetch_timeout: (ttl / 4).min(Duration::from_secs(10)),
+            fetch_timeout: (cfg.ttl / 4).min(Duration::from_secs(10)),
             coord,
             http,
+            secrets,
+            token_hosts: cfg.token_hosts.clone(),
             membership,
             roles,
             tokens: BTreeMap::new(),
@@ -104,17 +113,26 @@ impl TokenKeeper {
             .iter()
             .filter(|p| p.enabled)
             .filter_map(|p| Some((p.node_id.clone(), p.oauth2.as_ref()?)))
-            .filter(|(node_id, _)| {
+            .filter(|(node_id, settings)| {
                 self.tokens
                     .get(node_id)
-                    .is_none_or(|(_, _, refresh_at)| now >= *refresh_at)
+                    .is_none_or(|(_, _, refresh_at, with)| now >= *refresh_at || with != *settings)
             })
             .collect();
         let (http, timeout) = (&self.http, self.fetch_timeout);
+        let allowed = oauth2::Allowed {
+            secrets: self.secrets.clone(),
+            token_hosts: &self.token_hosts,
+        };
+        let allowed = &allowed;
         let fetches = due.into_iter().map(|(node_id, settings)| async move {
-            (node_id, oauth2::fetch(http, settings, timeout).await)
+            (
+                node_id,
+                settings.clone(),
+                oauth2::fetch(http, settings, timeout, allowed).await,
+            )
         });
-        for (node_id, result) in futures::future::join_all(fetches).await {
+        for (node_id, settings, result) in futures::future::join_all(fetches).await {
             let entry = match result {
                 Ok(token) => {
                     tracing::info!(role = %self.role, peer = %node_id, "OAuth2 token fetched");
@@ -125,7 +143,7 @@ impl TokenKeeper {
                         expires_in_s: Some(token.expires_in.as_secs()),
                     };
                     let refresh_at = now + token.expires_in.mul_f32(0.8);
-                    (status, Some(token), refresh_at)
+                    (status, Some(token), refresh_at, settings)
                 }
                 Err(e) => {
                     let detail = e.to_string();
@@ -136,7 +154,7 @@ impl TokenKeeper {
                         detail,
                         expires_in_s: None,
                     };
-                    (status, None, Instant::now() + RETRY_AFTER)
+                    (status, None, Instant::now() + RETRY_AFTER, settings)
                 }
             };
             self.tokens.insert(node_id, entry);
@@ -153,7 +171,7 @@ impl TokenKeeper {
                     detail: String::new(),
                     expires_in_s: None,
                 });
-            } else if let Some((status, _, _)) = self.tokens.get(&peer.node_id) {
+            } else if let Some((status, ..)) = self.tokens.get(&peer.node_id) {
                 statuses.push(status.clone());
             }
         }

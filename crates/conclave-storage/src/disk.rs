@@ -9,7 +9,8 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -95,7 +96,11 @@ impl Disk for OsDisk {
         if missing.is_empty() {
             return Ok(());
         }
-        fs::create_dir_all(dir)?;
+        // Owner only: the log holds every value ever written.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         for d in missing.iter().rev() {
             match d.parent() {
                 Some(p) if !p.as_os_str().is_empty() => self.sync_dir(p)?,
@@ -121,7 +126,8 @@ impl Disk for OsDisk {
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn DiskFile>> {
         let mut options = OpenOptions::new();
-        options.read(true).write(true);
+        // Owner only, like the directories (a created file; an existing one keeps its mode).
+        options.read(true).write(true).mode(0o600);
         match mode {
             OpenMode::CreateEmpty => options.create(true).truncate(true),
             OpenMode::CreateOrKeep => options.create(true).truncate(false),
@@ -152,5 +158,34 @@ pub fn parent_dir(path: &Path) -> io::Result<&Path> {
             io::ErrorKind::InvalidInput,
             "the path names no file",
         )),
+    }
+}
+
+/// Whether `path` can be read or entered by anyone but its owner (group or other bits set):
+/// the agent warns, since the data directory holds every stored value.
+pub fn open_to_others(path: &Path) -> io::Result<bool> {
+    Ok(fs::metadata(path)?.permissions().mode() & 0o077 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_stores_create_is_for_the_owner_only() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data/log");
+        OsDisk.create_dir_all(&data).unwrap();
+        for dir in [root.path().join("data"), data.clone()] {
+            let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", dir.display());
+            assert!(!open_to_others(&dir).unwrap());
+        }
+        let file = data.join("vote");
+        crate::fsutil::write_atomic(&file, b"v").unwrap();
+        let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(open_to_others(&data).unwrap());
     }
 }

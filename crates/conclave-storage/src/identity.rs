@@ -100,7 +100,7 @@ pub fn load_or_create(
     want_cluster: Option<&str>,
     new_cluster: Option<String>,
 ) -> Result<(Identity, bool), IdentityError> {
-    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    crate::disk::Disk::create_dir_all(&crate::disk::OsDisk, data_dir).map_err(io(data_dir))?;
     if let Some(id) = load(data_dir)? {
         if let Some(want) = want_node
             && want != id.node_id

@@ -43,8 +43,15 @@ fn io_err(what: &str, e: impl std::fmt::Display) -> OfflineError {
 
 /// Hold the data directory's lock (one agent or tool at a time); released on drop/exit.
 pub fn lock_dir(dir: &Path) -> Result<File, OfflineError> {
-    std::fs::create_dir_all(dir)
+    crate::disk::Disk::create_dir_all(&crate::disk::OsDisk, dir)
         .map_err(|e| io_err(&format!("cannot create {}", dir.display()), e))?;
+    if crate::disk::open_to_others(dir).unwrap_or(false) {
+        tracing::warn!(
+            dir = %dir.display(),
+            "the data directory can be read by other users, and it holds every stored value; restrict it with: chmod 700 {}",
+            dir.display()
+        );
+    }
     let path = dir.join("lock");
     let mut file = std::fs::OpenOptions::new()
         .read(true)

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use axum::Router;
 
 use conclave_api::AppContext;
 use conclave_coord::Coordinator;
@@ -83,6 +84,12 @@ fn gossip_seeds(config: &AgentConfig, formation: &Formation) -> Vec<String> {
 }
 
 type HttpTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// The API as served: refusals while stopping, then edge checks, then the routes.
+fn http_app(routes: Router, config: &AgentConfig, stopping: &CancellationToken, id: u64) -> Router {
+    let routes = conclave_api::edge::guard(routes, config.http_hosts());
+    conclave_api::refuse_while_stopping(routes, stopping.clone(), id)
+}
 
 /// Serve `app` until `shutdown`, draining in-flight requests.
 fn serve_http(listener: TcpListener, app: axum::Router, shutdown: &CancellationToken) -> HttpTask {
@@ -251,11 +258,8 @@ async fn run_client(
         max_body: config.max_value_bytes + 64 * 1024,
     };
     let stopping = CancellationToken::new();
-    let app = conclave_api::refuse_while_stopping(
-        conclave_api::client::router(ctx, parts.api_context()),
-        stopping.clone(),
-        identity.node_id,
-    );
+    let router = conclave_api::client::router(ctx, parts.api_context());
+    let app = http_app(router, &config, &stopping, identity.node_id);
     let http_stop = CancellationToken::new();
     let mut http = serve_http(http_listener, app, &http_stop);
     tokio::select! {
@@ -497,11 +501,8 @@ pub async fn run(
         closing: http_stop.clone(),
     });
     let stopping = CancellationToken::new();
-    let app = conclave_api::refuse_while_stopping(
-        conclave_api::router(ctx, parts.api_context()),
-        stopping.clone(),
-        node.id,
-    );
+    let router = conclave_api::router(ctx, parts.api_context());
+    let app = http_app(router, &config, &stopping, node.id);
     let mut http = serve_http(http_listener, app, &http_stop);
 
     // Why the agent stops: `None` for a planned stop, else the reason it can no longer

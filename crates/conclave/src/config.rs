@@ -78,6 +78,11 @@ pub struct AgentConfig {
     pub watch: WatchTuning,
     /// Leader-bound roles this agent may hold (`[[roles]]` tables).
     pub roles: Vec<conclave_roles::RoleConfig>,
+    /// Host names browsers may reach this agent's HTTP API by, besides IP literals,
+    /// `localhost` and the advertised HTTP host (see `conclave_api::edge`).
+    pub http_allowed_hosts: Vec<String>,
+    /// What secret references in documents may resolve to on this node (`[secrets]`).
+    pub secrets: conclave_config::SecretPolicy,
     /// Documents imported once when the registry lacks them (`--config-seed`).
     pub config_seed: Option<PathBuf>,
     /// Which configuration documents this node renders and applies (`[config_sync]`).
@@ -187,6 +192,8 @@ impl Default for AgentConfig {
             gossip: GossipTuning::default(),
             watch: WatchTuning::default(),
             roles: Vec::new(),
+            secrets: conclave_config::SecretPolicy::default(),
+            http_allowed_hosts: Vec::new(),
             config_seed: None,
             config_sync: conclave_publish::ConfigSyncConfig::default(),
             check: Vec::new(),
@@ -207,6 +214,14 @@ impl AgentConfig {
         self.advertise_http_addr
             .clone()
             .unwrap_or_else(|| self.http_addr.to_string())
+    }
+
+    /// The names the HTTP API answers browsers by: `http_allowed_hosts` and the advertised
+    /// HTTP host (IP literals and `localhost` always pass).
+    pub fn http_hosts(&self) -> Vec<String> {
+        let mut hosts = self.http_allowed_hosts.clone();
+        hosts.push(self.advertised_http());
+        hosts
     }
 
     pub fn advertised_rpc(&self) -> String {

@@ -24,6 +24,7 @@ pub(super) struct MembershipParts {
     pub(super) publisher: Publisher,
     pub(super) roles: conclave_roles::Roles,
     pub(super) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub(super) secrets: std::sync::Arc<conclave_config::SecretPolicy>,
 }
 
 /// Start gossip, checks, publishers, the seed importer, configuration sync and roles; the
@@ -121,6 +122,7 @@ pub(super) async fn start_membership(
     );
     let roles = conclave_roles::Roles::spawn(
         config.roles.clone(),
+        std::sync::Arc::new(config.secrets.clone()),
         node_id,
         coord,
         membership.clone(),
@@ -155,6 +157,7 @@ pub(super) async fn start_membership(
         publisher,
         roles,
         metrics,
+        secrets: std::sync::Arc::new(config.secrets.clone()),
     })
 }
 
@@ -165,6 +168,7 @@ impl MembershipParts {
             publisher: self.publisher.clone(),
             roles: self.roles.clone(),
             metrics: self.metrics.clone(),
+            secrets: self.secrets.clone(),
         }
     }
 }

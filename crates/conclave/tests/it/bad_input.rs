@@ -323,3 +323,54 @@ async fn bad_coordination_requests_get_json_errors() {
     let s: Value = a.status().await;
     assert_eq!(s["revision"], 0, "{s}");
 }
+
+/// What a web page could make a browser send is refused, and nothing changes: a cross-site
+/// write (CSRF) and a DNS-rebound request (the page's own name in `Host`). The CLI and curl,
+/// which send no browser headers, are not affected.
+#[tokio::test]
+async fn browser_requests_from_elsewhere_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::start(dir.path(), &[]).await;
+    let c = http();
+    let addr = a.url("").trim_start_matches("http://").to_string();
+
+    let csrf = c
+        .put(a.url("/v1/kv/csrf"))
+        .header("origin", "https://evil.example")
+        .header("content-type", "text/plain")
+        .body("pwned")
+        .send()
+        .await
+        .unwrap();
+    let (st, code, _) = code_of(csrf).await;
+    assert_eq!((st, code.as_str()), (StatusCode::FORBIDDEN, "forbidden"));
+
+    let rebound = c
+        .get(a.url("/v1/snapshot"))
+        .header("host", "evil.example:7400")
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    let (st, code, msg) = code_of(rebound).await;
+    assert_eq!(
+        (st, code.as_str()),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "{msg}"
+    );
+
+    // The agent's own origin (a page it would serve) may write.
+    let own = c
+        .put(a.url("/v1/kv/own"))
+        .header("origin", format!("http://{addr}"))
+        .body("ok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), StatusCode::OK);
+
+    for key in ["csrf"] {
+        let r = c.get(a.url(&format!("/v1/kv/{key}"))).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{key} was written");
+    }
+}

@@ -186,7 +186,7 @@ fn config_file(root: &Path, log: &Path) -> PathBuf {
     };
     let hook = |script: String| format!(r#"{{ exec = ["sh", "-c", "{script}"] }}"#);
     let text = format!(
-        "[[roles]]\nname = \"gateway\"\nttl = \"{}s\"\noauth2 = \"remote-peers/default\"\non_acquire = {}\non_release = {}\n",
+        "[secrets]\nenv = [\"GW_SECRET\"]\n\n[[roles]]\nname = \"gateway\"\nttl = \"{}s\"\noauth2 = \"remote-peers/default\"\ntoken_hosts = [\"127.0.0.1\"]\non_acquire = {}\non_release = {}\n",
         TTL.as_secs(),
         hook(line("acquire")),
         hook(format!(

@@ -63,7 +63,7 @@ fn role_config(dir: &std::path::Path, i: usize, priority: i64, zone: &str) -> St
         )
     };
     let text = format!(
-        "[tags]\nzone = \"{zone}\"\n\n[[roles]]\nname = \"cloud-gateway\"\npriority = {priority}\nttl = \"3s\"\noauth2 = \"remote-peers/default\"\neligible = {{ tags = {{ zone = \"lan\" }} }}\non_acquire = {}\non_release = {}\n",
+        "[secrets]\nenv = [\"GW_*\"]\n\n[tags]\nzone = \"{zone}\"\n\n[[roles]]\nname = \"cloud-gateway\"\npriority = {priority}\nttl = \"3s\"\noauth2 = \"remote-peers/default\"\ntoken_hosts = [\"127.0.0.1\"]\neligible = {{ tags = {{ zone = \"lan\" }} }}\non_acquire = {}\non_release = {}\n",
         hook("acquire"),
         hook("release")
     );
@@ -166,7 +166,23 @@ async fn a_role_is_held_by_one_eligible_node_handed_over_failed_over_and_never_l
     };
     let (code, out, err) = check("${GW_SECRET}");
     assert_eq!(code, 0, "{out}{err}");
-    let (code, _, err) = check("${NOT_SET_ANYWHERE}");
+    // Beyond the nodes' own [secrets] policy nothing resolves: not the cluster token, not
+    // a file outside a secrets dir, not a FIFO or /dev/zero (which once froze the agent or
+    // exhausted its memory), and the answers say only that.
+    for reference in [
+        "${CONCLAVE_CLUSTER_TOKEN}",
+        "${HOME}",
+        "file:/etc/passwd",
+        "file:/dev/zero",
+    ] {
+        let (code, _, err) = check(reference);
+        assert_eq!(code, 1, "{reference}: {err}");
+        assert!(
+            err.contains("not allowed on this node"),
+            "{reference}: {err}"
+        );
+    }
+    let (code, _, err) = check("${GW_NOT_SET_ANYWHERE}");
     assert_eq!(code, 1);
     assert_eq!(err.matches("does not resolve on node").count(), 2, "{err}");
     assert!(
@@ -237,6 +253,48 @@ async fn a_role_is_held_by_one_eligible_node_handed_over_failed_over_and_never_l
     .await;
 
     // The secret and the token stay inside the holder: not in any answer or log line.
+    // The exfiltration PUT: a document whose token_url points elsewhere, naming the
+    // cluster token and then the real secret. The holder sends neither: the host is not on
+    // the role's token_hosts, and CONCLAVE_* variables never resolve.
+    let stolen = Arc::new(AtomicUsize::new(0));
+    let attacker = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stolen = stolen.clone();
+        let app = axum::Router::new().fallback(move || {
+            stolen.fetch_add(1, Ordering::Relaxed);
+            async { "" }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/token")
+    };
+    for secret in ["${CONCLAVE_CLUSTER_TOKEN}", "${GW_SECRET}"] {
+        let doc = serde_json::json!({"peers": [{"node_id": "cloud-node-1", "address": "remote.example.com:9000",
+            "type": "cloud", "oauth2": {"token_url": attacker, "client_id": "c", "client_secret": secret}}]});
+        let r = http()
+            .put(format!("{}/v1/config/remote-peers/default", bases[2]))
+            .body(doc.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        eventually(
+            "the holder refuses the new token host",
+            Duration::from_secs(30),
+            || async {
+                role(&bases[2]).await["peers"][0]["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("not on this role's token_hosts"))
+            },
+        )
+        .await;
+    }
+    assert_eq!(
+        stolen.load(Ordering::Relaxed),
+        0,
+        "a secret was sent to a new host"
+    );
+
     let mut seen = String::new();
     for (i, base) in bases.iter().enumerate() {
         if i == first_idx {

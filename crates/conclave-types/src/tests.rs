@@ -1,0 +1,47 @@
+//! Wire round trips of the HTTP types.
+
+use super::*;
+
+#[test]
+fn error_codes_keep_their_json_spelling() {
+    for code in ErrorCode::ALL {
+        let json = serde_json::to_string(&code).unwrap();
+        assert_eq!(json, format!("\"{}\"", code.as_str()), "{code:?}");
+        let back: ErrorCode = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, code);
+    }
+    // The contract: these strings are what clients match on.
+    assert_eq!(
+        ErrorCode::UnsafeMembershipChange.as_str(),
+        "unsafe_membership_change"
+    );
+    assert_eq!(ErrorCode::CasConflict.as_str(), "cas_conflict");
+    assert_eq!(ErrorCode::NoLeader.as_str(), "no_leader");
+}
+
+#[test]
+fn an_unknown_code_reads_as_unknown_and_keeps_the_message() {
+    let body: ErrorBody =
+        serde_json::from_str(r#"{"error":{"code":"from_the_future","message":"m","hint":"h"}}"#)
+            .unwrap();
+    assert_eq!(body.error.code, ErrorCode::Unknown);
+    assert_eq!(body.error.message, "m");
+}
+
+#[test]
+fn a_health_answer_round_trips_with_and_without_a_degradation() {
+    for degraded in [None, Some("cut off from gossip".to_string())] {
+        let h = HealthResponse {
+            status: if degraded.is_some() { "degraded" } else { "ok" }.into(),
+            node_id: 3,
+            leader_id: Some(1),
+            applied_index: 9,
+            degraded: degraded.clone(),
+        };
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(json.contains("degraded\":"), degraded.is_some(), "{json}");
+        let back: HealthResponse = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.degraded, degraded);
+        assert_eq!((back.status, back.node_id), (h.status, 3));
+    }
+}
