@@ -9,7 +9,7 @@
 //! because a test cannot cut the power of the machine it runs on.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,12 +60,9 @@ async fn bind(addr: &str) -> TcpListener {
     }
 }
 
-async fn start(
-    id: NodeId,
-    disk: &PowerLossDisk,
-    listener: TcpListener,
-    data_dir: PathBuf,
-) -> Running {
+/// Start node `id` on `disk`; `dirs` holds each node's data directory (for its identity).
+async fn start(id: NodeId, disk: &PowerLossDisk, listener: TcpListener, dirs: &Path) -> Running {
+    let data_dir = dirs.join(id.to_string());
     let info = NodeInfo {
         rpc_addr: listener.local_addr().unwrap().to_string(),
         api_addr: String::new(),
@@ -227,15 +224,7 @@ async fn every_acknowledged_write_survives_a_power_cut_of_the_whole_cluster() {
     for id in 1..=NODES {
         let l = bind("127.0.0.1:0").await;
         addrs.push(l.local_addr().unwrap().to_string());
-        nodes.push(
-            start(
-                id,
-                &disks[id as usize - 1],
-                l,
-                dirs.path().join(id.to_string()),
-            )
-            .await,
-        );
+        nodes.push(start(id, &disks[id as usize - 1], l, dirs.path()).await);
     }
     let members: BTreeMap<NodeId, NodeInfo> = (1..=NODES)
         .map(|id| {
@@ -287,7 +276,7 @@ async fn every_acknowledged_write_survives_a_power_cut_of_the_whole_cluster() {
             nodes[k].node.shutdown().await;
             tokio::time::sleep(Duration::from_millis(rng.random_range(300..1200))).await;
             let l = bind(&addrs[k]).await;
-            nodes[k] = start(id, &disks[k], l, dirs.path().join(id.to_string())).await;
+            nodes[k] = start(id, &disks[k], l, dirs.path()).await;
             println!("round {round}: node {id} lost power alone and restarted");
             tokio::time::sleep(Duration::from_millis(rng.random_range(50..1200))).await;
         }
@@ -309,15 +298,7 @@ async fn every_acknowledged_write_survives_a_power_cut_of_the_whole_cluster() {
         nodes.clear();
         for id in 1..=NODES {
             let l = bind(&addrs[id as usize - 1]).await;
-            nodes.push(
-                start(
-                    id,
-                    &disks[id as usize - 1],
-                    l,
-                    dirs.path().join(id.to_string()),
-                )
-                .await,
-            );
+            nodes.push(start(id, &disks[id as usize - 1], l, dirs.path()).await);
         }
         watch_stop.cancel();
         if let Err(e) = watcher.await.unwrap() {

@@ -60,24 +60,9 @@ async fn transfers_under_load_take_one_election_and_fail_no_write() {
 
     for round in 0..5 {
         let leader = leader_of(&nodes, &[0, 1, 2]).await;
-        let before: Value = http()
-            .get(nodes[leader].agent.url("/v1/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let term = before["term"].as_u64().unwrap();
+        let term = nodes[leader].agent.status().await["term"].as_u64().unwrap();
         let target_index = (leader + 1 + round % 2) % 3;
-        let target: Value = http()
-            .get(nodes[target_index].agent.url("/v1/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let target = nodes[target_index].agent.status().await;
         let to = target["node_id"].as_u64().unwrap();
         // Asked through a third node, so the request is forwarded to the leader.
         let via = 3 - leader - target_index;
