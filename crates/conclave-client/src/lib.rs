@@ -60,7 +60,11 @@ pub struct Client {
 
 /// The HTTP client, each request bounded by `timeout` when given.
 fn http_client(timeout: Option<std::time::Duration>) -> Result<reqwest::Client, ClientError> {
-    let mut builder = reqwest::Client::builder();
+    // An agent closes a kept-alive connection that sends no request for its header timeout
+    // (10 s by default); reusing one just as it closes would fail a write with an unknown
+    // outcome, so idle connections are dropped well before that.
+    let mut builder =
+        reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(4));
     if let Some(t) = timeout {
         builder = builder.timeout(t);
     }

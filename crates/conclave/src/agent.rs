@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{AgentConfig, Formation, NodeRole};
 
+mod http;
 mod parts;
 
 use parts::{advertise_raft, raft_gauges, remote_coordinator, start_membership, verify_members};
@@ -83,22 +84,10 @@ fn gossip_seeds(config: &AgentConfig, formation: &Formation) -> Vec<String> {
     seeds
 }
 
-type HttpTask = tokio::task::JoinHandle<std::io::Result<()>>;
-
 /// The API as served: refusals while stopping, then edge checks, then the routes.
 fn http_app(routes: Router, config: &AgentConfig, stopping: &CancellationToken, id: u64) -> Router {
     let routes = conclave_api::edge::guard(routes, config.http_hosts());
     conclave_api::refuse_while_stopping(routes, stopping.clone(), id)
-}
-
-/// Serve `app` until `shutdown`, draining in-flight requests.
-fn serve_http(listener: TcpListener, app: axum::Router, shutdown: &CancellationToken) -> HttpTask {
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    })
 }
 
 /// How long a stopping agent answers new requests with `503 not_ready` before it closes its
@@ -111,7 +100,7 @@ const REFUSE_BEFORE_CLOSING: Duration = Duration::from_millis(250);
 async fn stop_http(
     stopping: &CancellationToken,
     http_stop: &CancellationToken,
-    http: &mut HttpTask,
+    http: &mut http::HttpTask,
 ) {
     stopping.cancel();
     tokio::time::sleep(REFUSE_BEFORE_CLOSING).await;
@@ -120,7 +109,7 @@ async fn stop_http(
 }
 
 /// Wait for the HTTP server to finish the requests in flight (at most [`DRAIN_TIMEOUT`]).
-async fn drain_http(http: &mut HttpTask) {
+async fn drain_http(http: &mut http::HttpTask) {
     match tokio::time::timeout(DRAIN_TIMEOUT, &mut *http).await {
         Ok(_) => tracing::info!("HTTP drained"),
         Err(_) => {
@@ -261,7 +250,7 @@ async fn run_client(
     let router = conclave_api::client::router(ctx, parts.api_context());
     let app = http_app(router, &config, &stopping, identity.node_id);
     let http_stop = CancellationToken::new();
-    let mut http = serve_http(http_listener, app, &http_stop);
+    let mut http = http::serve(http_listener, app, &http_stop, http::limits(&config));
     tokio::select! {
         _ = stop.cancelled() => {
             tracing::info!("shutting down: releasing roles, then draining in-flight requests");
@@ -503,7 +492,7 @@ pub async fn run(
     let stopping = CancellationToken::new();
     let router = conclave_api::router(ctx, parts.api_context());
     let app = http_app(router, &config, &stopping, node.id);
-    let mut http = serve_http(http_listener, app, &http_stop);
+    let mut http = http::serve(http_listener, app, &http_stop, http::limits(&config));
 
     // Why the agent stops: `None` for a planned stop, else the reason it can no longer
     // serve (removed, or Raft down), after which it exits non-zero so that a supervisor

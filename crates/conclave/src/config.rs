@@ -78,6 +78,12 @@ pub struct AgentConfig {
     pub watch: WatchTuning,
     /// Leader-bound roles this agent may hold (`[[roles]]` tables).
     pub roles: Vec<conclave_roles::RoleConfig>,
+    /// A client must send a request's headers within this time (slow clients hold no
+    /// connection for longer).
+    #[serde(with = "humantime_serde")]
+    pub http_header_timeout: std::time::Duration,
+    /// At most this many HTTP connections at once (capped further by the descriptor limit).
+    pub http_max_connections: usize,
     /// Host names browsers may reach this agent's HTTP API by, besides IP literals,
     /// `localhost` and the advertised HTTP host (see `conclave_api::edge`).
     pub http_allowed_hosts: Vec<String>,
@@ -194,6 +200,8 @@ impl Default for AgentConfig {
             roles: Vec::new(),
             secrets: conclave_config::SecretPolicy::default(),
             http_allowed_hosts: Vec::new(),
+            http_header_timeout: std::time::Duration::from_secs(10),
+            http_max_connections: 4096,
             config_seed: None,
             config_sync: conclave_publish::ConfigSyncConfig::default(),
             check: Vec::new(),

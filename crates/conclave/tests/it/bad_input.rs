@@ -374,3 +374,43 @@ async fn browser_requests_from_elsewhere_are_refused() {
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{key} was written");
     }
 }
+
+/// Slow clients hold nothing for long: hundreds of connections that send half a request's
+/// headers and stop (slowloris) do not keep a normal request from being answered, and each
+/// is closed once the header timeout passes.
+#[tokio::test]
+async fn slow_clients_neither_block_others_nor_keep_their_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::start_env(dir.path(), &[], &[("CONCLAVE_HTTP_HEADER_TIMEOUT", "1s")]).await;
+    let addr = a.url("").trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /v1/health HTTP/1.1\r\nhost: x\r\nx-slow: ")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    let started = std::time::Instant::now();
+    let r = http().get(a.url("/v1/health")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "a normal request took {took:?}"
+    );
+
+    // Every slow connection is closed by the agent (an answer or end of stream), not left open.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        for mut s in slow {
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf).await;
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "slow connections were still open 10 s later"
+    );
+}

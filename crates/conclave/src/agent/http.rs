@@ -1,0 +1,146 @@
+//! The HTTP server: the API's router behind hyper's HTTP/1.1 connections, with the limits a
+//! server reachable from a network needs.
+//!
+//! Why not `axum::serve`: it has no header-read timeout and no connection cap, so a client
+//! that opens connections and sends headers slowly (slowloris) holds a descriptor each for
+//! as long as it likes, until the agent cannot accept, or open a file. Here every
+//! connection must deliver a request's headers within `header_timeout` (also between
+//! requests on a kept-alive connection), and at most `max_connections` are open at once
+//! (further clients wait in the listen backlog). The descriptor limit is raised to its hard
+//! limit at start, and the cap leaves room below it for storage, node RPC and gossip.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Descriptors kept free for everything but HTTP clients.
+const RESERVED_DESCRIPTORS: u64 = 512;
+
+/// Limits of the HTTP server (`[http]` would be their natural home; flags for now).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HttpLimits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+}
+
+pub(crate) type HttpTask = tokio::task::JoinHandle<io::Result<()>>;
+
+/// Raise the soft descriptor limit to the hard one; returns the soft limit now in force.
+pub(crate) fn raise_descriptor_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+/// The limits `config` asks for, the connection cap within the descriptor limit (raised
+/// to its hard limit here, once per agent start).
+pub(crate) fn limits(config: &crate::config::AgentConfig) -> HttpLimits {
+    HttpLimits {
+        header_timeout: config.http_header_timeout,
+        max_connections: connection_cap(config.http_max_connections, raise_descriptor_limit()),
+    }
+}
+
+/// At most `wanted` connections, and never so many that storage and node RPC run out of
+/// descriptors under `soft_limit`.
+pub(crate) fn connection_cap(wanted: usize, soft_limit: u64) -> usize {
+    let room = soft_limit.saturating_sub(RESERVED_DESCRIPTORS).max(64);
+    wanted.min(room as usize).max(1)
+}
+
+/// Serve `app` until `shutdown`, then finish the requests in flight.
+pub(crate) fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: &CancellationToken,
+    limits: HttpLimits,
+) -> HttpTask {
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let graceful = GracefulShutdown::new();
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout);
+        let mut last_full_warning: Option<std::time::Instant> = None;
+        loop {
+            if permits.available_permits() == 0
+                && last_full_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+            {
+                last_full_warning = Some(std::time::Instant::now());
+                tracing::warn!(
+                    max = limits.max_connections,
+                    "the HTTP server has as many connections as it allows; new clients wait"
+                );
+            }
+            let permit = tokio::select! {
+                _ = stop.cancelled() => break,
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let stream = tokio::select! {
+                _ = stop.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors or a connection reset before accept: wait a
+                        // moment rather than spin.
+                        tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let service = TowerToHyperService::new(app.clone());
+            let conn = graceful.watch(http1.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                // A client that goes away or times out is its own business.
+                let _ = conn.await;
+                drop(permit);
+            });
+        }
+        drop(listener);
+        graceful.shutdown().await;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_descriptors_for_the_rest_of_the_agent() {
+        assert_eq!(connection_cap(4096, 20_000), 4096);
+        assert_eq!(connection_cap(4096, 1024), 512);
+        assert_eq!(connection_cap(4096, 100), 64);
+        assert_eq!(connection_cap(0, 100), 1);
+    }
+}
