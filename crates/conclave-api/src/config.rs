@@ -8,10 +8,10 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use conclave_coord::Read;
-use conclave_types::{HEADER_INDEX, HEADER_REVISION};
+use conclave_types::{ErrorCode, HEADER_INDEX, HEADER_REVISION};
 use serde_json::Value;
 
 use crate::kv::read_body;
@@ -86,6 +86,18 @@ pub(crate) async fn put(
             "send the document's content as JSON; conclave apply -f converts YAML and TOML",
         )
     })?;
+    if let Ok(Some(path)) = conclave_config::duplicates::first_duplicate_key(&body) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidDocument,
+            format!("{kind}/{name} repeats the key at {path}"),
+            "keep one of them: JSON readers disagree on which one counts",
+        )
+        .with_violations(vec![conclave_types::Violation {
+            path,
+            message: "this key appears more than once in its object".into(),
+        }]));
+    }
     let written = ctx
         .coord
         .config_put(&kind, &name, &content, expected, dry_run)

@@ -16,6 +16,7 @@
 //! - [`canonical`]: one byte form per document (sorted keys) and its SHA-256.
 
 pub mod canonical;
+pub mod duplicates;
 pub mod files;
 pub mod kinds;
 pub mod secret;

@@ -50,6 +50,8 @@ pub struct AgentConfig {
     pub raft: RaftTuning,
     /// Join secret: required on every node RPC connection when set. Never printed.
     pub cluster_token: Option<conclave_types::Secret>,
+    /// A file holding the cluster token (so it shows neither in `ps` nor in the environment).
+    pub cluster_token_file: Option<PathBuf>,
     /// Serve node RPC and gossip beyond loopback without a cluster token (anyone who reaches
     /// the port could then take part): refused unless this is set.
     pub insecure: bool,
@@ -185,6 +187,7 @@ impl Default for AgentConfig {
             max_value_bytes: limits.max_value_bytes,
             raft: RaftTuning::default(),
             cluster_token: None,
+            cluster_token_file: None,
             insecure: false,
             join: AddrList::default(),
             initial_members: None,
@@ -447,6 +450,21 @@ pub fn load(file: Option<&Path>, flags: &AgentFlags) -> anyhow::Result<AgentConf
     if let Some(token) = &flags.cluster_token {
         config.cluster_token = Some(token.clone());
     }
+    if let Some(path) = &config.cluster_token_file {
+        if config.cluster_token.is_some() {
+            bail!(
+                "both a cluster token and cluster_token_file {} are set; keep one",
+                path.display()
+            );
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the cluster token file {}", path.display()))?;
+        let token = text.trim_end_matches(['\n', '\r']);
+        if token.is_empty() {
+            bail!("the cluster token file {} is empty", path.display());
+        }
+        config.cluster_token = Some(conclave_types::Secret::new(token));
+    }
     config.ignored_env = ignored_env;
     config.validate()?;
     Ok(config)
@@ -517,6 +535,10 @@ pub struct AgentFlags {
     #[arg(long, value_parser = secret_flag)]
     #[serde(skip)]
     pub cluster_token: Option<conclave_types::Secret>,
+    /// File holding the join secret (instead of --cluster-token, which shows in `ps`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_token_file: Option<PathBuf>,
     /// Members to join, comma-separated: RPC addresses, DNS names (host:7401) or SRV records
     /// (srv:_conclave._udp.example.com); retried with backoff until one answers
     /// (--retry-join is the same flag).

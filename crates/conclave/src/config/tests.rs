@@ -96,3 +96,37 @@ fn rpc_beyond_loopback_needs_a_token_or_insecure() {
     };
     assert!(load(None, &loopback).is_ok());
 }
+
+#[test]
+fn the_cluster_token_comes_from_a_file_never_from_two_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "file-held-secret\n").unwrap();
+    let flags = AgentFlags {
+        cluster_token_file: Some(token.clone()),
+        ..AgentFlags::default()
+    };
+    let config = load(None, &flags).unwrap();
+    assert_eq!(
+        config.cluster_token.as_ref().map(|s| s.expose().to_owned()),
+        Some("file-held-secret".to_owned())
+    );
+    let printed = toml::to_string(&config).unwrap();
+    assert!(!printed.contains("file-held-secret"), "{printed}");
+
+    let both = AgentFlags {
+        cluster_token: Some(conclave_types::Secret::new("flag-secret")),
+        cluster_token_file: Some(token),
+        ..AgentFlags::default()
+    };
+    let err = load(None, &both).unwrap_err().to_string();
+    assert!(err.contains("keep one"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+
+    let missing = AgentFlags {
+        cluster_token_file: Some(dir.path().join("absent")),
+        ..AgentFlags::default()
+    };
+    let err = format!("{:#}", load(None, &missing).unwrap_err());
+    assert!(err.contains("absent"), "{err}");
+}

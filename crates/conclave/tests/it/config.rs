@@ -50,6 +50,14 @@ async fn documents_are_validated_versioned_and_compare_and_swapped() {
     let rev1 = first["revision"].as_u64().unwrap();
     assert_eq!(first["hash"].as_str().unwrap().len(), 64);
 
+    // A key twice in one object: JSON readers disagree on which counts, so it is refused.
+    let twice = r#"{"peers": [{"node_id": "a", "address": "x.example:1", "type": "static",
+        "address": "evil.example:1"}]}"#;
+    let r = put_doc(&agent, "remote-peers/default", twice.to_string()).await;
+    let (status, code, body) = error_code(r).await;
+    assert_eq!((status.as_u16(), code.as_str()), (422, "invalid_document"));
+    assert_eq!(violation_paths(&body), vec!["/peers/0/address"], "{body}");
+
     // Every bad field comes back with its JSON path; the inline secret is not echoed.
     let bad = json!({"peers": [
         {"node_id": "a", "address": "no-port", "oauth2": {"token_url": "ftp://x",
