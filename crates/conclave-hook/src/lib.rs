@@ -30,6 +30,10 @@ pub struct HookConfig {
     /// First retry delay; doubles on each retry.
     #[serde(default = "default_backoff", with = "humantime_serde")]
     pub backoff: Duration,
+    /// More of the agent's environment variables the program gets, by name (never the
+    /// agent's own `CONCLAVE_*` settings).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_passthrough: Vec<String>,
 }
 
 fn default_hook_timeout() -> Duration {
@@ -220,8 +224,18 @@ pub async fn stop_child(child: &mut tokio::process::Child, grace: Duration) {
 /// configuration references (`${ENV}`), and a hook must not see them.
 const INHERITED: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR"];
 
-fn inherited_env() -> impl Iterator<Item = (String, String)> {
-    std::env::vars().filter(|(k, _)| INHERITED.contains(&k.as_str()) || k.starts_with("LC_"))
+/// The environment a program the agent starts gets: what a program needs to run
+/// (`PATH`, `HOME`, `USER`, `LOGNAME`, `LANG`, `LC_*`, `TZ`, `TMPDIR`) plus the variables an
+/// operator passes through by name, never a `CONCLAVE_*` one (the cluster token is one).
+/// Hooks and exec health checks clear everything else.
+pub fn child_env(passthrough: &[String]) -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            INHERITED.contains(&k.as_str())
+                || k.starts_with("LC_")
+                || (!k.starts_with("CONCLAVE_") && passthrough.iter().any(|p| p == k))
+        })
+        .collect()
 }
 
 /// One attempt: what it did, or why it failed.
@@ -236,7 +250,7 @@ async fn once(
         let mut child = tokio::process::Command::new(program)
             .args(args)
             .env_clear()
-            .envs(inherited_env())
+            .envs(child_env(&hook.env_passthrough))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -325,6 +339,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             attempts: 1,
             backoff: Duration::from_millis(1),
+            env_passthrough: Vec::new(),
         }
     }
 

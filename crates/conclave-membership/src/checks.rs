@@ -38,6 +38,10 @@ pub struct CheckConfig {
     /// Consecutive successes to turn passing.
     #[serde(default = "default_rise")]
     pub rise: u32,
+    /// For `exec`: more of the agent's environment variables the program gets, by name
+    /// (it gets only `PATH`, `HOME`, `LANG` and the like otherwise; never `CONCLAVE_*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_passthrough: Vec<String>,
     /// Consecutive failures to turn failing.
     #[serde(default = "default_fall")]
     pub fall: u32,
@@ -273,6 +277,8 @@ async fn run_once(check: &CheckConfig, client: &reqwest::Client) -> Result<(), C
             let (program, args) = argv.split_first().ok_or(CheckFailure::EmptyExec)?;
             let status = tokio::process::Command::new(program)
                 .args(args)
+                .env_clear()
+                .envs(conclave_hook::child_env(&check.env_passthrough))
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -330,6 +336,27 @@ mod tests {
         assert!(c.validate().unwrap_err().problem.contains("exactly one"));
     }
 
+    /// An exec check sees only what a program needs and what it was given by name: the
+    /// agent's environment (the cluster token, referenced secrets) stays out. The test
+    /// process has CARGO_* variables; only the one passed through may be seen.
+    #[tokio::test]
+    async fn an_exec_check_gets_a_cleared_environment() {
+        assert!(
+            std::env::var("CARGO_PKG_NAME").is_ok() && std::env::var("CARGO_PKG_VERSION").is_ok()
+        );
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::new();
+        let script = |cond: &str| CheckConfig {
+            exec: Some(vec!["sh".into(), "-c".into(), cond.into()]),
+            env_passthrough: vec!["CARGO_PKG_VERSION".into()],
+            ..toml_like("env")
+        };
+        let hidden = script(r#"test -z "$CARGO_PKG_NAME" && test -n "$PATH""#);
+        assert!(run_once(&hidden, &client).await.is_ok());
+        let passed = script(r#"test -n "$CARGO_PKG_VERSION""#);
+        assert!(run_once(&passed, &client).await.is_ok());
+    }
+
     fn toml_like(name: &str) -> CheckConfig {
         CheckConfig {
             name: name.into(),
@@ -341,6 +368,7 @@ mod tests {
             timeout: default_timeout(),
             rise: 2,
             fall: 3,
+            env_passthrough: Vec::new(),
         }
     }
 }
