@@ -130,7 +130,8 @@ fn http_ended(res: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyho
 
 /// Create the data directory and take its lock (one agent per directory).
 fn prepare_data_dir(config: &AgentConfig) -> anyhow::Result<std::fs::File> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+    // Owner only (0700): the log holds every value ever written.
+    conclave_storage::Disk::create_dir_all(&conclave_storage::OsDisk, &config.data_dir).with_context(|| {
         format!(
             "cannot create data directory {}; choose another with --data-dir or fix its permissions",
             config.data_dir.display()
