@@ -75,19 +75,17 @@ impl RaftNode {
         let raft = self.raft();
         // openraft gives a new leader's own vote a lease: until it runs out, this node
         // refuses the target its vote, and the target would campaign term after term.
-        let lease = Duration::from_millis(self.inner.tuning.election_timeout_max_ms);
-        if let Some(led) = self.led_for(term) {
-            tokio::time::sleep(lease.saturating_sub(led)).await;
+        let lease = self.leader_lease();
+        let leading = self.note_leadership(&raft.metrics().borrow());
+        if let Some(leading) = leading {
+            tokio::time::sleep(lease.saturating_sub(leading.at.elapsed())).await;
         }
         // While leadership moves, new proposals wait for the next leader (as during an
         // election): the target must hold everything this node has, or this node, the one
         // voter whose vote it can get at once, refuses it (its log would be behind).
         let _hold = Hold::new(&self.inner.handing_over);
-        let round = Duration::from_millis(self.inner.tuning.election_timeout_max_ms);
-        let deadline = Instant::now() + round;
-        while !self.inner.proposals.idle() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let deadline = Instant::now() + lease;
+        self.until_proposals_idle(deadline).await;
         let to = target.node_id;
         let caught_up = raft
             .wait(Some(deadline.saturating_duration_since(Instant::now())))
@@ -104,7 +102,7 @@ impl RaftNode {
             .await;
         if caught_up.is_err() {
             return Err(ConsensusError::Unavailable(format!(
-                "node {to} did not catch up with the leader's log within {round:?}; node {} still leads",
+                "node {to} did not catch up with the leader's log within {lease:?}; node {} still leads",
                 self.id
             )));
         }
@@ -167,10 +165,8 @@ impl RaftNode {
         }
         // Every proposal taken before the flag was raised is answered before leadership
         // moves (a batch still being written when it moves would get no answer).
-        let deadline = Instant::now() + self.request_timeout();
-        while !self.inner.proposals.idle() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        self.until_proposals_idle(Instant::now() + self.request_timeout())
+            .await;
         let all_applied = |m: &openraft::RaftMetrics<NodeId, NodeInfo>| {
             m.last_applied.map(|l| l.index) >= m.last_log_index
         };
@@ -214,17 +210,10 @@ impl RaftNode {
         *since
     }
 
-    /// How long this node has led in `term` (`None` if it was not seen leading it).
-    fn led_for(&self, term: u64) -> Option<Duration> {
-        let since = *self
-            .inner
-            .leading_since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match since {
-            Some(l) if l.term == term => Some(l.at.elapsed()),
-            // Leading but not yet noted: it began within the last heartbeat.
-            _ => Some(Duration::ZERO),
+    /// Wait until every proposal this node took has been answered, or `deadline`.
+    async fn until_proposals_idle(&self, deadline: Instant) {
+        while !self.inner.proposals.idle() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 

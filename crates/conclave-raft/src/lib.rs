@@ -126,8 +126,8 @@ struct Inner {
     /// leader (they are not refused for good: if the handover fails, they come back here).
     handing_over: std::sync::atomic::AtomicBool,
     /// The term this node leads in, when it was first seen leading it (checked once a
-    /// heartbeat and on every read index, so late by up to one heartbeat), and its last log
-    /// index then (see [`leadership::Leading`]).
+    /// heartbeat, on every read index, quorum check and handover, so late by up to one
+    /// heartbeat), and its last log index then (see [`leadership::Leading`]).
     leading_since: std::sync::Mutex<Option<leadership::Leading>>,
     /// Held for each membership change: openraft takes one at a time.
     membership_changes: tokio::sync::Mutex<()>,
@@ -402,7 +402,7 @@ impl RaftNode {
                     .until_quorum_lost(check, |silent| self.no_quorum(silent))
                     .await?;
                 let floor = self
-                    .note_leadership(&self.metrics())
+                    .note_leadership(&self.inner.raft.metrics().borrow())
                     .map_or(0, |l| l.log_floor);
                 Ok(LeaderReply::ReadIndex(
                     read_log_id.map_or(0, |l| l.index).max(floor),

@@ -34,16 +34,21 @@ impl RaftNode {
     }
 
     fn work_out_quorum_lost(&self) -> Option<Duration> {
-        let m = self.metrics();
-        if m.state != openraft::ServerState::Leader {
-            return None;
-        }
-        let configs: Vec<BTreeSet<NodeId>> =
-            m.membership_config.membership().get_joint_config().clone();
-        // A voter not heard from at all has been silent for as long as this process has led
-        // (a node restarted as leader of its term has heard from no one yet, and is not
-        // cut off for that).
-        let leading_for = self.note_leadership(&m).map(|l| l.at.elapsed());
+        // Read in place, not cloned: this runs every few milliseconds under load.
+        let (configs, leading_for) = {
+            let m = self.inner.raft.metrics();
+            let m = m.borrow();
+            if m.state != openraft::ServerState::Leader {
+                return None;
+            }
+            // A voter not heard from at all has been silent for as long as this process has
+            // led (a node restarted as leader of its term has heard from no one yet, and is
+            // not cut off for that).
+            let leading_for = self.note_leadership(&m).map(|l| l.at.elapsed());
+            let configs: Vec<BTreeSet<NodeId>> =
+                m.membership_config.membership().get_joint_config().clone();
+            (configs, leading_for)
+        };
         let silence: BTreeMap<NodeId, Option<Duration>> = configs
             .iter()
             .flatten()
@@ -60,7 +65,7 @@ impl RaftNode {
 
     /// How long a follower that heard from its leader refuses to vote for anyone else
     /// (openraft 0.9's leader lease).
-    fn leader_lease(&self) -> Duration {
+    pub(crate) fn leader_lease(&self) -> Duration {
         Duration::from_millis(self.inner.tuning.election_timeout_max_ms)
     }
 

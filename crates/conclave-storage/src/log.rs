@@ -121,6 +121,14 @@ fn decode_err(e: impl std::error::Error + 'static) -> StorageError {
     io_err(ErrorVerb::Read, e)
 }
 
+/// Encode a small metadata file (`vote`, `purged`, `committed`): one framed record.
+fn encode_meta<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {
+    let payload = postcard::to_stdvec(value)?;
+    let mut framed = Vec::with_capacity(FRAME_HEADER + payload.len());
+    fsutil::frame_into(&mut framed, &payload);
+    Ok(framed)
+}
+
 /// Decode a small framed metadata file (`vote`, `purged`, `committed`).
 fn decode_meta<T: serde::de::DeserializeOwned>(
     dir: &Path,
@@ -408,9 +416,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// lock held, so it stalls neither the async runtime nor the readers of the log; openraft
     /// saves one vote at a time (`&mut self`, awaited), so two saves cannot reorder.
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let mut framed = Vec::new();
-        let payload = postcard::to_stdvec(vote).map_err(|e| io_err(ErrorVerb::Write, e))?;
-        fsutil::frame_into(&mut framed, &payload);
+        let framed = encode_meta(vote).map_err(|e| io_err(ErrorVerb::Write, e))?;
         let (disk, path) = {
             let log = self.lock();
             (log.disk.clone(), log.dir.join("vote"))
@@ -432,9 +438,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let mut log = self.lock();
-        let payload = postcard::to_stdvec(&committed).map_err(|e| io_err(ErrorVerb::Write, e))?;
-        let mut framed = Vec::with_capacity(64);
-        fsutil::frame_into(&mut framed, &payload);
+        let framed = encode_meta(&committed).map_err(|e| io_err(ErrorVerb::Write, e))?;
         // Deliberately not fsync'd: see the module docs.
         log.committed_file
             .write_all_at(&framed, 0)

@@ -71,6 +71,7 @@ struct SimDir {
     pending: Vec<DirOp>,
 }
 
+#[derive(Clone)]
 struct Sim {
     root: PathBuf,
     files: HashMap<u64, SimFile>,
@@ -284,18 +285,9 @@ impl PowerLossDisk {
     pub fn power_cut(&self) -> PowerLossDisk {
         let mut sim = self.lock();
         sim.cut();
-        let survivor = sim.survivor.as_deref().map(|s| Sim {
-            root: s.root.clone(),
-            files: s.files.clone(),
-            dirs: s.dirs.clone(),
-            next_inode: s.next_inode,
-            rng: s.rng.clone(),
-            mutations: 0,
-            cut_at: None,
-            survivor: None,
-        });
-        match survivor {
-            Some(s) => Self::from_sim(s),
+        match sim.survivor.as_deref() {
+            // A survivor is powered, fresh and has no survivor of its own.
+            Some(survivor) => Self::from_sim(survivor.clone()),
             // cut() always leaves a survivor.
             None => Self::new(&sim.root, 0),
         }

@@ -41,6 +41,10 @@ impl Log {
     /// (when the log is tied to a state machine).
     fn purge_target(&self) -> Option<LogId> {
         let wanted = self.last_purged?;
+        // Nothing asked beyond what is on disk (every append comes here): no need to look.
+        if self.durable_purged.is_some_and(|d| d.index >= wanted.index) {
+            return None;
+        }
         let Some(snapshots) = &self.snapshots else {
             return Some(wanted);
         };
@@ -61,9 +65,7 @@ impl Log {
         if self.durable_purged.is_some_and(|d| d.index >= target.index) {
             return Ok(());
         }
-        let payload = postcard::to_stdvec(&Some(target)).map_err(io::Error::other)?;
-        let mut framed = Vec::new();
-        fsutil::frame_into(&mut framed, &payload);
+        let framed = super::encode_meta(&Some(target)).map_err(io::Error::other)?;
         fsutil::write_atomic_on(&*self.disk, &self.dir.join("purged"), &framed)?;
         self.durable_purged = Some(target);
 

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 /// Descriptors kept free for everything but HTTP clients.
 const RESERVED_DESCRIPTORS: u64 = 512;
 
-/// Limits of the HTTP server (`[http]` would be their natural home; flags for now).
+/// Limits of the HTTP server (`http_header_timeout`, `http_max_connections`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HttpLimits {
     pub header_timeout: Duration,
