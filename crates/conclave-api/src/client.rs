@@ -26,6 +26,11 @@ pub struct ClientContext {
     pub rpc_addr: String,
     /// Largest request body forwarded.
     pub max_body: usize,
+    /// `http`, or `https` when the cluster's agents serve TLS (then `http` presents this
+    /// agent's certificate).
+    pub scheme: &'static str,
+    /// The certificate this agent serves, for `/v1/status`; `None` on plain HTTP.
+    pub tls: Option<crate::TlsStatusFn>,
 }
 
 type CCtx = Arc<ClientContext>;
@@ -57,6 +62,8 @@ struct ClientStatus {
     api_addr: String,
     rpc_addr: String,
     members: std::collections::BTreeMap<MemberState, usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<conclave_types::TlsStatus>,
 }
 
 async fn status(State(ctx): State<CCtx>) -> Json<ClientStatus> {
@@ -77,6 +84,7 @@ async fn status(State(ctx): State<CCtx>) -> Json<ClientStatus> {
         api_addr: ctx.api_addr.clone(),
         rpc_addr: ctx.rpc_addr.clone(),
         members: view.counts(),
+        tls: ctx.tls.as_ref().map(|f| f()),
     })
 }
 
@@ -153,7 +161,7 @@ async fn forward(State(ctx): State<CCtx>, req: Request) -> Response {
             .http
             .request(
                 parts.method.clone(),
-                format!("http://{}{path}", target.api_addr),
+                format!("{}://{}{path}", ctx.scheme, target.api_addr),
             )
             .body(body.clone());
         for name in FORWARDED_HEADERS {

@@ -51,9 +51,14 @@ pub struct AppContext {
     pub drift: config_status::DriftTracker,
     /// Cancelled when the HTTP server starts draining: long-lived streams (watches) end.
     pub closing: tokio_util::sync::CancellationToken,
+    /// The certificate the API serves, for `/v1/status`; `None` on plain HTTP.
+    pub tls: Option<TlsStatusFn>,
 }
 
 pub type Ctx = Arc<AppContext>;
+
+/// What `/v1/status` shows of the agent's TLS, read when asked (the files may be rotated).
+pub type TlsStatusFn = Arc<dyn Fn() -> conclave_types::TlsStatus + Send + Sync>;
 
 /// Parse a read's query string (`consistency` and `allowed`) and, unless it asks for
 /// `?consistency=stale`, wait until this node has applied everything committed before now.

@@ -80,6 +80,7 @@ pub(crate) async fn status(State(ctx): State<Ctx>) -> Json<Status> {
             snapshot_index: m.snapshot.map(|s| s.index),
             keys,
         },
+        tls: ctx.tls.as_ref().map(|f| f()),
     })
 }
 

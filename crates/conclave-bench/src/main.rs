@@ -20,6 +20,9 @@ use base64::Engine;
 use bytes::Bytes;
 mod fanout;
 mod faults;
+mod tls;
+
+use tls::TlsArgs;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use http_body_util::{BodyExt, Full};
@@ -57,6 +60,8 @@ enum Cmd {
         keys: usize,
         #[arg(long, default_value_t = 100)]
         value_size: usize,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// SIGKILL a process (the leader), then write through the other nodes until one write is
     /// acknowledged; prints the time from the kill to that acknowledgement.
@@ -211,22 +216,46 @@ fn build_request(
     result.expect("static request parts are valid")
 }
 
-/// One client: a keep-alive connection to `addr`, requests back to back until `deadline`.
-async fn worker(
+/// What every client of one load point sends.
+#[derive(Clone)]
+struct Workload {
     system: System,
     op: Op,
-    addr: String,
-    id: usize,
+    /// Distinct keys written/read.
     keys: usize,
     value: Bytes,
     deadline: Instant,
-) -> anyhow::Result<(Vec<u32>, u64)> {
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+/// One client: a keep-alive connection to `addr`, requests back to back until the deadline.
+async fn worker(w: Workload, addr: String, id: usize) -> anyhow::Result<(Vec<u32>, u64)> {
+    let Workload {
+        system,
+        op,
+        keys,
+        value,
+        deadline,
+        tls,
+    } = w;
     let stream = TcpStream::connect(&addr)
         .await
         .with_context(|| format!("connect {addr}"))?;
     stream.set_nodelay(true)?;
-    let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
+    let mut sender = match tls {
+        None => {
+            let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            sender
+        }
+        Some(connector) => {
+            let name = rustls::pki_types::ServerName::try_from("localhost")?;
+            let stream = connector.connect(name, stream).await?;
+            let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            sender
+        }
+    };
     let mut lat = Vec::with_capacity(100_000);
     let mut errors = 0u64;
     let mut i = id * 7919;
@@ -255,32 +284,34 @@ fn percentile(sorted: &[u32], p: f64) -> u64 {
     u64::from(sorted[idx])
 }
 
+/// One load point: `concurrency` clients spread over `addr` for `seconds`.
 async fn load(
-    system: System,
+    (system, op): (System, Op),
     addr: String,
-    op: Op,
     concurrency: usize,
     seconds: f64,
-    keys: usize,
-    value_size: usize,
+    (keys, value_size): (usize, usize),
+    tls: TlsArgs,
 ) -> anyhow::Result<Report> {
     if concurrency == 0 {
         bail!("concurrency must be at least 1");
     }
     let addrs = split_addrs(&addr)?;
-    let value = Bytes::from(vec![b'v'; value_size]);
     let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(seconds);
+    let workload = Workload {
+        system,
+        op,
+        keys,
+        value: Bytes::from(vec![b'v'; value_size]),
+        deadline: start + Duration::from_secs_f64(seconds),
+        tls: tls.connector()?,
+    };
     let tasks: Vec<_> = (0..concurrency)
         .map(|id| {
             tokio::spawn(worker(
-                system,
-                op,
+                workload.clone(),
                 addrs[id % addrs.len()].clone(),
                 id,
-                keys,
-                value.clone(),
-                deadline,
             ))
         })
         .collect();
@@ -493,15 +524,15 @@ fn main() -> anyhow::Result<()> {
             seconds,
             keys,
             value_size,
+            tls,
         } => {
             let report = rt.block_on(load(
-                system,
+                (system, op),
                 addr,
-                op,
                 concurrency,
                 seconds,
-                keys,
-                value_size,
+                (keys, value_size),
+                tls,
             ))?;
             println!("{}", serde_json::to_string(&report)?);
         }

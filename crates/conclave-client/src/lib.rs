@@ -13,6 +13,7 @@ use conclave_types::{
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+mod connect;
 mod documents;
 mod elections;
 mod error;
@@ -56,21 +57,8 @@ pub struct Client {
     preferred: Arc<AtomicUsize>,
     retry: Option<RetryPolicy>,
     http: reqwest::Client,
-}
-
-/// The HTTP client, each request bounded by `timeout` when given.
-fn http_client(timeout: Option<std::time::Duration>) -> Result<reqwest::Client, ClientError> {
-    // An agent closes a kept-alive connection that sends no request for its header timeout
-    // (10 s by default); reusing one just as it closes would fail a write with an unknown
-    // outcome, so idle connections are dropped well before that.
-    let mut builder =
-        reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(4));
-    if let Some(t) = timeout {
-        builder = builder.timeout(t);
-    }
-    builder
-        .build()
-        .map_err(|e| ClientError::Local(format!("cannot build an HTTP client: {e}")))
+    /// How `https://` agents are reached; kept to build a client with another timeout.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 pub struct GotValue {
@@ -87,80 +75,6 @@ pub enum AgentStatus {
 }
 
 impl Client {
-    /// A client of the agent at `addr` (`http://host:port`), or of several agents of one
-    /// cluster (`http://a:7400,http://b:7400`).
-    pub fn new(addr: &str) -> Result<Self, ClientError> {
-        let endpoints = addr
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(Self::new_base)
-            .collect::<Result<Vec<_>, _>>()?;
-        let Some(base) = endpoints.first().cloned() else {
-            return Err(ClientError::Usage(
-                "--addr names no agent; pass a URL such as http://127.0.0.1:7400".into(),
-            ));
-        };
-        Ok(Self {
-            base,
-            endpoints: Arc::new(endpoints),
-            preferred: Arc::new(AtomicUsize::new(0)),
-            retry: None,
-            http: http_client(None)?,
-        })
-    }
-
-    /// The same client with every request bounded by `timeout` (a request that takes longer
-    /// fails as [`ClientError::TimedOut`]); for background loops, not for watch streams.
-    pub fn with_timeout(self, timeout: std::time::Duration) -> Result<Self, ClientError> {
-        Ok(Self {
-            http: http_client(Some(timeout))?,
-            ..self
-        })
-    }
-
-    /// The same client, repeating what certainly did nothing (see [`retry`]).
-    pub fn with_retry(self, policy: RetryPolicy) -> Self {
-        Self {
-            retry: Some(policy),
-            ..self
-        }
-    }
-
-    /// The same client, sending each request once: for questions about one node (its
-    /// health), whose error answer is the answer.
-    pub fn without_retry(self) -> Self {
-        Self {
-            retry: None,
-            ..self
-        }
-    }
-
-    /// A client of the agent at `addr` (`http://host:port`) that shares this one's
-    /// connection pool, timeout and retry policy.
-    pub fn rebased(&self, addr: &str) -> Result<Self, ClientError> {
-        let base = Self::new_base(addr)?;
-        Ok(Self {
-            endpoints: Arc::new(vec![base.clone()]),
-            base,
-            preferred: Arc::new(AtomicUsize::new(0)),
-            retry: self.retry,
-            http: self.http.clone(),
-        })
-    }
-
-    fn new_base(addr: &str) -> Result<String, ClientError> {
-        let base = addr.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://"))
-            || reqwest::Url::parse(&base).is_err()
-        {
-            return Err(ClientError::Usage(format!(
-                "--addr must be a URL such as http://127.0.0.1:7400 (several: comma-separated), got {addr:?}"
-            )));
-        }
-        Ok(base)
-    }
-
     fn key_url(&self, key: &str) -> String {
         format!("{}/v1/kv/{}", self.base, utf8_percent_encode(key, KEY_SET))
     }

@@ -84,7 +84,11 @@ impl Client {
         base: &str,
     ) -> Result<reqwest::Response, ClientError> {
         let resp = self.http.execute(request).await.map_err(|e| {
-            if e.is_connect() {
+            if let Some(why) = tls_failure(&e) {
+                ClientError::Local(format!(
+                    "TLS with {base} failed: {why}; check --ca-file (the CA that signed the agent's certificate) and, if the agent verifies clients, --cert-file and --key-file"
+                ))
+            } else if e.is_connect() {
                 ClientError::NoAgent(base.to_string())
             } else if e.is_timeout() {
                 ClientError::TimedOut(base.to_string())
@@ -129,4 +133,24 @@ fn rebase(mut request: reqwest::Request, base: &str) -> Result<reqwest::Request,
     url.set_port(target.port())
         .map_err(|()| ClientError::Usage(format!("{base:?} has no usable port")))?;
     Ok(request)
+}
+
+/// The TLS error under a failed request, if TLS is what failed (a certificate not trusted,
+/// or refused): not a missing agent, and not worth retrying elsewhere.
+fn tls_failure(e: &reqwest::Error) -> Option<String> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = next {
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        // An io::Error's source() skips the error it wraps; look inside it instead.
+        next = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
 }

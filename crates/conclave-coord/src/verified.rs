@@ -88,9 +88,10 @@ pub fn check_report(
     Ok(())
 }
 
-/// The API URLs of a verified report's members, the leader first, then by id; members that
-/// have not announced an API address yet are left out.
-pub fn forwarding_targets(report: &NodeReport) -> Vec<String> {
+/// The API URLs (`scheme://host:port`: `http` or, with TLS, `https`) of a verified report's
+/// members, the leader first, then by id; members that have not announced an API address
+/// yet are left out.
+pub fn forwarding_targets(report: &NodeReport, scheme: &str) -> Vec<String> {
     let mut members: Vec<_> = report
         .members
         .iter()
@@ -99,7 +100,7 @@ pub fn forwarding_targets(report: &NodeReport) -> Vec<String> {
     members.sort_by_key(|(id, _, _)| (Some(*id) != report.leader_id, *id));
     members
         .into_iter()
-        .map(|(_, info, _)| format!("http://{}", info.api_addr))
+        .map(|(_, info, _)| format!("{scheme}://{}", info.api_addr))
         .collect()
 }
 
@@ -120,13 +121,13 @@ impl VerifiedMembers {
         })
     }
 
-    /// Where to forward now: empty until a member has been verified.
-    pub fn targets(&self) -> Vec<String> {
+    /// Where to forward now (URLs with `scheme`): empty until a member has been verified.
+    pub fn targets(&self, scheme: &str) -> Vec<String> {
         self.latest
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(forwarding_targets)
+            .map(|r| forwarding_targets(r, scheme))
             .unwrap_or_default()
     }
 
@@ -240,8 +241,12 @@ mod tests {
     #[test]
     fn targets_are_the_agreed_members_leader_first_without_unannounced_ones() {
         assert_eq!(
-            forwarding_targets(&report(1, Some("c"))),
+            forwarding_targets(&report(1, Some("c")), "http"),
             ["http://c:3", "http://a:1", "http://d:4"]
+        );
+        assert_eq!(
+            forwarding_targets(&report(1, Some("c")), "https")[0],
+            "https://c:3"
         );
     }
 
@@ -303,7 +308,7 @@ mod tests {
             matches!(result, Err(VerifyError::Unreachable { node: 1, .. })),
             "{result:?}"
         );
-        assert!(verified.targets().is_empty());
+        assert!(verified.targets("http").is_empty());
         assert_eq!(
             verified.refresh(&[], None).await,
             Err(VerifyError::NoCandidate)

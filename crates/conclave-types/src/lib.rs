@@ -363,6 +363,34 @@ pub struct Status {
     pub rpc_addr: String,
     pub members: Vec<MemberStatus>,
     pub storage: StorageStatus,
+    /// The certificate this node serves HTTPS with; absent on plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStatus>,
+}
+
+/// `tls` in `GET /v1/status`: the certificate the API serves and how its files last loaded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TlsStatus {
+    pub cert_file: String,
+    pub subject: String,
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<String>,
+    /// Unix seconds.
+    pub not_before: i64,
+    /// Unix seconds.
+    pub not_after: i64,
+    /// Seconds from now until `not_after` (negative once expired).
+    pub expires_in_seconds: i64,
+    /// SHA-256 of the certificate (DER), hex.
+    pub sha256: String,
+    /// Clients must present a certificate from the CA.
+    pub verify_incoming: bool,
+    /// Unix seconds of the last successful load.
+    pub loaded_at: i64,
+    /// Why the last reload failed (the previous files are still served); absent when it
+    /// succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_error: Option<String>,
 }
 
 /// `GET /v1/health` and `/v1/ready` → 200.

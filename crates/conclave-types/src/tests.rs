@@ -45,3 +45,32 @@ fn a_health_answer_round_trips_with_and_without_a_degradation() {
         assert_eq!((back.status, back.node_id), (h.status, 3));
     }
 }
+
+#[test]
+fn a_tls_status_round_trips_with_and_without_a_reload_error() {
+    let mut tls = TlsStatus {
+        cert_file: "/etc/conclave/node-1.pem".into(),
+        subject: "CN=node-1".into(),
+        dns_names: vec!["localhost".into()],
+        ip_addresses: vec!["127.0.0.1".into()],
+        not_before: 1_700_000_000,
+        not_after: 1_800_000_000,
+        expires_in_seconds: 86_400,
+        sha256: "ab".repeat(32),
+        verify_incoming: true,
+        loaded_at: 1_750_000_000,
+        reload_error: None,
+    };
+    let text = serde_json::to_string(&tls).expect("encode");
+    assert!(!text.contains("reload_error"), "{text}");
+    assert_eq!(
+        serde_json::from_str::<TlsStatus>(&text).expect("decode"),
+        tls
+    );
+    tls.reload_error = Some("cannot read /etc/conclave/node-1-key.pem".into());
+    let text = serde_json::to_string(&tls).expect("encode");
+    assert_eq!(
+        serde_json::from_str::<TlsStatus>(&text).expect("decode"),
+        tls
+    );
+}

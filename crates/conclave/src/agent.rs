@@ -36,6 +36,7 @@ use crate::config::{AgentConfig, Formation, NodeRole};
 
 mod http;
 mod parts;
+mod tls;
 
 use parts::{advertise_raft, raft_gauges, remote_coordinator, start_membership, verify_members};
 
@@ -201,6 +202,7 @@ async fn run_client(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let formation = config.formation()?;
+    let https = tls::Https::load(&config)?;
     let _lock = prepare_data_dir(&config)?;
     // A client keeps only its identity, so a restart is the same member.
     let (identity, created) =
@@ -217,7 +219,7 @@ async fn run_client(
         identity.node_id,
         config.cluster_id.clone(),
         gossip_seeds(&config, &formation),
-        |_| remote_coordinator(verified.clone()),
+        |_| remote_coordinator(verified.clone(), &https),
         &shutdown,
         &tasks,
     )
@@ -236,22 +238,27 @@ async fn run_client(
         join = ?config.join.0,
         "conclave client agent started"
     );
+    https.follow(&config, &shutdown, &tasks)?;
+    let mut forwarder = reqwest::Client::builder().connect_timeout(Duration::from_secs(2));
+    if let Some(tls) = https.client_config()? {
+        forwarder = forwarder.use_preconfigured_tls(tls);
+    }
     let ctx = conclave_api::client::ClientContext {
         membership: parts.membership.clone(),
-        http: reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .context("HTTP client")?,
+        http: forwarder.build().context("HTTP client")?,
         version: env!("CARGO_PKG_VERSION").to_string(),
         api_addr: config.advertised_http(),
         rpc_addr: config.advertised_rpc(),
         max_body: config.max_value_bytes + 64 * 1024,
+        scheme: https.scheme(),
+        tls: https.status_fn(),
     };
     let stopping = CancellationToken::new();
     let router = conclave_api::client::router(ctx, parts.api_context());
     let app = http_app(router, &config, &stopping, identity.node_id);
     let http_stop = CancellationToken::new();
-    let mut http = http::serve(http_listener, app, &http_stop, http::limits(&config));
+    let limits = http::limits(&config);
+    let mut http = http::serve(http_listener, app, &http_stop, limits, https.server());
     tokio::select! {
         _ = stop.cancelled() => {
             tracing::info!("shutting down: releasing roles, then draining in-flight requests");
@@ -310,6 +317,7 @@ pub async fn run(
         .context("a Raft member needs a node RPC listener")?;
     config.rpc_addr = rpc_listener.local_addr().context("node RPC listener")?;
     let formation = config.formation()?;
+    let https = tls::Https::load(&config)?;
 
     // One agent per data directory: a second one would corrupt the log.
     let _lock = prepare_data_dir(&config)?;
@@ -476,6 +484,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     tasks.spawn(raft_gauges(node.clone(), shutdown.clone()));
+    https.follow(&config, &shutdown, &tasks)?;
 
     let http_stop = CancellationToken::new();
     let ctx = Arc::new(AppContext {
@@ -489,11 +498,13 @@ pub async fn run(
         drift_after: config.config_sync.drift_after,
         drift: Default::default(),
         closing: http_stop.clone(),
+        tls: https.status_fn(),
     });
     let stopping = CancellationToken::new();
     let router = conclave_api::router(ctx, parts.api_context());
     let app = http_app(router, &config, &stopping, node.id);
-    let mut http = http::serve(http_listener, app, &http_stop, http::limits(&config));
+    let limits = http::limits(&config);
+    let mut http = http::serve(http_listener, app, &http_stop, limits, https.server());
 
     // Why the agent stops: `None` for a planned stop, else the reason it can no longer
     // serve (removed, or Raft down), after which it exits non-zero so that a supervisor

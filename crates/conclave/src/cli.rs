@@ -26,24 +26,39 @@ pub struct Cli {
 pub struct ClientOpts {
     /// Agent to talk to, or several agents of one cluster, comma-separated: a request that
     /// certainly did nothing (connection refused, 503 no_leader / no_quorum / not_ready) is
-    /// repeated on the next one for up to 10 s; a write whose outcome is unknown never is.
-    #[arg(
-        long,
-        env = "CONCLAVE_ADDR",
-        default_value = "http://127.0.0.1:7400",
-        global = true
-    )]
-    pub(crate) addr: String,
+    /// repeated on the next one for up to 10 s; a write whose outcome is unknown never is
+    /// [default: http://127.0.0.1:7400, https:// with --ca-file].
+    #[arg(long, env = "CONCLAVE_ADDR", global = true)]
+    pub(crate) addr: Option<String>,
+    /// CA certificate (PEM) that signed the agents' certificates: for https:// agents.
+    #[arg(long, env = "CONCLAVE_MTLS_CA_FILE", global = true)]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), for agents that verify clients (mutual TLS).
+    #[arg(long, env = "CONCLAVE_MTLS_CERT_FILE", global = true)]
+    pub(crate) cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "CONCLAVE_MTLS_KEY_FILE", global = true)]
+    pub(crate) key_file: Option<PathBuf>,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Human, global = true)]
     pub(crate) output: Output,
 }
 
 impl ClientOpts {
-    /// The client every command uses: the `--addr` endpoints, following the retry contract
-    /// (`conclave_client::retry`).
+    /// The client every command uses: the `--addr` endpoints, over TLS with the given
+    /// files, following the retry contract (`conclave_client::retry`).
     pub(crate) fn client(&self) -> Result<Client, ClientError> {
-        Ok(Client::new(&self.addr)?.with_retry(RetryPolicy::default()))
+        let files = conclave_tls::ClientFiles {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        };
+        let addr = match (&self.addr, &files.ca_file) {
+            (Some(addr), _) => addr.as_str(),
+            (None, Some(_)) => "https://127.0.0.1:7400",
+            (None, None) => "http://127.0.0.1:7400",
+        };
+        Ok(Client::with_files(addr, &files)?.with_retry(RetryPolicy::default()))
     }
 }
 
@@ -62,7 +77,7 @@ pub(crate) enum Command {
     Agent(Box<AgentArgs>),
     /// Read and write keys.
     #[command(subcommand)]
-    Kv(KvCommand),
+    Kv(crate::cmd::kv::KvCommand),
     /// Every agent as gossip sees it (no subcommand), or list and change the Raft members.
     #[command(
         after_help = "Examples:\n  conclave members                          # all agents: state, health, tags\n  conclave members --role client --healthy\n  conclave members --tag zone=eu-1 -o json\n  conclave members list                     # the Raft voters and learners\n  conclave members remove-dead"
@@ -164,6 +179,12 @@ pub(crate) enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// A CA and certificates for HTTPS (mutual TLS) between agents and clients.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  conclave tls ca create --dir tls\n  conclave tls cert create --dir tls --name node-1 --ip 10.0.0.1"
+    )]
+    Tls(crate::cmd::tls::TlsCommand),
 }
 
 #[derive(Args, Debug)]
@@ -224,9 +245,9 @@ pub(crate) enum ConfigCommand {
     Validate {
         #[arg(long, short = 'f')]
         file: PathBuf,
-        /// An agent to check against (offline when absent).
-        #[arg(long, env = "CONCLAVE_ADDR")]
-        addr: Option<String>,
+        /// Check against the agent of --addr too (offline without --addr).
+        #[command(flatten)]
+        client: ClientOpts,
     },
     /// Desired against applied configuration on every node: drift, lag, hand-edited files,
     /// and declared settings that differ between nodes.
@@ -392,61 +413,6 @@ pub(crate) enum LeaderCommand {
     },
 }
 
-#[derive(Subcommand, Debug)]
-pub(crate) enum KvCommand {
-    /// Store a value (from the argument, or from stdin when it is omitted or `-`).
-    #[command(
-        after_help = "Examples:\n  conclave kv put app/color blue\n  conclave kv put app/config - < config.json\n  conclave kv put lock/a me --cas 0   # only if absent"
-    )]
-    Put {
-        key: String,
-        value: Option<String>,
-        /// Only if the key's revision is this (0 = must not exist).
-        #[arg(long)]
-        cas: Option<u64>,
-        #[command(flatten)]
-        client: ClientOpts,
-    },
-    /// Print a value.
-    #[command(
-        after_help = "Examples:\n  conclave kv get app/color\n  conclave kv get app/color --stale -o json"
-    )]
-    Get {
-        key: String,
-        /// Read this node's copy instead of a linearizable read.
-        #[arg(long)]
-        stale: bool,
-        #[command(flatten)]
-        client: ClientOpts,
-    },
-    /// Delete a key.
-    #[command(
-        after_help = "Examples:\n  conclave kv del app/color\n  conclave kv del app/color --cas 7"
-    )]
-    Del {
-        key: String,
-        /// Only if the key's revision is this.
-        #[arg(long)]
-        cas: Option<u64>,
-        #[command(flatten)]
-        client: ClientOpts,
-    },
-    /// List keys under a prefix.
-    #[command(after_help = "Examples:\n  conclave kv ls app/\n  conclave kv ls --limit 10 -o json")]
-    Ls {
-        #[arg(default_value = "")]
-        prefix: String,
-        /// At most this many keys.
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
-        /// Start after this key (the one `ls` names when more keys match).
-        #[arg(long)]
-        after: Option<String>,
-        #[command(flatten)]
-        client: ClientOpts,
-    },
-}
-
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Agent(args) => crate::cmd::agent::run_agent(*args),
@@ -459,6 +425,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Kv(cmd) => client_command(|| crate::cmd::kv::kv(cmd)),
         Command::Status { client } => client_command(|| crate::cmd::status::status(&client)),
+        Command::Tls(command) => crate::cmd::tls::run(command),
         Command::Config(cmd) => client_command(|| config_command(cmd)),
         Command::Roles(args) => client_command(|| async move {
             match args.cmd {
@@ -560,8 +527,8 @@ async fn config_command(cmd: ConfigCommand) -> Result<(), ClientError> {
             let json = client.output == Output::Json;
             cc::history(&client.client()?, &id, json).await
         }
-        ConfigCommand::Validate { file, addr } => {
-            let live = addr.as_deref().map(Client::new).transpose()?;
+        ConfigCommand::Validate { file, client } => {
+            let live = client.addr.is_some().then(|| client.client()).transpose()?;
             cc::validate_file(&file, live.as_ref()).await
         }
         ConfigCommand::Status {

@@ -10,8 +10,14 @@ use std::collections::BTreeSet;
 
 /// The prefix of every agent setting in the environment.
 pub const PREFIX: &str = "CONCLAVE_";
-/// Variables of the CLI, not the agent; silently not settings.
-const CLI_VARS: &[&str] = &["addr"];
+/// Variables of the CLI (or flags of both), not settings; silently not reported.
+const CLI_VARS: &[&str] = &[
+    "addr",
+    "mtls_ca_file",
+    "mtls_cert_file",
+    "mtls_key_file",
+    "token",
+];
 
 /// The setting a variable's key (after the prefix, lower-cased) would set: its first segment.
 pub fn section(key: &str) -> String {

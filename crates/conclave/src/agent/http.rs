@@ -8,6 +8,10 @@
 //! requests on a kept-alive connection), and at most `max_connections` are open at once
 //! (further clients wait in the listen backlog). The descriptor limit is raised to its hard
 //! limit at start, and the cap leaves room below it for storage, node RPC and gossip.
+//!
+//! With TLS, each connection's handshake must also finish within `header_timeout`, and
+//! uses the material current when it was accepted (`conclave_tls::Reloadable`), so rotated
+//! certificates reach new connections without a restart.
 
 use std::io;
 use std::sync::Arc;
@@ -72,12 +76,14 @@ pub(crate) fn connection_cap(wanted: usize, soft_limit: u64) -> usize {
     wanted.min(room as usize).max(1)
 }
 
-/// Serve `app` until `shutdown`, then finish the requests in flight.
+/// Serve `app` until `shutdown`, then finish the requests in flight; HTTPS only when `tls`
+/// is given.
 pub(crate) fn serve(
     listener: TcpListener,
     app: axum::Router,
     shutdown: &CancellationToken,
     limits: HttpLimits,
+    tls: Option<Arc<conclave_tls::Reloadable>>,
 ) -> HttpTask {
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -119,10 +125,35 @@ pub(crate) fn serve(
                 },
             };
             let service = TowerToHyperService::new(app.clone());
-            let conn = graceful.watch(http1.serve_connection(TokioIo::new(stream), service));
+            let Some(tls) = &tls else {
+                let conn = graceful.watch(http1.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    // A client that goes away or times out is its own business.
+                    let _ = conn.await;
+                    drop(permit);
+                });
+                continue;
+            };
+            let acceptor = tls.acceptor();
+            let (http1, watcher) = (http1.clone(), graceful.watcher());
             tokio::spawn(async move {
-                // A client that goes away or times out is its own business.
-                let _ = conn.await;
+                // A failed handshake (no client certificate, a plain-HTTP client, a scanner)
+                // is the client's problem; it is counted, not logged per connection.
+                let handshake = async {
+                    let mut stream = stream;
+                    if !starts_with_tls(&mut stream).await? {
+                        refuse_plain_http(&mut stream).await;
+                        return Err(io::Error::other("plain HTTP on the HTTPS port"));
+                    }
+                    acceptor.accept(stream).await
+                };
+                match tokio::time::timeout(limits.header_timeout, handshake).await {
+                    Ok(Ok(stream)) => {
+                        let conn = http1.serve_connection(TokioIo::new(stream), service);
+                        let _ = watcher.watch(conn).await;
+                    }
+                    _ => metrics::counter!("conclave_tls_handshake_failures_total").increment(1),
+                }
                 drop(permit);
             });
         }
@@ -130,6 +161,31 @@ pub(crate) fn serve(
         graceful.shutdown().await;
         Ok(())
     })
+}
+
+/// Whether the client's first byte opens a TLS handshake record (0x16), as opposed to,
+/// say, a plain-HTTP request line.
+async fn starts_with_tls(stream: &mut tokio::net::TcpStream) -> io::Result<bool> {
+    let mut first = [0u8; 1];
+    let n = stream.peek(&mut first).await?;
+    Ok(n == 1 && first[0] == 0x16)
+}
+
+/// Tell a plain-HTTP client what it did wrong, in the API's error shape, then close.
+async fn refuse_plain_http(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = serde_json::json!({"error": {
+        "code": conclave_types::ErrorCode::BadRequest,
+        "message": "this agent serves HTTPS only; the request came as plain HTTP",
+        "hint": "use https:// (and --ca-file with the CLI)",
+    }})
+    .to_string();
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 #[cfg(test)]

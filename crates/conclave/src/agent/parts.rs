@@ -238,10 +238,14 @@ pub(super) async fn advertise_raft(
 /// A client agent's coordinator: calls go to the members of the membership a member proved
 /// over node RPC, the leader first (its users bound their calls; a watch stream has no
 /// timeout).
-pub(super) fn remote_coordinator(verified: Arc<VerifiedMembers>) -> anyhow::Result<Coordinator> {
-    let targets: conclave_coord::Targets = Arc::new(move || verified.targets());
+pub(super) fn remote_coordinator(
+    verified: Arc<VerifiedMembers>,
+    https: &super::tls::Https,
+) -> anyhow::Result<Coordinator> {
+    let scheme = https.scheme();
+    let targets: conclave_coord::Targets = Arc::new(move || verified.targets(scheme));
     // The base address is replaced by each member's; the pool is shared.
-    let client = conclave_client::Client::new("http://127.0.0.1")
+    let client = conclave_client::Client::with_tls("http://127.0.0.1", https.client_config()?)
         .map_err(|e| anyhow::anyhow!("an HTTP client for the cluster: {e}"))?;
     Ok(Coordinator::Remote(conclave_coord::Remote::new(
         targets, client,

@@ -420,7 +420,7 @@ async fn unresolved_on_role_nodes(
         if roles.is_empty() {
             continue;
         }
-        let node = Client::new(&format!("http://{}", m.api_addr))?;
+        let node = client.rebased(&format!("{}://{}", client.scheme(), m.api_addr))?;
         let references: Vec<String> = refs.iter().map(|(_, r)| r.to_string()).collect();
         let answer: Value = node.check_secrets(&references).await?;
         for ((path, reference), result) in refs

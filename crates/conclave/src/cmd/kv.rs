@@ -2,10 +2,66 @@
 
 use std::io::{Read, Write};
 
-use crate::cli::KvCommand;
-use crate::cli::Output;
+use clap::Subcommand;
+
+use crate::cli::{ClientOpts, Output};
 use crate::client::ClientError;
 use crate::output::{print_json, shell_word};
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum KvCommand {
+    /// Store a value (from the argument, or from stdin when it is omitted or `-`).
+    #[command(
+        after_help = "Examples:\n  conclave kv put app/color blue\n  conclave kv put app/config - < config.json\n  conclave kv put lock/a me --cas 0   # only if absent"
+    )]
+    Put {
+        key: String,
+        value: Option<String>,
+        /// Only if the key's revision is this (0 = must not exist).
+        #[arg(long)]
+        cas: Option<u64>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Print a value.
+    #[command(
+        after_help = "Examples:\n  conclave kv get app/color\n  conclave kv get app/color --stale -o json"
+    )]
+    Get {
+        key: String,
+        /// Read this node's copy instead of a linearizable read.
+        #[arg(long)]
+        stale: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Delete a key.
+    #[command(
+        after_help = "Examples:\n  conclave kv del app/color\n  conclave kv del app/color --cas 7"
+    )]
+    Del {
+        key: String,
+        /// Only if the key's revision is this.
+        #[arg(long)]
+        cas: Option<u64>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// List keys under a prefix.
+    #[command(after_help = "Examples:\n  conclave kv ls app/\n  conclave kv ls --limit 10 -o json")]
+    Ls {
+        #[arg(default_value = "")]
+        prefix: String,
+        /// At most this many keys.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Start after this key (the one `ls` names when more keys match).
+        #[arg(long)]
+        after: Option<String>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
 
 pub(crate) async fn kv(cmd: KvCommand) -> Result<(), ClientError> {
     match cmd {

@@ -10,3 +10,4 @@ pub mod members;
 pub mod roles;
 pub mod snapshot;
 pub mod status;
+pub mod tls;

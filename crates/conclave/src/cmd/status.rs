@@ -60,6 +60,21 @@ pub(crate) async fn status(opts: &ClientOpts) -> Result<(), ClientError> {
                     .log_last_index
                     .map_or("-".to_string(), |l| l.to_string())
             );
+            if let Some(tls) = &s.tls {
+                let days = tls.expires_in_seconds.div_euclid(86_400);
+                out!(
+                    "tls       {}, expires in {days} days{}{}",
+                    tls.subject,
+                    if tls.verify_incoming {
+                        ", client certificates required"
+                    } else {
+                        ""
+                    },
+                    tls.reload_error
+                        .as_deref()
+                        .map_or(String::new(), |e| format!(" (last reload FAILED: {e})"))
+                );
+            }
             match c.clone().without_retry().health().await {
                 Ok(h) => match h.degraded {
                     Some(why) => out!("health    {} ({why})", h.status),

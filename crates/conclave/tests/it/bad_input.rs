@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{Agent, BIN, error_code, free_addr, http};
+use crate::support::{Agent, error_code, free_addr, http};
 
 /// Status, code and message of a JSON error (shape checked by `error_code`).
 async fn code_of(r: reqwest::Response) -> (StatusCode, String, String) {
@@ -116,7 +116,7 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
 }
 
 fn run_agent(args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(BIN)
+    let out = crate::support::command()
         .arg("agent")
         .args(args)
         .output()
@@ -332,7 +332,7 @@ async fn browser_requests_from_elsewhere_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let a = Agent::start(dir.path(), &[]).await;
     let c = http();
-    let addr = a.url("").trim_start_matches("http://").to_string();
+    let addr = a.http.to_string();
 
     let csrf = c
         .put(a.url("/v1/kv/csrf"))
@@ -362,7 +362,7 @@ async fn browser_requests_from_elsewhere_are_refused() {
     // The agent's own origin (a page it would serve) may write.
     let own = c
         .put(a.url("/v1/kv/own"))
-        .header("origin", format!("http://{addr}"))
+        .header("origin", format!("{}://{addr}", crate::support::scheme()))
         .body("ok")
         .send()
         .await
@@ -383,13 +383,18 @@ async fn slow_clients_neither_block_others_nor_keep_their_connections() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let a = Agent::start_env(dir.path(), &[], &[("CONCLAVE_HTTP_HEADER_TIMEOUT", "1s")]).await;
-    let addr = a.url("").trim_start_matches("http://").to_string();
+    let addr = a.http;
+    // Half a request's headers; over TLS, half a handshake (a record header that promises
+    // 255 bytes which never come).
+    let partial: &[u8] = if crate::support::tls_mode() {
+        &[0x16, 0x03, 0x01, 0x00, 0xff, 0x01]
+    } else {
+        b"GET /v1/health HTTP/1.1\r\nhost: x\r\nx-slow: "
+    };
     let mut slow = Vec::new();
     for _ in 0..300 {
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        s.write_all(b"GET /v1/health HTTP/1.1\r\nhost: x\r\nx-slow: ")
-            .await
-            .unwrap();
+        s.write_all(partial).await.unwrap();
         slow.push(s);
     }
     let started = std::time::Instant::now();

@@ -113,7 +113,7 @@ fn print_config_shows_the_layered_result() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "max_value_bytes = 1000\nlog_format = \"json\"\n").unwrap();
-    let out = std::process::Command::new(crate::support::BIN)
+    let out = crate::support::command()
         .args([
             "agent",
             "--print-config",
@@ -141,10 +141,10 @@ fn print_config_shows_the_layered_result() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_into_a_closed_pipe_does_not_panic() {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let a = Agent::start(dir.path(), &[]).await;
-    let mut child = Command::new(crate::support::BIN)
+    let mut child = crate::support::command()
         .args(["status", "--addr", &a.addr_flag()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -2,11 +2,11 @@
 //! history, `?revision=`, CAS, and `conclave apply` (dry run, diff, conflicts).
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::{Value, json};
 
-use crate::support::{Agent, BIN, cli, error_code, http};
+use crate::support::{Agent, cli, error_code, http};
 
 const PEERS: &str = r#"{"peers": [{"node_id": "cloud-node-1", "address": "remote.example.com:9000",
     "type": "cloud", "oauth2": {"token_url": "https://id.example.com/token",
@@ -239,7 +239,7 @@ async fn apply_shows_diffs_honours_dry_run_and_reports_conflicts() {
     // A change made between the diff and the write is reported, not overwritten.
     let changed = yaml.replace("port: 9000", "port: 9001");
     let file = write_file(dir.path(), "cluster.yaml", &changed);
-    let mut apply = Command::new(BIN)
+    let mut apply = crate::support::command()
         .args(["apply", "-f", &file, "--confirm", "--addr", &addr])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cluster::{cluster_env, eventually, get_json, leader_of, signal, start_static};
-use crate::support::{BIN, http};
+use crate::support::http;
 
 const TTL: Duration = Duration::from_millis(1500);
 
@@ -110,10 +110,7 @@ async fn epochs_grow_and_holders_never_overlap_across_a_leader_kill_and_a_pause(
     let root = tempfile::tempdir().unwrap();
     let env = cluster_env(&[]);
     let mut nodes = start_static(root.path(), 3, &[], &env).await;
-    let urls: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("http://{}", n.agent.http))
-        .collect();
+    let urls: Vec<String> = nodes.iter().map(|n| n.agent.addr_flag()).collect();
     let tenures = Arc::new(Mutex::new(Vec::new()));
     let until = Instant::now() + Duration::from_secs(14);
     let mut tasks = Vec::new();
@@ -183,7 +180,7 @@ fn elect(addr: &str, candidate: &str, log: &std::path::Path) -> std::process::Ch
          while :; do sleep 0.05; done",
         log = log.display()
     );
-    std::process::Command::new(BIN)
+    crate::support::command()
         .args([
             "elect",
             "gw",

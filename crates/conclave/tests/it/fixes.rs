@@ -1,12 +1,11 @@
 //! Small things an operator trips over, each once found by trying conclave as a new user.
 
-use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 
 use crate::cluster::eventually;
-use crate::support::{Agent, BIN, cli, error_code, http};
+use crate::support::{Agent, cli, error_code, http};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_and_its_cli_behave_as_documented() {
@@ -127,7 +126,7 @@ async fn an_agent_and_its_cli_behave_as_documented() {
 
     // `snapshot save` with a bare file name, as in the README.
     let cwd = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
+    let out = crate::support::command()
         .args(["snapshot", "save", "backup.snap", "--addr", &addr])
         .env_remove("CONCLAVE_ADDR")
         .current_dir(cwd.path())

@@ -22,10 +22,13 @@ async fn members(agent: &Agent, query: &str) -> Vec<Value> {
 }
 
 async fn members_at(http: std::net::SocketAddr, query: &str) -> Vec<Value> {
-    get_json(&format!("http://{http}/v1/members{query}"))
-        .await
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
+    get_json(&format!(
+        "{}://{http}/v1/members{query}",
+        crate::support::scheme()
+    ))
+    .await
+    .and_then(|v| v.as_array().cloned())
+    .unwrap_or_default()
 }
 
 fn state_of(list: &[Value], id: u64) -> Option<String> {

@@ -18,5 +18,6 @@ mod recovery;
 mod role_overlap;
 mod roles;
 mod seams;
+mod tls;
 mod trust;
 mod watch;

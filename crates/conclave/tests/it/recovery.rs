@@ -141,7 +141,7 @@ async fn cas_counter_loses_no_acknowledged_increment_across_leader_kills_and_a_p
     for c in 0..8usize {
         let (urls, stop, tally) = (urls.clone(), stop.clone(), tally.clone());
         clients.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
+            let client = crate::support::http_builder()
                 .timeout(Duration::from_secs(15))
                 .build()
                 .unwrap();

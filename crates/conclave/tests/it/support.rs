@@ -1,4 +1,8 @@
 //! Start and stop real agents on ephemeral loopback ports; every child is killed by PID on drop.
+//!
+//! With `CONCLAVE_TEST_TLS=1` every agent serves HTTPS with mutual TLS and every client
+//! here (`http()`, `cli()`, `Agent::url`) speaks it: `.ci/run` runs the suite a second time
+//! that way.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -74,6 +78,82 @@ impl PortBlocks {
     }
 }
 
+/// Whether this run speaks HTTPS to every agent (`CONCLAVE_TEST_TLS=1`).
+pub fn tls_mode() -> bool {
+    std::env::var_os("CONCLAVE_TEST_TLS").is_some_and(|v| v == "1")
+}
+
+/// `https` in TLS mode, else `http`.
+pub fn scheme() -> &'static str {
+    if tls_mode() { "https" } else { "http" }
+}
+
+/// The CA and the certificates (`agent`, `client`) every test of this build shares, made
+/// once under the target directory: into a fresh directory, then renamed into place, so
+/// concurrent test processes never see half of it.
+pub fn pki() -> &'static Path {
+    static PKI: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-pki");
+        if dir.join("client-key.pem").exists() {
+            return dir;
+        }
+        let fresh = tempfile::Builder::new()
+            .prefix("test-pki-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("pki dir");
+        conclave_tls::issue::create_ca(fresh.path(), 3650).expect("test CA");
+        for name in ["agent", "client"] {
+            let req = conclave_tls::issue::CertRequest {
+                name: name.into(),
+                ips: Vec::new(),
+                dns: Vec::new(),
+                days: 3650,
+            };
+            conclave_tls::issue::create_cert(fresh.path(), &req).expect("test cert");
+        }
+        // Losing the race to another process is fine: its copy is as good.
+        if std::fs::rename(fresh.path(), &dir).is_ok() {
+            std::mem::forget(fresh);
+        }
+        dir
+    })
+}
+
+/// The flags that make an agent serve HTTPS with the shared test certificates (mutual TLS).
+pub fn tls_agent_flags() -> Vec<String> {
+    let p = pki();
+    [
+        ("--tls-ca-file", "ca.pem"),
+        ("--tls-cert-file", "agent.pem"),
+        ("--tls-key-file", "agent-key.pem"),
+    ]
+    .into_iter()
+    .flat_map(|(flag, file)| [flag.to_string(), p.join(file).display().to_string()])
+    .collect()
+}
+
+/// The variables that make the CLI a TLS client with the shared client certificate.
+pub fn tls_client_env() -> Vec<(&'static str, PathBuf)> {
+    let p = pki();
+    vec![
+        ("CONCLAVE_MTLS_CA_FILE", p.join("ca.pem")),
+        ("CONCLAVE_MTLS_CERT_FILE", p.join("client.pem")),
+        ("CONCLAVE_MTLS_KEY_FILE", p.join("client-key.pem")),
+    ]
+}
+
+/// A rustls client configuration with the shared CA and client certificate.
+pub fn tls_client_config() -> rustls::ClientConfig {
+    let p = pki();
+    conclave_tls::client_config(&conclave_tls::ClientFiles {
+        ca_file: Some(p.join("ca.pem")),
+        cert_file: Some(p.join("client.pem")),
+        key_file: Some(p.join("client-key.pem")),
+    })
+    .expect("test TLS client")
+}
+
 pub struct Agent {
     child: Option<Child>,
     pub http: SocketAddr,
@@ -112,6 +192,13 @@ impl Agent {
         std::fs::create_dir_all(dir).expect("test dir");
         let log = dir.join(format!("agent-{}.log", http.port()));
         let out = std::fs::File::create(&log).expect("log file");
+        // A test that brings its own certificates keeps them.
+        let own_tls = extra.iter().any(|a| a.starts_with("--tls-"));
+        let tls = if tls_mode() && !own_tls {
+            tls_agent_flags()
+        } else {
+            Vec::new()
+        };
         let child = Command::new(BIN)
             .arg("agent")
             .arg("--data-dir")
@@ -120,6 +207,7 @@ impl Agent {
             .arg(http.to_string())
             .arg("--rpc-addr")
             .arg(rpc.to_string())
+            .args(&tls)
             .args(extra)
             .envs(env.iter().copied())
             .env_remove("CONCLAVE_ADDR")
@@ -137,7 +225,7 @@ impl Agent {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.http, path)
+        format!("{}://{}{}", scheme(), self.http, path)
     }
 
     /// `GET /v1/status` as JSON.
@@ -153,7 +241,7 @@ impl Agent {
     }
 
     pub fn addr_flag(&self) -> String {
-        format!("http://{}", self.http)
+        format!("{}://{}", scheme(), self.http)
     }
 
     pub async fn wait_healthy(&self, timeout: Duration) {
@@ -252,18 +340,45 @@ pub async fn error_code(
 }
 
 pub fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    http_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("http client")
 }
 
+/// A client builder that speaks this run's protocol (mutual TLS in TLS mode).
+pub fn http_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let builder = reqwest::Client::builder();
+    if tls_mode() {
+        builder.use_preconfigured_tls(tls_client_config())
+    } else {
+        builder
+    }
+}
+
+/// A command running the CLI as this run's clients do (TLS variables in TLS mode, no
+/// inherited `CONCLAVE_ADDR`).
+pub fn command() -> Command {
+    let mut c = Command::new(BIN);
+    c.env_remove("CONCLAVE_ADDR");
+    if tls_mode() {
+        c.envs(tls_client_env());
+    }
+    c
+}
+
 /// Run the CLI; returns (exit code, stdout, stderr).
 pub fn cli(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
     use std::io::Write;
+    let tls = if tls_mode() {
+        tls_client_env()
+    } else {
+        Vec::new()
+    };
     let mut child = Command::new(BIN)
         .args(args)
+        .envs(tls)
         .env_remove("CONCLAVE_ADDR")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

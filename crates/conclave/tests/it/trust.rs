@@ -131,7 +131,7 @@ async fn client_agents_learn_the_members_and_nothing_more(
         Err(VerifyError::WrongNode { .. })
     ));
     assert!(
-        verified.targets().is_empty(),
+        verified.targets(crate::support::scheme()).is_empty(),
         "a misnamed member became a target"
     );
     let right = Candidate {
@@ -150,7 +150,7 @@ async fn client_agents_learn_the_members_and_nothing_more(
             .await,
         Ok(node0)
     );
-    let mut targets = verified.targets();
+    let mut targets = verified.targets(crate::support::scheme());
     let mut expected: Vec<String> = nodes.iter().map(|n| n.agent.url("")).collect();
     targets.sort();
     expected.sort();
@@ -162,7 +162,7 @@ async fn client_agents_learn_the_members_and_nothing_more(
         Err(VerifyError::Unreachable { .. })
     ));
     assert!(
-        without.targets().is_empty(),
+        without.targets("http").is_empty(),
         "a client with the wrong token has targets"
     );
 }

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use crate::cluster::{cluster_env, eventually, get_json, leader_of, start_static};
-use crate::support::{Agent, BIN, cli, error_code, http};
+use crate::support::{Agent, cli, error_code, http};
 
 /// (id, event, data) of each complete event in `buf`, leaving the incomplete rest.
 fn take_events(buf: &mut String) -> Vec<(Option<u64>, String, String)> {
@@ -45,7 +45,8 @@ async fn watcher(
 ) -> usize {
     let mut last: u64 = 0;
     let mut connections = 0;
-    let client = reqwest::Client::new();
+    // No overall timeout: a watch stream lasts.
+    let client = crate::support::http_builder().build().expect("client");
     for base in bases.iter().cycle() {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -94,10 +95,7 @@ async fn a_watch_delivers_every_change_once_in_order_across_reconnects_and_a_lea
     let root = tempfile::tempdir().unwrap();
     let env = cluster_env(&[]);
     let mut nodes = start_static(root.path(), 3, &[], &env).await;
-    let bases: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("http://{}", n.agent.http))
-        .collect();
+    let bases: Vec<String> = nodes.iter().map(|n| n.agent.addr_flag()).collect();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let watch = tokio::spawn(watcher(bases.clone(), "w/", 37, seen.clone(), stop.clone()));
@@ -212,7 +210,7 @@ async fn a_watch_from_compacted_history_gets_410_and_heartbeats_flow() {
     assert_eq!(ids, (31..=50).collect::<Vec<u64>>());
 
     // The CLI reads the same stream: one line per change, and the 410 as an error.
-    let mut child = std::process::Command::new(BIN)
+    let mut child = crate::support::command()
         .args(["watch", "k4", "--from-revision", "45", "--addr"])
         .arg(agent.addr_flag())
         .stdout(std::process::Stdio::piped())

@@ -1,0 +1,32 @@
+//! HTTPS for the load generator: the same keep-alive load over mutual TLS, so that the cost
+//! of TLS can be measured side by side with plain HTTP and with etcd over TLS.
+
+use std::path::PathBuf;
+
+/// HTTPS for `load`: set `--ca-file` to speak TLS (with a client certificate when given).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub(crate) struct TlsArgs {
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    #[arg(long)]
+    cert_file: Option<PathBuf>,
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    pub(crate) fn connector(&self) -> anyhow::Result<Option<tokio_rustls::TlsConnector>> {
+        if self.ca_file.is_none() {
+            return Ok(None);
+        }
+        let files = conclave_tls::ClientFiles {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        };
+        let config = conclave_tls::client_config(&files)?;
+        Ok(Some(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+            config,
+        ))))
+    }
+}

@@ -1,0 +1,179 @@
+//! The agent's HTTPS material: loaded (and checked) at start, followed afterwards. A change
+//! to any of the files, or SIGHUP, reloads them; a reload that fails keeps the files that
+//! were served and says why in the log, `/v1/status` (`tls.reload_error`) and
+//! `conclave_tls_reloads_total{outcome="failed"}`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use conclave_tls::{Material, Reloadable};
+use conclave_types::TlsStatus;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+
+/// The agent's HTTPS, or its absence: what the server, the status page and the agent's own
+/// client side (a client agent forwarding) need of it.
+#[derive(Clone, Default)]
+pub(crate) struct Https(Option<Arc<Reloadable>>);
+
+impl Https {
+    /// Load `config`'s TLS files (none: plain HTTP); an error names the file.
+    pub(crate) fn load(config: &AgentConfig) -> anyhow::Result<Self> {
+        load(config).map(Self)
+    }
+
+    /// Follow the files until `shutdown`.
+    pub(crate) fn follow(
+        &self,
+        config: &AgentConfig,
+        shutdown: &CancellationToken,
+        tasks: &tokio_util::task::TaskTracker,
+    ) -> anyhow::Result<()> {
+        if let Some(tls) = &self.0 {
+            let task = follow(tls.clone(), config.tls.reload_interval, shutdown.clone())?;
+            tasks.spawn(async move {
+                let _ = task.await;
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn server(&self) -> Option<Arc<Reloadable>> {
+        self.0.clone()
+    }
+
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.0.is_some() { "https" } else { "http" }
+    }
+
+    pub(crate) fn status_fn(&self) -> Option<conclave_api::TlsStatusFn> {
+        let tls = self.0.clone()?;
+        Some(Arc::new(move || status(&tls)))
+    }
+
+    /// How this agent reaches other agents' APIs: presenting its own certificate and
+    /// trusting its CA, as they are at each connection.
+    pub(crate) fn client_config(&self) -> anyhow::Result<Option<rustls::ClientConfig>> {
+        self.0
+            .as_ref()
+            .map(|tls| tls.client_config())
+            .transpose()
+            .context("a client agent forwards to members over HTTPS")
+    }
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn record(material: &Material) {
+    metrics::gauge!("conclave_tls_certificate_expiry_timestamp_seconds")
+        .set(material.info.not_after as f64);
+}
+
+/// Load `config`'s TLS files, or `None` when it has none; an error names the file.
+pub(crate) fn load(config: &AgentConfig) -> anyhow::Result<Option<Arc<Reloadable>>> {
+    let Some(files) = config.tls.files()? else {
+        return Ok(None);
+    };
+    let tls = Reloadable::load(files).context("cannot serve HTTPS")?;
+    let material = tls.current();
+    tracing::info!(
+        subject = %material.info.subject,
+        not_after = material.info.not_after,
+        verify_incoming = tls.files().verify_incoming,
+        "serving HTTPS"
+    );
+    Ok(Some(Arc::new(tls)))
+}
+
+/// Reload `tls` whenever its files change (checked every `interval`) or SIGHUP arrives,
+/// until `stop`.
+pub(crate) fn follow(
+    tls: Arc<Reloadable>,
+    interval: Duration,
+    stop: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    // The metrics recorder is installed after the files are first loaded.
+    metrics::describe_gauge!(
+        "conclave_tls_certificate_expiry_timestamp_seconds",
+        "When the certificate the HTTP API serves expires (Unix seconds)."
+    );
+    metrics::describe_counter!(
+        "conclave_tls_reloads_total",
+        "TLS file reloads, by outcome (ok, failed: the previous files stay in use)."
+    );
+    metrics::describe_counter!(
+        "conclave_tls_handshake_failures_total",
+        "HTTPS connections whose TLS handshake failed or timed out."
+    );
+    record(&tls.current());
+    Ok(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let result = tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {
+                    let tls = tls.clone();
+                    match tokio::task::spawn_blocking(move || tls.reload_if_changed()).await {
+                        Ok(Some(r)) => r,
+                        _ => continue,
+                    }
+                }
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading the TLS files");
+                    let tls = tls.clone();
+                    match tokio::task::spawn_blocking(move || tls.reload()).await {
+                        Ok(r) => r,
+                        Err(_) => continue,
+                    }
+                }
+            };
+            match result {
+                Ok(material) => {
+                    record(&material);
+                    metrics::counter!("conclave_tls_reloads_total", "outcome" => "ok").increment(1);
+                    tracing::info!(
+                        subject = %material.info.subject,
+                        not_after = material.info.not_after,
+                        sha256 = %material.info.sha256,
+                        "TLS files reloaded; new connections use them"
+                    );
+                }
+                Err(e) => {
+                    metrics::counter!("conclave_tls_reloads_total", "outcome" => "failed")
+                        .increment(1);
+                    tracing::error!(
+                        error = %e,
+                        "reloading the TLS files failed; still serving the previous ones"
+                    );
+                }
+            }
+        }
+    }))
+}
+
+/// What `/v1/status` shows of `tls`.
+pub(crate) fn status(tls: &Reloadable) -> TlsStatus {
+    let material = tls.current();
+    let info = &material.info;
+    TlsStatus {
+        cert_file: tls.files().cert_file.display().to_string(),
+        subject: info.subject.clone(),
+        dns_names: info.dns_names.clone(),
+        ip_addresses: info.ip_addresses.iter().map(|ip| ip.to_string()).collect(),
+        not_before: info.not_before,
+        not_after: info.not_after,
+        expires_in_seconds: info.not_after - unix(SystemTime::now()),
+        sha256: info.sha256.clone(),
+        verify_incoming: tls.files().verify_incoming,
+        loaded_at: unix(material.loaded_at),
+        reload_error: tls.last_error(),
+    }
+}
