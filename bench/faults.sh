@@ -67,7 +67,7 @@ start() { # sys n
   local n=$2
   if [ "$1" = conclave ]; then
     ip netns exec "$(ns "$n")" "$BIN" agent --data-dir "$WORK/c$n" --http-addr "$(ip_of "$n"):7400" \
-      --rpc-addr "$(ip_of "$n"):7401" --initial-members "$MEMBERS" --log-level warn >>"$WORK/c$n.log" 2>&1 &
+      --rpc-addr "$(ip_of "$n"):7401" --initial-members "$MEMBERS" --log-level warn --insecure >>"$WORK/c$n.log" 2>&1 &
   else
     ip netns exec "$(ns "$n")" etcd --name "e$n" --data-dir "$WORK/e$n" \
       --listen-client-urls "http://$(ip_of "$n"):2379" --advertise-client-urls "http://$(ip_of "$n"):2379" \

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# What HTTPS costs: a single-node conclave over plain HTTP and over mutual TLS, and a
-# single-node etcd with client and peer TLS (client certificates required), driven by the
-# same load generator (one keep-alive connection per client, TLS session set up once per
+# What security at the edge costs: a single-node conclave over plain HTTP, over mutual TLS,
+# and over mutual TLS with ACLs (every request carries a token checked against its policy),
+# and a single-node etcd with client and peer TLS (client certificates required), driven by
+# the same load generator (one keep-alive connection per client, TLS session set up once per
 # connection as any pooled client does), in the same run, on the same loopback and disk.
 #
-#   bash bench/tls.sh                  # ≈ 2 min, writes bench/tls-results.md
+#   bash bench/tls.sh                  # ≈ 3 min, writes bench/tls-results.md
 #   POINT_SECONDS=2 bash bench/tls.sh  # quicker
 #
 # Every process it starts is stopped by PID on exit; nothing listens beyond loopback.
@@ -36,6 +37,7 @@ LOAD_TLS=(--ca-file "$PKI/ca.pem" --cert-file "$PKI/client.pem" --key-file "$PKI
 
 PLAIN=127.0.0.1:17400
 SECURE=127.0.0.1:17410
+ACL=127.0.0.1:17420
 ETCD=127.0.0.1:12379
 "$BIN" agent --data-dir "$WORK/plain" --http-addr $PLAIN --rpc-addr 127.0.0.1:17401 --log-level warn \
   >"$WORK/plain.log" 2>&1 &
@@ -43,6 +45,10 @@ PIDS+=("$!")
 "$BIN" agent --data-dir "$WORK/secure" --http-addr $SECURE --rpc-addr 127.0.0.1:17411 --log-level warn \
   --tls-ca-file "$PKI/ca.pem" --tls-cert-file "$PKI/server.pem" --tls-key-file "$PKI/server-key.pem" \
   >"$WORK/secure.log" 2>&1 &
+PIDS+=("$!")
+CONCLAVE_ACL__ENABLED=true "$BIN" agent --data-dir "$WORK/acl" --http-addr $ACL --rpc-addr 127.0.0.1:17421 \
+  --log-level warn --tls-ca-file "$PKI/ca.pem" --tls-cert-file "$PKI/server.pem" --tls-key-file "$PKI/server-key.pem" \
+  >"$WORK/acl.log" 2>&1 &
 PIDS+=("$!")
 etcd --name bench --data-dir "$WORK/etcd" \
   --listen-client-urls "https://$ETCD" --advertise-client-urls "https://$ETCD" \
@@ -56,6 +62,14 @@ PIDS+=("$!")
 wait_ok curl -sf "http://$PLAIN/v1/health"
 wait_ok curl -sf "${CURL_TLS[@]}" "https://$SECURE/v1/health"
 wait_ok curl -sf "${CURL_TLS[@]}" "https://$ETCD/health"
+wait_ok curl -sf "${CURL_TLS[@]}" "https://$ACL/v1/health"
+# A token that may read and write the benchmark's keys only (not the management token).
+MGMT=$("$BIN" acl bootstrap -o json --addr "https://$ACL" --ca-file "$PKI/ca.pem" --cert-file "$PKI/client.pem" \
+  --key-file "$PKI/client-key.pem" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret_id"])')
+ACLCLI=(--addr "https://$ACL" --ca-file "$PKI/ca.pem" --cert-file "$PKI/client.pem" --key-file "$PKI/client-key.pem")
+CONCLAVE_TOKEN=$MGMT "$BIN" acl policy put bench --rule kv:bench/:write "${ACLCLI[@]}" >/dev/null
+TOKEN=$(CONCLAVE_TOKEN=$MGMT "$BIN" acl token create --policy bench -o json "${ACLCLI[@]}" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["secret_id"])')
 sleep 1
 
 : >"$OUT_JSON"
@@ -68,6 +82,7 @@ for _ in $(seq 1 "$ROUNDS"); do
   for op in put get; do
     point "conclave plain" conclave $PLAIN $op
     point "conclave mTLS" conclave $SECURE $op "${LOAD_TLS[@]}"
+    point "conclave mTLS+ACL" conclave $ACL $op "${LOAD_TLS[@]}" --token "$TOKEN"
     point "etcd mTLS" etcd $ETCD $op "${LOAD_TLS[@]}"
   done
 done
@@ -80,15 +95,15 @@ commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
 out = [f"commit `{commit}` · {cpu} · {nproc} cores · kernel {platform.release()} · c=64, one keep-alive connection per client", ""]
-out.append("| op | setup | ops/s (median of rounds) | p50 / p99 µs | errors | vs conclave plain | conclave mTLS vs this |")
+out.append("| op | setup | ops/s (median of rounds) | p50 / p99 µs | errors | vs conclave plain | conclave mTLS+ACL vs this |")
 out.append("|---|---|---:|---|---:|---:|---:|")
 def med(op, setup):
     rs = [r for r in rows if r["op"] == op and r["setup"] == setup]
     return statistics.median(r["ops_per_sec"] for r in rs), rs[-1]
 for op in ["put", "get"]:
     plain, _ = med(op, "conclave plain")
-    secure, _ = med(op, "conclave mTLS")
-    for setup in ["conclave plain", "conclave mTLS", "etcd mTLS"]:
+    secure, _ = med(op, "conclave mTLS+ACL")
+    for setup in ["conclave plain", "conclave mTLS", "conclave mTLS+ACL", "etcd mTLS"]:
         ops, last = med(op, setup)
         errors = sum(r["errors"] for r in rows if r["op"] == op and r["setup"] == setup)
         vs_plain = f"{(ops / plain - 1) * 100:+.1f} %"

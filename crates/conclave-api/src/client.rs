@@ -35,16 +35,46 @@ pub struct ClientContext {
 
 type CCtx = Arc<ClientContext>;
 
-pub fn router(ctx: ClientContext, members_ctx: MembersContext) -> Router {
-    Router::new()
+/// The paths a client agent answers itself (it forwards the others).
+fn served_locally(path: &str) -> bool {
+    matches!(
+        path,
+        "/v1/status" | "/v1/health" | "/v1/ready" | "/api/v1/health" | "/metrics"
+    ) || ["/v1/members", "/v1/publish/", "/v1/gossip/", "/v1/agent/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
+
+/// The client agent's API; with ACLs on, its own routes check the caller's token with a
+/// member (`acl::remote`).
+pub fn router(
+    ctx: ClientContext,
+    members_ctx: MembersContext,
+    acl: crate::acl::AclSettings,
+) -> Router {
+    let ctx = Arc::new(ctx);
+    let for_guard = ctx.clone();
+    let guard = crate::acl::remote::RemoteGuard {
+        settings: acl,
+        targets: Arc::new(move || {
+            raft_members(&for_guard)
+                .iter()
+                .map(|m| format!("{}://{}", for_guard.scheme, m.api_addr))
+                .collect()
+        }),
+        http: ctx.http.clone(),
+        served_locally,
+    };
+    let routes = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/health", get(health))
         .route("/v1/ready", get(health))
         .route("/api/v1/health", get(health))
         .fallback(forward)
         .method_not_allowed_fallback(crate::error::method_not_allowed)
-        .with_state(Arc::new(ctx))
-        .merge(members::router(members_ctx))
+        .with_state(ctx)
+        .merge(members::router(members_ctx));
+    crate::acl::remote::guard_remote(routes, guard)
 }
 
 /// Alive Raft members, the leader first.

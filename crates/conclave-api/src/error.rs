@@ -116,6 +116,10 @@ impl From<LimitError> for ApiError {
                 e.to_string(),
                 "pass ttl_ms between 500 and 3600000; it should exceed the Raft election timeout",
             ),
+            LimitError::TooMany { .. } => ApiError::bad_request(
+                e.to_string(),
+                "split it: several policies, each with fewer rules, or fewer policies per token",
+            ),
         }
     }
 }
@@ -283,6 +287,24 @@ impl From<CoordError> for ApiError {
                 ),
             ),
             CoordError::CasConflict { current } => crate::kv::cas_conflict(current),
+            CoordError::Acl(refusal) => {
+                let status = if code == ErrorCode::NotFound {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::CONFLICT
+                };
+                error(
+                    status,
+                    format!(
+                        "{}; list tokens with GET /v1/acl/tokens and policies with GET /v1/acl/policies",
+                        match refusal {
+                            conclave_state::acl::AclRefusal::AlreadyBootstrapped =>
+                                "bootstrap happens once per cluster",
+                            _ => "nothing was changed",
+                        }
+                    ),
+                )
+            }
             CoordError::ElectionNotFound { name } => error(
                 StatusCode::NOT_FOUND,
                 format!("campaign with POST /v1/elections/{name}/campaign"),

@@ -8,6 +8,7 @@
 //! [`error::ApiError`]. Handlers never panic on request input: keys, query strings and bodies
 //! are parsed by hand here so that every rejection gets that same JSON shape.
 
+pub mod acl;
 pub mod client;
 mod cluster;
 mod config;
@@ -53,6 +54,8 @@ pub struct AppContext {
     pub closing: tokio_util::sync::CancellationToken,
     /// The certificate the API serves, for `/v1/status`; `None` on plain HTTP.
     pub tls: Option<TlsStatusFn>,
+    /// `[acl]`: whether tokens are required (the guard itself is `acl::guard`).
+    pub acl: acl::AclSettings,
 }
 
 pub type Ctx = Arc<AppContext>;
@@ -93,6 +96,7 @@ pub(crate) fn read_params(
 
 /// Build the router for the whole API.
 pub fn router(ctx: Ctx, members_ctx: members::MembersContext) -> Router {
+    let acl_routes = acl::router(ctx.clone());
     Router::new()
         .route("/v1/kv", get(kv::list))
         // An empty key gets the handlers' "the key is empty" 400, not a 404 for the route.
@@ -142,4 +146,5 @@ pub fn router(ctx: Ctx, members_ctx: members::MembersContext) -> Router {
         .layer(DefaultBodyLimit::disable())
         .with_state(ctx)
         .merge(members::router(members_ctx))
+        .merge(acl_routes)
 }

@@ -226,6 +226,7 @@ struct Workload {
     value: Bytes,
     deadline: Instant,
     tls: Option<tokio_rustls::TlsConnector>,
+    authorization: Option<hyper::header::HeaderValue>,
 }
 
 /// One client: a keep-alive connection to `addr`, requests back to back until the deadline.
@@ -237,6 +238,7 @@ async fn worker(w: Workload, addr: String, id: usize) -> anyhow::Result<(Vec<u32
         value,
         deadline,
         tls,
+        authorization,
     } = w;
     let stream = TcpStream::connect(&addr)
         .await
@@ -262,7 +264,11 @@ async fn worker(w: Workload, addr: String, id: usize) -> anyhow::Result<(Vec<u32
     while Instant::now() < deadline {
         let key = key_name(i % keys);
         i += 1;
-        let req = build_request(system, op, &addr, &key, &value);
+        let mut req = build_request(system, op, &addr, &key, &value);
+        if let Some(auth) = &authorization {
+            req.headers_mut()
+                .insert(hyper::header::AUTHORIZATION, auth.clone());
+        }
         let start = Instant::now();
         sender.ready().await?;
         let resp = sender.send_request(req).await?;
@@ -305,6 +311,7 @@ async fn load(
         value: Bytes::from(vec![b'v'; value_size]),
         deadline: start + Duration::from_secs_f64(seconds),
         tls: tls.connector()?,
+        authorization: tls.authorization()?,
     };
     let tasks: Vec<_> = (0..concurrency)
         .map(|id| {

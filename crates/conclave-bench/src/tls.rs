@@ -1,5 +1,6 @@
-//! HTTPS for the load generator: the same keep-alive load over mutual TLS, so that the cost
-//! of TLS can be measured side by side with plain HTTP and with etcd over TLS.
+//! HTTPS and tokens for the load generator: the same keep-alive load over mutual TLS and with
+//! an ACL token, so that their cost can be measured side by side with plain HTTP and with
+//! etcd over TLS.
 
 use std::path::PathBuf;
 
@@ -12,9 +13,23 @@ pub(crate) struct TlsArgs {
     cert_file: Option<PathBuf>,
     #[arg(long)]
     key_file: Option<PathBuf>,
+    /// An ACL token sent as `Authorization: Bearer` on every request.
+    #[arg(long)]
+    token: Option<String>,
 }
 
 impl TlsArgs {
+    pub(crate) fn authorization(&self) -> anyhow::Result<Option<hyper::header::HeaderValue>> {
+        self.token
+            .as_ref()
+            .map(|t| {
+                Ok(hyper::header::HeaderValue::from_str(&format!(
+                    "Bearer {t}"
+                ))?)
+            })
+            .transpose()
+    }
+
     pub(crate) fn connector(&self) -> anyhow::Result<Option<tokio_rustls::TlsConnector>> {
         if self.ca_file.is_none() {
             return Ok(None);

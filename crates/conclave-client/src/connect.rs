@@ -10,6 +10,7 @@ use crate::{Client, ClientError, RetryPolicy};
 fn http_client(
     timeout: Option<Duration>,
     tls: Option<&Arc<rustls::ClientConfig>>,
+    auth: Option<&reqwest::header::HeaderValue>,
 ) -> Result<reqwest::Client, ClientError> {
     // An agent closes a kept-alive connection that sends no request for its header timeout
     // (10 s by default); reusing one just as it closes would fail a write with an unknown
@@ -20,6 +21,11 @@ fn http_client(
     }
     if let Some(tls) = tls {
         builder = builder.use_preconfigured_tls(rustls::ClientConfig::clone(tls));
+    }
+    if let Some(auth) = auth {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, auth.clone());
+        builder = builder.default_headers(headers);
     }
     builder
         .build()
@@ -61,8 +67,10 @@ impl Client {
             endpoints: Arc::new(endpoints),
             preferred: Arc::new(AtomicUsize::new(0)),
             retry: None,
-            http: http_client(None, tls.as_ref())?,
+            http: http_client(None, tls.as_ref(), None)?,
             tls,
+            auth: None,
+            timeout: None,
         })
     }
 
@@ -77,6 +85,28 @@ impl Client {
         Self::with_tls(addr, Some(config))
     }
 
+    /// The same client sending `token` as `Authorization: Bearer` on every request (none:
+    /// anonymous). The header is marked sensitive: reqwest never logs it.
+    pub fn with_token(self, token: Option<&str>) -> Result<Self, ClientError> {
+        let auth = token
+            .map(|t| {
+                let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map_err(|_| {
+                        ClientError::Usage(
+                            "the token has characters a header cannot carry; copy the secret_id exactly".into(),
+                        )
+                    })?;
+                v.set_sensitive(true);
+                Ok(v)
+            })
+            .transpose()?;
+        Ok(Self {
+            http: http_client(self.timeout, self.tls.as_ref(), auth.as_ref())?,
+            auth,
+            ..self
+        })
+    }
+
     /// `http` or `https`: how this client reaches agents, for URLs it is given as
     /// `host:port` (an agent's advertised address).
     pub fn scheme(&self) -> &'static str {
@@ -87,7 +117,8 @@ impl Client {
     /// fails as [`ClientError::TimedOut`]); for background loops, not for watch streams.
     pub fn with_timeout(self, timeout: Duration) -> Result<Self, ClientError> {
         Ok(Self {
-            http: http_client(Some(timeout), self.tls.as_ref())?,
+            http: http_client(Some(timeout), self.tls.as_ref(), self.auth.as_ref())?,
+            timeout: Some(timeout),
             ..self
         })
     }
@@ -120,6 +151,8 @@ impl Client {
             retry: self.retry,
             http: self.http.clone(),
             tls: self.tls.clone(),
+            auth: self.auth.clone(),
+            timeout: self.timeout,
         })
     }
 

@@ -13,6 +13,7 @@ use conclave_types::{
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+mod acl;
 mod connect;
 mod documents;
 mod elections;
@@ -59,6 +60,10 @@ pub struct Client {
     http: reqwest::Client,
     /// How `https://` agents are reached; kept to build a client with another timeout.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// `Authorization: Bearer <token>` on every request, when the client has a token.
+    auth: Option<reqwest::header::HeaderValue>,
+    /// The bound on every request, when set ([`Client::with_timeout`]).
+    timeout: Option<std::time::Duration>,
 }
 
 pub struct GotValue {

@@ -66,6 +66,8 @@ pub enum CoordError {
     #[error("changes up to revision {compacted} are no longer available")]
     Compacted { compacted: u64 },
     /// A stored document that is not JSON, or an outcome the command cannot produce: a bug.
+    #[error(transparent)]
+    Acl(#[from] conclave_state::acl::AclRefusal),
     #[error("{0}")]
     Internal(String),
     /// The caller's time bound ran out first: a write may or may not have been applied.
@@ -104,6 +106,16 @@ impl CoordError {
             CoordError::ElectionNotFound { .. } => ErrorCode::ElectionNotFound,
             CoordError::NotHolder { .. } => ErrorCode::NotHolder,
             CoordError::Compacted { .. } => ErrorCode::Compacted,
+            CoordError::Acl(refusal) => {
+                use conclave_state::acl::AclRefusal as R;
+                match refusal {
+                    R::UnknownPolicy(_) | R::UnknownToken(_) => ErrorCode::NotFound,
+                    R::AlreadyBootstrapped
+                    | R::BuiltIn
+                    | R::PolicyInUse { .. }
+                    | R::DuplicateAccessor(_) => ErrorCode::Conflict,
+                }
+            }
             CoordError::Internal(_) => ErrorCode::Unavailable,
             CoordError::NoMember => ErrorCode::NotJoined,
             CoordError::TimedOut(_) => ErrorCode::Indeterminate,

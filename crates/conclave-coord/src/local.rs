@@ -129,6 +129,21 @@ impl Local {
         Ok(self.node.propose(command).await?)
     }
 
+    /// Change the cluster's tokens or policies: applied, or why not.
+    pub async fn acl(&self, change: conclave_state::acl::AclCommand) -> Result<u64, CoordError> {
+        match self.propose(Command::Acl(change)).await? {
+            Outcome::Acl {
+                revision,
+                refusal: None,
+            } => Ok(revision),
+            Outcome::Acl {
+                refusal: Some(refusal),
+                ..
+            } => Err(refusal.into()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// The live documents (of `kind`) and the revision they were read at: where a watch
     /// must start to miss nothing after this listing.
     pub async fn config_list(

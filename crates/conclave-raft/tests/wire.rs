@@ -242,6 +242,17 @@ fn outcomes() -> Vec<Outcome> {
             until_ms: 100,
             now_ms: 50,
         },
+        Outcome::Acl {
+            revision: 8,
+            refusal: None,
+        },
+        Outcome::Acl {
+            revision: 8,
+            refusal: Some(conclave_state::acl::AclRefusal::PolicyInUse {
+                name: "p".into(),
+                accessor_id: "a".into(),
+            }),
+        },
     ]
     .into_iter()
     .chain(refusals().map(|refusal| Outcome::Refused {
@@ -266,6 +277,9 @@ fn leader_requests() -> Vec<LeaderRequest> {
             author: Some("a".into()),
             expected: Some(3),
         }),
+        LeaderRequest::Propose(Command::Acl(conclave_state::acl::AclCommand::DeleteToken {
+            accessor_id: "a".into(),
+        })),
         LeaderRequest::ReadIndex,
         LeaderRequest::Join {
             node_id: 5,
@@ -482,5 +496,5 @@ fn a_status_with_an_unknown_member_decodes_on_a_follower() {
 fn the_protocol_version_names_this_message_set() {
     // Bump it with any change to the messages above; nodes of another version refuse
     // each other at the handshake instead of misreading frames.
-    assert_eq!(PROTOCOL_VERSION, 9);
+    assert_eq!(PROTOCOL_VERSION, 10);
 }

@@ -72,6 +72,9 @@ pub enum Command {
         from_epoch: u64,
         window_ms: u64,
     },
+    /// Change the cluster's tokens or policies. (Variants are only ever appended: their
+    /// index is their encoding in the log.)
+    Acl(crate::acl::AclCommand),
 }
 
 impl Command {
@@ -85,7 +88,7 @@ impl Command {
     pub fn needs_clock(&self) -> bool {
         !matches!(
             self,
-            Command::Put { .. } | Command::Delete { .. } | Command::Clock { .. }
+            Command::Put { .. } | Command::Delete { .. } | Command::Clock { .. } | Command::Acl(_)
         )
     }
 }
@@ -177,6 +180,12 @@ pub enum Outcome {
         until_ms: u64,
         now_ms: u64,
     },
+    /// An ACL change was applied, or refused (`refusal`) and changed nothing. The store
+    /// revision does not move: ACL changes are no key-value changes and never watched.
+    Acl {
+        revision: u64,
+        refusal: Option<crate::acl::AclRefusal>,
+    },
     /// The command breaks a naming rule and was not applied (see [`crate::names`]).
     Refused {
         revision: u64,
@@ -200,6 +209,7 @@ impl Outcome {
             | Outcome::Expired { revision, .. }
             | Outcome::HandoverPlanned { revision, .. }
             | Outcome::Reserved { revision, .. }
+            | Outcome::Acl { revision, .. }
             | Outcome::Refused { revision, .. } => revision,
         }
     }

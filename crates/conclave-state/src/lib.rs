@@ -17,6 +17,7 @@
 //! - [`snapshot`]: a versioned binary encoding of a whole [`State`].
 //! - [`fuzzing`]: what must hold for any input, shared by the fuzz targets and the tests.
 
+pub mod acl;
 mod command;
 pub mod elections;
 pub mod fuzzing;
@@ -77,6 +78,8 @@ pub struct State {
     elections: BTreeMap<String, Election>,
     /// Configuration documents by `kind/name`.
     config: BTreeMap<String, ConfigEntry>,
+    /// Tokens and policies (no secrets: salted hashes).
+    acl: acl::AclState,
     /// Changes made since the caller last took them ([`State::take_changes`]); not part of
     /// the replicated state.
     #[serde(skip)]
@@ -91,6 +94,7 @@ impl PartialEq for State {
             && self.clock == other.clock
             && self.elections == other.elections
             && self.config == other.config
+            && self.acl == other.acl
     }
 }
 
@@ -107,14 +111,6 @@ impl State {
     }
 
     /// A state from a version 1 snapshot (key-value store only).
-    fn from_v1(revision: u64, kv: BTreeMap<String, KeyValue>) -> Self {
-        Self {
-            revision,
-            kv,
-            ..Self::default()
-        }
-    }
-
     /// The store revision: the number of successful mutations applied so far.
     pub fn revision(&self) -> u64 {
         self.revision
@@ -234,6 +230,10 @@ impl State {
                 expected,
                 author,
             } => self.config_write(kind, name, None, author, *expected),
+            Command::Acl(change) => Outcome::Acl {
+                revision: self.revision,
+                refusal: self.acl.apply(change).err(),
+            },
             Command::Campaign {
                 election,
                 candidate,
@@ -289,50 +289,6 @@ impl State {
         }
         self.clock.now_ms = now_ms;
         self.clock.wall_ms = wall_ms.max(self.clock.wall_ms);
-    }
-
-    fn config_write(
-        &mut self,
-        kind: &str,
-        name: &str,
-        content: Option<(&Vec<u8>, &String)>,
-        author: &Option<String>,
-        expected: Option<ExpectedRevision>,
-    ) -> Outcome {
-        let key = registry::doc_key(kind, name);
-        let current = self.config.get(&key).map_or(0, ConfigEntry::mod_revision);
-        if let Some(expected) = expected
-            && expected != current
-        {
-            return Outcome::CasFailed {
-                revision: self.revision,
-                current,
-            };
-        }
-        if content.is_none() && current == 0 {
-            return Outcome::Deleted {
-                revision: self.revision,
-                deleted: false,
-            };
-        }
-        let revision = self.record(
-            config_watch_key(kind, name),
-            content.map(|(c, _)| Bytes::copy_from_slice(c)),
-        );
-        self.config.entry(key).or_default().push(ConfigVersion {
-            revision,
-            hash: content.map(|(_, h)| h.clone()).unwrap_or_default(),
-            author: author.clone(),
-            wall_ms: self.clock.wall_ms,
-            content: content.map(|(c, _)| c.clone()),
-        });
-        match content {
-            Some(_) => Outcome::Put { revision },
-            None => Outcome::Deleted {
-                revision,
-                deleted: true,
-            },
-        }
     }
 
     fn campaign(&mut self, name: &str, candidate: &str, ttl_ms: u64) -> Outcome {
@@ -537,6 +493,11 @@ impl State {
     }
 
     /// The cluster clock as of the last stamp applied.
+    /// The cluster's tokens and policies.
+    pub fn acl(&self) -> &acl::AclState {
+        &self.acl
+    }
+
     pub fn clock(&self) -> ClusterClock {
         self.clock
     }

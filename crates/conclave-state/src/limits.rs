@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::acl::{AclCommand, Resource};
 use crate::{Command, SYSTEM_PREFIX, elections};
 
 /// Size limits enforced on proposals. Defaults: key ≤ 4 KiB, value ≤ 1 MiB.
@@ -46,7 +47,12 @@ pub enum LimitError {
         max = elections::MAX_TTL_MS
     )]
     TtlOutOfRange { ttl_ms: u64 },
+    #[error("more than {limit} {what}")]
+    TooMany { what: &'static str, limit: usize },
 }
+
+/// Most rules in a policy, and most policies on a token.
+pub const MAX_ACL_ITEMS: usize = 128;
 
 /// Names of elections, candidates, kinds and documents stay short: they travel in every
 /// event and gossip message.
@@ -152,7 +158,56 @@ impl Limits {
                 check_name("election name", election)?;
                 check_name("candidate id", candidate)
             }
+            Command::Acl(change) => self.check_acl(change),
             Command::Clock { .. } | Command::ExpireLeases => Ok(()),
+        }
+    }
+
+    /// Names within the name bound, prefixes within the key bound, and no more rules or
+    /// policies than anyone writes by hand.
+    fn check_acl(&self, change: &AclCommand) -> Result<(), LimitError> {
+        match change {
+            AclCommand::Bootstrap(token) | AclCommand::CreateToken(token) => {
+                check_name("token accessor", &token.accessor_id)?;
+                check_name("token description", &token.description).or_else(|e| match e {
+                    LimitError::EmptyName { .. } => Ok(()),
+                    other => Err(other),
+                })?;
+                if token.policies.len() > MAX_ACL_ITEMS {
+                    return Err(LimitError::TooMany {
+                        what: "policies on one token",
+                        limit: MAX_ACL_ITEMS,
+                    });
+                }
+                token
+                    .policies
+                    .iter()
+                    .try_for_each(|p| check_name("policy name", p))
+            }
+            AclCommand::PutPolicy(policy) => {
+                check_name("policy name", &policy.name)?;
+                if policy.rules.len() > MAX_ACL_ITEMS {
+                    return Err(LimitError::TooMany {
+                        what: "rules in one policy",
+                        limit: MAX_ACL_ITEMS,
+                    });
+                }
+                for rule in &policy.rules {
+                    match &rule.resource {
+                        Resource::Kv { prefix } if prefix.len() > self.max_key_bytes => {
+                            return Err(LimitError::KeyTooLarge {
+                                size: prefix.len(),
+                                limit: self.max_key_bytes,
+                            });
+                        }
+                        Resource::Config { kind: Some(kind) } => check_name("kind", kind)?,
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
+            AclCommand::DeletePolicy { name } => check_name("policy name", name),
+            AclCommand::DeleteToken { accessor_id } => check_name("token accessor", accessor_id),
         }
     }
 }

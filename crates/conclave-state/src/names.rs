@@ -125,7 +125,8 @@ pub(crate) fn admissible(command: &Command, clock_term: u64, revision: u64) -> R
         }
         // Log terms never go down, so a stamp of an earlier term was not made by a leader.
         Command::Clock { term, .. } if *term < clock_term => Err(Refusal::StaleClock),
-        Command::Clock { .. } | Command::ExpireLeases => Ok(()),
+        // Token and policy rules are the ACL state's own (`acl::AclState::apply`).
+        Command::Clock { .. } | Command::ExpireLeases | Command::Acl(_) => Ok(()),
     }
 }
 

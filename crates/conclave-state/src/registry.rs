@@ -71,3 +71,54 @@ impl ConfigEntry {
 pub fn doc_key(kind: &str, name: &str) -> String {
     format!("{kind}/{name}")
 }
+
+use bytes::Bytes;
+
+use crate::{ExpectedRevision, Outcome, config_watch_key};
+
+/// Writing a document (the state machine's `ConfigPut` and `ConfigDelete`).
+impl crate::State {
+    pub(crate) fn config_write(
+        &mut self,
+        kind: &str,
+        name: &str,
+        content: Option<(&Vec<u8>, &String)>,
+        author: &Option<String>,
+        expected: Option<ExpectedRevision>,
+    ) -> Outcome {
+        let key = doc_key(kind, name);
+        let current = self.config.get(&key).map_or(0, ConfigEntry::mod_revision);
+        if let Some(expected) = expected
+            && expected != current
+        {
+            return Outcome::CasFailed {
+                revision: self.revision,
+                current,
+            };
+        }
+        if content.is_none() && current == 0 {
+            return Outcome::Deleted {
+                revision: self.revision,
+                deleted: false,
+            };
+        }
+        let revision = self.record(
+            config_watch_key(kind, name),
+            content.map(|(c, _)| Bytes::copy_from_slice(c)),
+        );
+        self.config.entry(key).or_default().push(ConfigVersion {
+            revision,
+            hash: content.map(|(_, h)| h.clone()).unwrap_or_default(),
+            author: author.clone(),
+            wall_ms: self.clock.wall_ms,
+            content: content.map(|(c, _)| c.clone()),
+        });
+        match content {
+            Some(_) => Outcome::Put { revision },
+            None => Outcome::Deleted {
+                revision,
+                deleted: true,
+            },
+        }
+    }
+}

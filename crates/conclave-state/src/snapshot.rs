@@ -5,24 +5,37 @@
 //! Layout: `b"CNCLSTAT"` ‖ version (u16, little-endian) ‖ postcard(State).
 //!
 //! Versions: 1 = key-value store only; 2 adds the cluster clock, elections and the
-//! configuration registry. Version 1 snapshots decode into a version 2 state with those empty.
+//! configuration registry; 3 adds the ACL state (tokens and policies). An older snapshot
+//! decodes into the current state with the parts it lacks empty.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::{KeyValue, State};
+use crate::elections::Election;
+use crate::registry::ConfigEntry;
+use crate::{ClusterClock, KeyValue, State};
 
 const MAGIC: &[u8; 8] = b"CNCLSTAT";
 /// The snapshot format this build writes. Bump it when `State`'s serialized shape changes,
 /// and keep decoding the older versions.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 
 /// The shape of a version 1 snapshot.
 #[derive(Deserialize)]
 struct StateV1 {
     revision: u64,
     kv: BTreeMap<String, KeyValue>,
+}
+
+/// The shape of a version 2 snapshot.
+#[derive(Deserialize)]
+struct StateV2 {
+    revision: u64,
+    kv: BTreeMap<String, KeyValue>,
+    clock: ClusterClock,
+    elections: BTreeMap<String, Election>,
+    config: BTreeMap<String, ConfigEntry>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +72,22 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     match version {
         1 => {
             let v1: StateV1 = postcard::from_bytes(body)?;
-            plausible(State::from_v1(v1.revision, v1.kv))
+            plausible(State {
+                revision: v1.revision,
+                kv: v1.kv,
+                ..State::default()
+            })
+        }
+        2 => {
+            let v2: StateV2 = postcard::from_bytes(body)?;
+            plausible(State {
+                revision: v2.revision,
+                kv: v2.kv,
+                clock: v2.clock,
+                elections: v2.elections,
+                config: v2.config,
+                ..State::default()
+            })
         }
         FORMAT_VERSION => plausible(postcard::from_bytes(body)?),
         found => Err(SnapshotError::UnsupportedVersion {

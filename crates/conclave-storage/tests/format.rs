@@ -264,3 +264,57 @@ mod arbitrary_bytes_on_disk {
         }
     }
 }
+
+/// ACL commands, appended after the others: their own golden bytes, so that a change to a
+/// policy's or token's shape in the log is caught like any other command's.
+const GOLDEN_ACL_HEX: &str = "050a0001610168017301640101700101020a010170000300016b0101000007020a0201700a0301610168017301640101700101020a040161";
+
+#[test]
+fn acl_commands_keep_their_encoding() {
+    use conclave_state::acl::{Access, AclCommand, Policy, Resource, Rule, Token};
+    let token = Token {
+        accessor_id: "a".into(),
+        secret_hash: "h".into(),
+        salt: "s".into(),
+        description: "d".into(),
+        policies: vec!["p".into()],
+        created_ms: 1,
+        expires_ms: Some(2),
+    };
+    let batch = Batch {
+        commands: vec![
+            Command::Acl(AclCommand::Bootstrap(token.clone())),
+            Command::Acl(AclCommand::PutPolicy(Policy {
+                name: "p".into(),
+                description: String::new(),
+                rules: vec![
+                    Rule {
+                        resource: Resource::Kv { prefix: "k".into() },
+                        access: Access::Write,
+                    },
+                    Rule {
+                        resource: Resource::Config { kind: None },
+                        access: Access::Read,
+                    },
+                    Rule {
+                        resource: Resource::Audit,
+                        access: Access::Admin,
+                    },
+                ],
+            })),
+            Command::Acl(AclCommand::DeletePolicy { name: "p".into() }),
+            Command::Acl(AclCommand::CreateToken(token)),
+            Command::Acl(AclCommand::DeleteToken {
+                accessor_id: "a".into(),
+            }),
+        ],
+    };
+    let bytes = postcard::to_stdvec(&batch).unwrap();
+    assert_eq!(
+        hex(&bytes),
+        GOLDEN_ACL_HEX,
+        "the log encoding of ACL commands changed"
+    );
+    let back: Batch = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(back, batch);
+}

@@ -17,6 +17,7 @@ pub const HEADER_VERSION: &str = "x-conclave-version";
 /// HTTP header on a listing: the last key returned, when more keys match (pass as `after=`).
 pub const HEADER_NEXT_AFTER: &str = "x-conclave-next-after";
 
+pub mod acl;
 pub mod invalid;
 pub mod secret;
 pub mod sse;
@@ -58,6 +59,8 @@ pub enum ErrorCode {
     /// Refused at the edge (a browser request from elsewhere, a host this agent does not
     /// answer to).
     Forbidden,
+    /// No valid token (ACLs are on): none was sent, or it is unknown, revoked or expired.
+    Unauthorized,
     /// A code this build does not know.
     #[serde(other)]
     Unknown,
@@ -65,7 +68,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::BadRequest,
         ErrorCode::KeyNotFound,
         ErrorCode::NotFound,
@@ -91,6 +94,7 @@ impl ErrorCode {
         ErrorCode::NotHolder,
         ErrorCode::Compacted,
         ErrorCode::Forbidden,
+        ErrorCode::Unauthorized,
         ErrorCode::Unknown,
     ];
 
@@ -122,6 +126,7 @@ impl ErrorCode {
             ErrorCode::NotHolder => "not_holder",
             ErrorCode::Compacted => "compacted",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Unknown => "unknown",
         }
     }

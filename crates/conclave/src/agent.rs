@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use axum::Router;
 
 use conclave_api::AppContext;
 use conclave_coord::Coordinator;
@@ -39,9 +38,6 @@ mod parts;
 mod tls;
 
 use parts::{advertise_raft, raft_gauges, remote_coordinator, start_membership, verify_members};
-
-/// How long in-flight HTTP requests may take to finish after a shutdown signal.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 
 async fn bind(addr: std::net::SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| {
@@ -83,50 +79,6 @@ fn gossip_seeds(config: &AgentConfig, formation: &Formation) -> Vec<String> {
     };
     seeds.retain(|s| *s != me);
     seeds
-}
-
-/// The API as served: refusals while stopping, then edge checks, then the routes.
-fn http_app(routes: Router, config: &AgentConfig, stopping: &CancellationToken, id: u64) -> Router {
-    let routes = conclave_api::edge::guard(routes, config.http_hosts());
-    conclave_api::refuse_while_stopping(routes, stopping.clone(), id)
-}
-
-/// How long a stopping agent answers new requests with `503 not_ready` before it closes its
-/// listener (see `conclave_api::refuse_while_stopping`): long enough for clients that
-/// follow the retry contract to have moved to another node.
-const REFUSE_BEFORE_CLOSING: Duration = Duration::from_millis(250);
-
-/// Stop serving HTTP: turn new requests away for [`REFUSE_BEFORE_CLOSING`], then close the
-/// listener and finish the requests in flight.
-async fn stop_http(
-    stopping: &CancellationToken,
-    http_stop: &CancellationToken,
-    http: &mut http::HttpTask,
-) {
-    stopping.cancel();
-    tokio::time::sleep(REFUSE_BEFORE_CLOSING).await;
-    http_stop.cancel();
-    drain_http(http).await;
-}
-
-/// Wait for the HTTP server to finish the requests in flight (at most [`DRAIN_TIMEOUT`]).
-async fn drain_http(http: &mut http::HttpTask) {
-    match tokio::time::timeout(DRAIN_TIMEOUT, &mut *http).await {
-        Ok(_) => tracing::info!("HTTP drained"),
-        Err(_) => {
-            tracing::warn!("in-flight requests did not finish in time; closing them");
-            http.abort();
-        }
-    }
-}
-
-/// The HTTP server returned on its own: it failed (or was told to stop).
-fn http_ended(res: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
-    match res {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(anyhow::anyhow!("HTTP server failed: {e}")),
-        Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
-    }
 }
 
 /// Create the data directory and take its lock (one agent per directory).
@@ -203,6 +155,7 @@ async fn run_client(
 ) -> anyhow::Result<()> {
     let formation = config.formation()?;
     let https = tls::Https::load(&config)?;
+    let agent_token = config.acl.agent_token()?;
     let _lock = prepare_data_dir(&config)?;
     // A client keeps only its identity, so a restart is the same member.
     let (identity, created) =
@@ -219,7 +172,7 @@ async fn run_client(
         identity.node_id,
         config.cluster_id.clone(),
         gossip_seeds(&config, &formation),
-        |_| remote_coordinator(verified.clone(), &https),
+        |_| remote_coordinator(verified.clone(), &https, agent_token.as_ref()),
         &shutdown,
         &tasks,
     )
@@ -254,8 +207,8 @@ async fn run_client(
         tls: https.status_fn(),
     };
     let stopping = CancellationToken::new();
-    let router = conclave_api::client::router(ctx, parts.api_context());
-    let app = http_app(router, &config, &stopping, identity.node_id);
+    let router = conclave_api::client::router(ctx, parts.api_context(), config.acl.settings());
+    let app = http::app(router, &config, &stopping, identity.node_id, None);
     let http_stop = CancellationToken::new();
     let limits = http::limits(&config);
     let mut http = http::serve(http_listener, app, &http_stop, limits, https.server());
@@ -263,12 +216,12 @@ async fn run_client(
         _ = stop.cancelled() => {
             tracing::info!("shutting down: releasing roles, then draining in-flight requests");
         }
-        res = &mut http => return http_ended(res),
+        res = &mut http => return http::ended(res),
     }
     // Stop before start: a held role is released (on_release, then the resign) while the
     // API still forwards to the cluster.
     parts.roles.stop().await;
-    stop_http(&stopping, &http_stop, &mut http).await;
+    http::stop(&stopping, &http_stop, &mut http).await;
     tracing::info!("leaving gossip");
     parts.membership.leave().await;
     shutdown.cancel();
@@ -499,10 +452,26 @@ pub async fn run(
         drift: Default::default(),
         closing: http_stop.clone(),
         tls: https.status_fn(),
+        acl: config.acl.settings(),
     });
+    if let Some(chosen) = config.acl.initial_management_token()?
+        && config.acl.enabled
+    {
+        tasks.spawn(parts::bootstrap_initial(
+            ctx.clone(),
+            chosen,
+            shutdown.clone(),
+        ));
+    }
     let stopping = CancellationToken::new();
     let router = conclave_api::router(ctx, parts.api_context());
-    let app = http_app(router, &config, &stopping, node.id);
+    let app = http::app(
+        router,
+        &config,
+        &stopping,
+        node.id,
+        Some(node.state().clone()),
+    );
     let limits = http::limits(&config);
     let mut http = http::serve(http_listener, app, &http_stop, limits, https.server());
 
@@ -526,7 +495,7 @@ pub async fn run(
         res = &mut http => {
             // The server only returns on its own when it failed.
             node.shutdown().await;
-            return http_ended(res);
+            return http::ended(res);
         }
         why = node.fatal() => {
             tracing::error!(reason = %why, "this node can no longer serve; shutting down");
@@ -536,7 +505,7 @@ pub async fn run(
     // Stop before start: a held role is released (on_release, then the resign through the
     // in-process layer) while HTTP and node RPC still serve.
     parts.roles.stop().await;
-    stop_http(&stopping, &http_stop, &mut http).await;
+    http::stop(&stopping, &http_stop, &mut http).await;
     // A node that can no longer serve has no leadership to hand over.
     if fatal.is_none()
         && let Some(to) = node.step_down().await

@@ -39,6 +39,9 @@ pub struct ClientOpts {
     /// The client certificate's private key (PEM).
     #[arg(long, env = "CONCLAVE_MTLS_KEY_FILE", global = true)]
     pub(crate) key_file: Option<PathBuf>,
+    /// The ACL token to send (its secret_id); prefer the variable: flags show in `ps`.
+    #[arg(long, env = "CONCLAVE_TOKEN", hide_env_values = true, global = true)]
+    pub(crate) token: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Human, global = true)]
     pub(crate) output: Output,
@@ -58,7 +61,9 @@ impl ClientOpts {
             (None, Some(_)) => "https://127.0.0.1:7400",
             (None, None) => "http://127.0.0.1:7400",
         };
-        Ok(Client::with_files(addr, &files)?.with_retry(RetryPolicy::default()))
+        Ok(Client::with_files(addr, &files)?
+            .with_token(self.token.as_deref())?
+            .with_retry(RetryPolicy::default()))
     }
 }
 
@@ -72,7 +77,7 @@ pub(crate) enum Output {
 pub(crate) enum Command {
     /// Run the agent (a single-node cluster with no flags).
     #[command(
-        after_help = "Examples:\n  conclave agent\n  conclave agent --data-dir /var/lib/conclave --http-addr 0.0.0.0:7400\n  conclave agent --config /etc/conclave.toml --print-config"
+        after_help = "Examples:\n  conclave agent\n  conclave agent --data-dir /var/lib/conclave --http-addr 127.0.0.1:7500\n  conclave agent --config /etc/conclave.toml --print-config"
     )]
     Agent(Box<AgentArgs>),
     /// Read and write keys.
@@ -185,6 +190,12 @@ pub(crate) enum Command {
         after_help = "Examples:\n  conclave tls ca create --dir tls\n  conclave tls cert create --dir tls --name node-1 --ip 10.0.0.1"
     )]
     Tls(crate::cmd::tls::TlsCommand),
+    /// Tokens and policies: who may do what through the API ([acl] enabled).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  conclave acl bootstrap\n  conclave acl policy put app-writer --rule kv:app/:write\n  conclave acl token create --policy app-writer"
+    )]
+    Acl(crate::cmd::acl::AclCommand),
 }
 
 #[derive(Args, Debug)]
@@ -426,6 +437,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Kv(cmd) => client_command(|| crate::cmd::kv::kv(cmd)),
         Command::Status { client } => client_command(|| crate::cmd::status::status(&client)),
         Command::Tls(command) => crate::cmd::tls::run(command),
+        Command::Acl(command) => client_command(|| crate::cmd::acl::run(command)),
         Command::Config(cmd) => client_command(|| config_command(cmd)),
         Command::Roles(args) => client_command(|| async move {
             match args.cmd {

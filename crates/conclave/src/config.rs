@@ -52,8 +52,9 @@ pub struct AgentConfig {
     pub cluster_token: Option<conclave_types::Secret>,
     /// A file holding the cluster token (so it shows neither in `ps` nor in the environment).
     pub cluster_token_file: Option<PathBuf>,
-    /// Serve node RPC and gossip beyond loopback without a cluster token (anyone who reaches
-    /// the port could then take part): refused unless this is set.
+    /// Serve node RPC and gossip beyond loopback without a cluster token, or the HTTP API
+    /// beyond loopback without TLS and ACLs (anyone who reaches the port could then take
+    /// part, or read and write): refused unless this is set.
     pub insecure: bool,
     /// Node RPC addresses of members to join (or, with `bootstrap_expect`, to form with).
     pub join: AddrList,
@@ -93,6 +94,8 @@ pub struct AgentConfig {
     pub secrets: conclave_config::SecretPolicy,
     /// TLS for the HTTP API (`[tls]`): once a certificate is set, only HTTPS is served.
     pub tls: TlsConfig,
+    /// Tokens and policies on the HTTP API (`[acl]`).
+    pub acl: AclConfig,
     /// Documents imported once when the registry lacks them (`--config-seed`).
     pub config_seed: Option<PathBuf>,
     /// Which configuration documents this node renders and applies (`[config_sync]`).
@@ -133,9 +136,11 @@ impl WatchTuning {
     }
 }
 
+mod acl;
 mod flags;
 mod lists;
 mod tls;
+pub use acl::AclConfig;
 pub use flags::AgentFlags;
 pub use lists::{AddrList, Tags};
 pub use tls::{TlsConfig, TlsFlags};
@@ -209,6 +214,7 @@ impl Default for AgentConfig {
             roles: Vec::new(),
             secrets: conclave_config::SecretPolicy::default(),
             tls: TlsConfig::default(),
+            acl: AclConfig::default(),
             http_allowed_hosts: Vec::new(),
             http_header_timeout: std::time::Duration::from_secs(10),
             http_max_connections: 4096,
@@ -275,6 +281,13 @@ impl AgentConfig {
             c.cluster_token = Some(conclave_types::Secret::new(
                 conclave_types::secret::REDACTED,
             ));
+        }
+        for secret in [&mut c.acl.agent_token, &mut c.acl.initial_management_token] {
+            if secret.is_some() {
+                *secret = Some(conclave_types::Secret::new(
+                    conclave_types::secret::REDACTED,
+                ));
+            }
         }
         c
     }
@@ -351,8 +364,23 @@ impl AgentConfig {
                 self.rpc_addr
             );
         }
+        let https = self.tls.cert_file.is_some();
+        let protected = https && self.acl.enabled;
+        if !(self.http_addr.ip().is_loopback() || self.insecure || protected) {
+            let missing = match (https, self.acl.enabled) {
+                (false, false) => "TLS and ACLs",
+                (false, true) => "TLS",
+                _ => "ACLs",
+            };
+            bail!(
+                "the HTTP API would listen on {} without {missing}: anyone who reaches it could read and change everything. Give it a certificate ([tls] or --tls-cert-file/--tls-key-file; conclave tls cert create) and turn on tokens ([acl] enabled = true), keep --http-addr on loopback (127.0.0.1), or pass --insecure to accept the risk",
+                self.http_addr
+            );
+        }
         self.gossip.validate()?;
         self.tls.files()?;
+        self.acl.agent_token()?;
+        self.acl.initial_management_token()?;
         self.must_match_settings()?;
         let mut names = std::collections::BTreeSet::new();
         for r in &self.roles {

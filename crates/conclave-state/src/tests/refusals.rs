@@ -148,3 +148,50 @@ fn a_snapshot_no_command_sequence_could_produce_is_refused() {
         }
     }
 }
+
+#[test]
+fn acl_state_survives_a_snapshot_and_version_2_snapshots_decode_without_one() {
+    use crate::acl::{AclCommand, GLOBAL_MANAGEMENT, Token};
+    let mut s = State::new();
+    s.apply(&Command::Put {
+        key: "a".into(),
+        value: b"1".to_vec(),
+        expected: None,
+    });
+    let plain = snapshot::encode(&s);
+    let root = Token {
+        accessor_id: "root".into(),
+        secret_hash: "ab".repeat(32),
+        salt: "cd".repeat(16),
+        description: "bootstrap".into(),
+        policies: vec![GLOBAL_MANAGEMENT.into()],
+        created_ms: 5,
+        expires_ms: None,
+    };
+    let outcome = s.apply(&Command::Acl(AclCommand::Bootstrap(root)));
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Acl {
+                revision: 1,
+                refusal: None
+            }
+        ),
+        "{outcome:?}"
+    );
+    let again = snapshot::decode(&snapshot::encode(&s)).expect("decodes");
+    assert_eq!(again, s);
+    assert!(again.acl().bootstrapped && again.acl().tokens.contains_key("root"));
+
+    // A version 2 snapshot is version 3's layout without the trailing ACL state (an empty
+    // one is three zero bytes: not bootstrapped, no policies, no tokens).
+    let mut v2 = plain[..plain.len() - 3].to_vec();
+    v2[8..10].copy_from_slice(&2u16.to_le_bytes());
+    let old = snapshot::decode(&v2).expect("a version 2 snapshot decodes");
+    assert_eq!(
+        old.get("a").map(|kv| kv.value.clone()),
+        Some(bytes::Bytes::from_static(b"1"))
+    );
+    assert_eq!(old.acl(), &crate::acl::AclState::default());
+    assert!(plain.ends_with(&[0, 0, 0]));
+}

@@ -24,6 +24,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::AgentConfig;
+
+/// How long in-flight HTTP requests may take to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// Descriptors kept free for everything but HTTP clients.
 const RESERVED_DESCRIPTORS: u64 = 512;
 
@@ -186,6 +191,69 @@ async fn refuse_plain_http(stream: &mut tokio::net::TcpStream) {
     );
     let _ = stream.write_all(answer.as_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+/// The API as served: refusals while stopping, then edge checks, then the token check
+/// (`[acl]`; a member checks against its applied tokens), then the routes.
+pub(super) fn app(
+    routes: axum::Router,
+    config: &AgentConfig,
+    stopping: &CancellationToken,
+    id: u64,
+    acl_state: Option<conclave_storage::StateHandle>,
+) -> axum::Router {
+    let routes = match acl_state {
+        Some(state) => conclave_api::acl::guard(
+            routes,
+            conclave_api::acl::AclGuard {
+                settings: config.acl.settings(),
+                state,
+            },
+        ),
+        None => routes,
+    };
+    let routes = conclave_api::edge::guard(routes, config.http_hosts());
+    conclave_api::refuse_while_stopping(routes, stopping.clone(), id)
+}
+
+/// How long a stopping agent answers new requests with `503 not_ready` before it closes its
+/// listener (see `conclave_api::refuse_while_stopping`): long enough for clients that
+/// follow the retry contract to have moved to another node.
+const REFUSE_BEFORE_CLOSING: Duration = Duration::from_millis(250);
+
+/// Stop serving HTTP: turn new requests away for [`REFUSE_BEFORE_CLOSING`], then close the
+/// listener and finish the requests in flight.
+pub(super) async fn stop(
+    stopping: &CancellationToken,
+    http_stop: &CancellationToken,
+    http: &mut HttpTask,
+) {
+    stopping.cancel();
+    tokio::time::sleep(REFUSE_BEFORE_CLOSING).await;
+    http_stop.cancel();
+    drain(http).await;
+}
+
+/// Wait for the HTTP server to finish the requests in flight (at most [`DRAIN_TIMEOUT`]).
+async fn drain(http: &mut HttpTask) {
+    match tokio::time::timeout(DRAIN_TIMEOUT, &mut *http).await {
+        Ok(_) => tracing::info!("HTTP drained"),
+        Err(_) => {
+            tracing::warn!("in-flight requests did not finish in time; closing them");
+            http.abort();
+        }
+    }
+}
+
+/// The HTTP server returned on its own: it failed (or was told to stop).
+pub(super) fn ended(
+    res: Result<std::io::Result<()>, tokio::task::JoinError>,
+) -> anyhow::Result<()> {
+    match res {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(anyhow::anyhow!("HTTP server failed: {e}")),
+        Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
+    }
 }
 
 #[cfg(test)]

@@ -241,11 +241,13 @@ pub(super) async fn advertise_raft(
 pub(super) fn remote_coordinator(
     verified: Arc<VerifiedMembers>,
     https: &super::tls::Https,
+    agent_token: Option<&conclave_types::Secret>,
 ) -> anyhow::Result<Coordinator> {
     let scheme = https.scheme();
     let targets: conclave_coord::Targets = Arc::new(move || verified.targets(scheme));
     // The base address is replaced by each member's; the pool is shared.
     let client = conclave_client::Client::with_tls("http://127.0.0.1", https.client_config()?)
+        .and_then(|c| c.with_token(agent_token.map(|t| t.expose())))
         .map_err(|e| anyhow::anyhow!("an HTTP client for the cluster: {e}"))?;
     Ok(Coordinator::Remote(conclave_coord::Remote::new(
         targets, client,
@@ -282,6 +284,29 @@ pub(super) async fn verify_members(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Bootstrap ACLs with the operator's initial management token once this node leads and
+/// the cluster has none; ends when the cluster is bootstrapped (by anyone).
+pub(super) async fn bootstrap_initial(
+    ctx: Arc<conclave_api::AppContext>,
+    chosen: conclave_types::Secret,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match conclave_api::acl::bootstrap_with(&ctx, chosen.expose()).await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                error = %e.message,
+                "bootstrapping ACLs with the initial management token failed; retrying"
+            ),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One module per client subcommand (and `agent`); `cli` parses the command line and hands
 //! each its arguments. Output goes through `crate::output`.
 
+pub mod acl;
 pub mod agent;
 pub mod config;
 pub mod elect;

@@ -94,8 +94,9 @@ pub struct AgentFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub single_node: bool,
-    /// Serve node RPC and gossip beyond loopback without a cluster token (unauthenticated:
-    /// anyone who reaches the port can take part). Refused without this flag.
+    /// Serve node RPC and gossip beyond loopback without a cluster token, or the HTTP API
+    /// beyond loopback without TLS and ACLs (anyone who reaches the port can take part, or
+    /// read and write). Refused without this flag.
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,

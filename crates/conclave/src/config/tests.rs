@@ -130,3 +130,33 @@ fn the_cluster_token_comes_from_a_file_never_from_two_places() {
     let err = format!("{:#}", load(None, &missing).unwrap_err());
     assert!(err.contains("absent"), "{err}");
 }
+
+#[test]
+fn http_beyond_loopback_needs_tls_and_acls_or_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let anywhere: std::net::SocketAddr = "0.0.0.0:7400".parse().unwrap();
+    let flags = AgentFlags {
+        http_addr: Some(anywhere),
+        ..Default::default()
+    };
+    let e = load(None, &flags).unwrap_err().to_string();
+    assert!(
+        e.contains("without TLS and ACLs") && e.contains("--insecure") && e.contains("[acl]"),
+        "{e}"
+    );
+    let file = dir.path().join("c.toml");
+    let write = |text: &str| std::fs::write(&file, text).unwrap();
+    write("[acl]\nenabled = true\n");
+    let e = load(Some(&file), &flags).unwrap_err().to_string();
+    assert!(e.contains("without TLS:"), "{e}");
+    write("[tls]\ncert_file = \"n.pem\"\nkey_file = \"n-key.pem\"\n");
+    let e = load(Some(&file), &flags).unwrap_err().to_string();
+    assert!(e.contains("without ACLs:"), "{e}");
+    write("[tls]\ncert_file = \"n.pem\"\nkey_file = \"n-key.pem\"\n[acl]\nenabled = true\n");
+    assert!(load(Some(&file), &flags).is_ok());
+    let insecure = AgentFlags {
+        insecure: true,
+        ..flags.clone()
+    };
+    assert!(load(None, &insecure).is_ok());
+}

@@ -55,6 +55,9 @@ impl Cluster {
                     format!("{ip}:7401"),
                     "--initial-members".into(),
                     members.clone(),
+                    // Plain HTTP on the namespaces' addresses: the suite is about faults,
+                    // not about the edge (tests/it/tls.rs and acl.rs are).
+                    "--insecure".into(),
                 ]
             })
             .collect();

@@ -386,7 +386,7 @@ async fn slow_clients_neither_block_others_nor_keep_their_connections() {
     let addr = a.http;
     // Half a request's headers; over TLS, half a handshake (a record header that promises
     // 255 bytes which never come).
-    let partial: &[u8] = if crate::support::tls_mode() {
+    let partial: &[u8] = if crate::support::secure_mode() {
         &[0x16, 0x03, 0x01, 0x00, 0xff, 0x01]
     } else {
         b"GET /v1/health HTTP/1.1\r\nhost: x\r\nx-slow: "

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod acl;
 mod api;
 mod bad_input;
 mod cli;
@@ -14,6 +15,7 @@ mod elections;
 mod fixes;
 mod gossip;
 mod handover;
+mod leaks;
 mod recovery;
 mod role_overlap;
 mod roles;

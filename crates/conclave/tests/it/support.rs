@@ -1,8 +1,9 @@
 //! Start and stop real agents on ephemeral loopback ports; every child is killed by PID on drop.
 //!
-//! With `CONCLAVE_TEST_TLS=1` every agent serves HTTPS with mutual TLS and every client
-//! here (`http()`, `cli()`, `Agent::url`) speaks it: `.ci/run` runs the suite a second time
-//! that way.
+//! With `CONCLAVE_TEST_SECURE=1` every agent serves HTTPS with mutual TLS and requires ACL
+//! tokens (bootstrapped with [`TEST_TOKEN`] as its initial management token), and every
+//! client here (`http()`, `cli()`, `command()`, `Agent::url`) presents the test
+//! certificate and that token: `.ci/run` runs the suite a second time that way.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -78,14 +79,27 @@ impl PortBlocks {
     }
 }
 
-/// Whether this run speaks HTTPS to every agent (`CONCLAVE_TEST_TLS=1`).
-pub fn tls_mode() -> bool {
-    std::env::var_os("CONCLAVE_TEST_TLS").is_some_and(|v| v == "1")
+/// Whether this run speaks HTTPS with ACL tokens to every agent (`CONCLAVE_TEST_SECURE=1`).
+pub fn secure_mode() -> bool {
+    std::env::var_os("CONCLAVE_TEST_SECURE").is_some_and(|v| v == "1")
 }
 
-/// `https` in TLS mode, else `http`.
+/// The management token of every agent in secure mode (its initial management token, and
+/// a client agent's agent token).
+pub const TEST_TOKEN: &str = "it-management-token-0123456789abcdef0123456789";
+
+/// The variables that turn ACLs on in secure mode.
+fn acl_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("CONCLAVE_ACL__ENABLED", "true"),
+        ("CONCLAVE_ACL__INITIAL_MANAGEMENT_TOKEN", TEST_TOKEN),
+        ("CONCLAVE_ACL__AGENT_TOKEN", TEST_TOKEN),
+    ]
+}
+
+/// `https` in secure mode, else `http`.
 pub fn scheme() -> &'static str {
-    if tls_mode() { "https" } else { "http" }
+    if secure_mode() { "https" } else { "http" }
 }
 
 /// The CA and the certificates (`agent`, `client`) every test of this build shares, made
@@ -194,7 +208,7 @@ impl Agent {
         let out = std::fs::File::create(&log).expect("log file");
         // A test that brings its own certificates keeps them.
         let own_tls = extra.iter().any(|a| a.starts_with("--tls-"));
-        let tls = if tls_mode() && !own_tls {
+        let tls = if secure_mode() && !own_tls {
             tls_agent_flags()
         } else {
             Vec::new()
@@ -209,6 +223,7 @@ impl Agent {
             .arg(rpc.to_string())
             .args(&tls)
             .args(extra)
+            .envs(if secure_mode() { acl_env() } else { Vec::new() })
             .envs(env.iter().copied())
             .env_remove("CONCLAVE_ADDR")
             .stdin(Stdio::null())
@@ -250,6 +265,7 @@ impl Agent {
         loop {
             if let Ok(r) = client.get(self.url("/v1/health")).send().await
                 && r.status().is_success()
+                && (!secure_mode() || self.token_works(&client).await)
             {
                 return;
             }
@@ -261,6 +277,15 @@ impl Agent {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Whether this agent accepts the test token yet (the initial bootstrap is applied).
+    async fn token_works(&self, client: &reqwest::Client) -> bool {
+        client
+            .get(self.url("/v1/acl/token/self"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
     }
 
     pub fn log_text(&self) -> String {
@@ -346,11 +371,27 @@ pub fn http() -> reqwest::Client {
         .expect("http client")
 }
 
-/// A client builder that speaks this run's protocol (mutual TLS in TLS mode).
+/// A client builder as this run's clients are: in secure mode, mutual TLS and the test
+/// token on every request.
 pub fn http_builder() -> reqwest::ClientBuilder {
+    let builder = anonymous_builder();
+    if !secure_mode() {
+        return builder;
+    }
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut auth =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {TEST_TOKEN}")).expect("header");
+    auth.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, auth);
+    builder.default_headers(headers)
+}
+
+/// A client builder that speaks this run's protocol (mutual TLS in secure mode) and sends
+/// no token: an anonymous caller.
+pub fn anonymous_builder() -> reqwest::ClientBuilder {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let builder = reqwest::Client::builder();
-    if tls_mode() {
+    if secure_mode() {
         builder.use_preconfigured_tls(tls_client_config())
     } else {
         builder
@@ -362,8 +403,9 @@ pub fn http_builder() -> reqwest::ClientBuilder {
 pub fn command() -> Command {
     let mut c = Command::new(BIN);
     c.env_remove("CONCLAVE_ADDR");
-    if tls_mode() {
+    if secure_mode() {
         c.envs(tls_client_env());
+        c.env("CONCLAVE_TOKEN", TEST_TOKEN);
     }
     c
 }
@@ -371,11 +413,14 @@ pub fn command() -> Command {
 /// Run the CLI; returns (exit code, stdout, stderr).
 pub fn cli(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
     use std::io::Write;
-    let tls = if tls_mode() {
+    let mut tls: Vec<(&str, PathBuf)> = if secure_mode() {
         tls_client_env()
     } else {
         Vec::new()
     };
+    if secure_mode() {
+        tls.push(("CONCLAVE_TOKEN", PathBuf::from(TEST_TOKEN)));
+    }
     let mut child = Command::new(BIN)
         .args(args)
         .envs(tls)

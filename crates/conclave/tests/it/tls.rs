@@ -21,6 +21,7 @@ fn cli_env(args: &[&str], env: &[(&str, &Path)]) -> (i32, String, String) {
         .env_remove("CONCLAVE_MTLS_CA_FILE")
         .env_remove("CONCLAVE_MTLS_CERT_FILE")
         .env_remove("CONCLAVE_MTLS_KEY_FILE")
+        .envs(run_token().map(|t| ("CONCLAVE_TOKEN", t)))
         .envs(env.iter().copied())
         .output()
         .expect("run the CLI");
@@ -80,14 +81,25 @@ fn client_files(pki: &Path, client: Option<&str>) -> conclave_tls::ClientFiles {
     }
 }
 
+/// The token this run's clients send (secure mode turns ACLs on in every agent).
+fn run_token() -> Option<&'static str> {
+    crate::support::secure_mode().then_some(crate::support::TEST_TOKEN)
+}
+
 fn https_client(pki: &Path, client: Option<&str>) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let files = client_files(pki, client);
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .use_preconfigured_tls(conclave_tls::client_config(&files).expect("client config"))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
+        .timeout(Duration::from_secs(10));
+    if let Some(token) = run_token() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        builder = builder.default_headers(headers);
+    }
+    builder.build().expect("client")
 }
 
 fn https(agent: &Agent, path: &str) -> String {
@@ -116,7 +128,13 @@ async fn start_https(
     let agent = Agent::spawn_env(dir, free_addr(), free_addr(), &args, env);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(r) = client.get(https(&agent, "/v1/health")).send().await
+        // In secure mode, also until the agent knows the run's token (its bootstrap).
+        let probe = if run_token().is_some() {
+            "/v1/acl/token/self"
+        } else {
+            "/v1/health"
+        };
+        if let Ok(r) = client.get(https(&agent, probe)).send().await
             && r.status().is_success()
         {
             return agent;
@@ -343,6 +361,7 @@ async fn certificates_rotate_under_write_load_without_a_failed_write_or_a_restar
 
     let files = client_files(&pki, Some("cli"));
     let writers = conclave_client::Client::with_files(&https(&agent, ""), &files)
+        .and_then(|c| c.with_token(run_token()))
         .expect("client")
         .with_retry(conclave_client::RetryPolicy::default());
     let stop = Arc::new(AtomicBool::new(false));
