@@ -99,31 +99,29 @@ pub fn check(
     let invalid =
         || unauthorized("the token is not valid: unknown, revoked or expired (it is never echoed)");
     let accessor = secret::accessor_of(secret_id).ok_or_else(invalid)?;
-    let (token, allowed) = state.read(|a| {
+    // Decided under one read of the state, copying nothing but a refusal's details.
+    let verdict = state.read(|a| {
         let acl = a.state.acl();
-        let token = acl.tokens.get(&accessor).cloned();
-        let allowed = match (&token, required) {
-            (Some(t), Required::Capability(need)) => acl.allows(t, need, now_ms),
-            (Some(t), _) => t.expires_ms.is_none_or(|at| now_ms < at),
-            (None, _) => false,
+        let Some(token) = acl.tokens.get(&accessor) else {
+            return Err(None);
         };
-        (token, allowed)
+        if !secret::matches(secret_id, token) || token.expires_ms.is_some_and(|at| now_ms >= at) {
+            return Err(None);
+        }
+        match required {
+            Required::Capability(need) if !acl.allows(token, need, now_ms) => {
+                Err(Some(forbidden(&token.accessor_id, &token.policies, need)))
+            }
+            _ => Ok(()),
+        }
     });
-    let token = token
-        .filter(|t| secret::matches(secret_id, t))
-        .ok_or_else(invalid)?;
-    if token.expires_ms.is_some_and(|at| now_ms >= at) {
-        return Err(invalid());
+    match verdict {
+        Ok(()) => Ok(Caller {
+            accessor_id: Some(accessor),
+        }),
+        Err(Some(refusal)) => Err(refusal),
+        Err(None) => Err(invalid()),
     }
-    if !allowed {
-        let Required::Capability(need) = required else {
-            return Err(invalid());
-        };
-        return Err(forbidden(&token.accessor_id, &token.policies, need));
-    }
-    Ok(Caller {
-        accessor_id: Some(token.accessor_id),
-    })
 }
 
 /// `403`: the token is valid but none of its policies grants `need`.

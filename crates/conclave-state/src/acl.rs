@@ -175,11 +175,14 @@ impl AclState {
         if token.expires_ms.is_some_and(|at| now_ms >= at) {
             return false;
         }
-        token
-            .policies
-            .iter()
-            .filter_map(|name| self.policy(name))
-            .any(|p| p.rules.iter().any(|r| grants(r, need)))
+        // On every request: no policy is copied (the built-in one grants everything).
+        token.policies.iter().any(|name| {
+            name == GLOBAL_MANAGEMENT
+                || self
+                    .policies
+                    .get(name)
+                    .is_some_and(|p| p.rules.iter().any(|r| grants(r, need)))
+        })
     }
 
     /// Apply one command: the state after it, or why nothing changed.
