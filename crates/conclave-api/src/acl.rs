@@ -209,13 +209,14 @@ fn info(t: &Token) -> TokenInfo {
     }
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(
-            format!("the {what} is not valid: {e}"),
-            "see the README's ACL section for the JSON shape",
-        )
-    })
+/// `503`: the system's random number generator failed (a token cannot be made).
+fn random_failed(_: ring::error::Unspecified) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable,
+        "the system's random number generator failed",
+        "retry",
+    )
 }
 
 async fn mint_and_store(
@@ -225,14 +226,8 @@ async fn mint_and_store(
     expires_ms: Option<u64>,
     bootstrap: bool,
 ) -> Result<Json<TokenSecret>, ApiError> {
-    let minted = secret::mint(description, policies, now_ms(), expires_ms).map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            "the system's random number generator failed",
-            "retry",
-        )
-    })?;
+    let minted =
+        secret::mint(description, policies, now_ms(), expires_ms).map_err(random_failed)?;
     let token = minted.token.clone();
     let change = if bootstrap {
         AclCommand::Bootstrap(token)
@@ -266,7 +261,7 @@ pub async fn bootstrap_with(ctx: &crate::AppContext, chosen: &str) -> Result<boo
         vec![GLOBAL_MANAGEMENT.into()],
         now_ms(),
     )
-    .map_err(|_| ApiError::bad_request("the random number generator failed", "retry"))?;
+    .map_err(random_failed)?;
     match ctx.coord.acl(AclCommand::Bootstrap(token)).await {
         Ok(_) => Ok(true),
         Err(conclave_coord::CoordError::Acl(
@@ -355,7 +350,11 @@ async fn create_token(
     State(ctx): State<Ctx>,
     body: axum::body::Bytes,
 ) -> Result<Json<TokenSecret>, ApiError> {
-    let req: TokenRequest = json_body(&body, "token request")?;
+    let req: TokenRequest = crate::error::parse_json(
+        &body,
+        "token request",
+        r#"send {"policies": ["NAME"], "description": "...", "ttl": "24h"}"#,
+    )?;
     let expires_ms = match &req.ttl {
         None => None,
         Some(ttl) => {
@@ -407,7 +406,11 @@ async fn put_policy(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Policy>, ApiError> {
-    let req: PolicyRequest = json_body(&body, "policy")?;
+    let req: PolicyRequest = crate::error::parse_json(
+        &body,
+        "policy",
+        r#"send {"description": "...", "rules": [{"resource": "kv", "prefix": "app/", "access": "write"}]}"#,
+    )?;
     let policy = Policy {
         name,
         description: req.description,

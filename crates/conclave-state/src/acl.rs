@@ -93,6 +93,11 @@ pub fn grants(rule: &Rule, need: &Need) -> bool {
     }
 }
 
+/// Whether any rule of `policy` grants `need`.
+pub fn policy_grants(policy: &Policy, need: &Need) -> bool {
+    policy.rules.iter().any(|r| grants(r, need))
+}
+
 /// Every token and policy of the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AclState {
@@ -181,7 +186,7 @@ impl AclState {
                 || self
                     .policies
                     .get(name)
-                    .is_some_and(|p| p.rules.iter().any(|r| grants(r, need)))
+                    .is_some_and(|p| policy_grants(p, need))
         })
     }
 

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use conclave_state::acl::grants;
+use conclave_state::acl::policy_grants;
 use conclave_types::ErrorCode;
 use conclave_types::acl::TokenSelf;
 
@@ -101,17 +101,9 @@ async fn ask(g: &RemoteGuard, secret_id: &str, required: &Required) -> Result<Ca
         if me.token.expires_ms.is_some_and(|at| now_ms() >= at) {
             return Err(unauthorized("the token has expired"));
         }
-        let allowed = match required {
-            Required::Capability(need) => me
-                .policies
-                .iter()
-                .any(|p| p.rules.iter().any(|r| grants(r, need))),
-            _ => true,
-        };
-        if !allowed {
-            let Required::Capability(need) = required else {
-                return Err(unauthorized("the token is not valid"));
-            };
+        if let Required::Capability(need) = required
+            && !me.policies.iter().any(|p| policy_grants(p, need))
+        {
             return Err(super::forbidden(
                 &me.token.accessor_id,
                 &me.token.policies,

@@ -4,9 +4,9 @@
 //! A secret id is `<accessor>.<secret>`: the accessor finds the one stored hash to compare,
 //! the secret (256 random bits) is what proves possession. An operator-chosen initial
 //! management token (`acl.initial_management_token`, for automation) is any string of at
-//! least [`MIN_CHOSEN_LEN`] characters without a dot; its accessor is derived from it. Only SHA-256(salt ‖ secret)
-//! travels through the log; with 256 bits of entropy no slow hash is needed to resist
-//! guessing, and the salt keeps equal secrets (which never happen) from showing.
+//! least [`MIN_CHOSEN_LEN`] characters without a dot; its accessor is derived from it.
+//! Only SHA-256(salt ‖ secret) travels through the log; with 256 bits of entropy no slow
+//! hash is needed to resist guessing, and the salt keeps equal secrets from showing.
 
 use conclave_state::acl::Token;
 use ring::rand::{SecureRandom, SystemRandom};

@@ -32,10 +32,11 @@ impl Https {
         tasks: &tokio_util::task::TaskTracker,
     ) -> anyhow::Result<()> {
         if let Some(tls) = &self.0 {
-            let task = follow(tls.clone(), config.tls.reload_interval, shutdown.clone())?;
-            tasks.spawn(async move {
-                let _ = task.await;
-            });
+            tasks.spawn(follow(
+                tls.clone(),
+                config.tls.reload_interval,
+                shutdown.clone(),
+            )?);
         }
         Ok(())
     }
@@ -75,7 +76,7 @@ fn record(material: &Material) {
 }
 
 /// Load `config`'s TLS files, or `None` when it has none; an error names the file.
-pub(crate) fn load(config: &AgentConfig) -> anyhow::Result<Option<Arc<Reloadable>>> {
+fn load(config: &AgentConfig) -> anyhow::Result<Option<Arc<Reloadable>>> {
     let Some(files) = config.tls.files()? else {
         return Ok(None);
     };
@@ -90,13 +91,13 @@ pub(crate) fn load(config: &AgentConfig) -> anyhow::Result<Option<Arc<Reloadable
     Ok(Some(Arc::new(tls)))
 }
 
-/// Reload `tls` whenever its files change (checked every `interval`) or SIGHUP arrives,
-/// until `stop`.
-pub(crate) fn follow(
+/// The task that reloads `tls` whenever its files change (checked every `interval`) or
+/// SIGHUP arrives, until `stop`.
+fn follow(
     tls: Arc<Reloadable>,
     interval: Duration,
     stop: CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     // The metrics recorder is installed after the files are first loaded.
@@ -113,7 +114,7 @@ pub(crate) fn follow(
         "HTTPS connections whose TLS handshake failed or timed out."
     );
     record(&tls.current());
-    Ok(tokio::spawn(async move {
+    Ok(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -156,11 +157,11 @@ pub(crate) fn follow(
                 }
             }
         }
-    }))
+    })
 }
 
 /// What `/v1/status` shows of `tls`.
-pub(crate) fn status(tls: &Reloadable) -> TlsStatus {
+fn status(tls: &Reloadable) -> TlsStatus {
     let material = tls.current();
     let info = &material.info;
     TlsStatus {

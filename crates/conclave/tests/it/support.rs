@@ -374,13 +374,22 @@ pub fn http() -> reqwest::Client {
 /// A client builder as this run's clients are: in secure mode, mutual TLS and the test
 /// token on every request.
 pub fn http_builder() -> reqwest::ClientBuilder {
-    let builder = anonymous_builder();
-    if !secure_mode() {
+    with_run_token(anonymous_builder())
+}
+
+/// The token this run's clients send: the test token in secure mode, none otherwise.
+pub fn run_token() -> Option<&'static str> {
+    secure_mode().then_some(TEST_TOKEN)
+}
+
+/// `builder` sending [`run_token`] on every request.
+pub fn with_run_token(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    let Some(token) = run_token() else {
         return builder;
-    }
+    };
     let mut headers = reqwest::header::HeaderMap::new();
     let mut auth =
-        reqwest::header::HeaderValue::from_str(&format!("Bearer {TEST_TOKEN}")).expect("header");
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
     auth.set_sensitive(true);
     headers.insert(reqwest::header::AUTHORIZATION, auth);
     builder.default_headers(headers)
@@ -403,9 +412,9 @@ pub fn anonymous_builder() -> reqwest::ClientBuilder {
 pub fn command() -> Command {
     let mut c = Command::new(BIN);
     c.env_remove("CONCLAVE_ADDR");
-    if secure_mode() {
+    if let Some(token) = run_token() {
         c.envs(tls_client_env());
-        c.env("CONCLAVE_TOKEN", TEST_TOKEN);
+        c.env("CONCLAVE_TOKEN", token);
     }
     c
 }
@@ -413,18 +422,8 @@ pub fn command() -> Command {
 /// Run the CLI; returns (exit code, stdout, stderr).
 pub fn cli(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
     use std::io::Write;
-    let mut tls: Vec<(&str, PathBuf)> = if secure_mode() {
-        tls_client_env()
-    } else {
-        Vec::new()
-    };
-    if secure_mode() {
-        tls.push(("CONCLAVE_TOKEN", PathBuf::from(TEST_TOKEN)));
-    }
-    let mut child = Command::new(BIN)
+    let mut child = command()
         .args(args)
-        .envs(tls)
-        .env_remove("CONCLAVE_ADDR")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

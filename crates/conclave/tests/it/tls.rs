@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::cluster::{cluster_env, eventually};
-use crate::support::{Agent, BIN, free_addr};
+use crate::support::{Agent, BIN, free_addr, run_token, with_run_token};
 
 /// Run the CLI with `env` (and nothing from this process's TLS mode).
 fn cli_env(args: &[&str], env: &[(&str, &Path)]) -> (i32, String, String) {
@@ -81,25 +81,14 @@ fn client_files(pki: &Path, client: Option<&str>) -> conclave_tls::ClientFiles {
     }
 }
 
-/// The token this run's clients send (secure mode turns ACLs on in every agent).
-fn run_token() -> Option<&'static str> {
-    crate::support::secure_mode().then_some(crate::support::TEST_TOKEN)
-}
-
 fn https_client(pki: &Path, client: Option<&str>) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let files = client_files(pki, client);
-    let mut builder = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .use_preconfigured_tls(conclave_tls::client_config(&files).expect("client config"))
         .timeout(Duration::from_secs(10));
-    if let Some(token) = run_token() {
-        let mut headers = reqwest::header::HeaderMap::new();
-        let value =
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-        builder = builder.default_headers(headers);
-    }
-    builder.build().expect("client")
+    // Secure mode turns ACLs on in every agent, these included.
+    with_run_token(builder).build().expect("client")
 }
 
 fn https(agent: &Agent, path: &str) -> String {
