@@ -27,6 +27,7 @@ fn command_bytes(c: &Command) -> usize {
     match c {
         Command::Put { key, value, .. } => key.len() + value.len() + 16,
         Command::ConfigPut { content, .. } => content.len() + 128,
+        Command::Audited { command, .. } => command_bytes(command) + 256,
         _ => 128,
     }
 }

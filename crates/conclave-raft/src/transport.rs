@@ -52,8 +52,9 @@ pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// refusal (`Outcome::Refused`, `RejectReason::Refused`). 7: a hello without Raft timings is
 /// a client agent's ([`PeerKind::ClientAgent`]). 8: `Refusal::RevisionsExhausted`.
 /// 9: `ConsensusError::NoQuorum`. 10: `Command::Acl` and `Outcome::Acl` (tokens and
-/// policies).
-pub const PROTOCOL_VERSION: u32 = 10;
+/// policies). 11: `Command::Audited`, `Command::Note` and `Refusal::NotAuditable` (the
+/// audit log).
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// Idle connections kept per peer address by a [`Pool`].
 const MAX_IDLE_PER_PEER: usize = 64;

@@ -157,6 +157,7 @@ fn refusals() -> impl Iterator<Item = Refusal> {
         Refusal::EmptyElectionName,
         Refusal::StaleClock,
         Refusal::RevisionsExhausted,
+        Refusal::NotAuditable,
     ]
     .into_iter()
 }
@@ -280,6 +281,29 @@ fn leader_requests() -> Vec<LeaderRequest> {
         LeaderRequest::Propose(Command::Acl(conclave_state::acl::AclCommand::DeleteToken {
             accessor_id: "a".into(),
         })),
+        LeaderRequest::Propose(Command::Audited {
+            meta: conclave_state::audit::AuditMeta {
+                actor: conclave_state::audit::Actor::Token {
+                    accessor_id: "a".into(),
+                },
+                source: Some("10.0.0.1:1".into()),
+                request_id: Some("r".into()),
+            },
+            command: Box::new(Command::Delete {
+                key: "k".into(),
+                expected: Some(1),
+            }),
+        }),
+        LeaderRequest::Propose(Command::Note {
+            meta: conclave_state::audit::AuditMeta::node(1),
+            note: conclave_state::audit::Note::Remove {
+                node_id: 2,
+                force: false,
+            },
+            ending: conclave_state::audit::Ending::Refused {
+                reason: "no".into(),
+            },
+        }),
         LeaderRequest::ReadIndex,
         LeaderRequest::Join {
             node_id: 5,
@@ -496,5 +520,5 @@ fn a_status_with_an_unknown_member_decodes_on_a_follower() {
 fn the_protocol_version_names_this_message_set() {
     // Bump it with any change to the messages above; nodes of another version refuse
     // each other at the handshake instead of misreading frames.
-    assert_eq!(PROTOCOL_VERSION, 10);
+    assert_eq!(PROTOCOL_VERSION, 11);
 }

@@ -75,20 +75,42 @@ pub enum Command {
     /// Change the cluster's tokens or policies. (Variants are only ever appended: their
     /// index is their encoding in the log.)
     Acl(crate::acl::AclCommand),
+    /// `command`, applied as if alone, with an audit-log entry saying who asked
+    /// ([`crate::audit`]). Never nested; never around a leader-only command.
+    Audited {
+        meta: crate::audit::AuditMeta,
+        command: Box<Command>,
+    },
+    /// Record something that happened outside the state machine (membership, leadership)
+    /// in the audit log; changes nothing else.
+    Note {
+        meta: crate::audit::AuditMeta,
+        note: crate::audit::Note,
+        ending: crate::audit::Ending,
+    },
 }
 
 impl Command {
     /// Commands only the leader itself proposes (its clock stamps, lease expiry): never
     /// taken from a peer's forwarded proposal, where a forged one could end live leases.
     pub fn is_leader_only(&self) -> bool {
-        matches!(self, Command::Clock { .. } | Command::ExpireLeases)
+        match self {
+            Command::Clock { .. } | Command::ExpireLeases => true,
+            // Only a leader says it leads.
+            Command::Note {
+                note: crate::audit::Note::LeaderElected { .. },
+                ..
+            } => true,
+            Command::Audited { command, .. } => command.is_leader_only(),
+            _ => false,
+        }
     }
 
     /// Whether the command reads the cluster clock, so the leader must stamp one before it.
     pub fn needs_clock(&self) -> bool {
         !matches!(
             self,
-            Command::Put { .. } | Command::Delete { .. } | Command::Clock { .. } | Command::Acl(_)
+            Command::Put { .. } | Command::Delete { .. } | Command::Clock { .. }
         )
     }
 }
@@ -180,8 +202,9 @@ pub enum Outcome {
         until_ms: u64,
         now_ms: u64,
     },
-    /// An ACL change was applied, or refused (`refusal`) and changed nothing. The store
-    /// revision does not move: ACL changes are no key-value changes and never watched.
+    /// An ACL change was applied, or refused (`refusal`) and changed no token or policy.
+    /// `revision` is the store's before its audit entry (ACL changes are no key-value
+    /// changes; only their audit entry is watched).
     Acl {
         revision: u64,
         refusal: Option<crate::acl::AclRefusal>,

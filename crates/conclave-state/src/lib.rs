@@ -18,6 +18,7 @@
 //! - [`fuzzing`]: what must hold for any input, shared by the fuzz targets and the tests.
 
 pub mod acl;
+pub mod audit;
 mod command;
 pub mod elections;
 pub mod fuzzing;
@@ -80,6 +81,12 @@ pub struct State {
     config: BTreeMap<String, ConfigEntry>,
     /// Tokens and policies (no secrets: salted hashes).
     acl: acl::AclState,
+    /// Who changed what (bounded; see [`audit`]).
+    audit: audit::AuditLog,
+    /// Who asks for the command being applied (set by `Audited` and `Note`); not part of
+    /// the replicated state.
+    #[serde(skip)]
+    acting: Option<audit::AuditMeta>,
     /// Changes made since the caller last took them ([`State::take_changes`]); not part of
     /// the replicated state.
     #[serde(skip)]
@@ -95,6 +102,7 @@ impl PartialEq for State {
             && self.elections == other.elections
             && self.config == other.config
             && self.acl == other.acl
+            && self.audit == other.audit
     }
 }
 
@@ -163,6 +171,102 @@ impl State {
             };
         }
         match command {
+            Command::Audited { meta, command } => {
+                self.acting = Some(meta.clone());
+                let outcome = self.apply_recorded(command, true);
+                self.acting = None;
+                outcome
+            }
+            Command::Note { meta, note, ending } => {
+                self.acting = Some(meta.clone());
+                self.note(note, ending);
+                self.acting = None;
+                Outcome::Unchanged {
+                    revision: self.revision,
+                }
+            }
+            other => self.apply_recorded(other, false),
+        }
+    }
+
+    /// Apply `command` and add what it changed to the audit log (key-value writes only when
+    /// the proposer asked: `audited`).
+    fn apply_recorded(&mut self, command: &Command, audited: bool) -> Outcome {
+        let outcome = self.apply_one(command);
+        if let Some((what, ending)) = audit::what_for(command, &outcome, audited) {
+            self.audit(what, ending);
+        }
+        outcome
+    }
+
+    /// Record `note` (a `LeaderElected` for a term already noted adds nothing).
+    fn note(&mut self, note: &audit::Note, ending: &audit::Ending) {
+        use audit::Note;
+        let what = match note {
+            Note::LeaderElected { term, leader } => match self.audit.leadership(*term, *leader) {
+                Some(what) => what,
+                None => return,
+            },
+            Note::TransferRequested { to } => {
+                if *ending == audit::Ending::Applied {
+                    self.audit.transfer_requested(*to);
+                }
+                audit::What::Note(note.clone())
+            }
+            other => audit::What::Note(other.clone()),
+        };
+        self.audit(what, ending.clone());
+    }
+
+    /// Append an entry by whoever is acting (else the agent itself) at the cluster clock.
+    /// An entry is no key-value change: the revision does not move for it.
+    fn audit(&mut self, what: audit::What, ending: audit::Ending) {
+        let meta = self.acting.clone().unwrap_or_else(audit::AuditMeta::agent);
+        let wall_ms = self.clock.wall_ms;
+        self.audit_at(wall_ms, meta, what, ending);
+    }
+
+    fn audit_at(
+        &mut self,
+        wall_ms: u64,
+        meta: audit::AuditMeta,
+        what: audit::What,
+        ending: audit::Ending,
+    ) {
+        let revision = self.revision;
+        self.audit.push(|seq| audit::AuditEntry {
+            seq,
+            wall_ms,
+            revision,
+            meta,
+            what,
+            ending,
+        });
+    }
+
+    /// Record what an offline command did to this state (restore, recovery), at `wall_ms`
+    /// (the operator's clock: no leader stamps one offline).
+    pub fn record_offline(&mut self, what: audit::Offline, wall_ms: u64) {
+        let wall_ms = wall_ms.max(self.clock.wall_ms);
+        self.audit_at(
+            wall_ms,
+            audit::AuditMeta::by(audit::Actor::Operator),
+            audit::What::Offline(what),
+            audit::Ending::Applied,
+        );
+    }
+
+    /// The audit log.
+    pub fn audit_log(&self) -> &audit::AuditLog {
+        &self.audit
+    }
+
+    fn apply_one(&mut self, command: &Command) -> Outcome {
+        match command {
+            // Unwrapped by `apply` (and refused there when nested).
+            Command::Audited { .. } | Command::Note { .. } => Outcome::Unchanged {
+                revision: self.revision,
+            },
             Command::Put {
                 key,
                 value,
@@ -264,6 +368,37 @@ impl State {
         std::mem::take(&mut self.changes)
     }
 
+    /// Record an election's transition for its watchers and in the audit log; returns the
+    /// revision of the transition's change.
+    /// `ended`: the holder whose lease a resignation or expiry ended (the event itself
+    /// shows none).
+    fn record_election(&mut self, event: ElectionEvent, ended: Option<String>) -> u64 {
+        let revision = self.record(
+            election_watch_key(&event.election),
+            Some(event_json(&event)),
+        );
+        let ElectionEvent {
+            election,
+            transition,
+            holder,
+            epoch,
+            target,
+            ..
+        } = event;
+        let holder = holder.or(ended);
+        self.audit(
+            audit::What::Election {
+                election,
+                transition,
+                holder,
+                epoch,
+                target,
+            },
+            audit::Ending::Applied,
+        );
+        revision
+    }
+
     /// Bump the revision for one change and remember it for watchers.
     fn record(&mut self, key: String, value: Option<Bytes>) -> u64 {
         self.revision += 1;
@@ -340,7 +475,7 @@ impl State {
             ttl_ms,
             target: None,
         };
-        let revision = self.record(election_watch_key(name), Some(event_json(&event)));
+        let revision = self.record_election(event, None);
         let expires_at_ms = now.saturating_add(ttl_ms);
         let election = self.elections.entry(name.to_owned()).or_default();
         election.last_epoch = epoch;
@@ -455,7 +590,7 @@ impl State {
             ttl_ms,
             target: Some(target.to_owned()),
         };
-        let revision = self.record(election_watch_key(name), Some(event_json(&event)));
+        let revision = self.record_election(event, None);
         Outcome::HandoverPlanned { revision, until_ms }
     }
 
@@ -489,7 +624,7 @@ impl State {
             ttl_ms: holder.ttl_ms,
             target: None,
         };
-        self.record(election_watch_key(name), Some(event_json(&event)))
+        self.record_election(event, Some(holder.candidate))
     }
 
     /// The cluster clock as of the last stamp applied.

@@ -51,6 +51,28 @@ pub enum LimitError {
     TooMany { what: &'static str, limit: usize },
 }
 
+/// Most members one audit note names.
+pub const MAX_NOTE_ITEMS: usize = 1024;
+
+/// The longest refusal reason a note carries.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// An audit entry's source address and request id stay short.
+fn check_meta(meta: &crate::audit::AuditMeta) -> Result<(), LimitError> {
+    for (what, value) in [
+        ("request source", &meta.source),
+        ("request id", &meta.request_id),
+    ] {
+        if let Some(v) = value {
+            check_name(what, v)?;
+        }
+    }
+    match &meta.actor {
+        crate::audit::Actor::Token { accessor_id } => check_name("token accessor", accessor_id),
+        _ => Ok(()),
+    }
+}
+
 /// Most rules in a policy, and most policies on a token.
 pub const MAX_ACL_ITEMS: usize = 128;
 
@@ -159,6 +181,39 @@ impl Limits {
                 check_name("candidate id", candidate)
             }
             Command::Acl(change) => self.check_acl(change),
+            Command::Audited { meta, command } => {
+                check_meta(meta)?;
+                self.check(command)
+            }
+            Command::Note { meta, note, ending } => {
+                check_meta(meta)?;
+                if let crate::audit::Ending::Refused { reason } = ending
+                    && reason.len() > MAX_REASON_BYTES
+                {
+                    return Err(LimitError::NameTooLong {
+                        what: "refusal reason",
+                        size: reason.len(),
+                        limit: MAX_REASON_BYTES,
+                    });
+                }
+                match note {
+                    crate::audit::Note::Reap { members } if members.len() > MAX_NOTE_ITEMS => {
+                        Err(LimitError::TooMany {
+                            what: "members in one note",
+                            limit: MAX_NOTE_ITEMS,
+                        })
+                    }
+                    crate::audit::Note::Reap { members } => members
+                        .iter()
+                        .try_for_each(|m| check_name("member name", m)),
+                    crate::audit::Note::Join { rpc_addr, .. }
+                    | crate::audit::Note::Add { rpc_addr, .. }
+                    | crate::audit::Note::Move { rpc_addr, .. } => {
+                        check_name("rpc address", rpc_addr)
+                    }
+                    _ => Ok(()),
+                }
+            }
             Command::Clock { .. } | Command::ExpireLeases => Ok(()),
         }
     }

@@ -75,6 +75,9 @@ pub enum Refusal {
     /// so no counter can wrap.
     #[error("the store's revisions are exhausted")]
     RevisionsExhausted,
+    /// An `Audited` around another `Audited`, a `Note` or a leader-only command.
+    #[error("this command cannot be wrapped for the audit log")]
+    NotAuditable,
 }
 
 /// Whether `apply` may apply `command` to a state at `revision` whose cluster clock is at
@@ -125,8 +128,20 @@ pub(crate) fn admissible(command: &Command, clock_term: u64, revision: u64) -> R
         }
         // Log terms never go down, so a stamp of an earlier term was not made by a leader.
         Command::Clock { term, .. } if *term < clock_term => Err(Refusal::StaleClock),
-        // Token and policy rules are the ACL state's own (`acl::AclState::apply`).
-        Command::Clock { .. } | Command::ExpireLeases | Command::Acl(_) => Ok(()),
+        Command::Audited { command, .. } => {
+            if command.is_leader_only()
+                || matches!(**command, Command::Audited { .. } | Command::Note { .. })
+            {
+                Err(Refusal::NotAuditable)
+            } else {
+                admissible(command, clock_term, revision)
+            }
+        }
+        // Token and policy rules are the ACL state's own (`acl::AclState::apply`); a note
+        // is a record and nothing else.
+        Command::Clock { .. } | Command::ExpireLeases | Command::Acl(_) | Command::Note { .. } => {
+            Ok(())
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! Layout: `b"CNCLSTAT"` ‖ version (u16, little-endian) ‖ postcard(State).
 //!
 //! Versions: 1 = key-value store only; 2 adds the cluster clock, elections and the
-//! configuration registry; 3 adds the ACL state (tokens and policies). An older snapshot
+//! configuration registry; 3 adds the ACL state (tokens and policies); 4 adds the audit
+//! log. An older snapshot
 //! decodes into the current state with the parts it lacks empty.
 
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ use crate::{ClusterClock, KeyValue, State};
 const MAGIC: &[u8; 8] = b"CNCLSTAT";
 /// The snapshot format this build writes. Bump it when `State`'s serialized shape changes,
 /// and keep decoding the older versions.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 
 /// The shape of a version 1 snapshot.
 #[derive(Deserialize)]
@@ -36,6 +37,17 @@ struct StateV2 {
     clock: ClusterClock,
     elections: BTreeMap<String, Election>,
     config: BTreeMap<String, ConfigEntry>,
+}
+
+/// The shape of a version 3 snapshot.
+#[derive(Deserialize)]
+struct StateV3 {
+    revision: u64,
+    kv: BTreeMap<String, KeyValue>,
+    clock: ClusterClock,
+    elections: BTreeMap<String, Election>,
+    config: BTreeMap<String, ConfigEntry>,
+    acl: crate::acl::AclState,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +101,18 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
                 ..State::default()
             })
         }
+        3 => {
+            let v3: StateV3 = postcard::from_bytes(body)?;
+            plausible(State {
+                revision: v3.revision,
+                kv: v3.kv,
+                clock: v3.clock,
+                elections: v3.elections,
+                config: v3.config,
+                acl: v3.acl,
+                ..State::default()
+            })
+        }
         FORMAT_VERSION => plausible(postcard::from_bytes(body)?),
         found => Err(SnapshotError::UnsupportedVersion {
             found,
@@ -125,6 +149,9 @@ fn plausible(state: State) -> Result<State, SnapshotError> {
                 election.last_epoch
             ));
         }
+    }
+    if let Some(what) = state.audit.implausible(revision) {
+        return implausible(what);
     }
     Ok(state)
 }

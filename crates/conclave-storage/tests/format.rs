@@ -318,3 +318,102 @@ fn acl_commands_keep_their_encoding() {
     let back: Batch = postcard::from_bytes(&bytes).unwrap();
     assert_eq!(back, batch);
 }
+
+/// Audit commands (`Audited`, `Note`), appended after the ACL ones: every actor, note and
+/// ending, each optional field once empty and once full.
+const GOLDEN_AUDIT_HEX: &str = "0d0b01016101017301017201016b000b000000080c030000000203613a31000c030000010203613a31010101780c030000020203623a31000c030000030201000c0300000402000c030000050200000c0300000601016d000c0300000700000c030000070103000c0201010173010172080401000c040000040100";
+
+#[test]
+fn audit_commands_keep_their_encoding() {
+    use conclave_state::audit::{Actor, AuditMeta, Ending, Note};
+    let meta = |actor| AuditMeta {
+        actor,
+        source: Some("s".into()),
+        request_id: Some("r".into()),
+    };
+    let note = |note, ending| Command::Note {
+        meta: AuditMeta::agent(),
+        note,
+        ending,
+    };
+    let batch = Batch {
+        commands: vec![
+            Command::Audited {
+                meta: meta(Actor::Token {
+                    accessor_id: "a".into(),
+                }),
+                command: Box::new(Command::Delete {
+                    key: "k".into(),
+                    expected: None,
+                }),
+            },
+            Command::Audited {
+                meta: AuditMeta::by(Actor::Anonymous),
+                command: Box::new(Command::ExpireLeases),
+            },
+            note(
+                Note::Join {
+                    node_id: 2,
+                    rpc_addr: "a:1".into(),
+                },
+                Ending::Applied,
+            ),
+            note(
+                Note::Add {
+                    node_id: 2,
+                    rpc_addr: "a:1".into(),
+                    voter: true,
+                },
+                Ending::Refused { reason: "x".into() },
+            ),
+            note(
+                Note::Move {
+                    node_id: 2,
+                    rpc_addr: "b:1".into(),
+                },
+                Ending::Applied,
+            ),
+            note(
+                Note::Remove {
+                    node_id: 2,
+                    force: true,
+                },
+                Ending::Applied,
+            ),
+            note(Note::Promote { node_id: 2 }, Ending::Applied),
+            note(
+                Note::Demote {
+                    node_id: 2,
+                    force: false,
+                },
+                Ending::Applied,
+            ),
+            note(
+                Note::Reap {
+                    members: vec!["m".into()],
+                },
+                Ending::Applied,
+            ),
+            note(Note::TransferRequested { to: None }, Ending::Applied),
+            note(Note::TransferRequested { to: Some(3) }, Ending::Applied),
+            Command::Note {
+                meta: meta(Actor::Node { node_id: 1 }),
+                note: Note::LeaderElected { term: 4, leader: 1 },
+                ending: Ending::Applied,
+            },
+            Command::Note {
+                meta: AuditMeta::by(Actor::Operator),
+                note: Note::Promote { node_id: 1 },
+                ending: Ending::Applied,
+            },
+        ],
+    };
+    let bytes = postcard::to_stdvec(&batch).unwrap();
+    assert_eq!(
+        hex(&bytes),
+        GOLDEN_AUDIT_HEX,
+        "the log encoding of audit commands changed"
+    );
+    let back: Batch = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(back, batch);
+}

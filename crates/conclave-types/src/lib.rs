@@ -18,6 +18,7 @@ pub const HEADER_VERSION: &str = "x-conclave-version";
 pub const HEADER_NEXT_AFTER: &str = "x-conclave-next-after";
 
 pub mod acl;
+pub mod audit;
 pub mod invalid;
 pub mod secret;
 pub mod sse;

@@ -465,6 +465,7 @@ fn handover(name: &str, target: &str, from_epoch: u64, window_ms: u64) -> Comman
     }
 }
 
+mod audit;
 mod elections;
 mod refusals;
 
@@ -491,7 +492,66 @@ mod arbitrary_commands {
         ]
     }
 
-    fn command() -> impl Strategy<Value = Command> {
+    fn meta() -> impl Strategy<Value = crate::audit::AuditMeta> {
+        use crate::audit::{Actor, AuditMeta};
+        (
+            prop_oneof![
+                Just(Actor::Anonymous),
+                small_string().prop_map(|accessor_id| Actor::Token { accessor_id }),
+                any_u64().prop_map(|node_id| Actor::Node { node_id }),
+                Just(Actor::Agent),
+            ],
+            proptest::option::of(small_string()),
+        )
+            .prop_map(|(actor, source)| AuditMeta {
+                actor,
+                request_id: source.clone(),
+                source,
+            })
+    }
+
+    fn note() -> impl Strategy<Value = crate::audit::Note> {
+        use crate::audit::Note;
+        prop_oneof![
+            (any_u64(), small_string())
+                .prop_map(|(node_id, rpc_addr)| Note::Join { node_id, rpc_addr }),
+            (any_u64(), any::<bool>()).prop_map(|(node_id, force)| Note::Remove { node_id, force }),
+            proptest::collection::vec(small_string(), 0..3)
+                .prop_map(|members| Note::Reap { members }),
+            proptest::option::of(0u64..4).prop_map(|to| Note::TransferRequested { to }),
+            (any_u64(), 0u64..4).prop_map(|(term, leader)| Note::LeaderElected { term, leader }),
+        ]
+    }
+
+    /// Any command, also wrapped for the audit log (or doubly wrapped, which is refused),
+    /// and notes.
+    fn command() -> BoxedStrategy<Command> {
+        use crate::audit::Ending;
+        prop_oneof![
+            4 => plain_command(),
+            1 => (meta(), plain_command()).prop_map(|(meta, c)| Command::Audited {
+                meta,
+                command: Box::new(c)
+            }),
+            1 => (meta(), meta(), plain_command()).prop_map(|(outer, inner, c)| Command::Audited {
+                meta: outer,
+                command: Box::new(Command::Audited {
+                    meta: inner,
+                    command: Box::new(c)
+                })
+            }),
+            1 => (meta(), note(), proptest::option::of(small_string())).prop_map(
+                |(meta, note, refused)| Command::Note {
+                    meta,
+                    note,
+                    ending: refused.map_or(Ending::Applied, |reason| Ending::Refused { reason }),
+                }
+            ),
+        ]
+        .boxed()
+    }
+
+    fn plain_command() -> BoxedStrategy<Command> {
         prop_oneof![
             (
                 small_string(),
@@ -566,6 +626,7 @@ mod arbitrary_commands {
                 }
             ),
         ]
+        .boxed()
     }
 
     proptest! {

@@ -1,0 +1,242 @@
+//! The audit log: what each command records, by whom, and that it survives snapshots.
+
+use super::*;
+use crate::audit::{Actor, AuditMeta, AuditQuery, Ending, Note, Offline};
+use conclave_types::audit::{AuditAction, AuditKind, AuditOutcome, AuditRecord};
+
+fn by_token(accessor: &str) -> AuditMeta {
+    AuditMeta {
+        actor: Actor::Token {
+            accessor_id: accessor.into(),
+        },
+        source: Some("10.0.0.9:4000".into()),
+        request_id: Some("req-7".into()),
+    }
+}
+
+fn audited(meta: AuditMeta, command: Command) -> Command {
+    Command::Audited {
+        meta,
+        command: Box::new(command),
+    }
+}
+
+fn records(s: &State) -> Vec<AuditRecord> {
+    let (entries, _) = s.audit_log().query(&AuditQuery {
+        limit: 100,
+        ..Default::default()
+    });
+    entries.into_iter().map(|e| e.record()).collect()
+}
+
+fn doc_put(body: &str, expected: Option<u64>) -> Command {
+    Command::ConfigPut {
+        kind: "remote-peers".into(),
+        name: "main".into(),
+        content: body.as_bytes().to_vec(),
+        hash: format!("hash-{body}"),
+        author: Some("token:abc".into()),
+        expected,
+    }
+}
+
+#[test]
+fn documents_and_acl_changes_are_recorded_with_their_caller_and_outcome() {
+    let mut s = State::new();
+    s.apply(&clock(1, 1_000));
+    let put = s.apply(&audited(by_token("abc"), doc_put("one", Some(0))));
+    assert_eq!(put, Outcome::Put { revision: 1 });
+    let failed = s.apply(&audited(by_token("abc"), doc_put("two", Some(0))));
+    assert!(matches!(failed, Outcome::CasFailed { .. }));
+    // An unwrapped write (the agent's own) is recorded too, by the agent.
+    s.apply(&Command::ConfigDelete {
+        kind: "remote-peers".into(),
+        name: "main".into(),
+        expected: None,
+        author: None,
+    });
+    let refused = s.apply(&audited(
+        by_token("abc"),
+        Command::Acl(crate::acl::AclCommand::DeletePolicy {
+            name: "nope".into(),
+        }),
+    ));
+    assert!(matches!(
+        refused,
+        Outcome::Acl {
+            refusal: Some(_),
+            ..
+        }
+    ));
+    let r = records(&s);
+    assert_eq!(r.len(), 4, "{r:#?}");
+    assert_eq!(
+        (r[0].kind, r[0].action),
+        (AuditKind::Acl, AuditAction::Delete)
+    );
+    assert_eq!(r[0].outcome, AuditOutcome::Refused);
+    assert_eq!(r[0].reason.as_deref(), Some("no policy is named \"nope\""));
+    assert_eq!(
+        (r[1].action, r[1].actor.as_str()),
+        (AuditAction::Delete, "agent")
+    );
+    assert_eq!(r[2].outcome, AuditOutcome::Refused);
+    let first = &r[3];
+    assert_eq!(
+        (first.kind, first.action),
+        (AuditKind::Config, AuditAction::Put)
+    );
+    assert_eq!(first.subject, "remote-peers/main");
+    assert_eq!(first.actor, "token:abc");
+    assert_eq!(first.source.as_deref(), Some("10.0.0.9:4000"));
+    assert_eq!(first.request_id.as_deref(), Some("req-7"));
+    assert_eq!(first.details["hash"], "hash-one");
+    assert_eq!(
+        (first.revision, first.time_ms),
+        (1, 1_700_000_001_000),
+        "the cluster clock"
+    );
+    // No content, only its hash.
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(
+        !json.contains("\"one\"") && !json.contains("content"),
+        "{json}"
+    );
+}
+
+#[test]
+fn key_value_writes_are_recorded_only_when_wrapped_and_values_never() {
+    let mut s = State::new();
+    s.apply(&put("plain", "secret-value"));
+    s.apply(&audited(
+        AuditMeta::by(Actor::Anonymous),
+        put("audited/k", "secret-value"),
+    ));
+    s.apply(&audited(
+        AuditMeta::by(Actor::Anonymous),
+        Command::Delete {
+            key: "audited/k".into(),
+            expected: None,
+        },
+    ));
+    let r = records(&s);
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        (r[0].action, r[1].action),
+        (AuditAction::Delete, AuditAction::Put)
+    );
+    assert_eq!(r[1].subject, "audited/k");
+    assert!(!serde_json::to_string(&r).unwrap().contains("secret-value"));
+    // An entry is no key-value change: the revision moved for the two writes only.
+    assert_eq!(s.revision(), 3);
+    assert_eq!((r[1].revision, r[0].revision), (2, 3));
+}
+
+#[test]
+fn election_holders_are_recorded_at_every_change_and_renewals_are_not() {
+    let mut s = State::new();
+    s.apply(&clock(1, 1_000));
+    s.apply(&campaign("gw", "node-a", 2_000));
+    s.apply(&campaign("gw", "node-a", 2_000)); // a renewal
+    s.apply(&campaign("gw", "node-b", 2_000)); // busy
+    s.apply(&clock(1, 5_000));
+    s.apply(&Command::ExpireLeases);
+    let r = records(&s);
+    let actions: Vec<_> = r
+        .iter()
+        .map(|e| (e.action, e.details.get("holder").cloned()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            (AuditAction::Expired, Some("node-a".into())),
+            (AuditAction::Elected, Some("node-a".into())),
+        ]
+    );
+    assert!(
+        r.iter()
+            .all(|e| e.kind == AuditKind::Election && e.actor == "agent")
+    );
+}
+
+#[test]
+fn a_new_leader_names_its_predecessor_and_whether_a_transfer_asked_for_it() {
+    let mut s = State::new();
+    let note = |node: u64, note: Note| Command::Note {
+        meta: AuditMeta::node(node),
+        note,
+        ending: Ending::Applied,
+    };
+    s.apply(&note(1, Note::LeaderElected { term: 2, leader: 1 }));
+    s.apply(&note(1, Note::LeaderElected { term: 2, leader: 1 }));
+    s.apply(&Command::Note {
+        meta: by_token("ops"),
+        note: Note::TransferRequested { to: Some(3) },
+        ending: Ending::Applied,
+    });
+    s.apply(&note(3, Note::LeaderElected { term: 3, leader: 3 }));
+    let r = records(&s);
+    assert_eq!(r.len(), 3, "a retried note adds nothing: {r:#?}");
+    assert_eq!(r[0].details["reason"], "transfer");
+    assert_eq!(r[0].details["from"], "1");
+    assert_eq!(r[1].action, AuditAction::TransferRequested);
+    assert_eq!(r[1].actor, "token:ops");
+    assert_eq!(r[2].details["reason"], "election");
+    assert!(r.iter().all(|e| e.kind == AuditKind::Leadership));
+    assert!(
+        note(1, Note::LeaderElected { term: 9, leader: 1 }).is_leader_only(),
+        "only a leader says it leads"
+    );
+}
+
+#[test]
+fn wrapping_is_one_level_deep_and_never_around_a_leader_only_command() {
+    let mut s = State::new();
+    for bad in [
+        audited(
+            AuditMeta::agent(),
+            audited(AuditMeta::agent(), put("a", "1")),
+        ),
+        audited(AuditMeta::agent(), Command::ExpireLeases),
+    ] {
+        assert!(matches!(
+            s.apply(&bad),
+            Outcome::Refused {
+                refusal: Refusal::NotAuditable,
+                ..
+            }
+        ));
+    }
+    assert!(s.audit_log().is_empty() && s.is_empty());
+}
+
+#[test]
+fn the_audit_log_survives_a_snapshot_and_version_3_snapshots_decode_without_one() {
+    let mut s = State::new();
+    s.apply(&put("a", "1"));
+    let plain = snapshot::encode(&s);
+    s.apply(&audited(by_token("abc"), doc_put("one", None)));
+    s.record_offline(
+        Offline::Recover {
+            node_id: 1,
+            voters_before: vec![1, 2, 3],
+        },
+        1_796_529_600_000,
+    );
+    let again = snapshot::decode(&snapshot::encode(&s)).expect("decodes");
+    assert_eq!(again, s);
+    let r = records(&again);
+    assert_eq!(
+        (r[0].kind, r[0].actor.as_str()),
+        (AuditKind::Recovery, "operator")
+    );
+    assert_eq!(r[0].details["voters_before"], "1,2,3");
+    // A version 3 snapshot is version 4's layout without the trailing audit log (an empty
+    // one is five zero bytes: no entries, last seq 0, none dropped, no leader, no transfer).
+    assert!(plain.ends_with(&[0, 0, 0, 0, 0]));
+    let mut v3 = plain[..plain.len() - 5].to_vec();
+    v3[8..10].copy_from_slice(&3u16.to_le_bytes());
+    let old = snapshot::decode(&v3).expect("a version 3 snapshot decodes");
+    assert_eq!(old.get("a").map(|kv| kv.version), Some(1));
+    assert!(old.audit_log().is_empty());
+}
