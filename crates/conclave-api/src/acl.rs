@@ -27,6 +27,7 @@ use conclave_storage::StateHandle;
 use conclave_types::ErrorCode;
 use conclave_types::acl::{PolicyRequest, TokenInfo, TokenRequest, TokenSecret, TokenSelf};
 
+use crate::audit::Acting;
 use crate::{ApiError, Ctx};
 use needs::Required;
 
@@ -221,6 +222,7 @@ fn random_failed(_: ring::error::Unspecified) -> ApiError {
 
 async fn mint_and_store(
     ctx: &Ctx,
+    acting: Acting,
     description: String,
     policies: Vec<String>,
     expires_ms: Option<u64>,
@@ -234,7 +236,7 @@ async fn mint_and_store(
     } else {
         AclCommand::CreateToken(token)
     };
-    ctx.coord.acl(change).await?;
+    ctx.coord.acting(acting.0).acl(change).await?;
     Ok(Json(TokenSecret {
         accessor_id: minted.token.accessor_id,
         secret_id: minted.secret_id.expose().to_owned(),
@@ -272,7 +274,7 @@ pub async fn bootstrap_with(ctx: &crate::AppContext, chosen: &str) -> Result<boo
 }
 
 /// `POST /v1/acl/bootstrap`: the first management token, once per cluster.
-async fn bootstrap(State(ctx): State<Ctx>) -> Result<Json<TokenSecret>, ApiError> {
+async fn bootstrap(State(ctx): State<Ctx>, acting: Acting) -> Result<Json<TokenSecret>, ApiError> {
     if !ctx.acl.enabled {
         return Err(ApiError::bad_request(
             "ACLs are not enabled on this agent",
@@ -281,6 +283,7 @@ async fn bootstrap(State(ctx): State<Ctx>) -> Result<Json<TokenSecret>, ApiError
     }
     mint_and_store(
         &ctx,
+        acting,
         "bootstrap token".into(),
         vec![GLOBAL_MANAGEMENT.into()],
         None,
@@ -348,6 +351,7 @@ async fn get_token(
 
 async fn create_token(
     State(ctx): State<Ctx>,
+    acting: Acting,
     body: axum::body::Bytes,
 ) -> Result<Json<TokenSecret>, ApiError> {
     let req: TokenRequest = crate::error::parse_json(
@@ -367,14 +371,24 @@ async fn create_token(
             Some(now_ms().saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
         }
     };
-    mint_and_store(&ctx, req.description, req.policies, expires_ms, false).await
+    mint_and_store(
+        &ctx,
+        acting,
+        req.description,
+        req.policies,
+        expires_ms,
+        false,
+    )
+    .await
 }
 
 async fn delete_token(
     State(ctx): State<Ctx>,
+    acting: Acting,
     Path(accessor): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     ctx.coord
+        .acting(acting.0)
         .acl(AclCommand::DeleteToken {
             accessor_id: accessor.clone(),
         })
@@ -403,6 +417,7 @@ async fn get_policy(
 
 async fn put_policy(
     State(ctx): State<Ctx>,
+    acting: Acting,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Policy>, ApiError> {
@@ -416,15 +431,20 @@ async fn put_policy(
         description: req.description,
         rules: req.rules,
     };
-    ctx.coord.acl(AclCommand::PutPolicy(policy.clone())).await?;
+    ctx.coord
+        .acting(acting.0)
+        .acl(AclCommand::PutPolicy(policy.clone()))
+        .await?;
     Ok(Json(policy))
 }
 
 async fn delete_policy(
     State(ctx): State<Ctx>,
+    acting: Acting,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     ctx.coord
+        .acting(acting.0)
         .acl(AclCommand::DeletePolicy { name: name.clone() })
         .await?;
     Ok(Json(serde_json::json!({ "deleted": name })))

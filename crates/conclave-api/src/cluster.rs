@@ -15,6 +15,10 @@ use conclave_types::{
 };
 use serde::de::DeserializeOwned;
 
+use conclave_state::Command;
+use conclave_state::audit::{Ending, Note};
+
+use crate::audit::Acting;
 use crate::{ApiError, Ctx, query};
 
 /// Membership requests are small; anything larger is a mistake.
@@ -98,6 +102,7 @@ struct MaybeAdd(Option<AddMemberRequest>);
 
 pub(crate) async fn add(
     State(ctx): State<Ctx>,
+    acting: Acting,
     uri: Uri,
     body: Body,
 ) -> Result<(StatusCode, Json<Vec<ClusterMember>>), ApiError> {
@@ -125,18 +130,21 @@ pub(crate) async fn add(
             "node ids start at 1; the node prints its id at start-up and in GET /v1/status",
         ));
     }
-    let changed = ctx
-        .node
-        .change_members(LeaderRequest::AddMember {
-            node_id: req.node_id,
-            info: NodeInfo {
-                rpc_addr: req.rpc_addr,
-                api_addr: req.api_addr,
-                learner_only: false,
-            },
-            voter: req.voter,
-        })
-        .await?;
+    let note = Note::Add {
+        node_id: req.node_id,
+        rpc_addr: req.rpc_addr.clone(),
+        voter: req.voter,
+    };
+    let add = LeaderRequest::AddMember {
+        node_id: req.node_id,
+        info: NodeInfo {
+            rpc_addr: req.rpc_addr,
+            api_addr: req.api_addr,
+            learner_only: false,
+        },
+        voter: req.voter,
+    };
+    let changed = change_noted(&ctx, acting, add, note).await?;
     Ok((StatusCode::OK, Json(members(changed))))
 }
 
@@ -151,33 +159,40 @@ fn member_target(uri: &Uri, takes_force: bool) -> Result<(u64, bool), ApiError> 
 
 pub(crate) async fn remove(
     State(ctx): State<Ctx>,
+    acting: Acting,
     uri: Uri,
 ) -> Result<Json<Vec<ClusterMember>>, ApiError> {
     let (node_id, force) = member_target(&uri, true)?;
     let req = LeaderRequest::Remove { node_id, force };
-    Ok(Json(members(ctx.node.change_members(req).await?)))
+    let note = Note::Remove { node_id, force };
+    Ok(Json(members(change_noted(&ctx, acting, req, note).await?)))
 }
 
 pub(crate) async fn promote(
     State(ctx): State<Ctx>,
+    acting: Acting,
     uri: Uri,
 ) -> Result<Json<Vec<ClusterMember>>, ApiError> {
     let (node_id, _) = member_target(&uri, false)?;
     let req = LeaderRequest::Promote { node_id };
-    Ok(Json(members(ctx.node.change_members(req).await?)))
+    let note = Note::Promote { node_id };
+    Ok(Json(members(change_noted(&ctx, acting, req, note).await?)))
 }
 
 pub(crate) async fn demote(
     State(ctx): State<Ctx>,
+    acting: Acting,
     uri: Uri,
 ) -> Result<Json<Vec<ClusterMember>>, ApiError> {
     let (node_id, force) = member_target(&uri, true)?;
     let req = LeaderRequest::Demote { node_id, force };
-    Ok(Json(members(ctx.node.change_members(req).await?)))
+    let note = Note::Demote { node_id, force };
+    Ok(Json(members(change_noted(&ctx, acting, req, note).await?)))
 }
 
 pub(crate) async fn transfer(
     State(ctx): State<Ctx>,
+    acting: Acting,
     uri: Uri,
     body: Body,
 ) -> Result<Json<TransferResponse>, ApiError> {
@@ -191,16 +206,47 @@ pub(crate) async fn transfer(
             )
         })?);
     }
+    // Noted before the transfer, so the new leader's entry can say a transfer chose it.
+    let requested = Note::TransferRequested { to: req.to };
+    let note = Command::Note {
+        meta: acting.0.clone(),
+        note: requested.clone(),
+        ending: Ending::Applied,
+    };
+    if let Err(e) = ctx.node.propose(note).await {
+        tracing::debug!(error = %e, "could not note a leadership transfer request");
+    }
+    let transferred = ctx.node.transfer_leader(req.to).await;
+    if let Err(e) = &transferred {
+        ctx.node.note(acting.0, requested, Ending::refused(e));
+    }
     let Transferred {
         previous_leader,
         leader_id,
         term,
-    } = ctx.node.transfer_leader(req.to).await?;
+    } = transferred?;
     Ok(Json(TransferResponse {
         previous_leader,
         leader_id,
         term,
     }))
+}
+
+/// Run membership request `req` on the leader and note it in the audit log for `acting`,
+/// with how it ended.
+async fn change_noted(
+    ctx: &Ctx,
+    acting: Acting,
+    req: LeaderRequest,
+    note: Note,
+) -> Result<Vec<MemberReport>, ApiError> {
+    let changed = ctx.node.change_members(req).await;
+    let ending = match &changed {
+        Ok(_) => Ending::Applied,
+        Err(e) => Ending::refused(e),
+    };
+    ctx.node.note(acting.0, note, ending);
+    Ok(changed?)
 }
 
 /// A member as the API shows it (the node-RPC shape converted at this edge).

@@ -14,6 +14,7 @@ use conclave_coord::Read;
 use conclave_types::{ErrorCode, HEADER_INDEX, HEADER_REVISION};
 use serde_json::Value;
 
+use crate::audit::Acting;
 use crate::kv::read_body;
 use crate::{ApiError, Ctx, query};
 
@@ -71,6 +72,7 @@ pub(crate) async fn history(
 /// `PUT /v1/config/{kind}/{name}[?cas=R][&dry_run=true]` with a JSON body.
 pub(crate) async fn put(
     State(ctx): State<Ctx>,
+    acting: Acting,
     Path((kind, name)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
@@ -100,6 +102,7 @@ pub(crate) async fn put(
     }
     let written = ctx
         .coord
+        .acting(acting.0)
         .config_put(&kind, &name, &content, expected, dry_run)
         .await?;
     Ok(Json(written).into_response())
@@ -108,10 +111,16 @@ pub(crate) async fn put(
 /// `DELETE /v1/config/{kind}/{name}[?cas=R]`.
 pub(crate) async fn delete(
     State(ctx): State<Ctx>,
+    acting: Acting,
     Path((kind, name)): Path<(String, String)>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let params = query::parse(uri.query(), &["cas"])?;
     let expected = query::revision(&params, "cas")?;
-    Ok(Json(ctx.coord.config_delete(&kind, &name, expected).await?).into_response())
+    let deleted = ctx
+        .coord
+        .acting(acting.0)
+        .config_delete(&kind, &name, expected)
+        .await?;
+    Ok(Json(deleted).into_response())
 }

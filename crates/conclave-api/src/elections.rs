@@ -15,6 +15,7 @@ use conclave_state::{Change, ElectionEvent, election_watch_key};
 use conclave_types::{CampaignRequest, ElectionStatus, LeaseRequest};
 use serde::de::DeserializeOwned;
 
+use crate::audit::Acting;
 use crate::kv::read_body;
 use crate::watch::{self, Filter};
 use crate::{ApiError, Ctx, query};
@@ -50,6 +51,7 @@ pub(crate) async fn get(
 /// `POST /v1/elections/{name}/campaign`: become the holder, waiting up to `wait_ms`.
 pub(crate) async fn campaign(
     State(ctx): State<Ctx>,
+    acting: Acting,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -61,29 +63,31 @@ pub(crate) async fn campaign(
         r#"{"candidate": "node-1", "ttl_ms": 10000, "wait_ms": 30000}"#,
     )
     .await?;
-    Ok(Json(ctx.coord.campaign(&name, &req).await?).into_response())
+    Ok(Json(ctx.coord.acting(acting.0).campaign(&name, &req).await?).into_response())
 }
 
 /// `POST /v1/elections/{name}/keepalive`: extend the lease of the holder's epoch.
 pub(crate) async fn keepalive(
     State(ctx): State<Ctx>,
+    acting: Acting,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: LeaseRequest = json_body(&ctx, &headers, body, LEASE_EXAMPLE).await?;
-    Ok(Json(ctx.coord.keepalive(&name, &req).await?).into_response())
+    Ok(Json(ctx.coord.acting(acting.0).keepalive(&name, &req).await?).into_response())
 }
 
 /// `POST /v1/elections/{name}/resign`.
 pub(crate) async fn resign(
     State(ctx): State<Ctx>,
+    acting: Acting,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: LeaseRequest = json_body(&ctx, &headers, body, LEASE_EXAMPLE).await?;
-    let revision = ctx.coord.resign(&name, &req).await?;
+    let revision = ctx.coord.acting(acting.0).resign(&name, &req).await?;
     Ok(Json(serde_json::json!({ "resigned": true, "revision": revision })).into_response())
 }
 

@@ -12,6 +12,7 @@ use conclave_types::{
     HEADER_REVISION, HEADER_VERSION, KvItem, PutResponse,
 };
 
+use crate::audit::Acting;
 use crate::{ApiError, Ctx, query};
 
 /// Default and maximum page size of a listing.
@@ -85,6 +86,7 @@ pub(crate) async fn read_body(
 
 pub(crate) async fn put(
     State(ctx): State<Ctx>,
+    acting: Acting,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -100,6 +102,7 @@ pub(crate) async fn put(
         expected,
     };
     ctx.limits.check(&command)?;
+    let command = audited(&ctx, acting, command);
     match ctx.node.propose(command).await? {
         Outcome::Put { revision } => Ok(Json(PutResponse { revision }).into_response()),
         Outcome::CasFailed { current, .. } => Err(cas_conflict(current)),
@@ -107,17 +110,32 @@ pub(crate) async fn put(
     }
 }
 
-pub(crate) async fn delete(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, ApiError> {
+pub(crate) async fn delete(
+    State(ctx): State<Ctx>,
+    acting: Acting,
+    uri: Uri,
+) -> Result<Response, ApiError> {
     let key = query::key_from_path(uri.path())?;
     let params = query::parse(uri.query(), &["cas"])?;
     let expected = query::revision(&params, "cas")?;
     ctx.limits.check_key(&key)?;
-    match ctx.node.propose(Command::Delete { key, expected }).await? {
+    let command = audited(&ctx, acting, Command::Delete { key, expected });
+    match ctx.node.propose(command).await? {
         Outcome::Deleted { revision, deleted } => {
             Ok(Json(DeleteResponse { revision, deleted }).into_response())
         }
         Outcome::CasFailed { current, .. } => Err(cas_conflict(current)),
         other => Err(unexpected(other)),
+    }
+}
+
+/// A key-value write, wrapped for the audit log when `[audit] kv_prefixes` names its key.
+fn audited(ctx: &Ctx, acting: Acting, command: Command) -> Command {
+    match &command {
+        Command::Put { key, .. } | Command::Delete { key, .. } if ctx.audit.audits_key(key) => {
+            acting.wrap(command)
+        }
+        _ => command,
     }
 }
 

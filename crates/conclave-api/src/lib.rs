@@ -9,6 +9,7 @@
 //! are parsed by hand here so that every rejection gets that same JSON shape.
 
 pub mod acl;
+pub mod audit;
 pub mod client;
 mod cluster;
 mod config;
@@ -56,6 +57,8 @@ pub struct AppContext {
     pub tls: Option<TlsStatusFn>,
     /// `[acl]`: whether tokens are required (the guard itself is `acl::guard`).
     pub acl: acl::AclSettings,
+    /// `[audit]`: which key-value writes the audit log records.
+    pub audit: audit::AuditSettings,
 }
 
 pub type Ctx = Arc<AppContext>;
@@ -137,6 +140,10 @@ pub fn router(ctx: Ctx, members_ctx: members::MembersContext) -> Router {
         .route("/v1/elections/{name}/resign", post(elections::resign))
         .route("/v1/elections/{name}/observe", get(elections::observe))
         .route("/v1/watch", get(watch::watch))
+        .route("/v1/audit", get(audit::list))
+        // The IPAM seed's path, for tools written against it.
+        .route("/api/v1/audit", get(audit::list))
+        .route("/v1/audit/watch", get(audit::watch))
         .route("/v1/roles", get(roles::list))
         .route("/v1/roles/{name}", get(roles::get))
         .route("/v1/roles/{name}/handover", post(roles::handover))

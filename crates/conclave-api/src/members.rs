@@ -12,6 +12,9 @@ use conclave_membership::view::MemberFilter;
 use conclave_publish::Publisher;
 use conclave_types::{GossipMember, GossipStats, MemberState, RemoveDeadResponse, SinkStatus};
 
+use conclave_state::audit::{Ending, Note};
+
+use crate::audit::Acting;
 use crate::{ApiError, query};
 
 /// What the membership endpoints need.
@@ -24,6 +27,9 @@ pub struct MembersContext {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// This agent's local rules for secret references (`[secrets]`).
     pub secrets: Arc<conclave_config::SecretPolicy>,
+    /// This agent's Raft node, to note reaped members in the audit log; `None` on a
+    /// client agent (no member of the log: its reaping is local to its view anyway).
+    pub node: Option<conclave_raft::RaftNode>,
 }
 
 /// The membership routes, with their own state, to merge into an agent's router.
@@ -224,10 +230,14 @@ async fn one(
         })
 }
 
-async fn remove_dead(State(ctx): State<MCtx>) -> Json<RemoveDeadResponse> {
+async fn remove_dead(State(ctx): State<MCtx>, acting: Acting) -> Json<RemoveDeadResponse> {
     let removed = ctx.membership.remove_dead().await;
     if !removed.is_empty() {
         tracing::info!(?removed, "removed dead and left members on request");
+        if let Some(node) = &ctx.node {
+            let members = removed.iter().map(u64::to_string).collect();
+            node.note(acting.0, Note::Reap { members }, Ending::Applied);
+        }
     }
     Json(RemoveDeadResponse { removed })
 }

@@ -21,6 +21,7 @@ use conclave_state::{Command, Outcome};
 use conclave_types::{ErrorCode, GossipMember, MemberState};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Acting;
 use crate::kv::{read_body, unexpected};
 use crate::{ApiError, Ctx};
 
@@ -157,6 +158,7 @@ struct HandoverRequest {
 /// `POST /v1/roles/{name}/handover`: the holder steps down for the chosen candidate.
 pub(crate) async fn handover(
     State(ctx): State<Ctx>,
+    acting: Acting,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -223,7 +225,7 @@ pub(crate) async fn handover(
         from_epoch: view.epoch,
         window_ms: HANDOVER_WINDOW.as_millis() as u64,
     };
-    match ctx.node.propose(command).await? {
+    match ctx.node.propose(acting.wrap(command)).await? {
         Outcome::HandoverPlanned { .. } => {}
         Outcome::NotHolder { .. } => {
             return Err(ApiError::new(

@@ -14,6 +14,7 @@ use conclave_types::{
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 mod acl;
+mod audit;
 mod connect;
 mod documents;
 mod elections;
@@ -24,6 +25,7 @@ mod send;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
+pub use audit::AuditFilter;
 pub use error::{ApiError, ClientError};
 pub use retry::RetryPolicy;
 

@@ -51,6 +51,8 @@ impl ForwardedProposals {
                 kinds::check_doc_name(name)?;
                 Ok(())
             }
+            // The wrapped command passes the same checks as on its own.
+            Command::Audited { command, .. } => self.check(command),
             _ => Ok(()),
         }
     }
@@ -122,6 +124,12 @@ mod tests {
             *hash = "0".repeat(64);
         }
         assert!(refused(&g, &forged).contains("hash"));
+        // Wrapped for the audit log, it is checked all the same.
+        let wrapped = Command::Audited {
+            meta: conclave_state::audit::AuditMeta::agent(),
+            command: Box::new(forged),
+        };
+        assert!(refused(&g, &wrapped).contains("hash"));
         refused(
             &g,
             &Command::ConfigDelete {

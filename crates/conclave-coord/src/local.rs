@@ -2,11 +2,13 @@
 //! (after a read barrier unless stale), writes checked against the limits and validated,
 //! then proposed.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use conclave_config::kinds::{self, SCHEMA_KIND};
 use conclave_config::validate::{ValidateError, validate};
 use conclave_raft::RaftNode;
+use conclave_state::audit::AuditMeta;
 use conclave_state::{Command, ConfigVersion, Election, Limits, Outcome};
 use conclave_types::{
     CampaignRequest, ConfigDocument, ConfigHistory, ConfigListItem, ConfigVersionInfo,
@@ -21,8 +23,14 @@ use crate::{CoordError, Read};
 pub const MAX_CAMPAIGN_WAIT: Duration = Duration::from_secs(300);
 
 /// RFC 3339 of a leader wall-clock stamp.
+///
+/// A stamp beyond year 9999 (only a faulty leader clock makes one) shows as that year's
+/// end rather than failing.
 pub fn rfc3339(wall_ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(wall_ms)).to_string()
+    /// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z).
+    const MAX_RFC3339_MS: u64 = 253_402_300_799_999;
+    let at = UNIX_EPOCH + Duration::from_millis(wall_ms.min(MAX_RFC3339_MS));
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// The JSON Schema registered for `kind` (`schema/<kind>`), if any.
@@ -56,6 +64,9 @@ pub(crate) fn validated(
 pub struct Local {
     node: RaftNode,
     limits: Limits,
+    /// Who the writes are for ([`Local::acting`]): each is proposed wrapped in
+    /// `Command::Audited`, and documents name it as their author.
+    acting: Option<Arc<AuditMeta>>,
 }
 
 fn document(kind: &str, name: &str, v: &ConfigVersion) -> Result<ConfigDocument, CoordError> {
@@ -110,7 +121,24 @@ pub fn election_status(name: &str, e: &Election, now_ms: u64, revision: u64) -> 
 
 impl Local {
     pub fn new(node: RaftNode, limits: Limits) -> Self {
-        Self { node, limits }
+        Self {
+            node,
+            limits,
+            acting: None,
+        }
+    }
+
+    /// These services acting for `meta`: the audit log credits every write to it.
+    pub fn acting(&self, meta: AuditMeta) -> Self {
+        Self {
+            acting: Some(Arc::new(meta)),
+            ..self.clone()
+        }
+    }
+
+    /// The author a document written by these services records.
+    fn author(&self) -> Option<String> {
+        self.acting.as_ref().map(|m| m.actor.to_string())
     }
 
     pub fn node(&self) -> &RaftNode {
@@ -125,6 +153,13 @@ impl Local {
     }
 
     async fn propose(&self, command: Command) -> Result<Outcome, CoordError> {
+        let command = match &self.acting {
+            Some(meta) => Command::Audited {
+                meta: AuditMeta::clone(meta),
+                command: Box::new(command),
+            },
+            None => command,
+        };
         self.limits.check(&command)?;
         Ok(self.node.propose(command).await?)
     }
@@ -279,7 +314,7 @@ impl Local {
             name: name.to_owned(),
             content: validated.canonical,
             hash: validated.hash.clone(),
-            author: None,
+            author: self.author(),
             expected: cas,
         };
         match self.propose(command).await? {
@@ -304,7 +339,7 @@ impl Local {
             kind: kind.to_owned(),
             name: name.to_owned(),
             expected: cas,
-            author: None,
+            author: self.author(),
         };
         match self.propose(command).await? {
             Outcome::Deleted { revision, deleted } => Ok(ConfigWriteResponse {
@@ -482,5 +517,14 @@ impl Local {
             Outcome::Resigned { revision } => Ok(revision),
             other => Err(Self::not_holder(name, req, other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_wall_clock_stamp_beyond_rfc_3339_shows_as_its_last_moment() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::rfc3339(u64::MAX), "9999-12-31T23:59:59.999Z");
     }
 }

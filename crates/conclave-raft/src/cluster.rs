@@ -6,6 +6,7 @@
 //! healthy quorum unless forced, and never removes or demotes the last voter. Leadership
 //! transfers are in `leadership`; the background duties in `maintain`.
 
+use conclave_state::audit::{AuditMeta, Ending, Note};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -242,11 +243,17 @@ impl RaftNode {
                     }
                     None => {
                         tracing::info!(node_id, %info, "adding a joining node as a learner");
+                        let rpc_addr = info.rpc_addr.clone();
                         let _turn = self.membership_turn().await?;
                         self.raft()
                             .add_learner(node_id, info, false)
                             .await
                             .map_err(map_write_error)?;
+                        self.note(
+                            AuditMeta::node(node_id),
+                            Note::Join { node_id, rpc_addr },
+                            Ending::Applied,
+                        );
                     }
                 }
                 Ok(LeaderReply::Members(self.leader_status().members))
@@ -299,7 +306,13 @@ impl RaftNode {
                     Some(known) if *known == info => {}
                     Some(known) => {
                         tracing::info!(node_id, old = %known, new = %info, "a member announced new addresses");
+                        let rpc_addr = info.rpc_addr.clone();
                         self.set_nodes(node_id, info).await?;
+                        self.note(
+                            AuditMeta::node(node_id),
+                            Note::Move { node_id, rpc_addr },
+                            Ending::Applied,
+                        );
                     }
                 }
                 Ok(LeaderReply::Members(self.leader_status().members))

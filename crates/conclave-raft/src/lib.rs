@@ -27,6 +27,7 @@ mod leadership;
 mod leases;
 mod maintain;
 pub mod network;
+mod notes;
 mod policy;
 mod quorum;
 mod reachability;
@@ -229,6 +230,7 @@ impl RaftNode {
         tokio::spawn(server::serve(rpc_listener, node.clone(), shutdown.clone()));
         tokio::spawn(failover::watch_leader(node.clone(), shutdown.clone()));
         tokio::spawn(leases::expire_leases(node.clone(), shutdown.clone()));
+        tokio::spawn(notes::note_leadership(node.clone(), shutdown.clone()));
         tokio::spawn(maintain::maintain(node.clone(), shutdown));
         Ok(node)
     }

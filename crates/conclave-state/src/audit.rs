@@ -18,16 +18,18 @@
 //! Who asked travels with the command ([`AuditMeta`] inside `Audited` or a `Note`), so a
 //! request forwarded to the leader keeps its caller. An entry is no key-value change (the
 //! store revision does not move for it); it is numbered by its own sequence, which a
-//! follower of the log (`GET /v1/audit/watch`) resumes from. The log keeps the newest
+//! follower of the log (the API's audit stream) resumes from. The log keeps the newest
 //! [`MAX_AUDIT_ENTRIES`] and counts what it dropped.
 
 use std::collections::VecDeque;
 use std::fmt;
 
-use conclave_types::audit::{AuditAction, AuditKind, AuditOutcome, AuditRecord};
+use conclave_types::audit::AuditKind;
 use serde::{Deserialize, Serialize};
 
 use crate::elections::Transition;
+
+mod record;
 
 /// The newest entries kept; older ones drop (counted in [`AuditLog::dropped`]).
 pub const MAX_AUDIT_ENTRIES: usize = 10_000;
@@ -249,23 +251,6 @@ pub struct AuditEntry {
     pub ending: Ending,
 }
 
-/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z).
-const MAX_RFC3339_MS: u64 = 253_402_300_799_999;
-
-/// RFC 3339 of a wall-clock stamp; a stamp beyond year 9999 (only a faulty leader clock
-/// makes one) shows as that year's end rather than failing.
-pub fn rfc3339(wall_ms: u64) -> String {
-    use std::time::{Duration, UNIX_EPOCH};
-    let at = UNIX_EPOCH + Duration::from_millis(wall_ms.min(MAX_RFC3339_MS));
-    humantime::format_rfc3339_millis(at).to_string()
-}
-
-fn details<const N: usize>(
-    pairs: [(&str, String); N],
-) -> std::collections::BTreeMap<String, String> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-}
-
 impl AuditEntry {
     pub fn kind(&self) -> AuditKind {
         match &self.what {
@@ -289,186 +274,9 @@ impl AuditEntry {
             a => a.to_string() == actor,
         }
     }
-
-    /// The entry as the API shows it.
-    pub fn record(&self) -> AuditRecord {
-        use AuditAction as A;
-        let (action, subject, details) = match &self.what {
-            What::Kv { key, deleted } => (
-                if *deleted { A::Delete } else { A::Put },
-                key.clone(),
-                details([]),
-            ),
-            What::Config { kind, name, hash } => (
-                if hash.is_some() { A::Put } else { A::Delete },
-                format!("{kind}/{name}"),
-                hash.iter()
-                    .map(|h| ("hash".to_owned(), h.clone()))
-                    .collect(),
-            ),
-            What::Acl(change) => match change {
-                AclChange::Bootstrap { accessor_id } => {
-                    (A::Bootstrap, format!("token {accessor_id}"), details([]))
-                }
-                AclChange::PutPolicy { name } => (A::Put, format!("policy {name}"), details([])),
-                AclChange::DeletePolicy { name } => {
-                    (A::Delete, format!("policy {name}"), details([]))
-                }
-                AclChange::CreateToken {
-                    accessor_id,
-                    policies,
-                } => (
-                    A::Create,
-                    format!("token {accessor_id}"),
-                    details([("policies", policies.join(","))]),
-                ),
-                AclChange::DeleteToken { accessor_id } => {
-                    (A::Delete, format!("token {accessor_id}"), details([]))
-                }
-            },
-            What::Election {
-                election,
-                transition,
-                holder,
-                epoch,
-                target,
-            } => {
-                let action = match transition {
-                    Transition::Elected => A::Elected,
-                    Transition::Resigned => A::Resigned,
-                    Transition::Expired => A::Expired,
-                    Transition::HandoverRequested => A::HandoverRequested,
-                };
-                let mut d = details([("epoch", epoch.to_string())]);
-                if let Some(h) = holder {
-                    d.insert("holder".into(), h.clone());
-                }
-                if let Some(t) = target {
-                    d.insert("target".into(), t.clone());
-                }
-                (action, election.clone(), d)
-            }
-            What::Note(note) => note_record(note),
-            What::Leadership {
-                term,
-                from,
-                to,
-                transfer,
-            } => {
-                let mut d = details([
-                    ("term", term.to_string()),
-                    ("to", to.to_string()),
-                    (
-                        "reason",
-                        if *transfer { "transfer" } else { "election" }.to_owned(),
-                    ),
-                ]);
-                if let Some(from) = from {
-                    d.insert("from".into(), from.to_string());
-                }
-                (A::Elected, format!("node {to}"), d)
-            }
-            What::Offline(Offline::Restore {
-                node_id,
-                cluster_id,
-            }) => (
-                A::Restore,
-                format!("node {node_id}"),
-                details([("cluster_id", cluster_id.clone())]),
-            ),
-            What::Offline(Offline::Recover {
-                node_id,
-                voters_before,
-            }) => (
-                A::Recover,
-                format!("node {node_id}"),
-                details([(
-                    "voters_before",
-                    voters_before
-                        .iter()
-                        .map(u64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                )]),
-            ),
-        };
-        let (outcome, reason) = match &self.ending {
-            Ending::Applied => (AuditOutcome::Applied, None),
-            Ending::Refused { reason } => (AuditOutcome::Refused, Some(reason.clone())),
-        };
-        AuditRecord {
-            seq: self.seq,
-            time: rfc3339(self.wall_ms),
-            time_ms: self.wall_ms,
-            revision: self.revision,
-            kind: self.kind(),
-            action,
-            subject,
-            actor: self.meta.actor.to_string(),
-            source: self.meta.source.clone(),
-            request_id: self.meta.request_id.clone(),
-            outcome,
-            reason,
-            details,
-        }
-    }
 }
 
-fn note_record(
-    note: &Note,
-) -> (
-    AuditAction,
-    String,
-    std::collections::BTreeMap<String, String>,
-) {
-    use AuditAction as A;
-    let node = |id: &u64| format!("node {id}");
-    match note {
-        Note::Join { node_id, rpc_addr } => (
-            A::Join,
-            node(node_id),
-            details([("rpc_addr", rpc_addr.clone())]),
-        ),
-        Note::Add {
-            node_id,
-            rpc_addr,
-            voter,
-        } => (
-            A::Add,
-            node(node_id),
-            details([("rpc_addr", rpc_addr.clone()), ("voter", voter.to_string())]),
-        ),
-        Note::Move { node_id, rpc_addr } => (
-            A::Move,
-            node(node_id),
-            details([("rpc_addr", rpc_addr.clone())]),
-        ),
-        Note::Remove { node_id, force } => (
-            A::Remove,
-            node(node_id),
-            details([("force", force.to_string())]),
-        ),
-        Note::Promote { node_id } => (A::Promote, node(node_id), details([])),
-        Note::Demote { node_id, force } => (
-            A::Demote,
-            node(node_id),
-            details([("force", force.to_string())]),
-        ),
-        Note::Reap { members } => (A::Reap, members.join(","), details([])),
-        Note::TransferRequested { to } => (
-            A::TransferRequested,
-            to.map_or_else(|| "the best voter".to_owned(), |id| node(&id)),
-            details([]),
-        ),
-        Note::LeaderElected { term, leader } => (
-            A::Elected,
-            node(leader),
-            details([("term", term.to_string())]),
-        ),
-    }
-}
-
-/// Which entries `GET /v1/audit` wants.
+/// Which entries a reader of the log wants (the API's filters and paging).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditQuery {
     pub kind: Option<AuditKind>,
@@ -568,8 +376,9 @@ impl AuditLog {
         })
     }
 
-    pub(crate) fn transfer_requested(&mut self, to: Option<u64>) {
-        self.transfer = Some(to);
+    /// A transfer to `Some(to)` stands (or, `None`, no longer does).
+    pub(crate) fn transfer_requested(&mut self, pending: Option<Option<u64>>) {
+        self.transfer = pending;
     }
 
     /// Anything a decoded log has that no sequence of commands could have made.
@@ -640,182 +449,4 @@ pub(crate) fn what_for(
         _ => return None,
     };
     Some((what, ending))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(seq: u64, wall_ms: u64, actor: Actor, what: What) -> AuditEntry {
-        AuditEntry {
-            seq,
-            wall_ms,
-            revision: seq,
-            meta: AuditMeta::by(actor),
-            what,
-            ending: Ending::Applied,
-        }
-    }
-
-    fn doc(name: &str) -> What {
-        What::Config {
-            kind: "k".into(),
-            name: name.into(),
-            hash: Some("h".into()),
-        }
-    }
-
-    fn log_of(entries: Vec<AuditEntry>) -> AuditLog {
-        let mut log = AuditLog::default();
-        for e in entries {
-            log.push(|_| e);
-        }
-        log
-    }
-
-    #[test]
-    fn a_query_pages_newest_first_and_filters() {
-        let token = || Actor::Token {
-            accessor_id: "abc".into(),
-        };
-        let log = log_of(vec![
-            entry(1, 10, Actor::Anonymous, doc("a")),
-            entry(2, 20, token(), doc("b")),
-            entry(
-                3,
-                30,
-                Actor::Node { node_id: 7 },
-                What::Note(Note::Promote { node_id: 2 }),
-            ),
-            entry(4, 40, token(), doc("c")),
-            entry(5, 50, token(), doc("d")),
-        ]);
-        let seqs = |(page, cursor): (Vec<&AuditEntry>, Option<u64>)| {
-            (page.iter().map(|e| e.seq).collect::<Vec<_>>(), cursor)
-        };
-        let q = AuditQuery {
-            limit: 2,
-            ..Default::default()
-        };
-        assert_eq!(seqs(log.query(&q)), (vec![5, 4], Some(4)));
-        let next = AuditQuery {
-            before_seq: Some(4),
-            ..q.clone()
-        };
-        assert_eq!(seqs(log.query(&next)), (vec![3, 2], Some(2)));
-        let last = AuditQuery {
-            before_seq: Some(2),
-            ..q.clone()
-        };
-        assert_eq!(seqs(log.query(&last)), (vec![1], None));
-        let by_token = AuditQuery {
-            actor: Some("token:abc".into()),
-            limit: 10,
-            ..Default::default()
-        };
-        assert_eq!(seqs(log.query(&by_token)), (vec![5, 4, 2], None));
-        let by_accessor = AuditQuery {
-            actor: Some("abc".into()),
-            ..by_token.clone()
-        };
-        assert_eq!(seqs(log.query(&by_accessor)).0, vec![5, 4, 2]);
-        let by_node = AuditQuery {
-            actor: Some("7".into()),
-            kind: Some(AuditKind::Membership),
-            limit: 10,
-            ..Default::default()
-        };
-        assert_eq!(seqs(log.query(&by_node)).0, vec![3]);
-        let since = AuditQuery {
-            since_ms: Some(30),
-            limit: 10,
-            ..Default::default()
-        };
-        assert_eq!(seqs(log.query(&since)), (vec![5, 4, 3], None));
-    }
-
-    #[test]
-    fn the_log_keeps_the_newest_entries_and_counts_the_dropped() {
-        let mut log = AuditLog::default();
-        for i in 0..MAX_AUDIT_ENTRIES as u64 + 5 {
-            log.push(|seq| entry(seq, i, Actor::Agent, doc("x")));
-        }
-        assert_eq!(log.len(), MAX_AUDIT_ENTRIES);
-        assert_eq!(log.dropped(), 5);
-        assert_eq!(log.entries().next().map(|e| e.seq), Some(6));
-        assert_eq!(log.implausible(u64::MAX), None);
-    }
-
-    #[test]
-    fn a_new_leader_is_credited_to_a_transfer_only_when_one_asked_for_it() {
-        let mut log = AuditLog::default();
-        let first = log.leadership(1, 1);
-        assert_eq!(
-            first,
-            Some(What::Leadership {
-                term: 1,
-                from: None,
-                to: 1,
-                transfer: false
-            })
-        );
-        assert_eq!(log.leadership(1, 1), None, "a retried note adds nothing");
-        log.transfer_requested(Some(3));
-        let to_other = log.leadership(2, 2);
-        assert!(matches!(
-            to_other,
-            Some(What::Leadership {
-                from: Some(1),
-                transfer: false,
-                ..
-            })
-        ));
-        log.transfer_requested(None);
-        let to_best = log.leadership(3, 3);
-        assert!(matches!(
-            to_best,
-            Some(What::Leadership {
-                from: Some(2),
-                transfer: true,
-                ..
-            })
-        ));
-        assert!(matches!(
-            log.leadership(4, 1),
-            Some(What::Leadership {
-                transfer: false,
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn records_name_no_secret_and_print_actors_as_filtered() {
-        let e = entry(
-            1,
-            1_796_529_600_000,
-            Actor::Token {
-                accessor_id: "abc".into(),
-            },
-            What::Acl(AclChange::CreateToken {
-                accessor_id: "def".into(),
-                policies: vec!["ops".into(), "read".into()],
-            }),
-        );
-        let r = e.record();
-        assert_eq!(r.actor, "token:abc");
-        assert_eq!(r.kind, AuditKind::Acl);
-        assert_eq!(r.subject, "token def");
-        assert_eq!(r.details["policies"], "ops,read");
-        assert_eq!(r.time, "2026-12-06T04:00:00.000Z");
-        for actor in [
-            Actor::Anonymous,
-            Actor::Agent,
-            Actor::Operator,
-            Actor::Node { node_id: 3 },
-        ] {
-            let e = entry(1, 0, actor.clone(), doc("a"));
-            assert!(e.by(&actor.to_string()), "{actor}");
-        }
-    }
 }

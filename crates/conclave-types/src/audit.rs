@@ -12,6 +12,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// HTTP header: the request's id, taken from the caller when it sends a usable one (1 to
+/// 128 visible ASCII characters), else made by the agent; echoed on every answer and kept
+/// in the audit entry of any change the request made.
+pub const HEADER_REQUEST_ID: &str = "x-request-id";
+
 /// HTTP header on `GET /v1/audit`: pass it as `cursor=` for the next (older) page.
 pub const HEADER_AUDIT_CURSOR: &str = "x-conclave-audit-cursor";
 

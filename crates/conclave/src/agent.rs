@@ -207,7 +207,7 @@ async fn run_client(
         tls: https.status_fn(),
     };
     let stopping = CancellationToken::new();
-    let router = conclave_api::client::router(ctx, parts.api_context(), config.acl.settings());
+    let router = conclave_api::client::router(ctx, parts.api_context(None), config.acl.settings());
     let app = http::app(router, &config, &stopping, identity.node_id, None);
     let http_stop = CancellationToken::new();
     let limits = http::limits(&config);
@@ -453,6 +453,7 @@ pub async fn run(
         closing: http_stop.clone(),
         tls: https.status_fn(),
         acl: config.acl.settings(),
+        audit: config.audit.settings(),
     });
     if let Some(chosen) = config.acl.initial_management_token()?
         && config.acl.enabled
@@ -464,7 +465,7 @@ pub async fn run(
         ));
     }
     let stopping = CancellationToken::new();
-    let router = conclave_api::router(ctx, parts.api_context());
+    let router = conclave_api::router(ctx, parts.api_context(Some(node.clone())));
     let app = http::app(
         router,
         &config,

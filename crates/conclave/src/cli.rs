@@ -196,6 +196,11 @@ pub(crate) enum Command {
         after_help = "Examples:\n  conclave acl bootstrap\n  conclave acl policy put app-writer --rule kv:app/:write\n  conclave acl token create --policy app-writer"
     )]
     Acl(crate::cmd::acl::AclCommand),
+    /// The cluster's audit log: who changed what, when, from where, and how it ended.
+    #[command(
+        after_help = "Examples:\n  conclave audit\n  conclave audit --kind acl --since 1h\n  conclave audit --actor token:3f2a9c -o json\n  conclave audit --follow"
+    )]
+    Audit(crate::cmd::audit::AuditArgs),
 }
 
 #[derive(Args, Debug)]
@@ -438,6 +443,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Status { client } => client_command(|| crate::cmd::status::status(&client)),
         Command::Tls(command) => crate::cmd::tls::run(command),
         Command::Acl(command) => client_command(|| crate::cmd::acl::run(command)),
+        Command::Audit(args) => client_command(|| crate::cmd::audit::run(args)),
         Command::Config(cmd) => client_command(|| config_command(cmd)),
         Command::Roles(args) => client_command(|| async move {
             match args.cmd {

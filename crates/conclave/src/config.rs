@@ -96,6 +96,8 @@ pub struct AgentConfig {
     pub tls: TlsConfig,
     /// Tokens and policies on the HTTP API (`[acl]`).
     pub acl: AclConfig,
+    /// What the replicated audit log records beyond cluster changes (`[audit]`).
+    pub audit: AuditConfig,
     /// Documents imported once when the registry lacks them (`--config-seed`).
     pub config_seed: Option<PathBuf>,
     /// Which configuration documents this node renders and applies (`[config_sync]`).
@@ -138,6 +140,27 @@ impl WatchTuning {
 
 mod acl;
 mod flags;
+
+/// `[audit]`: the audit log always records membership, leadership, configuration
+/// documents, ACL changes and election holders (`conclave_state::audit`); key-value writes
+/// only under the prefixes named here.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Key prefixes whose writes (puts and deletes, never values) get an entry, e.g.
+    /// `["prod/", "secrets-index/"]`; an empty string would name every key. Env
+    /// `CONCLAVE_AUDIT__KV_PREFIXES='["prod/"]'`.
+    pub kv_prefixes: Vec<String>,
+}
+
+impl AuditConfig {
+    pub fn settings(&self) -> conclave_api::audit::AuditSettings {
+        conclave_api::audit::AuditSettings {
+            kv_prefixes: self.kv_prefixes.clone(),
+        }
+    }
+}
+
 mod lists;
 mod tls;
 pub use acl::AclConfig;
@@ -215,6 +238,7 @@ impl Default for AgentConfig {
             secrets: conclave_config::SecretPolicy::default(),
             tls: TlsConfig::default(),
             acl: AclConfig::default(),
+            audit: AuditConfig::default(),
             http_allowed_hosts: Vec::new(),
             http_header_timeout: std::time::Duration::from_secs(10),
             http_max_connections: 4096,

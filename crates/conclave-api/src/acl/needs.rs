@@ -75,7 +75,7 @@ pub fn required(
             cap(Target::Elections, access)
         }
         ["v1", "snapshot"] => cap(Target::Snapshot, access),
-        ["v1", "audit"] | ["api", "v1", "audit"] => cap(Target::Audit, Access::Read),
+        ["v1", "audit", ..] | ["api", "v1", "audit"] => cap(Target::Audit, Access::Read),
         // Asks this node to read its secrets (within its policy): an operator's question.
         ["v1", "agent", "secrets", "check"] => cap(Target::Cluster, Access::Admin),
         ["v1", "cluster", ..]
@@ -204,6 +204,7 @@ mod tests {
             ),
             (Method::GET, "/v1/audit?limit=5", cap(Target::Audit, Read)),
             (Method::GET, "/api/v1/audit", cap(Target::Audit, Read)),
+            (Method::GET, "/v1/audit/watch", cap(Target::Audit, Read)),
             (Method::GET, "/metrics", cap(Target::Cluster, Read)),
             (Method::GET, "/nowhere", cap(Target::Cluster, Read)),
         ];

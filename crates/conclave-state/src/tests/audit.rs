@@ -26,7 +26,10 @@ fn records(s: &State) -> Vec<AuditRecord> {
         limit: 100,
         ..Default::default()
     });
-    entries.into_iter().map(|e| e.record()).collect()
+    entries
+        .into_iter()
+        .map(|e| e.record(|ms| ms.to_string()))
+        .collect()
 }
 
 fn doc_put(body: &str, expected: Option<u64>) -> Command {
@@ -239,4 +242,183 @@ fn the_audit_log_survives_a_snapshot_and_version_3_snapshots_decode_without_one(
     let old = snapshot::decode(&v3).expect("a version 3 snapshot decodes");
     assert_eq!(old.get("a").map(|kv| kv.version), Some(1));
     assert!(old.audit_log().is_empty());
+}
+
+/// The log itself: paging, retention, leadership bookkeeping, records.
+mod log {
+    use super::*;
+    use crate::audit::*;
+
+    fn entry(seq: u64, wall_ms: u64, actor: Actor, what: What) -> AuditEntry {
+        AuditEntry {
+            seq,
+            wall_ms,
+            revision: seq,
+            meta: AuditMeta::by(actor),
+            what,
+            ending: Ending::Applied,
+        }
+    }
+
+    fn doc(name: &str) -> What {
+        What::Config {
+            kind: "k".into(),
+            name: name.into(),
+            hash: Some("h".into()),
+        }
+    }
+
+    fn log_of(entries: Vec<AuditEntry>) -> AuditLog {
+        let mut log = AuditLog::default();
+        for e in entries {
+            log.push(|_| e);
+        }
+        log
+    }
+
+    #[test]
+    fn a_query_pages_newest_first_and_filters() {
+        let token = || Actor::Token {
+            accessor_id: "abc".into(),
+        };
+        let log = log_of(vec![
+            entry(1, 10, Actor::Anonymous, doc("a")),
+            entry(2, 20, token(), doc("b")),
+            entry(
+                3,
+                30,
+                Actor::Node { node_id: 7 },
+                What::Note(Note::Promote { node_id: 2 }),
+            ),
+            entry(4, 40, token(), doc("c")),
+            entry(5, 50, token(), doc("d")),
+        ]);
+        let seqs = |(page, cursor): (Vec<&AuditEntry>, Option<u64>)| {
+            (page.iter().map(|e| e.seq).collect::<Vec<_>>(), cursor)
+        };
+        let q = AuditQuery {
+            limit: 2,
+            ..Default::default()
+        };
+        assert_eq!(seqs(log.query(&q)), (vec![5, 4], Some(4)));
+        let next = AuditQuery {
+            before_seq: Some(4),
+            ..q.clone()
+        };
+        assert_eq!(seqs(log.query(&next)), (vec![3, 2], Some(2)));
+        let last = AuditQuery {
+            before_seq: Some(2),
+            ..q.clone()
+        };
+        assert_eq!(seqs(log.query(&last)), (vec![1], None));
+        let by_token = AuditQuery {
+            actor: Some("token:abc".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(seqs(log.query(&by_token)), (vec![5, 4, 2], None));
+        let by_accessor = AuditQuery {
+            actor: Some("abc".into()),
+            ..by_token.clone()
+        };
+        assert_eq!(seqs(log.query(&by_accessor)).0, vec![5, 4, 2]);
+        let by_node = AuditQuery {
+            actor: Some("7".into()),
+            kind: Some(AuditKind::Membership),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(seqs(log.query(&by_node)).0, vec![3]);
+        let since = AuditQuery {
+            since_ms: Some(30),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(seqs(log.query(&since)), (vec![5, 4, 3], None));
+    }
+
+    #[test]
+    fn the_log_keeps_the_newest_entries_and_counts_the_dropped() {
+        let mut log = AuditLog::default();
+        for i in 0..MAX_AUDIT_ENTRIES as u64 + 5 {
+            log.push(|seq| entry(seq, i, Actor::Agent, doc("x")));
+        }
+        assert_eq!(log.len(), MAX_AUDIT_ENTRIES);
+        assert_eq!(log.dropped(), 5);
+        assert_eq!(log.entries().next().map(|e| e.seq), Some(6));
+        assert_eq!(log.implausible(u64::MAX), None);
+    }
+
+    #[test]
+    fn a_new_leader_is_credited_to_a_transfer_only_when_one_asked_for_it() {
+        let mut log = AuditLog::default();
+        let first = log.leadership(1, 1);
+        assert_eq!(
+            first,
+            Some(What::Leadership {
+                term: 1,
+                from: None,
+                to: 1,
+                transfer: false
+            })
+        );
+        assert_eq!(log.leadership(1, 1), None, "a retried note adds nothing");
+        log.transfer_requested(Some(Some(3)));
+        let to_other = log.leadership(2, 2);
+        assert!(matches!(
+            to_other,
+            Some(What::Leadership {
+                from: Some(1),
+                transfer: false,
+                ..
+            })
+        ));
+        log.transfer_requested(Some(None));
+        let to_best = log.leadership(3, 3);
+        assert!(matches!(
+            to_best,
+            Some(What::Leadership {
+                from: Some(2),
+                transfer: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            log.leadership(4, 1),
+            Some(What::Leadership {
+                transfer: false,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn records_name_no_secret_and_print_actors_as_filtered() {
+        let e = entry(
+            1,
+            1_796_529_600_000,
+            Actor::Token {
+                accessor_id: "abc".into(),
+            },
+            What::Acl(AclChange::CreateToken {
+                accessor_id: "def".into(),
+                policies: vec!["ops".into(), "read".into()],
+            }),
+        );
+        let r = e.record(|ms| ms.to_string());
+        assert_eq!(r.actor, "token:abc");
+        assert_eq!(r.kind, AuditKind::Acl);
+        assert_eq!(r.subject, "token def");
+        assert_eq!(r.details["policies"], "ops,read");
+        assert_eq!(r.time, "1796529600000");
+        for actor in [
+            Actor::Anonymous,
+            Actor::Agent,
+            Actor::Operator,
+            Actor::Node { node_id: 3 },
+        ] {
+            let e = entry(1, 0, actor.clone(), doc("a"));
+            assert!(e.by(&actor.to_string()), "{actor}");
+        }
+    }
 }

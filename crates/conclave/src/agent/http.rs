@@ -119,7 +119,7 @@ pub(crate) fn serve(
             let stream = tokio::select! {
                 _ = stop.cancelled() => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of descriptors or a connection reset before accept: wait a
                         // moment rather than spin.
@@ -129,7 +129,17 @@ pub(crate) fn serve(
                     }
                 },
             };
-            let service = TowerToHyperService::new(app.clone());
+            let (stream, peer) = stream;
+            // The caller's address, for the audit log (`conclave_api::audit::Acting`).
+            let with_peer = tower::ServiceExt::map_request(
+                app.clone(),
+                move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                },
+            );
+            let service = TowerToHyperService::new(with_peer);
             let Some(tls) = &tls else {
                 let conn = graceful.watch(http1.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
@@ -213,7 +223,9 @@ pub(super) fn app(
         None => routes,
     };
     let routes = conclave_api::edge::guard(routes, config.http_hosts());
-    conclave_api::refuse_while_stopping(routes, stopping.clone(), id)
+    let routes = conclave_api::refuse_while_stopping(routes, stopping.clone(), id);
+    // Outermost: every answer, refusals included, carries the request's id.
+    routes.layer(axum::middleware::from_fn(conclave_api::audit::request_id))
 }
 
 /// How long a stopping agent answers new requests with `503 not_ready` before it closes its

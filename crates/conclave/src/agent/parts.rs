@@ -162,8 +162,10 @@ pub(super) async fn start_membership(
 }
 
 impl MembershipParts {
-    pub(super) fn api_context(&self) -> MembersContext {
+    /// `node`: this agent's Raft node (`None` on a client agent).
+    pub(super) fn api_context(&self, node: Option<RaftNode>) -> MembersContext {
         MembersContext {
+            node,
             membership: self.membership.clone(),
             publisher: self.publisher.clone(),
             roles: self.roles.clone(),
@@ -191,9 +193,15 @@ pub(super) async fn raft_gauges(node: RaftNode, shutdown: CancellationToken) {
         metrics::gauge!("conclave_raft_last_log_index").set(m.last_log_index.unwrap_or(0) as f64);
         metrics::gauge!("conclave_raft_applied_index")
             .set(m.last_applied.map_or(0, |l| l.index) as f64);
-        let (revision, keys) = node.state().read(|a| (a.state.revision(), a.state.len()));
+        let (revision, keys, audit_entries, audit_dropped) = node.state().read(|a| {
+            let log = a.state.audit_log();
+            (a.state.revision(), a.state.len(), log.len(), log.dropped())
+        });
         metrics::gauge!("conclave_store_revision").set(revision as f64);
         metrics::gauge!("conclave_store_keys").set(keys as f64);
+        metrics::gauge!("conclave_audit_entries").set(audit_entries as f64);
+        // Replicated, so every node reports the cluster's count (a counter that only grows).
+        metrics::counter!("conclave_audit_entries_dropped_total").absolute(audit_dropped);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -3,6 +3,7 @@
 
 pub mod acl;
 pub mod agent;
+pub mod audit;
 pub mod config;
 pub mod elect;
 pub mod kv;

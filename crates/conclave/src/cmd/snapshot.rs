@@ -6,6 +6,14 @@ use crate::cli::Output;
 use crate::cli::SnapshotCommand;
 use crate::client::ClientError;
 use crate::output::print_json;
+use conclave_state::audit::Offline;
+
+/// The operator's clock, for the audit entry of an offline change (no leader stamps one).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 fn local(e: impl std::fmt::Display) -> ClientError {
     ClientError::Local(e.to_string())
@@ -69,13 +77,21 @@ pub(crate) async fn snapshot(cmd: SnapshotCommand) -> Result<(), ClientError> {
                 api_addr: http_addr,
                 learner_only: false,
             };
-            offline::rewrite_single(&data_dir, id.node_id, info, &loaded.state, at)
+            let mut state = loaded.state;
+            state.record_offline(
+                Offline::Restore {
+                    node_id: id.node_id,
+                    cluster_id: id.cluster_id.clone().unwrap_or_default(),
+                },
+                now_ms(),
+            );
+            offline::rewrite_single(&data_dir, id.node_id, info, &state, at)
                 .await
                 .map_err(local)?;
             out!(
                 "restored {} keys (revision {}) into {} as node {} of new cluster {}; start it with: conclave agent --data-dir {}",
-                loaded.state.len(),
-                loaded.state.revision(),
+                state.len(),
+                state.revision(),
                 data_dir.display(),
                 id.node_id,
                 id.cluster_id.unwrap_or_default(),
@@ -149,7 +165,15 @@ pub(crate) async fn recover(data_dir: PathBuf, yes: bool) -> Result<(), ClientEr
         .get_node(&id.node_id)
         .cloned()
         .unwrap_or_default();
-    offline::rewrite_single(&data_dir, id.node_id, info, &found.state, at)
+    let mut state = found.state;
+    state.record_offline(
+        Offline::Recover {
+            node_id: id.node_id,
+            voters_before: voters.iter().copied().collect(),
+        },
+        now_ms(),
+    );
+    offline::rewrite_single(&data_dir, id.node_id, info, &state, at)
         .await
         .map_err(local)?;
     out!(

@@ -12,11 +12,11 @@ use crate::support::{
     Agent, TEST_TOKEN, anonymous_builder, cli, error_code, free_addr, secure_mode,
 };
 
-const ACL_ON: (&str, &str) = ("CONCLAVE_ACL__ENABLED", "true");
+pub(crate) const ACL_ON: (&str, &str) = ("CONCLAVE_ACL__ENABLED", "true");
 
 /// `conclave acl bootstrap -o json` against `agent`: the management secret. In secure mode
 /// the agents bootstrapped themselves with the test token.
-fn bootstrap(agent: &Agent) -> String {
+pub(crate) fn bootstrap(agent: &Agent) -> String {
     if secure_mode() {
         return TEST_TOKEN.to_owned();
     }
@@ -43,7 +43,7 @@ fn secret_part(secret_id: &str) -> &str {
 }
 
 /// A request with `token` (none: anonymous); the status and body.
-async fn call(
+pub(crate) async fn call(
     agent: &Agent,
     method: Method,
     path: &str,
@@ -74,7 +74,7 @@ async fn call(
 }
 
 /// A token holding one policy made of `rules`, created with the management token.
-async fn token_with(agent: &Agent, mgmt: &str, name: &str, rules: Value) -> String {
+pub(crate) async fn token_with(agent: &Agent, mgmt: &str, name: &str, rules: Value) -> String {
     let (st, body) = call(
         agent,
         Method::PUT,

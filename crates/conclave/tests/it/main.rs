@@ -5,6 +5,7 @@ mod support;
 
 mod acl;
 mod api;
+mod audit;
 mod bad_input;
 mod cli;
 mod cluster;
