@@ -129,6 +129,7 @@ async fn no_secret_reaches_a_log_an_answer_a_metric_or_the_printed_config() {
             None,
         ),
         (Method::GET, "/v1/members", mgmt(), None),
+        (Method::GET, "/v1/audit?limit=1000", mgmt(), None),
         (Method::GET, "/metrics", mgmt(), None),
         (
             Method::POST,

@@ -362,6 +362,12 @@ async fn snapshot_save_restore_and_recover_after_losing_two_of_three() {
             Some(format!("v{i}"))
         );
     }
+    // The restore is in the restored cluster's audit log, by the operator.
+    let restores = get_json(&restored.url("/v1/audit?kind=snapshot"))
+        .await
+        .expect("audit");
+    assert_eq!(restores[0]["action"], "restore", "{restores}");
+    assert_eq!(restores[0]["actor"], "operator");
     // A damaged file is refused with the reason.
     let mut bytes = std::fs::read(&file).unwrap();
     let last = bytes.len() - 1;
@@ -423,6 +429,17 @@ async fn snapshot_save_restore_and_recover_after_losing_two_of_three() {
             .status()
             .is_success()
     );
+    let recovered = get_json(&back.url("/v1/audit?kind=recovery"))
+        .await
+        .expect("audit");
+    assert_eq!(recovered[0]["actor"], "operator", "{recovered}");
+    assert_eq!(
+        recovered[0]["details"]["voters_before"]
+            .as_str()
+            .map(|v| v.split(',').count()),
+        Some(3),
+        "{recovered}"
+    );
     // A fresh node re-joins the recovered cluster.
     let rejoin = Agent::spawn_env(
         &root.path().join("rejoin"),
@@ -436,6 +453,23 @@ async fn snapshot_save_restore_and_recover_after_losing_two_of_three() {
         get_value(&rejoin, "after-recovery", false).await.as_deref(),
         Some("yes")
     );
+    // Its join is noted, by the joining node itself.
+    let joined = rejoin.status().await["node_id"].as_u64().expect("node id");
+    eventually(
+        "the join is in the audit log",
+        Duration::from_secs(10),
+        || async {
+            get_json(&back.url("/v1/audit?kind=membership"))
+                .await
+                .and_then(|es| es.as_array().cloned())
+                .is_some_and(|es| {
+                    es.iter().any(|e| {
+                        e["action"] == "join" && e["actor"] == format!("node:{joined}").as_str()
+                    })
+                })
+        },
+    )
+    .await;
 }
 
 /// The last `lines` lines of an agent's log.
