@@ -39,21 +39,26 @@ fn usable_request_id(headers: &HeaderMap) -> Option<&str> {
         .then_some(v)
 }
 
-/// A new request id: 16 hex digits, random (a counter with the time if the system's
-/// random source fails, so an id is always there).
+/// A new request id: 16 hex digits, a random start for this process plus a counter, so
+/// ids differ across nodes and restarts without a system call per request (an id names a
+/// request; it is no secret).
 fn mint_request_id() -> String {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 8];
-    if ring::rand::SystemRandom::new().fill(&mut bytes).is_ok() {
-        return bytes.iter().map(|b| format!("{b:02x}")).collect();
-    }
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let base = *BASE.get_or_init(|| {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 8];
+        match ring::rand::SystemRandom::new().fill(&mut bytes) {
+            Ok(()) => u64::from_le_bytes(bytes),
+            // No random source: the start time still tells processes apart.
+            Err(_) => SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        }
+    });
     format!(
-        "{nanos:08x}{:08x}",
-        COUNTER.fetch_add(1, Ordering::Relaxed) as u32
+        "{:016x}",
+        base.wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed))
     )
 }
 
