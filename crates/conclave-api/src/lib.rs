@@ -9,6 +9,7 @@
 //! are parsed by hand here so that every rejection gets that same JSON shape.
 
 pub mod acl;
+mod agent_tags;
 pub mod audit;
 pub mod client;
 mod cluster;
@@ -18,6 +19,7 @@ pub mod edge;
 mod elections;
 pub mod error;
 mod kv;
+mod member_watch;
 pub mod members;
 mod query;
 mod roles;

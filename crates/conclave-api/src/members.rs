@@ -30,6 +30,8 @@ pub struct MembersContext {
     /// This agent's Raft node, to note reaped members in the audit log; `None` on a
     /// client agent (no member of the log: its reaping is local to its view anyway).
     pub node: Option<conclave_raft::RaftNode>,
+    /// Cancelled when the agent starts to stop: event streams end.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 /// The membership routes, with their own state, to merge into an agent's router.
@@ -37,6 +39,11 @@ pub fn router(ctx: MembersContext) -> Router {
     Router::new()
         .route("/v1/members", get(list))
         .route("/v1/members/remove-dead", post(remove_dead))
+        .route("/v1/members/watch", get(crate::member_watch::watch))
+        .route(
+            "/v1/agent/tags",
+            get(crate::agent_tags::get).put(crate::agent_tags::put),
+        )
         .route("/v1/members/{id}", get(one))
         .route("/v1/publish/status", get(publish_status))
         .route("/v1/gossip/stats", get(stats))
@@ -49,7 +56,7 @@ pub fn router(ctx: MembersContext) -> Router {
         .with_state(Arc::new(ctx))
 }
 
-type MCtx = Arc<MembersContext>;
+pub(crate) type MCtx = Arc<MembersContext>;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]

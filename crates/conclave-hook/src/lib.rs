@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-/// A hook: `exec` (no shell; details in environment variables) or `url` (a JSON POST).
+/// A hook: `exec` (no shell; details in environment variables, and the JSON a `url` hook
+/// would get on stdin) or `url` (a JSON POST).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HookConfig {
@@ -252,7 +253,7 @@ async fn once(
             .env_clear()
             .envs(child_env(&hook.env_passthrough))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(std::process::Stdio::null())
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -261,6 +262,15 @@ async fn once(
                 program: program.clone(),
                 source,
             })?;
+        // The same JSON a `url` hook is sent, on stdin; written aside, so a program that
+        // never reads it neither blocks nor fails.
+        if let Some(mut stdin) = child.stdin.take() {
+            let input = serde_json::to_vec(body).unwrap_or_default();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stdin.write_all(&input).await;
+            });
+        }
         let mut stderr = child.stderr.take();
         let finished = tokio::select! {
             done = async {

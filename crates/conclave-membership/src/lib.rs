@@ -12,8 +12,12 @@
 
 pub mod checks;
 pub mod discovery;
+pub mod events;
 pub mod transport;
+mod tuning;
 pub mod view;
+
+pub use tuning::GossipTuning;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -24,65 +28,12 @@ use chitchat::{
     ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ProtocolVersion,
     spawn_chitchat,
 };
-use conclave_types::{GossipMember, InvalidSetting, MemberState};
-use serde::{Deserialize, Serialize};
+use conclave_types::{GossipMember, MemberState};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::transport::TransportStats;
 use crate::view::{Observed, keys};
-
-/// Gossip timings, `[gossip]` in the agent config. Cluster-wide in spirit: nodes with very
-/// different timings judge each other's liveness differently.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct GossipTuning {
-    /// How often a node gossips with a few peers.
-    pub interval_ms: u64,
-    /// Failure detector threshold: a node is dead when the time since its last heartbeat
-    /// exceeds this many mean heartbeat intervals.
-    pub phi_threshold: f64,
-    /// A live node whose heartbeat has not advanced for this long is shown as `suspect`.
-    pub suspect_after_ms: u64,
-    /// Dead and left members are forgotten after this long (`remove-dead` does it at once).
-    #[serde(with = "humantime_serde")]
-    pub reap_dead_after: Duration,
-}
-
-impl Default for GossipTuning {
-    fn default() -> Self {
-        Self {
-            interval_ms: 200,
-            phi_threshold: 8.0,
-            suspect_after_ms: 1000,
-            reap_dead_after: Duration::from_secs(72 * 3600),
-        }
-    }
-}
-
-impl GossipTuning {
-    pub fn validate(&self) -> Result<(), InvalidSetting> {
-        if self.interval_ms < 10 {
-            return Err(InvalidSetting::new(
-                "gossip.interval_ms",
-                "must be at least 10",
-            ));
-        }
-        if self.phi_threshold.is_nan() || self.phi_threshold <= 1.0 {
-            return Err(InvalidSetting::new(
-                "gossip.phi_threshold",
-                "must be above 1",
-            ));
-        }
-        if self.suspect_after_ms < self.interval_ms {
-            return Err(InvalidSetting::new(
-                "gossip.suspect_after_ms",
-                "must be at least gossip.interval_ms",
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// What this node is and says about itself.
 #[derive(Debug, Clone)]
@@ -344,6 +295,31 @@ impl Membership {
         if me.get(key) != Some(value) {
             me.set(key, value);
         }
+    }
+
+    /// Advertise `tags` from now on instead of the current ones (tags not in it are
+    /// deleted); every agent sees them within a few gossip rounds.
+    pub async fn set_tags(&self, tags: &BTreeMap<String, String>) {
+        let mut cc = self.inner.chitchat.lock().await;
+        let me = cc.self_node_state();
+        let stale: Vec<String> = me
+            .key_values()
+            .filter_map(|(k, _)| k.strip_prefix(keys::TAG_PREFIX))
+            .filter(|k| !tags.contains_key(*k))
+            .map(|k| format!("{}{k}", keys::TAG_PREFIX))
+            .collect();
+        for key in stale {
+            me.delete(&key);
+        }
+        for (k, v) in tags {
+            let key = format!("{}{k}", keys::TAG_PREFIX);
+            if me.get(&key) != Some(v.as_str()) {
+                me.set(key, v);
+            }
+        }
+        drop(cc);
+        // This agent's own view shows them at once.
+        self.refresh().await;
     }
 
     pub async fn set_health(&self, summary: &checks::HealthSummary) {

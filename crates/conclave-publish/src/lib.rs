@@ -16,6 +16,7 @@
 
 pub mod config_sync;
 pub mod guard;
+pub mod handlers;
 pub mod render;
 pub mod sink;
 

@@ -20,6 +20,7 @@ pub const HEADER_NEXT_AFTER: &str = "x-conclave-next-after";
 pub mod acl;
 pub mod audit;
 pub mod invalid;
+pub mod member_events;
 pub mod secret;
 pub mod sse;
 

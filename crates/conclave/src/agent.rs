@@ -207,7 +207,11 @@ async fn run_client(
         tls: https.status_fn(),
     };
     let stopping = CancellationToken::new();
-    let router = conclave_api::client::router(ctx, parts.api_context(None), config.acl.settings());
+    let router = conclave_api::client::router(
+        ctx,
+        parts.api_context(None, stopping.clone()),
+        config.acl.settings(),
+    );
     let app = http::app(router, &config, &stopping, identity.node_id, None);
     let http_stop = CancellationToken::new();
     let limits = http::limits(&config);
@@ -465,7 +469,7 @@ pub async fn run(
         ));
     }
     let stopping = CancellationToken::new();
-    let router = conclave_api::router(ctx, parts.api_context(Some(node.clone())));
+    let router = conclave_api::router(ctx, parts.api_context(Some(node.clone()), stopping.clone()));
     let app = http::app(
         router,
         &config,

@@ -106,6 +106,8 @@ pub struct AgentConfig {
     pub check: Vec<CheckConfig>,
     /// Peer publishing sinks (`[[publish]]` tables).
     pub publish: Vec<SinkConfig>,
+    /// Programs run on membership events (`[[event_handler]]` tables).
+    pub event_handler: Vec<conclave_publish::handlers::EventHandlerConfig>,
 }
 
 /// `[watch]`: the window of recent changes a node keeps, so watchers can resume after a
@@ -246,6 +248,7 @@ impl Default for AgentConfig {
             config_sync: conclave_publish::ConfigSyncConfig::default(),
             check: Vec::new(),
             publish: Vec::new(),
+            event_handler: Vec::new(),
         }
     }
 }
@@ -382,6 +385,9 @@ impl AgentConfig {
     /// Cross-field checks figment cannot express.
     fn validate(&self) -> anyhow::Result<()> {
         self.formation()?;
+        for handler in &self.event_handler {
+            handler.kinds()?;
+        }
         if self.cluster_token.is_none() && !self.rpc_addr.ip().is_loopback() && !self.insecure {
             bail!(
                 "node RPC and gossip would listen on {} without a cluster token: any process that reaches that port could join, vote and write. Set the same secret on every node in CONCLAVE_CLUSTER_TOKEN, keep --rpc-addr on loopback (127.0.0.1), or pass --insecure to accept the risk",

@@ -78,6 +78,7 @@ pub fn required(
         ["v1", "audit", ..] | ["api", "v1", "audit"] => cap(Target::Audit, Access::Read),
         // Asks this node to read its secrets (within its policy): an operator's question.
         ["v1", "agent", "secrets", "check"] => cap(Target::Cluster, Access::Admin),
+        ["v1", "agent", "tags"] => cap(Target::Cluster, access),
         ["v1", "cluster", ..]
         | ["api", "v1", "cluster", ..]
         | ["v1", "status"]
@@ -197,6 +198,9 @@ mod tests {
                 cap(Target::Cluster, Write),
             ),
             (Method::GET, "/v1/members", cap(Target::Cluster, Read)),
+            (Method::GET, "/v1/members/watch", cap(Target::Cluster, Read)),
+            (Method::PUT, "/v1/agent/tags", cap(Target::Cluster, Write)),
+            (Method::GET, "/v1/agent/tags", cap(Target::Cluster, Read)),
             (
                 Method::POST,
                 "/v1/agent/secrets/check",

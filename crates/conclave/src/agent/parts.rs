@@ -97,6 +97,12 @@ pub(super) async fn start_membership(
         shutdown.clone(),
         tasks,
     );
+    conclave_publish::handlers::spawn(
+        config.event_handler.clone(),
+        membership.clone(),
+        shutdown.clone(),
+        tasks,
+    )?;
     let coord = coordinator(&membership)?;
     if let Some(path) = &config.config_seed {
         let docs = crate::seed::load(path)?;
@@ -162,10 +168,16 @@ pub(super) async fn start_membership(
 }
 
 impl MembershipParts {
-    /// `node`: this agent's Raft node (`None` on a client agent).
-    pub(super) fn api_context(&self, node: Option<RaftNode>) -> MembersContext {
+    /// `node`: this agent's Raft node (`None` on a client agent); `closing` ends the
+    /// membership event streams when the agent starts to stop.
+    pub(super) fn api_context(
+        &self,
+        node: Option<RaftNode>,
+        closing: CancellationToken,
+    ) -> MembersContext {
         MembersContext {
             node,
+            closing,
             membership: self.membership.clone(),
             publisher: self.publisher.clone(),
             roles: self.roles.clone(),

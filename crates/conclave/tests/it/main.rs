@@ -17,6 +17,7 @@ mod fixes;
 mod gossip;
 mod handover;
 mod leaks;
+mod member_events;
 mod recovery;
 mod role_overlap;
 mod roles;

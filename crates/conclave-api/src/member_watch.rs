@@ -1,0 +1,99 @@
+//! `GET /v1/members/watch`: membership changes pushed as Server-Sent Events, so a tool need
+//! not poll whole member lists (polling a hundred agents' lists five times a second costs
+//! more than the gossip itself).
+//!
+//! The stream opens with a `snapshot` event (the members now), then one event per change,
+//! named by its kind (`join`, `update`, `suspect`, `dead`, `left`, `reaped`), whose data is
+//! a `MemberEvent`: the member after the change and when this agent saw it. Changes are
+//! `conclave_membership::events::diff` of consecutive views.
+
+use std::convert::Infallible;
+use std::time::SystemTime;
+
+use axum::extract::State;
+use axum::http::Uri;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use conclave_types::member_events::{MemberEvent, MemberEventKind};
+use futures::StreamExt;
+
+use crate::members::MCtx;
+use crate::{ApiError, query};
+
+/// `?events=join,dead` as the kinds to send (default: all).
+fn kinds(params: &[(String, String)]) -> Result<Vec<MemberEventKind>, ApiError> {
+    let Some(list) = query::get(params, "events") else {
+        return Ok(MemberEventKind::ALL.to_vec());
+    };
+    list.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            MemberEventKind::parse(s.trim()).ok_or_else(|| {
+                ApiError::bad_request(
+                    format!("{s:?} is not a membership event"),
+                    format!(
+                        "events: {}",
+                        MemberEventKind::ALL.map(MemberEventKind::as_str).join(", ")
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn watch(State(ctx): State<MCtx>, uri: Uri) -> Result<Response, ApiError> {
+    let params = query::parse(uri.query(), &["events", "heartbeat_ms"])?;
+    let wanted = kinds(&params)?;
+    let heartbeat = crate::watch::heartbeat(&params)?;
+    let mut views = ctx.membership.subscribe();
+    let first = views.borrow_and_update().clone();
+    let snapshot = Event::default()
+        .event("snapshot")
+        .data(serde_json::to_string(&first.members).unwrap_or_default());
+    let changes = futures::stream::unfold((views, first), move |(mut views, last)| {
+        let wanted = wanted.clone();
+        async move {
+            views.changed().await.ok()?;
+            let now = views.borrow_and_update().clone();
+            let seen_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+            let events: Vec<Event> = conclave_membership::events::diff(&last.members, &now.members)
+                .into_iter()
+                .filter(|(kind, _)| wanted.contains(kind))
+                .map(|(kind, member)| {
+                    let event = MemberEvent {
+                        kind,
+                        member,
+                        seen_at: seen_at.clone(),
+                    };
+                    Event::default()
+                        .event(kind.as_str())
+                        .data(serde_json::to_string(&event).unwrap_or_default())
+                })
+                .collect();
+            Some((events, (views, now)))
+        }
+    })
+    .flat_map(|events| futures::stream::iter(events.into_iter().map(Ok::<_, Infallible>)));
+    let body = futures::stream::once(async move { Ok::<_, Infallible>(snapshot) })
+        .chain(changes)
+        .take_until(ctx.closing.clone().cancelled_owned());
+    Ok(Sse::new(body)
+        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_events_filter_takes_either_name_and_refuses_others() {
+        let p = |v: &str| vec![("events".to_owned(), v.to_owned())];
+        assert_eq!(
+            kinds(&p("join,member-failed")).unwrap(),
+            vec![MemberEventKind::Join, MemberEventKind::Dead]
+        );
+        assert_eq!(kinds(&[]).unwrap().len(), 6);
+        assert!(kinds(&p("nope")).unwrap_err().hint.contains("reaped"));
+    }
+}
