@@ -306,13 +306,18 @@ impl RaftNode {
                     Some(known) if *known == info => {}
                     Some(known) => {
                         tracing::info!(node_id, old = %known, new = %info, "a member announced new addresses");
-                        let rpc_addr = info.rpc_addr.clone();
+                        let moved =
+                            (known.rpc_addr != info.rpc_addr).then(|| info.rpc_addr.clone());
                         self.set_nodes(node_id, info).await?;
-                        self.note(
-                            AuditMeta::node(node_id),
-                            Note::Move { node_id, rpc_addr },
-                            Ending::Applied,
-                        );
+                        // A new RPC address is a move; filling in the API address a node
+                        // announces once it serves is not worth an entry.
+                        if let Some(rpc_addr) = moved {
+                            self.note(
+                                AuditMeta::node(node_id),
+                                Note::Move { node_id, rpc_addr },
+                                Ending::Applied,
+                            );
+                        }
                     }
                 }
                 Ok(LeaderReply::Members(self.leader_status().members))
