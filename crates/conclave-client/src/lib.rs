@@ -244,6 +244,17 @@ impl Client {
         self.json(resp).await
     }
 
+    /// Membership events as they happen (`GET /v1/members/watch`): a `snapshot`, then
+    /// `join`, `update`, ... events whose data is a `MemberEvent`. `events`: the kinds to
+    /// send, comma-separated (all when `None`).
+    pub async fn members_watch(&self, events: Option<&str>) -> Result<SseReader, ClientError> {
+        let query: Vec<(&str, String)> = events
+            .map(|e| ("events", e.to_owned()))
+            .into_iter()
+            .collect();
+        self.events("/v1/members/watch", &query, None).await
+    }
+
     pub async fn remove_dead(&self) -> Result<conclave_types::RemoveDeadResponse, ClientError> {
         let resp = self
             .send(

@@ -363,6 +363,17 @@ pub(crate) enum MembersCommand {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// Print membership changes as they happen (join, update, suspect, dead, left, reaped).
+    #[command(
+        after_help = "Examples:\n  conclave members watch\n  conclave members watch --events join,dead -o json"
+    )]
+    Watch {
+        /// Only these kinds, comma-separated (Serf's names work too: member-failed).
+        #[arg(long)]
+        events: Option<String>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
     /// Make a learner a voter.
     #[command(after_help = "Examples:\n  conclave members promote 4")]
     Promote {

@@ -172,6 +172,7 @@ pub(crate) async fn members(args: MembersArgs) -> Result<(), ClientError> {
     };
     let (client, result) = match cmd {
         MembersCommand::RemoveDead { client } => return remove_dead(client).await,
+        MembersCommand::Watch { events, client } => return watch(events, client).await,
         MembersCommand::List { client } => {
             let c = client.client()?;
             let r = match c.members().await {
@@ -238,6 +239,44 @@ pub(crate) async fn members(args: MembersArgs) -> Result<(), ClientError> {
     match client.output {
         Output::Json => print_json(&serde_json::to_value(&members).unwrap_or_default()),
         Output::Human => print_members(&members),
+    }
+    Ok(())
+}
+
+/// `conclave members watch`: one line per membership change (a JSON line with `-o json`),
+/// until interrupted.
+async fn watch(events: Option<String>, client: ClientOpts) -> Result<(), ClientError> {
+    let json = client.output == Output::Json;
+    let mut stream = client.client()?.members_watch(events.as_deref()).await?;
+    while let Some(event) = stream.next().await? {
+        match event.event.as_str() {
+            "snapshot" => {
+                if !json {
+                    let members: Vec<serde_json::Value> =
+                        serde_json::from_str(&event.data).unwrap_or_default();
+                    out!("watching {} members (one line per change)", members.len());
+                }
+            }
+            "" | "error" => {}
+            _ if json => out!("{}", event.data),
+            _ => match serde_json::from_str::<conclave_types::member_events::MemberEvent>(
+                &event.data,
+            ) {
+                Ok(e) => out!(
+                    "{}  {:<8} {:<20} {:<8} {}",
+                    e.seen_at,
+                    e.kind.as_str(),
+                    e.member.id,
+                    e.member.role,
+                    e.member.rpc_addr
+                ),
+                Err(e) => {
+                    return Err(ClientError::Local(format!(
+                        "the agent sent a membership event this CLI cannot read: {e}"
+                    )));
+                }
+            },
+        }
     }
     Ok(())
 }

@@ -60,6 +60,14 @@ async fn a_join_a_tag_change_and_a_crash_are_pushed_to_watchers_and_handlers() {
     let mut seen = String::new();
     read_until(&mut watch, &mut seen, "event: snapshot").await;
 
+    // The CLI follows the same stream, as JSON lines.
+    let mut cli_watch = crate::support::command()
+        .args(["members", "watch", "-o", "json", "--addr", &a.addr_flag()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("conclave members watch");
+
     let b = Agent::spawn_env(
         &root.path().join("b"),
         free_addr(),
@@ -112,6 +120,22 @@ async fn a_join_a_tag_change_and_a_crash_are_pushed_to_watchers_and_handlers() {
     let mut b = b;
     b.kill9();
     read_until(&mut watch, &mut seen, "event: dead").await;
+
+    // The CLI printed B's join and death (it runs until stopped).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = cli_watch.kill();
+    let printed = cli_watch.wait_with_output().expect("cli output");
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    let kinds_of_b: Vec<String> = printed
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["member"]["id"].as_u64() == Some(b_id))
+        .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        kinds_of_b.contains(&"join".to_owned()) && kinds_of_b.contains(&"dead".to_owned()),
+        "{printed}"
+    );
 
     // The handler ran for each, with the member in its variables and on stdin.
     eventually(
