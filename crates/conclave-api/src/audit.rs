@@ -103,6 +103,14 @@ impl Acting {
             request_id: usable_request_id(parts_headers).map(str::to_owned),
         })
     }
+
+    /// `command` proposed for this caller: the audit log credits it to them.
+    pub fn wrap(self, command: conclave_state::Command) -> conclave_state::Command {
+        conclave_state::Command::Audited {
+            meta: self.0,
+            command: Box::new(command),
+        }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Acting {
@@ -110,16 +118,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Acting {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Acting::of(&parts.headers, &parts.extensions))
-    }
-}
-
-impl Acting {
-    /// `command` proposed for this caller: the audit log credits it to them.
-    pub fn wrap(self, command: conclave_state::Command) -> conclave_state::Command {
-        conclave_state::Command::Audited {
-            meta: self.0,
-            command: Box::new(command),
-        }
     }
 }
 
@@ -224,21 +222,30 @@ pub(crate) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, A
     Ok(resp)
 }
 
-/// Entries after `after` that match, oldest first, and whether entries after `after` were
-/// dropped before this node could show them.
-fn entries_after(state: &StateHandle, after: u64, q: &AuditQuery) -> (Vec<AuditRecord>, bool) {
+/// What a follower of the log gets after sequence `after`, read at once.
+struct Since {
+    /// Matching entries, oldest first.
+    records: Vec<AuditRecord>,
+    /// Entries after `after` were dropped before this node could show them.
+    gap: bool,
+    /// The newest sequence number: where to resume, whether or not it matched.
+    last_seq: u64,
+}
+
+fn since(state: &StateHandle, after: u64, q: &AuditQuery) -> Since {
     state.read(|a| {
         let log = a.state.audit_log();
-        let oldest = log.entries().next().map_or(log.last_seq() + 1, |e| e.seq);
-        let gap = log.last_seq() > after && oldest > after + 1;
         let q = AuditQuery {
             after_seq: Some(after),
             limit: usize::MAX,
             ..q.clone()
         };
-        let (mut entries, _) = log.query(&q);
-        entries.reverse();
-        (entries.iter().map(|e| e.record(rfc3339)).collect(), gap)
+        let (entries, _) = log.query(&q);
+        Since {
+            records: entries.iter().rev().map(|e| e.record(rfc3339)).collect(),
+            gap: log.dropped_after(after),
+            last_seq: log.last_seq().max(after),
+        }
     })
 }
 
@@ -258,23 +265,15 @@ pub(crate) async fn watch(
         ..AuditQuery::default()
     };
     let state = ctx.node.state().clone();
-    let after = match headers.get("last-event-id") {
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "Last-Event-ID must be an audit sequence number",
-                    "send back the id of the last event received",
-                )
-            })?,
+    let resumed = crate::watch::last_event_id(&headers, "an audit sequence number")?;
+    let after = match resumed {
+        Some(id) => id,
         None => match query::revision(&params, "after")? {
             Some(seq) => seq,
             None => state.read(|a| a.state.audit_log().last_seq()),
         },
     };
-    if entries_after(&state, after, &q).1 {
+    if state.read(|a| a.state.audit_log().dropped_after(after)) {
         return Err(ApiError::new(
             axum::http::StatusCode::GONE,
             conclave_types::ErrorCode::Compacted,
@@ -293,14 +292,20 @@ pub(crate) async fn watch(
             if ended {
                 return None;
             }
-            let (records, gap) = entries_after(&state, after, &q);
+            let Since {
+                records,
+                gap,
+                last_seq: last,
+            } = since(&state, after, &q);
             if gap {
-                let event = Event::default().event("error").data(format!(
-                    r#"{{"error":{{"code":"compacted","message":"this follower fell behind: entries after {after} were dropped","hint":"read GET /v1/audit and follow again"}}}}"#
-                ));
+                let event = crate::watch::error_event(
+                    conclave_types::ErrorCode::Compacted,
+                    format!("this follower fell behind: entries after {after} were dropped"),
+                    "read GET /v1/audit and follow again",
+                    None,
+                );
                 return Some((vec![event], (state, applied, after, q, true)));
             }
-            let last = state.read(|a| a.state.audit_log().last_seq()).max(after);
             if !records.is_empty() {
                 let events = records
                     .iter()

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::Uri;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use conclave_types::member_events::{MemberEvent, MemberEventKind};
+use conclave_types::member_events::MemberEventKind;
 use futures::StreamExt;
 
 use crate::members::MCtx;
@@ -56,20 +56,16 @@ pub(crate) async fn watch(State(ctx): State<MCtx>, uri: Uri) -> Result<Response,
             views.changed().await.ok()?;
             let now = views.borrow_and_update().clone();
             let seen_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-            let events: Vec<Event> = conclave_membership::events::diff(&last.members, &now.members)
-                .into_iter()
-                .filter(|(kind, _)| wanted.contains(kind))
-                .map(|(kind, member)| {
-                    let event = MemberEvent {
-                        kind,
-                        member,
-                        seen_at: seen_at.clone(),
-                    };
-                    Event::default()
-                        .event(kind.as_str())
-                        .data(serde_json::to_string(&event).unwrap_or_default())
-                })
-                .collect();
+            let events: Vec<Event> =
+                conclave_membership::events::events(&last.members, &now.members, &seen_at)
+                    .into_iter()
+                    .filter(|e| wanted.contains(&e.kind))
+                    .map(|e| {
+                        Event::default()
+                            .event(e.kind.as_str())
+                            .data(serde_json::to_string(&e).unwrap_or_default())
+                    })
+                    .collect();
             Some((events, (views, now)))
         }
     })

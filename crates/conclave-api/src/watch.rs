@@ -35,22 +35,31 @@ pub(crate) fn start_revision(
     headers: &HeaderMap,
     params: &[(String, String)],
 ) -> Result<u64, ApiError> {
-    if let Some(v) = headers.get("last-event-id") {
-        return v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "Last-Event-ID must be a revision (a non-negative integer)",
-                    "send back the id of the last event received",
-                )
-            });
+    if let Some(id) = last_event_id(headers, "a revision (a non-negative integer)")? {
+        return Ok(id);
     }
     match query::revision(params, "from_revision")? {
         Some(r) => Ok(r),
         None => Ok(state.read(|a| a.state.revision())),
     }
+}
+
+/// The `Last-Event-ID` a reconnecting client sent, if any; `what` says what an id is on
+/// this stream, for the 400 when it is not one.
+pub(crate) fn last_event_id(headers: &HeaderMap, what: &str) -> Result<Option<u64>, ApiError> {
+    let Some(v) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                format!("Last-Event-ID must be {what}"),
+                "send back the id of the last event received",
+            )
+        })
 }
 
 pub(crate) fn heartbeat(params: &[(String, String)]) -> Result<Duration, ApiError> {
@@ -105,17 +114,32 @@ fn fell_behind(e: &CoordError) -> Event {
         CoordError::Compacted { compacted } => Some(*compacted),
         _ => None,
     };
+    error_event(
+        e.code(),
+        format!(
+            "this watcher fell behind: changes up to revision {} are gone",
+            compacted.unwrap_or_default()
+        ),
+        "read the current state and watch again from its revision",
+        compacted,
+    )
+}
+
+/// An `error` event: the API's error body, as the last event of a stream that ends.
+pub(crate) fn error_event(
+    code: conclave_types::ErrorCode,
+    message: String,
+    hint: &str,
+    compacted_revision: Option<u64>,
+) -> Event {
     let body = ErrorBody {
         error: ErrorDetail {
-            code: e.code(),
-            message: format!(
-                "this watcher fell behind: changes up to revision {} are gone",
-                compacted.unwrap_or_default()
-            ),
-            hint: "read the current state and watch again from its revision".into(),
+            code,
+            message,
+            hint: hint.into(),
             current_revision: None,
             violations: None,
-            compacted_revision: compacted,
+            compacted_revision,
         },
     };
     Event::default()

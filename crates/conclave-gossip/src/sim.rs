@@ -79,6 +79,12 @@ pub struct Sim {
     pub ups: u64,
 }
 
+/// A keyring holding the key a cluster with `secret` uses.
+fn keyring_of(secret: &[u8]) -> Keyring {
+    Keyring::new(&crate::seal::key_from_secret(secret))
+        .unwrap_or_else(|_| unreachable!("a derived key is 32 bytes"))
+}
+
 /// The simulated address of node `i`.
 pub fn addr_of(i: usize) -> SocketAddr {
     let i = i as u32 + 1;
@@ -88,8 +94,7 @@ pub fn addr_of(i: usize) -> SocketAddr {
 impl Sim {
     /// `n` nodes, not yet started.
     pub fn new(n: usize, config: GossipConfig, network: Network, seed: u64) -> Self {
-        let keyring = Keyring::new(&crate::seal::key_from_secret(b"simulated cluster"))
-            .unwrap_or_else(|_| unreachable!("a derived key is 32 bytes"));
+        let keyring = keyring_of(b"simulated cluster");
         Self {
             config,
             network,
@@ -141,8 +146,7 @@ impl Sim {
 
     /// Start node `i` under another cluster's key, joining through `via`.
     pub fn start_foreign(&mut self, i: usize, via: usize) {
-        let keyring = Keyring::new(&crate::seal::key_from_secret(b"another cluster"))
-            .unwrap_or_else(|_| unreachable!("a derived key is 32 bytes"));
+        let keyring = keyring_of(b"another cluster");
         self.start_with(i, via, BTreeMap::new(), keyring);
     }
 

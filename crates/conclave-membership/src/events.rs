@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use conclave_types::member_events::MemberEventKind;
+use conclave_types::member_events::{MemberEvent, MemberEventKind};
 use conclave_types::{GossipMember, MemberState};
 
 /// What changed from `old` to `new`, in member id order: each member at most once.
@@ -35,6 +35,18 @@ pub fn diff(old: &[GossipMember], new: &[GossipMember]) -> Vec<(MemberEventKind,
     }
     out.sort_by_key(|(_, m)| m.id);
     out
+}
+
+/// [`diff`] as the events this agent reports, each seen at `seen_at` (RFC 3339).
+pub fn events(old: &[GossipMember], new: &[GossipMember], seen_at: &str) -> Vec<MemberEvent> {
+    diff(old, new)
+        .into_iter()
+        .map(|(kind, member)| MemberEvent {
+            kind,
+            member,
+            seen_at: seen_at.to_owned(),
+        })
+        .collect()
 }
 
 /// The event of a member now in `state`.

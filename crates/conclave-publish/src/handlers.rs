@@ -136,17 +136,13 @@ pub fn spawn(
             }
             let now = views.borrow_and_update().clone();
             let seen_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-            for (kind, member) in conclave_membership::events::diff(&last.members, &now.members) {
-                let event = MemberEvent {
-                    kind,
-                    member,
-                    seen_at: seen_at.clone(),
-                };
+            for event in conclave_membership::events::events(&last.members, &now.members, &seen_at)
+            {
                 for (i, kinds, tx) in &queues {
-                    if kinds.contains(&kind) && tx.try_send(event.clone()).is_err() {
+                    if kinds.contains(&event.kind) && tx.try_send(event.clone()).is_err() {
                         tracing::warn!(
                             handler = i,
-                            event = kind.serf_name(),
+                            event = event.kind.serf_name(),
                             "an event handler is {QUEUE} events behind; this event is dropped"
                         );
                     }

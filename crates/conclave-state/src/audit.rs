@@ -344,6 +344,13 @@ impl AuditLog {
         (page, cursor)
     }
 
+    /// Whether entries after sequence `seq` were dropped: a reader resuming there would
+    /// miss some.
+    pub fn dropped_after(&self, seq: u64) -> bool {
+        let oldest = self.entries.front().map_or(self.last_seq + 1, |e| e.seq);
+        self.last_seq > seq && oldest > seq + 1
+    }
+
     /// Append an entry made by the caller (who gives it its revision and time); returns
     /// its sequence number.
     pub(crate) fn push(&mut self, make: impl FnOnce(u64) -> AuditEntry) -> u64 {

@@ -346,6 +346,10 @@ mod log {
         assert_eq!(log.len(), MAX_AUDIT_ENTRIES);
         assert_eq!(log.dropped(), 5);
         assert_eq!(log.entries().next().map(|e| e.seq), Some(6));
+        // A reader resuming after 5 misses nothing; after 4, entry 5 is gone.
+        assert!(!log.dropped_after(5) && log.dropped_after(4));
+        assert!(!log.dropped_after(log.last_seq()));
+        assert!(!AuditLog::default().dropped_after(0));
         assert_eq!(log.implausible(u64::MAX), None);
     }
 
