@@ -2,6 +2,8 @@
 # Gossip at scale on loopback: 3 voters + (N-3) client agents, default gossip timings.
 #   - detection: kill -9 a client -> every other agent shows it `dead` (TRIALS per size);
 #   - propagation: SIGTERM a client -> every other agent shows it `left` (a gossiped key change);
+#   - tag propagation: PUT /v1/agent/tags on a client -> every other agent's membership watch
+#     reports the new tag (bench/gossip_tag.py, TRIALS per size);
 #   - false positives: STEADY_SECONDS with nothing stopped while a write benchmark (c=64) loads
 #     the voters; any member seen suspect or dead counts;
 #   - per client agent: RSS, CPU and gossip bytes/s over the steady window.
@@ -99,6 +101,12 @@ for size in $SIZES; do
     { wait "${PID[$victim]}"; } 2>/dev/null || true
     start "$victim"; wait_all_alive "$size"
   done
+  for t in $(seq 1 "$TRIALS"); do
+    changed=$((size - t + 1))
+    addrs_except "$size" "$changed"
+    r=$(python3 bench/gossip_tag.py "$WORK/addrs" "$(http_of "$changed")" "$(node_id "$changed")" "t$t")
+    echo "{\"size\":$size,\"kind\":\"tag\",\"result\":$r}" >>"$OUT_JSON"; echo "tag: $r" >&2
+  done
   if [ "$STEADY_SECONDS" = 0 ]; then stop_all; continue; fi
   # Steady window under write load: false positives and per-client cost.
   addrs_except "$size" 0
@@ -118,11 +126,11 @@ python3 - "$OUT_JSON" "$OUT_MD" <<'PY'
 import json, sys, subprocess, statistics
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-out = [f"commit `{commit}` · default gossip timings (interval 200 ms, phi 8, suspect after 1 s)", ""]
+out = [f"commit `{commit}` · default gossip timings (SWIM: probe every 300 ms, probe timeout 120 ms, suspicion 800 ms, gossip every 100 ms)", ""]
 out.append("| agents | measure | trials | p50 of agents (median over trials) | p99 of agents (median) | seen by all: median | seen by all: max | agents that missed it |")
 out.append("|---:|---|---:|---:|---:|---:|---:|---:|")
 for size in sorted({r["size"] for r in rows}):
-    for kind in ("detection", "propagation"):
+    for kind in ("detection", "propagation", "tag"):
         rs = [r["result"] for r in rows if r["size"] == size and r["kind"] == kind]
         if not rs: continue
         med = lambda k: statistics.median(x[k] for x in rs)

@@ -18,6 +18,7 @@ pub mod config_status;
 pub mod edge;
 mod elections;
 pub mod error;
+pub mod gossip_keys;
 mod kv;
 mod member_watch;
 pub mod members;

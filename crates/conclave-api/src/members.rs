@@ -32,6 +32,8 @@ pub struct MembersContext {
     pub node: Option<conclave_raft::RaftNode>,
     /// Cancelled when the agent starts to stop: event streams end.
     pub closing: tokio_util::sync::CancellationToken,
+    /// How this agent reaches the others (cluster-wide keyring changes).
+    pub peers: crate::gossip_keys::PeerHttp,
 }
 
 /// The membership routes, with their own state, to merge into an agent's router.
@@ -47,6 +49,10 @@ pub fn router(ctx: MembersContext) -> Router {
         .route("/v1/members/{id}", get(one))
         .route("/v1/publish/status", get(publish_status))
         .route("/v1/gossip/stats", get(stats))
+        .route(
+            "/v1/gossip/keys",
+            get(crate::gossip_keys::list).post(crate::gossip_keys::change),
+        )
         .route("/v1/agent/roles", get(agent_roles))
         .route("/metrics", get(prometheus))
         .route("/v1/agent/secrets/check", post(check_secrets))
@@ -254,9 +260,9 @@ async fn publish_status(State(ctx): State<MCtx>) -> Json<Vec<SinkStatus>> {
 }
 
 async fn stats(State(ctx): State<MCtx>) -> Json<GossipStats> {
-    use std::sync::atomic::Ordering::Relaxed;
     let m = &ctx.membership;
-    let t = m.stats();
+    let counters = m.counters();
+    let t = &counters.core;
     let sinks = ctx.publisher.status();
     Json(GossipStats {
         node_id: m.node_id(),
@@ -272,11 +278,21 @@ async fn stats(State(ctx): State<MCtx>) -> Json<GossipStats> {
                 (name, n)
             })
             .collect(),
-        datagrams_sent: t.datagrams_sent.load(Relaxed),
-        datagrams_received: t.datagrams_received.load(Relaxed),
-        bytes_sent: t.bytes_sent.load(Relaxed),
-        bytes_received: t.bytes_received.load(Relaxed),
-        datagrams_rejected: t.rejected.load(Relaxed),
+        datagrams_sent: t.sent,
+        datagrams_received: t.received,
+        bytes_sent: t.sent_bytes,
+        bytes_received: t.received_bytes,
+        datagrams_rejected: t.refused_forged
+            + t.refused_replayed
+            + t.refused_unknown_key
+            + t.refused_other,
+        refused_forged: t.refused_forged,
+        refused_replayed: t.refused_replayed,
+        refused_unknown_key: t.refused_unknown_key,
+        refused_other: t.refused_other,
+        undecodable: t.undecodable,
+        send_errors: counters.send_errors,
+        adverts_pushed: t.adverts_pushed,
         publications: sinks.iter().map(|s| s.writes).sum(),
         publications_held: sinks.iter().filter(|s| s.held.is_some()).count() as u64,
         hook_failures: sinks.iter().map(|s| s.hook_failures).sum(),

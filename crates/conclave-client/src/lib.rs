@@ -265,6 +265,31 @@ impl Client {
         self.json(resp).await
     }
 
+    /// Every agent's gossip keyring (`GET /v1/gossip/keys`).
+    pub async fn gossip_keys(
+        &self,
+    ) -> Result<conclave_types::gossip_keys::KeyringAnswer, ClientError> {
+        let resp = self
+            .send(self.http.get(format!("{}/v1/gossip/keys", self.base)))
+            .await?;
+        self.json(resp).await
+    }
+
+    /// Change every agent's gossip keyring (`POST /v1/gossip/keys`); each agent's outcome.
+    pub async fn change_gossip_keys(
+        &self,
+        op: &conclave_types::gossip_keys::KeyOp,
+    ) -> Result<conclave_types::gossip_keys::KeyringAnswer, ClientError> {
+        let resp = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/gossip/keys", self.base))
+                    .json(op),
+            )
+            .await?;
+        self.json(resp).await
+    }
+
     pub async fn publish_status(&self) -> Result<Vec<conclave_types::SinkStatus>, ClientError> {
         let resp = self
             .send(self.http.get(format!("{}/v1/publish/status", self.base)))

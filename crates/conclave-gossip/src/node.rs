@@ -20,6 +20,8 @@ use crate::Peer;
 use crate::adverts::{Advert, AdvertKey, Adverts, BadAdvert};
 use crate::seal::{Keyring, OpenError, Opener, Sealer};
 
+mod sync;
+
 /// Timings and sizes. [`GossipConfig::lan`] is what the agent uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GossipConfig {
@@ -124,6 +126,8 @@ pub struct Counters {
     pub refused_other: u64,
     /// Opened but not understood (a foca or advert decoding error).
     pub undecodable: u64,
+    /// Adverts too large to ride foca's broadcasts, pushed whole to every member instead.
+    pub adverts_pushed: u64,
 }
 
 /// The most bytes one `Peer` takes in postcard (id, IPv6 address and port, generation).
@@ -139,6 +143,19 @@ const FRAME_ADVERT: u8 = 1;
 const FRAME_SYNC_REQUEST: u8 = 2;
 /// A part of the answer (payload: `Vec<Peer>`, as many as fit one datagram).
 const FRAME_MEMBERS: u8 = 3;
+/// Advert anti-entropy: the advert versions the sender holds (`Vec<(node id, version)>`,
+/// version 0 for a member whose advert it lacks).
+const FRAME_DIGEST: u8 = 4;
+/// Adverts the receiver's digest showed it lacks (`Vec<Advert>`), relayed.
+const FRAME_ADVERTS: u8 = 5;
+
+/// A node compares advert versions with one random member this often at up to
+/// [`SYNC_SCALE`] members, and proportionally less often beyond, so its share of the cost
+/// stays flat with the cluster's size (a digest grows with n; its period grows with n too).
+const SYNC_EVERY_MS: u64 = 5_000;
+const SYNC_SCALE: usize = 100;
+/// The most bytes of one digest entry in postcard (two varint u64).
+const MAX_DIGEST_ENTRY: usize = 20;
 
 /// The advert store, shared between foca's broadcast handler and the node.
 #[derive(Clone, Default)]
@@ -202,6 +219,10 @@ pub struct Node {
     config: GossipConfig,
     /// The cluster size foca's retransmissions were last set for.
     sized_for: usize,
+    /// When this node next compares advert versions with a member.
+    next_sync_ms: u64,
+    /// Picks the member to compare with (foca's own RNG is foca's).
+    rng: SmallRng,
 }
 
 impl Node {
@@ -241,6 +262,8 @@ impl Node {
             counters: Counters::default(),
             config: config.clone(),
             sized_for: 2,
+            next_sync_ms: 0,
+            rng: SmallRng::seed_from_u64(seed ^ 0x5eed_a77e_0000_0001),
         }
     }
 
@@ -266,8 +289,9 @@ impl Node {
         self.seal(FRAME_SYNC_REQUEST, addr, &me);
     }
 
-    /// A datagram arrived.
-    pub fn receive(&mut self, now_ms: u64, datagram: &[u8]) {
+    /// A datagram arrived: its sender's node id if it opened (whatever it then held), else
+    /// why it was refused (counted either way).
+    pub fn receive(&mut self, now_ms: u64, datagram: &[u8]) -> Result<u64, OpenError> {
         self.now_ms = now_ms;
         self.counters.received += 1;
         self.counters.received_bytes += datagram.len() as u64;
@@ -280,7 +304,7 @@ impl Node {
                     OpenError::UnknownKey => self.counters.refused_unknown_key += 1,
                     _ => self.counters.refused_other += 1,
                 }
-                return;
+                return Err(e);
             }
         };
         match payload.split_first() {
@@ -309,6 +333,21 @@ impl Node {
                 Ok(joiner) if joiner.node_id == sender => self.send_members(joiner.addr),
                 _ => self.counters.undecodable += 1,
             },
+            Some((&FRAME_DIGEST, body)) => match postcard::from_bytes::<Vec<(u64, u64)>>(body) {
+                Ok(digest) => self.answer_digest(sender, &digest),
+                Err(_) => self.counters.undecodable += 1,
+            },
+            Some((&FRAME_ADVERTS, body)) => match postcard::from_bytes::<Vec<Advert>>(body) {
+                Ok(adverts) => {
+                    let mut store = self.adverts.lock();
+                    for advert in adverts {
+                        store.offer(advert);
+                    }
+                    drop(store);
+                    self.collect_advert_events();
+                }
+                Err(_) => self.counters.undecodable += 1,
+            },
             Some((&FRAME_MEMBERS, body)) => match postcard::from_bytes::<Vec<Peer>>(body) {
                 Ok(peers) => {
                     let mut rt = Collected::default();
@@ -320,6 +359,7 @@ impl Node {
             },
             _ => self.counters.undecodable += 1,
         }
+        Ok(sender)
     }
 
     /// Every active member and this node, to `to`, in as many datagrams as it takes.
@@ -336,9 +376,15 @@ impl Node {
     /// A timer set by an [`Output::Schedule`] is due.
     pub fn timer(&mut self, now_ms: u64, timer: Timer<Peer>) {
         self.now_ms = now_ms;
+        // The probe timer runs every probe period while there are members: the advert
+        // anti-entropy rides it rather than adding a timer of its own to every caller.
+        let probe = matches!(timer, Timer::ProbeRandomMember(_));
         let mut rt = Collected::default();
         let _ = self.foca.handle_timer(timer, &mut rt);
         self.carry_out(rt);
+        if probe && now_ms >= self.next_sync_ms {
+            self.sync_adverts();
+        }
     }
 
     /// Advertise `entries` from now on (a new version, spread to every member).
@@ -346,8 +392,29 @@ impl Node {
         self.now_ms = now_ms;
         self.advert.version += 1;
         self.advert.entries = entries;
-        let _ = self.foca.add_broadcast(&self.advert.encode());
+        let encoded = self.advert.encode();
+        // foca piggybacks broadcasts on its messages, so one must leave room for the
+        // message; a larger advert (many tags or documents) is pushed whole to every member,
+        // which costs n datagrams per change instead of about 4·log10(n) but spreads it all the
+        // same. Counted, so an operator sees adverts grown past the piggyback size.
+        if encoded.len() <= self.config.max_payload / 2 {
+            let _ = self.foca.add_broadcast(&encoded);
+        } else {
+            self.adverts.lock().offer(self.advert.clone());
+            self.counters.adverts_pushed += 1;
+            let me = self.foca.identity().clone();
+            let push = postcard::to_stdvec(&(&me, &self.advert)).unwrap_or_default();
+            let to: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
+            for addr in to {
+                self.seal(FRAME_ADVERT, addr, &push);
+            }
+        }
         self.collect_advert_events();
+    }
+
+    /// This node's advert as last set.
+    pub fn advert(&self) -> &Advert {
+        &self.advert
     }
 
     /// Tell the cluster this node leaves (members mark it down at once).
@@ -380,6 +447,11 @@ impl Node {
     /// Active members (alive or suspect), this node excluded.
     pub fn members(&self) -> impl Iterator<Item = &Member<Peer>> {
         self.foca.iter_members()
+    }
+
+    /// Every member this node knows, down ones included (until they are forgotten).
+    pub fn membership(&self) -> impl ExactSizeIterator<Item = &Member<Peer>> {
+        self.foca.iter_membership_state()
     }
 
     pub fn num_members(&self) -> usize {

@@ -74,7 +74,8 @@ pub fn key_id_hex(id: &KeyId) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn key_id(raw: &[u8]) -> KeyId {
+/// The id of the key `raw`.
+pub fn key_id(raw: &[u8]) -> KeyId {
     let digest = ring::digest::digest(&ring::digest::SHA256, raw);
     let mut id = [0u8; 4];
     id.copy_from_slice(&digest.as_ref()[..4]);
@@ -119,14 +120,26 @@ impl Keyring {
         })
     }
 
-    fn key(raw: &[u8]) -> Result<Key, KeyringError> {
-        if raw.len() != 32 {
-            return Err(KeyringError::BadLength(raw.len()));
+    /// A keyring holding `primary` only (infallible: the length is the type's).
+    pub fn of(primary: &[u8; 32]) -> Self {
+        Self {
+            keys: vec![Self::key_of(primary)],
+            primary: 0,
         }
-        Ok(Key {
+    }
+
+    fn key(raw: &[u8]) -> Result<Key, KeyringError> {
+        let raw: &[u8; 32] = raw
+            .try_into()
+            .map_err(|_| KeyringError::BadLength(raw.len()))?;
+        Ok(Self::key_of(raw))
+    }
+
+    fn key_of(raw: &[u8; 32]) -> Key {
+        Key {
             id: key_id(raw),
             prk: hkdf::Salt::new(hkdf::HKDF_SHA256, b"conclave gossip sender").extract(raw),
-        })
+        }
     }
 
     /// Add a key to open datagrams with (installing one twice changes nothing).

@@ -276,7 +276,7 @@ impl Sim {
                     let Some(n) = self.nodes[to].as_mut() else {
                         continue;
                     };
-                    n.receive(at, &datagram);
+                    let _ = n.receive(at, &datagram);
                     to
                 }
                 Pending::Timer { node, life, timer } => {

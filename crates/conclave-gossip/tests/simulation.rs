@@ -246,3 +246,44 @@ fn no_false_positive_over_five_minutes_under_ten_percent_loss() {
         wrong.first()
     );
 }
+
+#[test]
+fn adverts_lost_to_loss_arrive_by_anti_entropy_small_and_large() {
+    let mut sim = cluster(30, Network::default(), 9);
+    let large: BTreeMap<String, String> = (0..60)
+        .map(|i| (format!("tag.k{i:02}"), "v".repeat(40)))
+        .collect();
+    // Most datagrams lost while two adverts change: a small one (piggybacked on SWIM's
+    // messages a few times) and a large one (pushed whole to every member once).
+    sim.set_network(Network {
+        loss: 0.7,
+        ..Network::default()
+    });
+    sim.set_advert(3, advert("changed"));
+    sim.set_advert(4, large.clone());
+    let t = sim.now_ms();
+    sim.run_until(t + 500);
+    sim.set_network(Network::default());
+    let missing = |sim: &Sim| {
+        (0..30)
+            .filter(|&i| {
+                sim.node(i).unwrap().with_adverts(|a| {
+                    a.get(4).map(|a| a.entries["role"].as_str()) != Some("changed")
+                        || a.get(5).map(|a| &a.entries) != Some(&large)
+                })
+            })
+            .count()
+    };
+    let just_after = missing(&sim);
+    assert!(
+        just_after > 0,
+        "the loss should have kept adverts from some nodes"
+    );
+    sim.run_until(t + 20_000);
+    assert_eq!(
+        missing(&sim),
+        0,
+        "{just_after} nodes lacked an advert after the loss"
+    );
+    assert!(sim.node(4).unwrap().counters().adverts_pushed >= 1);
+}

@@ -1,39 +1,43 @@
 //! Membership for every node: who is in the cluster, alive and healthy, whatever its role.
 //!
 //! Raft holds a few voters; deployments have tens to hundreds of agents (voters, learners,
-//! clients) that must all see the same peer list. This crate runs gossip (chitchat's
-//! Scuttlebutt anti-entropy with a phi-accrual failure detector) over UDP on the RPC port,
-//! authenticated with the cluster token (`transport`), turns what gossip knows into one
-//! member list (`view`), and runs the node's health checks (`checks`), whose results travel
-//! with gossip.
+//! clients) that must all see the same peer list. This crate runs the gossip core
+//! (`conclave-gossip`: SWIM with suspicion over sealed UDP datagrams on the RPC port, and
+//! each node's advertised key/value state) in one task (`driver`), turns what it knows into
+//! one member list (`view`) whenever it changes, keeps the gossip keyring (`keyring`), and
+//! runs the node's health checks (`checks`), whose results travel in its advert.
 //!
 //! Gossip is advisory: discovery, health, publishing. Nothing authoritative (the KV store,
 //! membership of Raft, fencing) depends on it.
 
 pub mod checks;
 pub mod discovery;
+mod driver;
 pub mod events;
-pub mod transport;
+pub mod keyring;
+mod shared;
 mod tuning;
 pub mod view;
 
 pub use tuning::GossipTuning;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use chitchat::{
-    ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ProtocolVersion,
-    spawn_chitchat,
-};
+use conclave_gossip::{Counters, Node, Peer};
+use conclave_types::gossip_keys::{GossipKey, KeyOp};
 use conclave_types::{GossipMember, MemberState};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use crate::transport::TransportStats;
-use crate::view::{Observed, keys};
+use crate::driver::{Command, Driver};
+use crate::keyring::{KeyStore, KeyStoreError};
+use crate::shared::{Shared, lock};
+use crate::view::keys;
 
 /// What this node is and says about itself.
 #[derive(Debug, Clone)]
@@ -47,12 +51,16 @@ pub struct GossipOptions {
     pub advertise: SocketAddr,
     pub api_addr: String,
     pub rpc_addr: String,
-    /// host:port of nodes to gossip with first (names are re-resolved by chitchat).
+    /// host:port of nodes to gossip with first (names are re-resolved until one answers).
     pub seeds: Vec<String>,
     pub tags: BTreeMap<String, String>,
     pub version: String,
     pub cluster_id: Option<String>,
+    /// The cluster secret the first gossip key derives from.
     pub token: Option<conclave_types::Secret>,
+    /// Where the keyring is saved (`<data-dir>/gossip-keyring.json`); `None` keeps it in
+    /// memory (tests).
+    pub keyring_file: Option<PathBuf>,
     pub tuning: GossipTuning,
     /// DNS server for `srv:` seeds (default: /etc/resolv.conf).
     pub dns_server: Option<SocketAddr>,
@@ -60,11 +68,15 @@ pub struct GossipOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GossipError {
-    #[error("cannot start gossip on {addr}/udp: {source}")]
-    Start {
+    #[error("cannot start gossip on {addr}/udp: {source}; choose another --rpc-addr")]
+    Bind {
         addr: SocketAddr,
-        source: anyhow::Error,
+        source: std::io::Error,
     },
+    #[error(transparent)]
+    Keyring(#[from] KeyStoreError),
+    #[error("gossip has stopped (the agent is leaving)")]
+    Stopped,
 }
 
 /// The member list as this node sees it.
@@ -110,6 +122,15 @@ impl View {
     }
 }
 
+/// Counters of this agent's gossip, for `/v1/gossip/stats` and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GossipCounters {
+    /// The core's: datagrams and bytes each way, refusals by reason.
+    pub core: Counters,
+    /// Datagrams the socket would not send (no route, buffer full).
+    pub send_errors: u64,
+}
+
 /// A running gossip member. Cheap to clone.
 #[derive(Clone)]
 pub struct Membership {
@@ -117,28 +138,17 @@ pub struct Membership {
 }
 
 struct Inner {
-    handle: tokio::sync::Mutex<Option<ChitchatHandle>>,
-    /// Stops the transport's relay.
-    stop: CancellationToken,
-    chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
-    view: watch::Sender<View>,
-    latest: std::sync::RwLock<View>,
-    stats: Arc<TransportStats>,
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<Command>,
     tuning: GossipTuning,
-    id: u64,
+    /// This agent's gossip address (never a seed of its own).
+    advertise: SocketAddr,
     /// Why the join loop has not met anyone yet, or lost everyone it met.
-    join_problem: std::sync::RwLock<Option<String>>,
+    join_problem: RwLock<Option<String>>,
     /// Where else to look for gossip when no other member answers: the addresses of the
     /// Raft members (set by the agent from its applied membership) and the ones last seen
     /// alive in gossip. So a cluster whose every node moved re-forms its gossip view.
-    known_addrs: std::sync::RwLock<KnownAddrs>,
-    /// When each (node, generation)'s heartbeat last advanced here.
-    beats: std::sync::Mutex<HashMap<ChitchatId, (u64, Instant)>>,
-    /// The cluster this agent was started for, if it was told (a client agent learns it).
-    configured_cluster: Option<String>,
-    /// Gossip members of another cluster seen in the last refresh, and when that was last
-    /// logged.
-    foreign: std::sync::Mutex<(usize, Option<Instant>)>,
+    known_addrs: RwLock<KnownAddrs>,
 }
 
 /// Addresses worth gossiping to beside the seeds.
@@ -148,40 +158,46 @@ struct KnownAddrs {
     last_seen: Vec<String>,
 }
 
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    u64::from_le_bytes(b)
+}
+
 impl Membership {
     pub async fn start(
         opts: GossipOptions,
         shutdown: CancellationToken,
     ) -> Result<Self, GossipError> {
-        let generation = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let interval = Duration::from_millis(opts.tuning.interval_ms);
-        let config = ChitchatConfig {
-            chitchat_id: ChitchatId::new(opts.node_id.to_string(), generation, opts.advertise),
-            cluster_id: "conclave".into(),
-            gossip_interval: interval,
-            listen_addr: opts.listen,
-            // chitchat re-resolves plain names itself (once a minute); SRV seeds are ours.
-            seed_nodes: opts
-                .seeds
-                .iter()
-                .filter(|s| !discovery::Discovery::is_srv(s))
-                .cloned()
-                .collect(),
-            failure_detector_config: FailureDetectorConfig {
-                phi_threshold: opts.tuning.phi_threshold,
-                sampling_window_size: 100,
-                max_interval: Duration::from_secs(10),
-                initial_interval: interval,
-                dead_node_grace_period: opts.tuning.reap_dead_after,
-            },
-            marked_for_deletion_grace_period: Duration::from_secs(3600),
-            catchup_callback: None,
-            extra_liveness_predicate: None,
-            protocol_version: ProtocolVersion::V1,
+        let keys = KeyStore::open(
+            opts.keyring_file.clone(),
+            opts.token
+                .as_ref()
+                .map_or(&b""[..], |t| t.expose().as_bytes()),
+        )?;
+        let socket = tokio::net::UdpSocket::bind(opts.listen)
+            .await
+            .map_err(|source| GossipError::Bind {
+                addr: opts.listen,
+                source,
+            })?;
+        let now = driver::wall_ms();
+        let me = Peer {
+            node_id: opts.node_id,
+            addr: opts.advertise,
+            // A restarted agent wins over its previous life on the same address.
+            generation: now,
         };
-        let mut kvs = vec![
+        // The advert's versions start at the clock, above any earlier run's.
+        let mut node = Node::new(
+            me,
+            &opts.tuning.config(),
+            keys.keyring(),
+            random_u64(),
+            random_u64(),
+            now,
+        );
+        let mut advert = BTreeMap::from([
             (keys::ROLE.to_string(), opts.role.clone()),
             (keys::API.to_string(), opts.api_addr.clone()),
             (keys::RPC.to_string(), opts.rpc_addr.clone()),
@@ -192,49 +208,51 @@ impl Membership {
                 keys::CLUSTER.to_string(),
                 opts.cluster_id.clone().unwrap_or_default(),
             ),
-        ];
-        kvs.extend(
+        ]);
+        advert.extend(
             opts.tags
                 .iter()
                 .map(|(k, v)| (format!("{}{k}", keys::TAG_PREFIX), v.clone())),
         );
-        let stats = Arc::new(TransportStats::default());
-        let stop = CancellationToken::new();
-        let transport = transport::AuthUdpTransport::new(
-            opts.token.as_ref().map(conclave_types::Secret::expose),
-            stats.clone(),
-            stop.clone(),
-        );
-        let handle = spawn_chitchat(config, kvs, &transport)
-            .await
-            .map_err(|source| GossipError::Start {
-                addr: opts.listen,
-                source,
-            })?;
-        let chitchat = handle.chitchat();
+        node.set_advert(now, advert);
         let initial = View {
             self_id: opts.node_id,
             members: Vec::new(),
         };
-        let inner = Arc::new(Inner {
-            handle: tokio::sync::Mutex::new(Some(handle)),
-            stop,
-            chitchat,
-            view: watch::channel(initial.clone()).0,
-            latest: std::sync::RwLock::new(initial),
-            stats,
-            tuning: opts.tuning.clone(),
+        let shared = Arc::new(Shared {
             id: opts.node_id,
-            beats: Default::default(),
+            view: watch::channel(initial.clone()).0,
+            latest: RwLock::new(initial),
+            counters: Mutex::default(),
+            send_errors: AtomicU64::new(0),
+            heard: Mutex::default(),
             configured_cluster: opts.cluster_id.clone().filter(|c| !c.is_empty()),
-            foreign: Default::default(),
-            join_problem: std::sync::RwLock::new(
+            foreign: Mutex::default(),
+            last_warning: Mutex::default(),
+        });
+        let (commands, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(
+            Driver {
+                node,
+                socket: Arc::new(socket),
+                shared: shared.clone(),
+                keys,
+                commands: receiver,
+                shutdown: shutdown.clone(),
+            }
+            .run(),
+        );
+        let inner = Arc::new(Inner {
+            shared,
+            commands,
+            tuning: opts.tuning.clone(),
+            advertise: opts.advertise,
+            join_problem: RwLock::new(
                 (!opts.seeds.is_empty()).then(|| "joining: no seed has answered yet".to_string()),
             ),
             known_addrs: Default::default(),
         });
         let membership = Membership { inner };
-        tokio::spawn(refresh_loop(membership.clone(), shutdown.clone()));
         let discovery = discovery::Discovery::new(opts.dns_server);
         tokio::spawn(join_loop(
             membership.clone(),
@@ -246,7 +264,7 @@ impl Membership {
     }
 
     pub fn node_id(&self) -> u64 {
-        self.inner.id
+        self.inner.shared.id
     }
 
     /// The gossip addresses of the other Raft members, as this node's applied membership
@@ -270,62 +288,93 @@ impl Membership {
             .clone()
     }
 
-    /// The member list right now (last-seen times fresh to the refresh period).
+    /// The member list right now, with how long ago each member was last heard.
     pub fn view(&self) -> View {
-        self.inner
+        let shared = &self.inner.shared;
+        let mut view = shared
             .latest
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        let heard = lock(&shared.heard);
+        let now = Instant::now();
+        for m in &mut view.members {
+            m.last_seen_ms = match heard.get(&m.id) {
+                _ if m.id == view.self_id => 0,
+                Some(t) => now.duration_since(*t).as_millis() as u64,
+                None => m.last_seen_ms,
+            };
+        }
+        view
     }
 
     /// Wakes when membership changes (a member appears, changes state, health, tags...).
     pub fn subscribe(&self) -> watch::Receiver<View> {
-        self.inner.view.subscribe()
+        self.inner.shared.view.subscribe()
     }
 
-    pub fn stats(&self) -> &TransportStats {
-        &self.inner.stats
+    /// Gossip members of another cluster left out of the current view.
+    pub fn foreign_members(&self) -> usize {
+        lock(&self.inner.shared.foreign).0
+    }
+
+    /// Traffic and refusals so far.
+    pub fn counters(&self) -> GossipCounters {
+        GossipCounters {
+            core: lock(&self.inner.shared.counters).clone(),
+            send_errors: self.inner.shared.send_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Change advertised keys (`None` deletes one); returns once this agent's own view
+    /// shows the change (others see it within a few gossip rounds).
+    async fn advertise(&self, changes: Vec<(String, Option<String>)>) {
+        let (done, wait) = oneshot::channel();
+        if self
+            .inner
+            .commands
+            .send(Command::Advertise(changes, done))
+            .is_ok()
+        {
+            let _ = wait.await;
+        }
     }
 
     /// Advertise a key (no-op when unchanged).
     pub async fn set(&self, key: &str, value: &str) {
-        let mut cc = self.inner.chitchat.lock().await;
-        let me = cc.self_node_state();
-        if me.get(key) != Some(value) {
-            me.set(key, value);
-        }
+        self.advertise(vec![(key.to_owned(), Some(value.to_owned()))])
+            .await;
     }
 
     /// Advertise `tags` from now on instead of the current ones (tags not in it are
     /// deleted); every agent sees them within a few gossip rounds.
     pub async fn set_tags(&self, tags: &BTreeMap<String, String>) {
-        let mut cc = self.inner.chitchat.lock().await;
-        let me = cc.self_node_state();
-        let stale: Vec<String> = me
-            .key_values()
-            .filter_map(|(k, _)| k.strip_prefix(keys::TAG_PREFIX))
+        let view = self.view();
+        let current = view
+            .members
+            .iter()
+            .find(|m| m.id == view.self_id)
+            .map(|m| m.tags.clone())
+            .unwrap_or_default();
+        let mut changes: Vec<(String, Option<String>)> = current
+            .keys()
             .filter(|k| !tags.contains_key(*k))
-            .map(|k| format!("{}{k}", keys::TAG_PREFIX))
+            .map(|k| (format!("{}{k}", keys::TAG_PREFIX), None))
             .collect();
-        for key in stale {
-            me.delete(&key);
-        }
-        for (k, v) in tags {
-            let key = format!("{}{k}", keys::TAG_PREFIX);
-            if me.get(&key) != Some(v.as_str()) {
-                me.set(key, v);
-            }
-        }
-        drop(cc);
-        // This agent's own view shows them at once.
-        self.refresh().await;
+        changes.extend(
+            tags.iter()
+                .map(|(k, v)| (format!("{}{k}", keys::TAG_PREFIX), Some(v.clone()))),
+        );
+        self.advertise(changes).await;
     }
 
     pub async fn set_health(&self, summary: &checks::HealthSummary) {
         let health = if summary.passing() { "pass" } else { "fail" };
-        self.set(keys::HEALTH, health).await;
-        self.set(keys::FAILING, &summary.failing.join(",")).await;
+        self.advertise(vec![
+            (keys::HEALTH.to_owned(), Some(health.to_owned())),
+            (keys::FAILING.to_owned(), Some(summary.failing.join(","))),
+        ])
+        .await;
     }
 
     /// Forget every dead or left member now, on every node (the decision travels with
@@ -338,126 +387,50 @@ impl Membership {
             .filter(|m| matches!(m.state, MemberState::Dead | MemberState::Left))
             .map(|m| (m.id, m.generation))
             .collect();
-        for (id, generation) in &gone {
-            self.set(&format!("{}{id}.{generation}", keys::REAPED_PREFIX), "1")
-                .await;
-        }
-        self.refresh().await;
+        self.advertise(
+            gone.iter()
+                .map(|(id, generation)| {
+                    (
+                        format!("{}{id}.{generation}", keys::REAPED_PREFIX),
+                        Some("1".to_owned()),
+                    )
+                })
+                .collect(),
+        )
+        .await;
         gone.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// This agent's gossip keys, or the result of changing them (`op`), saved before the
+    /// answer. Applied to this agent only: the API applies it to every agent.
+    pub async fn keys(&self, op: Option<KeyOp>) -> Result<Vec<GossipKey>, GossipError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Keys(op, reply))
+            .map_err(|_| GossipError::Stopped)?;
+        Ok(answer.await.map_err(|_| GossipError::Stopped)??)
     }
 
     /// Say goodbye: others show this node as `left`, not `dead`. Then stop gossiping.
     pub async fn leave(&self) {
         self.set(keys::LEFT, "1").await;
-        // A few rounds carry the goodbye to the others.
-        tokio::time::sleep(Duration::from_millis(self.inner.tuning.interval_ms * 4)).await;
-        if let Some(handle) = self.inner.handle.lock().await.take() {
-            let _ = handle.shutdown().await;
-        }
-        self.inner.stop.cancel();
-    }
-
-    async fn refresh(&self) {
-        let observed = {
-            let cc = self.inner.chitchat.lock().await;
-            let live: std::collections::HashSet<&ChitchatId> = cc.live_nodes().collect();
-            let me = cc.self_chitchat_id().clone();
-            cc.node_states()
-                .iter()
-                .map(|(id, state)| {
-                    (
-                        id.clone(),
-                        u64::from(state.heartbeat()),
-                        state
-                            .key_values()
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                            .collect::<BTreeMap<_, _>>(),
-                        *id == me || live.contains(id),
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
-        let now = Instant::now();
-        let observed: Vec<Observed> = {
-            let mut table = self.inner.beats.lock().unwrap_or_else(|p| p.into_inner());
-            table.retain(|id, _| observed.iter().any(|o| o.0 == *id));
-            observed
-                .into_iter()
-                .map(|(id, beat, keys, live)| {
-                    let entry = table.entry(id.clone()).or_insert((beat, now));
-                    if entry.0 != beat || id.node_id.as_ref() == self.inner.id.to_string() {
-                        *entry = (beat, now);
-                    }
-                    Observed {
-                        node_id: id.node_id.to_string(),
-                        generation: id.generation_id,
-                        keys,
-                        live,
-                        silent_for: now.duration_since(entry.1),
-                    }
-                })
-                .collect()
-        };
-        let members = view::compute(
-            &observed,
-            Duration::from_millis(self.inner.tuning.suspect_after_ms),
-        );
-        let own = members
-            .iter()
-            .find(|m| m.id == self.inner.id)
-            .map(|m| m.cluster_id.clone())
-            .filter(|c| !c.is_empty())
-            .or_else(|| self.inner.configured_cluster.clone());
-        let cluster = view::cluster_of_view(own.as_deref(), &members);
-        let (members, foreign) = view::keep_cluster(members, cluster.as_deref());
-        self.note_foreign(foreign);
-        let view = View {
-            self_id: self.inner.id,
-            members,
-        };
-        *self.inner.latest.write().unwrap_or_else(|p| p.into_inner()) = view.clone();
-        self.inner.view.send_if_modified(|old| {
-            if old.same_membership(&view) {
-                false
-            } else {
-                *old = view;
-                true
-            }
-        });
-    }
-}
-
-impl Membership {
-    /// Gossip members of another cluster left out of the view in the last refresh.
-    pub fn foreign_members(&self) -> usize {
-        self.inner
-            .foreign
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-    }
-
-    fn note_foreign(&self, n: usize) {
-        let mut f = self.inner.foreign.lock().unwrap_or_else(|p| p.into_inner());
-        f.0 = n;
-        let now = Instant::now();
-        if n > 0
-            && f.1
-                .is_none_or(|t| now.duration_since(t) > Duration::from_secs(60))
-        {
-            f.1 = Some(now);
-            tracing::warn!(
-                foreign = n,
-                "gossip met members of another cluster; they are left out (two clusters share a seed or a client agent?)"
-            );
+        // A few rounds carry the goodbye to the others before the departure itself.
+        tokio::time::sleep(Duration::from_millis(
+            self.inner.tuning.gossip_interval_ms * 4,
+        ))
+        .await;
+        let (done, wait) = oneshot::channel();
+        if self.inner.commands.send(Command::Leave(done)).is_ok() {
+            let _ = wait.await;
         }
     }
 }
 
 /// Until another member answers: resolve every seed (DNS names give A and AAAA records, and
 /// may resolve to nothing at first, e.g. a headless service before its pods are ready) and
-/// gossip with each address, backing off from 0.5 s to 10 s. chitchat itself re-resolves
-/// seed names only once a minute, which is too slow for a cluster that is starting up.
+/// ask each address to let this agent in, backing off from 0.5 s to 10 s. Once another
+/// member is alive, SWIM keeps the membership; this loop only watches for it being lost.
 async fn join_loop(
     m: Membership,
     seeds: Vec<String>,
@@ -472,7 +445,7 @@ async fn join_loop(
         let others: Vec<String> = view
             .members
             .iter()
-            .filter(|x| x.id != m.inner.id && x.state == MemberState::Alive)
+            .filter(|x| x.id != m.inner.shared.id && x.state == MemberState::Alive)
             .map(|x| x.rpc_addr.clone())
             .filter(|a| !a.is_empty())
             .collect();
@@ -526,9 +499,9 @@ async fn join_loop(
                     if addrs.is_empty() {
                         outcomes.push(format!("{seed}: resolves to no address yet"));
                     }
-                    for a in addrs {
-                        if let Some(h) = m.inner.handle.lock().await.as_ref() {
-                            let _ = h.gossip(a);
+                    for a in addrs.into_iter().filter(|a| *a != m.inner.advertise) {
+                        if m.inner.commands.send(Command::Join(a)).is_err() {
+                            return;
                         }
                         outcomes.push(format!("{seed}: no answer from {a} yet"));
                     }
@@ -559,16 +532,5 @@ async fn join_loop(
             _ = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(Duration::from_secs(10));
-    }
-}
-
-async fn refresh_loop(m: Membership, shutdown: CancellationToken) {
-    let period = Duration::from_millis((m.inner.tuning.interval_ms / 2).max(20));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(period) => {}
-        }
-        m.refresh().await;
     }
 }

@@ -1,14 +1,14 @@
 //! From gossip state to the member list: one entry per node id, with its liveness.
 //!
-//! Pure: the caller gathers what chitchat knows (each node's keys, whether the failure
-//! detector holds it live or dead, when its heartbeat last advanced) and passes the time, so
-//! the rules below are testable without sockets or clocks.
+//! Pure: the caller gathers what gossip knows (each node's advertised keys, SWIM's verdict on
+//! it, how long ago it was last heard), so the rules below are testable without sockets or
+//! clocks.
 //!
 //! Rules:
 //! - a node id appears once: the newest generation wins (a restarted node is the same
 //!   member, not a second one);
-//! - `left` if it said goodbye; else `dead` if the failure detector says so; else `suspect`
-//!   if its heartbeat has not advanced for `suspect_after`; else `alive`;
+//! - `left` if it said goodbye; else SWIM's verdict: `dead` (declared down), `suspect`
+//!   (a probe failed and it has not refuted it yet) or `alive`;
 //! - reaped generations (by `remove-dead` anywhere in the cluster) are hidden;
 //! - healthy = alive and its own checks pass.
 
@@ -57,15 +57,25 @@ pub mod keys {
     ];
 }
 
+/// SWIM's verdict on a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    /// A probe failed; the member has not refuted the suspicion yet.
+    Suspect,
+    /// Declared down (it did not refute in time, or it left).
+    Down,
+}
+
 /// What gossip knows about one generation of one node.
 #[derive(Debug, Clone)]
 pub struct Observed {
-    pub node_id: String,
+    pub node_id: u64,
     pub generation: u64,
     pub keys: BTreeMap<String, String>,
-    /// The failure detector's verdict (`true` for this node itself).
-    pub live: bool,
-    /// Time since its heartbeat last advanced here.
+    /// `Alive` for this node itself.
+    pub liveness: Liveness,
+    /// Time since a datagram from it was last opened here.
     pub silent_for: Duration,
 }
 
@@ -82,13 +92,15 @@ pub fn reaped(observed: &[Observed]) -> BTreeSet<(u64, u64)> {
         .collect()
 }
 
-pub fn compute(observed: &[Observed], suspect_after: Duration) -> Vec<GossipMember> {
+pub fn compute(observed: &[Observed]) -> Vec<GossipMember> {
     let reaped = reaped(observed);
     let mut newest: BTreeMap<u64, &Observed> = BTreeMap::new();
     for o in observed {
-        let Ok(id) = o.node_id.parse::<u64>() else {
+        // 0 is never a node's id (it stands for a seed known only by address).
+        let id = o.node_id;
+        if id == 0 {
             continue;
-        };
+        }
         match newest.get(&id) {
             Some(prev) if prev.generation >= o.generation => {}
             _ => {
@@ -99,20 +111,20 @@ pub fn compute(observed: &[Observed], suspect_after: Duration) -> Vec<GossipMemb
     newest
         .into_iter()
         .filter(|(id, o)| !reaped.contains(&(*id, o.generation)))
-        .map(|(id, o)| member(id, o, suspect_after))
+        .map(|(id, o)| member(id, o))
         .collect()
 }
 
-fn member(id: u64, o: &Observed, suspect_after: Duration) -> GossipMember {
+fn member(id: u64, o: &Observed) -> GossipMember {
     let get = |k: &str| o.keys.get(k).cloned().unwrap_or_default();
     let state = if o.keys.get(keys::LEFT).is_some_and(|v| v == "1") {
         MemberState::Left
-    } else if !o.live {
-        MemberState::Dead
-    } else if o.silent_for > suspect_after {
-        MemberState::Suspect
     } else {
-        MemberState::Alive
+        match o.liveness {
+            Liveness::Down => MemberState::Dead,
+            Liveness::Suspect => MemberState::Suspect,
+            Liveness::Alive => MemberState::Alive,
+        }
     };
     let failing_checks: Vec<String> = o
         .keys
@@ -231,32 +243,35 @@ impl MemberFilter {
 mod tests {
     use super::*;
 
-    fn obs(id: &str, generation: u64, live: bool, silent_ms: u64, kv: &[(&str, &str)]) -> Observed {
+    fn obs(
+        id: u64,
+        generation: u64,
+        liveness: Liveness,
+        silent_ms: u64,
+        kv: &[(&str, &str)],
+    ) -> Observed {
         Observed {
-            node_id: id.into(),
+            node_id: id,
             generation,
             keys: kv
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            live,
+            liveness,
             silent_for: Duration::from_millis(silent_ms),
         }
     }
 
-    const SUSPECT: Duration = Duration::from_millis(1000);
+    use Liveness::{Alive, Down, Suspect};
 
     #[test]
-    fn states_follow_left_then_detector_then_silence() {
-        let v = compute(
-            &[
-                obs("1", 1, true, 10, &[("role", "voter")]),
-                obs("2", 1, true, 5000, &[]),
-                obs("3", 1, false, 9000, &[]),
-                obs("4", 1, false, 9000, &[("left", "1")]),
-            ],
-            SUSPECT,
-        );
+    fn states_follow_left_then_swims_verdict() {
+        let v = compute(&[
+            obs(1, 1, Alive, 10, &[("role", "voter")]),
+            obs(2, 1, Suspect, 5000, &[]),
+            obs(3, 1, Down, 9000, &[]),
+            obs(4, 1, Down, 9000, &[("left", "1")]),
+        ]);
         let states: Vec<_> = v.iter().map(|m| m.state).collect();
         assert_eq!(
             states,
@@ -274,13 +289,10 @@ mod tests {
 
     #[test]
     fn the_newest_generation_is_the_member() {
-        let v = compute(
-            &[
-                obs("7", 100, false, 9000, &[("api", "old:1")]),
-                obs("7", 200, true, 0, &[("api", "new:1")]),
-            ],
-            SUSPECT,
-        );
+        let v = compute(&[
+            obs(7, 100, Down, 9000, &[("api", "old:1")]),
+            obs(7, 200, Alive, 0, &[("api", "new:1")]),
+        ]);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].api_addr, "new:1");
         assert_eq!(v[0].state, MemberState::Alive);
@@ -288,29 +300,26 @@ mod tests {
 
     #[test]
     fn reaped_generations_are_hidden_everywhere_but_a_new_one_returns() {
-        let reaper = obs("1", 1, true, 0, &[("reaped.2.5", "1")]);
-        let v = compute(&[reaper.clone(), obs("2", 5, false, 9000, &[])], SUSPECT);
+        let reaper = obs(1, 1, Alive, 0, &[("reaped.2.5", "1")]);
+        let v = compute(&[reaper.clone(), obs(2, 5, Down, 9000, &[])]);
         assert_eq!(v.iter().map(|m| m.id).collect::<Vec<_>>(), [1]);
-        let v = compute(&[reaper, obs("2", 6, true, 0, &[])], SUSPECT);
+        let v = compute(&[reaper, obs(2, 6, Alive, 0, &[])]);
         assert_eq!(v.iter().map(|m| m.id).collect::<Vec<_>>(), [1, 2]);
     }
 
     #[test]
     fn failing_checks_make_a_live_member_unhealthy_and_tags_are_read() {
-        let v = compute(
-            &[obs(
-                "1",
-                1,
-                true,
-                0,
-                &[
-                    ("health", "fail"),
-                    ("failing", "db,disk"),
-                    ("tag.zone", "a"),
-                ],
-            )],
-            SUSPECT,
-        );
+        let v = compute(&[obs(
+            1,
+            1,
+            Alive,
+            0,
+            &[
+                ("health", "fail"),
+                ("failing", "db,disk"),
+                ("tag.zone", "a"),
+            ],
+        )]);
         assert!(!v[0].healthy);
         assert_eq!(v[0].failing_checks, ["db", "disk"]);
         assert_eq!(v[0].tags.get("zone").map(String::as_str), Some("a"));
@@ -332,12 +341,12 @@ mod tests {
     }
 
     #[test]
-    fn foreign_node_ids_are_ignored() {
-        assert!(compute(&[obs("quickwit-1", 1, true, 0, &[])], SUSPECT).is_empty());
+    fn the_seed_stand_in_is_never_a_member() {
+        assert!(compute(&[obs(0, 0, Alive, 0, &[])]).is_empty());
     }
 
     fn of(id: u64, cluster: &str, raft: bool) -> GossipMember {
-        let mut m = compute(&[obs(&id.to_string(), 1, true, 0, &[])], SUSPECT).remove(0);
+        let mut m = compute(&[obs(id, 1, Alive, 0, &[])]).remove(0);
         m.cluster_id = cluster.into();
         m.raft_role = raft.then(|| "follower".to_string());
         m

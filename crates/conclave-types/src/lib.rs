@@ -19,11 +19,14 @@ pub const HEADER_NEXT_AFTER: &str = "x-conclave-next-after";
 
 pub mod acl;
 pub mod audit;
+pub mod gossip;
+pub mod gossip_keys;
 pub mod invalid;
 pub mod member_events;
 pub mod secret;
 pub mod sse;
 
+pub use gossip::GossipStats;
 pub use invalid::InvalidSetting;
 pub use secret::Secret;
 
@@ -565,26 +568,6 @@ pub struct HookResult {
     pub ok: bool,
     pub detail: String,
     pub attempts: u32,
-}
-
-/// `GET /v1/gossip/stats`: counters of this agent's gossip and publishing (metrics-ready).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct GossipStats {
-    pub node_id: u64,
-    /// Members by state as this agent sees them.
-    pub members: std::collections::BTreeMap<String, usize>,
-    pub datagrams_sent: u64,
-    pub datagrams_received: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    /// Datagrams dropped: no valid cluster-token tag.
-    pub datagrams_rejected: u64,
-    /// Peers-file writes, holds in force and hook failures, over all sinks.
-    pub publications: u64,
-    pub publications_held: u64,
-    pub hook_failures: u64,
-    /// Why this agent has not met another member yet, if it has not.
-    pub join_problem: Option<String>,
 }
 
 #[cfg(test)]

@@ -192,13 +192,10 @@ async fn run_client(
         "conclave client agent started"
     );
     https.follow(&config, &shutdown, &tasks)?;
-    let mut forwarder = reqwest::Client::builder().connect_timeout(Duration::from_secs(2));
-    if let Some(tls) = https.client_config()? {
-        forwarder = forwarder.use_preconfigured_tls(tls);
-    }
+    let peers = https.peer_http()?;
     let ctx = conclave_api::client::ClientContext {
         membership: parts.membership.clone(),
-        http: forwarder.build().context("HTTP client")?,
+        http: peers.http.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         api_addr: config.advertised_http(),
         rpc_addr: config.advertised_rpc(),
@@ -209,7 +206,7 @@ async fn run_client(
     let stopping = CancellationToken::new();
     let router = conclave_api::client::router(
         ctx,
-        parts.api_context(None, stopping.clone()),
+        parts.api_context(None, stopping.clone(), peers),
         config.acl.settings(),
     );
     let app = http::app(router, &config, &stopping, identity.node_id, None);
@@ -469,7 +466,10 @@ pub async fn run(
         ));
     }
     let stopping = CancellationToken::new();
-    let router = conclave_api::router(ctx, parts.api_context(Some(node.clone()), stopping.clone()));
+    let router = conclave_api::router(
+        ctx,
+        parts.api_context(Some(node.clone()), stopping.clone(), https.peer_http()?),
+    );
     let app = http::app(
         router,
         &config,

@@ -91,6 +91,8 @@ pub(crate) enum Command {
     /// Hand leadership to another voter.
     #[command(subcommand)]
     Leader(LeaderCommand),
+    /// Gossip's keyring: list, generate, install, use, remove (on every agent).
+    Gossip(crate::cmd::gossip::GossipArgs),
     /// Show this agent's peer publishing sinks: last write, content hash, hook result, holds.
     #[command(after_help = "Examples:\n  conclave publish\n  conclave publish -o json")]
     Publish {
@@ -455,6 +457,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Tls(command) => crate::cmd::tls::run(command),
         Command::Acl(command) => client_command(|| crate::cmd::acl::run(command)),
         Command::Audit(args) => client_command(|| crate::cmd::audit::run(args)),
+        Command::Gossip(args) => client_command(|| crate::cmd::gossip::run(args)),
         Command::Config(cmd) => client_command(|| config_command(cmd)),
         Command::Roles(args) => client_command(|| async move {
             match args.cmd {

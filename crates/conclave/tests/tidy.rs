@@ -55,7 +55,7 @@ const IO_ASYNC_CLOCK_RANDOM: &[&str] = &[
     "async-trait",
     "rand",
     "openraft",
-    "chitchat",
+    "foca",
     "reqwest",
     "hyper",
     "axum",

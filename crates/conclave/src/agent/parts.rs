@@ -69,6 +69,7 @@ pub(super) async fn start_membership(
             version: env!("CARGO_PKG_VERSION").into(),
             cluster_id,
             token: config.cluster_token.clone(),
+            keyring_file: Some(config.data_dir.join("gossip-keyring.json")),
             tuning: config.gossip.clone(),
             dns_server: config.dns_server,
         },
@@ -151,6 +152,27 @@ pub(super) async fn start_membership(
                 }
                 metrics::gauge!("conclave_gossip_foreign_members")
                     .set(membership.foreign_members() as f64);
+                let c = membership.counters();
+                for (direction, datagrams, bytes) in [
+                    ("sent", c.core.sent, c.core.sent_bytes),
+                    ("received", c.core.received, c.core.received_bytes),
+                ] {
+                    metrics::counter!("conclave_gossip_datagrams_total", "direction" => direction)
+                        .absolute(datagrams);
+                    metrics::counter!("conclave_gossip_bytes_total", "direction" => direction)
+                        .absolute(bytes);
+                }
+                for (reason, n) in [
+                    ("forged", c.core.refused_forged),
+                    ("replayed", c.core.refused_replayed),
+                    ("unknown_key", c.core.refused_unknown_key),
+                    ("other", c.core.refused_other),
+                    ("undecodable", c.core.undecodable),
+                ] {
+                    metrics::counter!("conclave_gossip_refused_total", "reason" => reason)
+                        .absolute(n);
+                }
+                metrics::counter!("conclave_gossip_send_errors_total").absolute(c.send_errors);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -174,8 +196,10 @@ impl MembershipParts {
         &self,
         node: Option<RaftNode>,
         closing: CancellationToken,
+        peers: conclave_api::gossip_keys::PeerHttp,
     ) -> MembersContext {
         MembersContext {
+            peers,
             node,
             closing,
             membership: self.membership.clone(),

@@ -61,7 +61,20 @@ impl Https {
             .as_ref()
             .map(|tls| tls.client_config())
             .transpose()
-            .context("a client agent forwards to members over HTTPS")
+            .context("an agent reaches other agents over HTTPS")
+    }
+
+    /// The HTTP client for other agents' APIs (forwarding, cluster-wide keyring changes).
+    pub(crate) fn peer_http(&self) -> anyhow::Result<conclave_api::gossip_keys::PeerHttp> {
+        let mut builder =
+            reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(2));
+        if let Some(tls) = self.client_config()? {
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        Ok(conclave_api::gossip_keys::PeerHttp {
+            http: builder.build().context("HTTP client")?,
+            scheme: self.scheme(),
+        })
     }
 }
 

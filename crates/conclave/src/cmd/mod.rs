@@ -6,6 +6,7 @@ pub mod agent;
 pub mod audit;
 pub mod config;
 pub mod elect;
+pub mod gossip;
 pub mod kv;
 pub mod leader;
 pub mod members;

@@ -12,9 +12,10 @@ use serde_json::Value;
 use crate::cluster::{Node, cluster_env, eventually, get_json, start_static};
 use crate::support::{Agent, free_addr, http};
 
+/// The gossip timings through the environment (the defaults, spelled out).
 const GOSSIP: &[(&str, &str)] = &[
-    ("CONCLAVE_GOSSIP__INTERVAL_MS", "100"),
-    ("CONCLAVE_GOSSIP__SUSPECT_AFTER_MS", "600"),
+    ("CONCLAVE_GOSSIP__PROBE_INTERVAL_MS", "300"),
+    ("CONCLAVE_GOSSIP__SUSPICION_MS", "800"),
 ];
 
 async fn members(agent: &Agent, query: &str) -> Vec<Value> {
@@ -141,7 +142,18 @@ async fn twelve_agents_one_view_detection_leave_restart_health_and_a_guarded_pee
     .await;
     let voters_seen = members(&clients[5].1, "?role=voter").await;
     assert_eq!(voters_seen.len(), 3);
-    assert!(voters_seen.iter().any(|m| m["raft_role"] == "leader"));
+    // The leader advertises its Raft role once elected, which may come after the view.
+    eventually(
+        "a client sees which voter leads",
+        Duration::from_secs(10),
+        || async {
+            members(&clients[5].1, "?role=voter")
+                .await
+                .iter()
+                .any(|m| m["raft_role"] == "leader")
+        },
+    )
+    .await;
     let tagged = members(&voters[0].agent, "?tag=idx=c4").await;
     assert_eq!(tagged.len(), 1);
     // The CLI on a client: its own status, then the cluster table (forwarded).

@@ -1,0 +1,220 @@
+//! `GET /v1/gossip/keys` and `POST /v1/gossip/keys`: the gossip keyring of every agent,
+//! listed or changed at once, as Serf's `keys` command does.
+//!
+//! The agent asked applies a change to itself first (a key it refuses is refused for the
+//! cluster, and nothing is sent on), then asks every other alive member to do the same with
+//! `?scope=local`, passing the caller's token on so each agent checks it itself. The answer
+//! lists every agent with its keys or why it failed; a rotation step is done when `failed`
+//! is 0. Keys are never in an answer, a log line or an error: only their ids.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use conclave_membership::keyring::KeyStoreError;
+use conclave_membership::{GossipError, Membership};
+use conclave_types::gossip_keys::{KEYS_VERSION, KeyOp, KeyringAnswer, NodeKeys};
+use conclave_types::{ErrorBody, ErrorCode, MemberState};
+
+use crate::ApiError;
+use crate::members::MCtx;
+
+/// How other agents are reached: the HTTP client (with this agent's certificate when the
+/// cluster serves TLS) and the scheme.
+#[derive(Clone)]
+pub struct PeerHttp {
+    pub http: reqwest::Client,
+    pub scheme: &'static str,
+}
+
+/// How long one agent has to answer.
+const PER_AGENT: Duration = Duration::from_secs(5);
+
+/// `?scope=local` (this agent only) or the default, every alive member.
+fn local_only(query: Option<&str>) -> Result<bool, ApiError> {
+    let pairs = crate::query::parse(query, &["scope"])?;
+    let scope = pairs.into_iter().map(|(_, v)| v).next_back();
+    match scope.as_deref() {
+        None | Some("cluster") => Ok(false),
+        Some("local") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(
+            format!("scope {other:?} is not one of local, cluster"),
+            "leave scope out to reach every agent",
+        )),
+    }
+}
+
+fn refused(e: GossipError) -> ApiError {
+    match e {
+        GossipError::Keyring(KeyStoreError::Save { .. }) | GossipError::Stopped => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            e.to_string(),
+            "check the agent's data directory and log",
+        ),
+        GossipError::Keyring(KeyStoreError::Keyring(
+            conclave_gossip::seal::KeyringError::UnknownKey(_),
+        )) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            e.to_string(),
+            "conclave gossip keys list shows the keys each agent holds",
+        ),
+        other => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::BadRequest,
+            other.to_string(),
+            "a key is 32 random bytes in base64: conclave gossip keys generate",
+        ),
+    }
+}
+
+/// `GET /v1/gossip/keys[?scope=local]`.
+pub(crate) async fn list(
+    State(ctx): State<MCtx>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<KeyringAnswer>, ApiError> {
+    let local = local_only(query.as_deref())?;
+    answer(&ctx, local, None, &headers).await
+}
+
+/// `POST /v1/gossip/keys[?scope=local]` with `{"op": "install"|"use"|"remove", "key": ...}`.
+pub(crate) async fn change(
+    State(ctx): State<MCtx>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<KeyringAnswer>, ApiError> {
+    let local = local_only(query.as_deref())?;
+    let op: KeyOp = crate::error::parse_json(
+        &body,
+        "keyring change",
+        r#"send {"op": "install", "key": "<base64>"}, or "use" / "remove" with a key or its id"#,
+    )?;
+    answer(&ctx, local, Some(op), &headers).await
+}
+
+async fn answer(
+    ctx: &MCtx,
+    local: bool,
+    op: Option<KeyOp>,
+    headers: &HeaderMap,
+) -> Result<Json<KeyringAnswer>, ApiError> {
+    let m = &ctx.membership;
+    let keys = m.keys(op.clone()).await.map_err(refused)?;
+    if let Some(op) = &op {
+        let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+        tracing::info!(op = op.name(), keys = ?ids, "gossip keyring changed");
+    }
+    let own = NodeKeys {
+        api_addr: own_api(m),
+        keys,
+        error: None,
+    };
+    let mut nodes = BTreeMap::from([(m.node_id(), own)]);
+    if !local {
+        nodes.extend(ask_others(ctx, op.as_ref(), headers).await);
+    }
+    let failed = nodes.values().filter(|n| n.error.is_some()).count();
+    Ok(Json(KeyringAnswer {
+        version: KEYS_VERSION,
+        nodes,
+        failed,
+    }))
+}
+
+fn own_api(m: &Membership) -> String {
+    let view = m.view();
+    view.members
+        .iter()
+        .find(|x| x.id == view.self_id)
+        .map(|x| x.api_addr.clone())
+        .unwrap_or_default()
+}
+
+/// Every other alive member's keyring after `op`, asked at once.
+async fn ask_others(
+    ctx: &MCtx,
+    op: Option<&KeyOp>,
+    headers: &HeaderMap,
+) -> BTreeMap<u64, NodeKeys> {
+    let view = ctx.membership.view();
+    let mut asks = tokio::task::JoinSet::new();
+    for member in view
+        .members
+        .into_iter()
+        .filter(|x| x.id != view.self_id && x.state == MemberState::Alive)
+    {
+        let url = format!(
+            "{}://{}/v1/gossip/keys?scope=local",
+            ctx.peers.scheme, member.api_addr
+        );
+        let mut req = match op {
+            Some(op) => ctx.peers.http.post(url).json(op),
+            None => ctx.peers.http.get(url),
+        };
+        if let Some(auth) = headers.get(header::AUTHORIZATION) {
+            req = req.header(header::AUTHORIZATION, auth.clone());
+        }
+        let req = req.timeout(PER_AGENT);
+        asks.spawn(async move {
+            let result = ask(req).await;
+            let (keys, error) = match result {
+                Ok(keys) => (keys, None),
+                Err(why) => (Vec::new(), Some(why)),
+            };
+            (
+                member.id,
+                NodeKeys {
+                    api_addr: member.api_addr,
+                    keys,
+                    error,
+                },
+            )
+        });
+    }
+    let mut out = BTreeMap::new();
+    while let Some(joined) = asks.join_next().await {
+        if let Ok((id, keys)) = joined {
+            out.insert(id, keys);
+        }
+    }
+    out
+}
+
+/// Why an agent's keyring could not be read or changed, for the answer.
+type Failure = String;
+
+async fn ask(
+    req: reqwest::RequestBuilder,
+) -> Result<Vec<conclave_types::gossip_keys::GossipKey>, Failure> {
+    let resp = req.send().await.map_err(|e| {
+        if e.is_timeout() {
+            format!("no answer within {} s", PER_AGENT.as_secs())
+        } else {
+            "unreachable (connection refused or failed)".to_string()
+        }
+    })?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("answer cut off: {e}"))?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<ErrorBody>(&body)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| "no error message".into());
+        return Err(format!("refused ({status}): {message}"));
+    }
+    let answer: KeyringAnswer = serde_json::from_slice(&body)
+        .map_err(|e| format!("an answer this agent does not understand: {e}"))?;
+    Ok(answer
+        .nodes
+        .into_values()
+        .next()
+        .map(|n| n.keys)
+        .unwrap_or_default())
+}
