@@ -142,12 +142,33 @@ async fn ask_others(
     headers: &HeaderMap,
 ) -> BTreeMap<u64, NodeKeys> {
     let view = ctx.membership.view();
+    let mut out = BTreeMap::new();
     let mut asks = tokio::task::JoinSet::new();
-    for member in view
-        .members
-        .into_iter()
-        .filter(|x| x.id != view.self_id && x.state == MemberState::Alive)
-    {
+    for member in view.members.into_iter().filter(|x| x.id != view.self_id) {
+        match member.state {
+            MemberState::Alive => {}
+            // Gone on purpose: not a member to keep in step.
+            MemberState::Left => continue,
+            // It would miss the change: say so, so the step is run again once it is back.
+            MemberState::Suspect | MemberState::Dead => {
+                let state = if member.state == MemberState::Dead {
+                    "dead"
+                } else {
+                    "suspect"
+                };
+                out.insert(
+                    member.id,
+                    NodeKeys {
+                        api_addr: member.api_addr,
+                        keys: Vec::new(),
+                        error: Some(format!(
+                            "{state} in gossip, not asked: run this again once it is back"
+                        )),
+                    },
+                );
+                continue;
+            }
+        }
         let url = format!(
             "{}://{}/v1/gossip/keys?scope=local",
             ctx.peers.scheme, member.api_addr
@@ -176,7 +197,6 @@ async fn ask_others(
             )
         });
     }
-    let mut out = BTreeMap::new();
     while let Some(joined) = asks.join_next().await {
         if let Ok((id, keys)) = joined {
             out.insert(id, keys);

@@ -15,6 +15,7 @@ mod durability;
 mod elections;
 mod fixes;
 mod gossip;
+mod gossip_keys;
 mod handover;
 mod leaks;
 mod member_events;
