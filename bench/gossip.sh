@@ -18,8 +18,8 @@ cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"50 100"}
 TRIALS=${TRIALS:-5}
 STEADY_SECONDS=${STEADY_SECONDS:-300}
-OUT_JSON=bench/gossip-results.jsonl
-OUT_MD=bench/gossip-results.md
+OUT_JSON=${OUT_JSON:-bench/gossip-results.jsonl}
+OUT_MD=${OUT_MD:-bench/gossip-results.md}
 ulimit -n 65536 2>/dev/null || true
 
 [ "${REPORT_ONLY:-0}" = 1 ] || cargo build --release -q -p conclave -p conclave-bench

@@ -151,11 +151,7 @@ async fn ask_others(
             MemberState::Left => continue,
             // It would miss the change: say so, so the step is run again once it is back.
             MemberState::Suspect | MemberState::Dead => {
-                let state = if member.state == MemberState::Dead {
-                    "dead"
-                } else {
-                    "suspect"
-                };
+                let state = member.state.as_str();
                 out.insert(
                     member.id,
                     NodeKeys {

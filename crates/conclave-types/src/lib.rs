@@ -506,6 +506,18 @@ pub enum MemberState {
     Left,
 }
 
+impl MemberState {
+    /// The name the API and the CLI use (serde's spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Alive => "alive",
+            MemberState::Suspect => "suspect",
+            MemberState::Dead => "dead",
+            MemberState::Left => "left",
+        }
+    }
+}
+
 /// One agent in `GET /v1/members`: every node, whatever its role, as gossip sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct GossipMember {
