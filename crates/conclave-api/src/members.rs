@@ -181,17 +181,11 @@ fn filter_from(raw: Option<&str>) -> Result<MemberFilter, ApiError> {
             }
             "state" => {
                 for s in value.split(',') {
-                    let state = match s {
-                        "alive" => MemberState::Alive,
-                        "suspect" => MemberState::Suspect,
-                        "dead" => MemberState::Dead,
-                        "left" => MemberState::Left,
-                        other => {
-                            return Err(ApiError::bad_request(
-                                format!("state={other:?} is not a member state"),
-                                "states are alive, suspect, dead and left",
-                            ));
-                        }
+                    let Some(state) = MemberState::ALL.into_iter().find(|m| m.as_str() == s) else {
+                        return Err(ApiError::bad_request(
+                            format!("state={s:?} is not a member state"),
+                            "states are alive, suspect, dead and left",
+                        ));
                     };
                     f.states.push(state);
                 }
@@ -298,4 +292,31 @@ async fn stats(State(ctx): State<MCtx>) -> Json<GossipStats> {
         hook_failures: sinks.iter().map(|s| s.hook_failures).sum(),
         join_problem: m.join_problem(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_filter_takes_the_wire_names_and_refuses_others() {
+        let f = filter_from(Some("state=alive,dead,suspect,left")).expect("known states");
+        assert_eq!(
+            f.states,
+            vec![
+                MemberState::Alive,
+                MemberState::Dead,
+                MemberState::Suspect,
+                MemberState::Left
+            ]
+        );
+        let refused = filter_from(Some("state=zombie")).expect_err("unknown state");
+        assert_eq!(refused.status, axum::http::StatusCode::BAD_REQUEST);
+        assert!(
+            refused.message.contains("\"zombie\""),
+            "{}",
+            refused.message
+        );
+        assert!(refused.hint.contains("alive, suspect, dead and left"));
+    }
 }

@@ -290,8 +290,8 @@ fn adverts_lost_to_loss_arrive_by_anti_entropy_small_and_large() {
 
 /// Every node must hear of a crash from the others, not by probing the crashed node itself
 /// on its own turn through the member list (up to n probe periods: 30 s at 100 agents).
-/// With updates retransmitted 4·log10(n) times, as memberlist does, about one crash in 30
-/// left a node that no retransmission reached; 6·log10(n) makes that vanishingly rare.
+/// With updates retransmitted 4·log10(n+1) times, as memberlist does, 4 of 120 crashes left
+/// a node that no retransmission reached; at 6·log10(n+1), none of 360 did.
 #[test]
 fn every_node_hears_of_every_crash_within_three_seconds_at_100_agents() {
     let mut tails = Vec::new();

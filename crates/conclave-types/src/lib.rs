@@ -507,6 +507,13 @@ pub enum MemberState {
 }
 
 impl MemberState {
+    pub const ALL: [MemberState; 4] = [
+        MemberState::Alive,
+        MemberState::Suspect,
+        MemberState::Dead,
+        MemberState::Left,
+    ];
+
     /// The name the API and the CLI use (serde's spelling).
     pub fn as_str(self) -> &'static str {
         match self {

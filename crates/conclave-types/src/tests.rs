@@ -77,12 +77,7 @@ fn a_tls_status_round_trips_with_and_without_a_reload_error() {
 
 #[test]
 fn member_state_names_are_the_wire_names() {
-    for state in [
-        MemberState::Alive,
-        MemberState::Suspect,
-        MemberState::Dead,
-        MemberState::Left,
-    ] {
+    for state in MemberState::ALL {
         let wire = serde_json::to_string(&state).expect("encodes");
         assert_eq!(wire, format!("\"{}\"", state.as_str()));
     }
