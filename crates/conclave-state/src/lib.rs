@@ -22,6 +22,7 @@ pub mod audit;
 mod command;
 pub mod elections;
 pub mod fuzzing;
+pub mod ipam;
 mod limits;
 pub mod names;
 mod recorded;
