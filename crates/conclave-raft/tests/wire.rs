@@ -260,6 +260,14 @@ fn outcomes() -> Vec<Outcome> {
         revision: 7,
         refusal,
     }))
+    .chain(
+        conclave_state::ipam::samples::results()
+            .into_iter()
+            .map(|result| Outcome::Ipam {
+                revision: 9,
+                result: Box::new(result),
+            }),
+    )
     .collect()
 }
 
@@ -331,6 +339,13 @@ fn leader_requests() -> Vec<LeaderRequest> {
         LeaderRequest::TransferLeader { to: Some(2) },
         LeaderRequest::Status,
     ]
+    .into_iter()
+    .chain(
+        conclave_state::ipam::samples::commands()
+            .into_iter()
+            .map(|c| LeaderRequest::Propose(Command::Ipam(c))),
+    )
+    .collect()
 }
 
 fn leader_replies() -> Vec<LeaderReply> {
@@ -520,5 +535,5 @@ fn a_status_with_an_unknown_member_decodes_on_a_follower() {
 fn the_protocol_version_names_this_message_set() {
     // Bump it with any change to the messages above; nodes of another version refuse
     // each other at the handshake instead of misreading frames.
-    assert_eq!(PROTOCOL_VERSION, 11);
+    assert_eq!(PROTOCOL_VERSION, 12);
 }

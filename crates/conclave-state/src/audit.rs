@@ -21,7 +21,7 @@
 //! follower of the log (the API's audit stream) resumes from. The log keeps the newest
 //! [`MAX_AUDIT_ENTRIES`] and counts what it dropped.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use conclave_types::audit::AuditKind;
@@ -236,6 +236,25 @@ pub enum What {
         transfer: bool,
     },
     Offline(Offline),
+    /// A network or an address allocation changed (`details`: cidr, address, hostname...).
+    Ipam {
+        action: IpamAction,
+        subject: String,
+        details: BTreeMap<String, String>,
+    },
+}
+
+/// What was done to a network or an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IpamAction {
+    CreateNetwork,
+    UpdateNetwork,
+    DeleteNetwork,
+    Allocate,
+    Release,
+    Renew,
+    /// A lease ran out on the cluster clock.
+    Expire,
 }
 
 /// One entry of the log.
@@ -263,6 +282,7 @@ impl AuditEntry {
             What::Note(_) => AuditKind::Membership,
             What::Offline(Offline::Restore { .. }) => AuditKind::Snapshot,
             What::Offline(Offline::Recover { .. }) => AuditKind::Recovery,
+            What::Ipam { .. } => AuditKind::Ipam,
         }
     }
 
@@ -426,6 +446,7 @@ pub(crate) fn what_for(
         Outcome::Acl {
             refusal: Some(r), ..
         } => Ending::refused(r),
+        Outcome::Ipam { result, .. } if let Err(r) = result.as_ref() => Ending::refused(r),
         // A naming refusal changes nothing, not even the log: every entry point checks
         // the same rules before proposing, so only a faulty proposer meets it.
         Outcome::Refused { .. } => return None,
@@ -453,6 +474,7 @@ pub(crate) fn what_for(
             hash: None,
         },
         Command::Acl(change) => What::Acl(change.into()),
+        Command::Ipam(change) => crate::ipam::audit_what(change, outcome),
         _ => return None,
     };
     Some((what, ending))

@@ -88,6 +88,8 @@ pub enum Command {
         note: crate::audit::Note,
         ending: crate::audit::Ending,
     },
+    /// Change networks or address allocations ([`crate::ipam`]).
+    Ipam(crate::ipam::IpamCommand),
 }
 
 impl Command {
@@ -214,6 +216,12 @@ pub enum Outcome {
         revision: u64,
         refusal: Refusal,
     },
+    /// What an IPAM command did, or why it changed nothing.
+    Ipam {
+        revision: u64,
+        /// Boxed: an answer carries whole objects, and every other outcome is small.
+        result: Box<Result<crate::ipam::IpamAnswer, crate::ipam::IpamRefusal>>,
+    },
 }
 
 impl Outcome {
@@ -233,7 +241,8 @@ impl Outcome {
             | Outcome::HandoverPlanned { revision, .. }
             | Outcome::Reserved { revision, .. }
             | Outcome::Acl { revision, .. }
-            | Outcome::Refused { revision, .. } => revision,
+            | Outcome::Refused { revision, .. }
+            | Outcome::Ipam { revision, .. } => revision,
         }
     }
 }

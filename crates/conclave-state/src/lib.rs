@@ -85,6 +85,8 @@ pub struct State {
     acl: acl::AclState,
     /// Who changed what (bounded; see [`audit`]).
     audit: audit::AuditLog,
+    /// Networks and address allocations.
+    ipam: ipam::Ipam,
     /// Who asks for the command being applied (set by `Audited` and `Note`); not part of
     /// the replicated state.
     #[serde(skip)]
@@ -105,6 +107,7 @@ impl PartialEq for State {
             && self.config == other.config
             && self.acl == other.acl
             && self.audit == other.audit
+            && self.ipam == other.ipam
     }
 }
 
@@ -295,6 +298,7 @@ impl State {
                 from_epoch,
                 window_ms,
             } => self.handover(election, target, *from_epoch, *window_ms),
+            Command::Ipam(change) => self.apply_ipam(change),
         }
     }
 
@@ -312,223 +316,6 @@ impl State {
             value,
         });
         self.revision
-    }
-
-    fn stamp_clock(&mut self, term: u64, now_ms: u64, wall_ms: u64) {
-        let now_ms = now_ms.max(self.clock.now_ms);
-        if term > self.clock.term {
-            // A new leader: its clock may run ahead of the old one's, so extend every lease
-            // to a full TTL from now. Leases only ever get longer across leader changes.
-            for election in self.elections.values_mut() {
-                if let Some(h) = election.holder.as_mut() {
-                    h.expires_at_ms = h.expires_at_ms.max(now_ms.saturating_add(h.ttl_ms));
-                }
-            }
-            self.clock.term = term;
-        }
-        self.clock.now_ms = now_ms;
-        self.clock.wall_ms = wall_ms.max(self.clock.wall_ms);
-    }
-
-    fn campaign(&mut self, name: &str, candidate: &str, ttl_ms: u64) -> Outcome {
-        let now = self.clock.now_ms;
-        let election = self.elections.entry(name.to_owned()).or_default();
-        if let Some(h) = election.holder.as_mut().filter(|h| now < h.expires_at_ms) {
-            if h.candidate == candidate {
-                h.ttl_ms = ttl_ms;
-                h.expires_at_ms = h.expires_at_ms.max(now.saturating_add(ttl_ms));
-                return Outcome::Elected {
-                    revision: self.revision,
-                    epoch: h.epoch,
-                    expires_at_ms: h.expires_at_ms,
-                    now_ms: now,
-                    renewed: true,
-                };
-            }
-            return Outcome::Busy {
-                revision: self.revision,
-                holder: h.candidate.clone(),
-                epoch: h.epoch,
-                expires_at_ms: h.expires_at_ms,
-                now_ms: now,
-            };
-        }
-        if let Some(h) = election
-            .pending_handover(now)
-            .filter(|h| h.target != candidate)
-        {
-            return Outcome::Reserved {
-                revision: self.revision,
-                target: h.target.clone(),
-                until_ms: h.until_ms,
-                now_ms: now,
-            };
-        }
-        if election.holder.is_some() {
-            // The previous lease ran out and its expiry was not proposed yet: record it first,
-            // so every epoch's end is a change of its own.
-            self.end_lease(name, Transition::Expired);
-        }
-        let election = self.elections.entry(name.to_owned()).or_default();
-        let epoch = election.last_epoch + 1;
-        let event = ElectionEvent {
-            election: name.to_owned(),
-            transition: Transition::Elected,
-            holder: Some(candidate.to_owned()),
-            epoch,
-            ttl_ms,
-            target: None,
-        };
-        let revision = self.record_election(event, None);
-        let expires_at_ms = now.saturating_add(ttl_ms);
-        let election = self.elections.entry(name.to_owned()).or_default();
-        election.last_epoch = epoch;
-        election.handover = None;
-        election.holder = Some(Holder {
-            candidate: candidate.to_owned(),
-            epoch,
-            ttl_ms,
-            expires_at_ms,
-            acquired_at_ms: now,
-            acquired_wall_ms: self.clock.wall_ms,
-            acquired_revision: revision,
-        });
-        Outcome::Elected {
-            revision,
-            epoch,
-            expires_at_ms,
-            now_ms: now,
-            renewed: false,
-        }
-    }
-
-    /// The holder of `name` if it is `candidate` with `epoch`, whatever its lease.
-    fn holder_mut(
-        &mut self,
-        name: &str,
-        candidate: &str,
-        epoch: u64,
-    ) -> Result<&mut Holder, Outcome> {
-        let revision = self.revision;
-        let current = self
-            .elections
-            .get(name)
-            .and_then(|e| e.holder.as_ref())
-            .map(|h| (h.candidate.clone(), h.epoch));
-        match self.elections.get_mut(name).and_then(|e| e.holder.as_mut()) {
-            Some(h) if h.candidate == candidate && h.epoch == epoch => Ok(h),
-            _ => Err(Outcome::NotHolder {
-                revision,
-                epoch: current.as_ref().map_or(0, |c| c.1),
-                holder: current.map(|c| c.0),
-            }),
-        }
-    }
-
-    fn keepalive(&mut self, name: &str, candidate: &str, epoch: u64) -> Outcome {
-        let now = self.clock.now_ms;
-        let revision = self.revision;
-        match self.holder_mut(name, candidate, epoch) {
-            Ok(h) if now < h.expires_at_ms => {
-                h.expires_at_ms = h.expires_at_ms.max(now.saturating_add(h.ttl_ms));
-                Outcome::Renewed {
-                    revision,
-                    expires_at_ms: h.expires_at_ms,
-                    now_ms: now,
-                }
-            }
-            // The lease ran out before this keepalive: too late, whether or not the leader
-            // has proposed the expiry yet.
-            Ok(h) => Outcome::NotHolder {
-                revision,
-                holder: None,
-                epoch: h.epoch,
-            },
-            Err(not_holder) => not_holder,
-        }
-    }
-
-    fn resign(&mut self, name: &str, candidate: &str, epoch: u64) -> Outcome {
-        if let Err(not_holder) = self.holder_mut(name, candidate, epoch) {
-            return not_holder;
-        }
-        let revision = self.end_lease(name, Transition::Resigned);
-        Outcome::Resigned { revision }
-    }
-
-    fn handover(&mut self, name: &str, target: &str, from_epoch: u64, window_ms: u64) -> Outcome {
-        let now = self.clock.now_ms;
-        let revision = self.revision;
-        let Some(election) = self.elections.get_mut(name) else {
-            return Outcome::NotHolder {
-                revision,
-                holder: None,
-                epoch: 0,
-            };
-        };
-        let ttl_ms = match election.live_holder(now) {
-            Some(h) if h.epoch == from_epoch && h.candidate != target => h.ttl_ms,
-            other => {
-                return Outcome::NotHolder {
-                    revision,
-                    holder: other.map(|h| h.candidate.clone()),
-                    epoch: other.map_or(election.last_epoch, |h| h.epoch),
-                };
-            }
-        };
-        let until_ms = now.saturating_add(window_ms);
-        election.handover = Some(PlannedHandover {
-            target: target.to_owned(),
-            from_epoch,
-            until_ms,
-        });
-        let event = ElectionEvent {
-            election: name.to_owned(),
-            transition: Transition::HandoverRequested,
-            holder: self
-                .elections
-                .get(name)
-                .and_then(|e| e.holder.as_ref())
-                .map(|h| h.candidate.clone()),
-            epoch: from_epoch,
-            ttl_ms,
-            target: Some(target.to_owned()),
-        };
-        let revision = self.record_election(event, None);
-        Outcome::HandoverPlanned { revision, until_ms }
-    }
-
-    fn expire_leases(&mut self) -> Outcome {
-        let now = self.clock.now_ms;
-        let ended: Vec<String> = self
-            .elections
-            .iter()
-            .filter(|(_, e)| e.holder.as_ref().is_some_and(|h| h.expires_at_ms <= now))
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in &ended {
-            self.end_lease(name, Transition::Expired);
-        }
-        Outcome::Expired {
-            revision: self.revision,
-            ended: ended.len() as u32,
-        }
-    }
-
-    /// Clear the holder of `name` (which must exist) and record the change.
-    fn end_lease(&mut self, name: &str, transition: Transition) -> u64 {
-        let Some(holder) = self.elections.get_mut(name).and_then(|e| e.holder.take()) else {
-            return self.revision;
-        };
-        let event = ElectionEvent {
-            election: name.to_owned(),
-            transition,
-            holder: None,
-            epoch: holder.epoch,
-            ttl_ms: holder.ttl_ms,
-            target: None,
-        };
-        self.record_election(event, Some(holder.candidate))
     }
 
     /// The cluster clock as of the last stamp applied.
@@ -549,11 +336,13 @@ impl State {
         self.elections.iter().map(|(k, v)| (k.as_str(), v))
     }
 
-    /// The earliest lease deadline of any held election, for the leader's expiry timer.
+    /// The earliest lease deadline of any held election or leased address, for the
+    /// leader's expiry timer.
     pub fn next_lease_deadline(&self) -> Option<u64> {
         self.elections
             .values()
             .filter_map(|e| e.holder.as_ref().map(|h| h.expires_at_ms))
+            .chain(self.ipam.next_lease_deadline())
             .min()
     }
 

@@ -137,11 +137,14 @@ pub(crate) fn admissible(command: &Command, clock_term: u64, revision: u64) -> R
                 admissible(command, clock_term, revision)
             }
         }
-        // Token and policy rules are the ACL state's own (`acl::AclState::apply`); a note
-        // is a record and nothing else.
-        Command::Clock { .. } | Command::ExpireLeases | Command::Acl(_) | Command::Note { .. } => {
-            Ok(())
-        }
+        // Token and policy rules are the ACL state's own (`acl::AclState::apply`), IPAM's
+        // are `ipam::validate` (answered as an IPAM refusal); a note is a record and
+        // nothing else.
+        Command::Clock { .. }
+        | Command::ExpireLeases
+        | Command::Acl(_)
+        | Command::Note { .. }
+        | Command::Ipam(_) => Ok(()),
     }
 }
 

@@ -6,7 +6,7 @@
 //!
 //! Versions: 1 = key-value store only; 2 adds the cluster clock, elections and the
 //! configuration registry; 3 adds the ACL state (tokens and policies); 4 adds the audit
-//! log. An older snapshot
+//! log; 5 adds IPAM networks and allocations. An older snapshot
 //! decodes into the current state with the parts it lacks empty.
 
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use crate::{ClusterClock, KeyValue, State};
 const MAGIC: &[u8; 8] = b"CNCLSTAT";
 /// The snapshot format this build writes. Bump it when `State`'s serialized shape changes,
 /// and keep decoding the older versions.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
 
 /// The shape of a version 1 snapshot.
 #[derive(Deserialize)]
@@ -48,6 +48,18 @@ struct StateV3 {
     elections: BTreeMap<String, Election>,
     config: BTreeMap<String, ConfigEntry>,
     acl: crate::acl::AclState,
+}
+
+/// The shape of a version 4 snapshot.
+#[derive(Deserialize)]
+struct StateV4 {
+    revision: u64,
+    kv: BTreeMap<String, KeyValue>,
+    clock: ClusterClock,
+    elections: BTreeMap<String, Election>,
+    config: BTreeMap<String, ConfigEntry>,
+    acl: crate::acl::AclState,
+    audit: crate::audit::AuditLog,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +125,19 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
                 ..State::default()
             })
         }
+        4 => {
+            let v4: StateV4 = postcard::from_bytes(body)?;
+            plausible(State {
+                revision: v4.revision,
+                kv: v4.kv,
+                clock: v4.clock,
+                elections: v4.elections,
+                config: v4.config,
+                acl: v4.acl,
+                audit: v4.audit,
+                ..State::default()
+            })
+        }
         FORMAT_VERSION => plausible(postcard::from_bytes(body)?),
         found => Err(SnapshotError::UnsupportedVersion {
             found,
@@ -151,6 +176,9 @@ fn plausible(state: State) -> Result<State, SnapshotError> {
         }
     }
     if let Some(what) = state.audit.implausible(revision) {
+        return implausible(what);
+    }
+    if let Some(what) = state.ipam.implausible(revision) {
         return implausible(what);
     }
     Ok(state)

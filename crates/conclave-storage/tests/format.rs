@@ -417,3 +417,25 @@ fn audit_commands_keep_their_encoding() {
     let back: Batch = postcard::from_bytes(&bytes).unwrap();
     assert_eq!(back, batch);
 }
+
+/// IPAM commands, appended after the audit ones: every command, each optional field once
+/// empty and once full (`conclave_state::ipam::samples`).
+const GOLDEN_IPAM_HEX: &str = "0c0d0000000a000000180000000000000d0001016e01fd00000000000000000000000000000040016401016b01760101fd0000000000000000000000000000010101fd00000000000000000000000000000101fd00000000000000000000000000000101000a000001000a0000090101700d01016e00000d01016e0101640101016b01760d02016e010d03016e000000000000010d03016e01000a00000701016801016f01016b017601017201e0d403020d040007616c6c6f632d310d0401016e01fd0000000000000000000000000000010d0402016e01680d0507616c6c6f632d31000d0507616c6c6f632d31018827";
+
+#[test]
+fn ipam_commands_keep_their_encoding() {
+    let batch = Batch {
+        commands: conclave_state::ipam::samples::commands()
+            .into_iter()
+            .map(Command::Ipam)
+            .collect(),
+    };
+    let bytes = postcard::to_stdvec(&batch).unwrap();
+    assert_eq!(
+        hex(&bytes),
+        GOLDEN_IPAM_HEX,
+        "the log encoding of IPAM commands changed"
+    );
+    let back: Batch = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(back, batch);
+}

@@ -40,10 +40,12 @@ pub enum AuditKind {
     Snapshot,
     /// A node made the only voter of its cluster after losing the others (`conclave recover`).
     Recovery,
+    /// Networks and address allocations.
+    Ipam,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 8] = [
+    pub const ALL: [AuditKind; 9] = [
         AuditKind::Membership,
         AuditKind::Leadership,
         AuditKind::Config,
@@ -52,6 +54,7 @@ impl AuditKind {
         AuditKind::Kv,
         AuditKind::Snapshot,
         AuditKind::Recovery,
+        AuditKind::Ipam,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +67,7 @@ impl AuditKind {
             AuditKind::Kv => "kv",
             AuditKind::Snapshot => "snapshot",
             AuditKind::Recovery => "recovery",
+            AuditKind::Ipam => "ipam",
         }
     }
 
@@ -101,6 +105,12 @@ pub enum AuditAction {
     HandoverRequested,
     Restore,
     Recover,
+    /// An address was allocated.
+    Allocate,
+    /// An address was released.
+    Release,
+    /// An address lease was renewed.
+    Renew,
 }
 
 /// How a change ended.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use conclave_types::audit::{AuditAction, AuditOutcome, AuditRecord};
 
-use super::{AclChange, AuditEntry, Ending, Note, Offline, What};
+use super::{AclChange, AuditEntry, Ending, IpamAction, Note, Offline, What};
 use crate::elections::Transition;
 
 fn details<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> {
@@ -114,6 +114,22 @@ impl AuditEntry {
                         .join(","),
                 )]),
             ),
+            What::Ipam {
+                action,
+                subject,
+                details,
+            } => {
+                let action = match action {
+                    IpamAction::CreateNetwork => A::Create,
+                    IpamAction::UpdateNetwork => A::Put,
+                    IpamAction::DeleteNetwork => A::Delete,
+                    IpamAction::Allocate => A::Allocate,
+                    IpamAction::Release => A::Release,
+                    IpamAction::Renew => A::Renew,
+                    IpamAction::Expire => A::Expired,
+                };
+                (action, subject.clone(), details.clone())
+            }
         };
         let (outcome, reason) = match &self.ending {
             Ending::Applied => (AuditOutcome::Applied, None),
