@@ -222,6 +222,11 @@ impl<'de> Deserialize<'de> for Ipam {
     }
 }
 
+/// A stored IPAM state no command sequence makes (a corrupt snapshot).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Corrupt(String);
+
 /// An address as a number (IPv4 as its 32-bit value).
 pub fn to_u128(addr: IpAddr) -> u128 {
     match addr {
@@ -370,11 +375,11 @@ impl Ipam {
     }
 
     /// Build the derived parts from the facts, refusing facts no command sequence makes.
-    fn rebuild(networks: Vec<Network>, allocations: Vec<Allocation>) -> Result<Ipam, String> {
+    fn rebuild(networks: Vec<Network>, allocations: Vec<Allocation>) -> Result<Ipam, Corrupt> {
         let mut ipam = Ipam::default();
         for n in networks {
             if ipam.networks.contains_key(&n.id) {
-                return Err(format!("network {} appears twice", n.id));
+                return Err(Corrupt(format!("network {} appears twice", n.id)));
             }
             let entry = NetworkEntry {
                 total: 0,
@@ -387,23 +392,23 @@ impl Ipam {
         }
         for a in allocations {
             let Some(net) = ipam.networks.get(&a.network) else {
-                return Err(format!(
+                return Err(Corrupt(format!(
                     "allocation {} is in network {}, which does not exist",
                     a.id, a.network
-                ));
+                )));
             };
             if !net.network.cidr.contains(&a.address) {
-                return Err(format!(
+                return Err(Corrupt(format!(
                     "allocation {} holds {}, outside {}",
                     a.id, a.address, net.network.cidr
-                ));
+                )));
             }
             if ipam.allocations.contains_key(&a.id)
                 || ipam
                     .by_address
                     .contains_key(&(a.network.clone(), to_u128(a.address)))
             {
-                return Err(format!("address {} is allocated twice", a.address));
+                return Err(Corrupt(format!("address {} is allocated twice", a.address)));
             }
             ipam.index(&a);
             ipam.allocations.insert(a.id.clone(), a);

@@ -214,7 +214,10 @@ fn check_id(field: &str, id: &str) -> Result<(), IpamRefusal> {
     Ok(())
 }
 
-fn check_map(field: &str, map: &BTreeMap<String, String>) -> Result<(), IpamRefusal> {
+/// Tags or labels.
+type Pairs = BTreeMap<String, String>;
+
+fn check_map(field: &str, map: &Pairs) -> Result<(), IpamRefusal> {
     if map.len() > MAX_TAGS {
         return Err(IpamRefusal::invalid(
             field,
