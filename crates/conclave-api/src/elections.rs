@@ -20,7 +20,8 @@ use crate::kv::read_body;
 use crate::watch::{self, Filter};
 use crate::{ApiError, Ctx, query};
 
-async fn json_body<T: DeserializeOwned>(
+/// The request body as JSON, over the body limit a 413, malformed a 400 showing `example`.
+pub(crate) async fn json_body<T: DeserializeOwned>(
     ctx: &Ctx,
     headers: &HeaderMap,
     body: Body,

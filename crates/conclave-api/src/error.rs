@@ -323,6 +323,35 @@ impl From<CoordError> for ApiError {
                 ),
             )
             .with_compacted(compacted),
+            CoordError::Ipam(refusal) => {
+                use conclave_state::ipam::IpamRefusal as R;
+                let (status, hint) = match &refusal {
+                    R::Invalid { .. } | R::AddressOutside { .. } | R::AddressNotUsable { .. } => {
+                        (StatusCode::BAD_REQUEST, "fix the request and send it again")
+                    }
+                    R::NetworkNotFound { .. } => (
+                        StatusCode::NOT_FOUND,
+                        "list networks with GET /api/v1/networks",
+                    ),
+                    R::AllocationNotFound { .. } => (
+                        StatusCode::NOT_FOUND,
+                        "list allocations with GET /api/v1/allocations",
+                    ),
+                    R::NetworkFull { .. } => (
+                        StatusCode::CONFLICT,
+                        "release addresses, widen the pools, or allocate in another network",
+                    ),
+                    R::AddressTaken { .. } | R::HostnameTaken { .. } => (
+                        StatusCode::CONFLICT,
+                        "ask for another address, or release the holder first",
+                    ),
+                    _ => (
+                        StatusCode::CONFLICT,
+                        "the cluster's IPAM state does not allow it; the message says why",
+                    ),
+                };
+                error(status, hint.into())
+            }
             CoordError::Internal(_) => error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "this is a bug in conclave; please report it".into(),

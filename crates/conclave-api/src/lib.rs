@@ -19,6 +19,7 @@ pub mod edge;
 mod elections;
 pub mod error;
 pub mod gossip_keys;
+mod ipam;
 mod kv;
 mod member_watch;
 pub mod members;
@@ -103,7 +104,8 @@ pub(crate) fn read_params(
 /// Build the router for the whole API.
 pub fn router(ctx: Ctx, members_ctx: members::MembersContext) -> Router {
     let acl_routes = acl::router(ctx.clone());
-    Router::new()
+    // IPAM at the seed's paths and at conclave's.
+    ipam::routes(ipam::routes(Router::new(), "/api/v1"), "/v1/ipam")
         .route("/v1/kv", get(kv::list))
         // An empty key gets the handlers' "the key is empty" 400, not a 404 for the route.
         .route("/v1/kv/", get(kv::get).put(kv::put).delete(kv::delete))

@@ -68,6 +68,9 @@ pub enum CoordError {
     /// A stored document that is not JSON, or an outcome the command cannot produce: a bug.
     #[error(transparent)]
     Acl(#[from] conclave_state::acl::AclRefusal),
+    /// An IPAM command was refused (or is malformed) and changed nothing.
+    #[error(transparent)]
+    Ipam(#[from] conclave_state::ipam::IpamRefusal),
     #[error("{0}")]
     Internal(String),
     /// The caller's time bound ran out first: a write may or may not have been applied.
@@ -114,6 +117,27 @@ impl CoordError {
                     | R::BuiltIn
                     | R::PolicyInUse { .. }
                     | R::DuplicateAccessor(_) => ErrorCode::Conflict,
+                }
+            }
+            CoordError::Ipam(refusal) => {
+                use conclave_state::ipam::IpamRefusal as R;
+                match refusal {
+                    R::Invalid { .. } => ErrorCode::BadRequest,
+                    R::NetworkNotFound { .. } => ErrorCode::NetworkNotFound,
+                    R::AllocationNotFound { .. } => ErrorCode::AllocationNotFound,
+                    R::NetworkFull { .. } => ErrorCode::NetworkFull,
+                    R::AddressTaken { .. } => ErrorCode::AddressTaken,
+                    R::AddressOutside { .. } | R::AddressNotUsable { .. } => ErrorCode::BadRequest,
+                    R::NetworkExists { .. }
+                    | R::Overlaps { .. }
+                    | R::NotInsideParent { .. }
+                    | R::CoversAllocations { .. }
+                    | R::HasChildren { .. }
+                    | R::HasAllocations { .. }
+                    | R::AddressInChild { .. }
+                    | R::HostnameTaken { .. }
+                    | R::RequestIdReused { .. }
+                    | R::NoLease { .. } => ErrorCode::Conflict,
                 }
             }
             CoordError::Internal(_) => ErrorCode::Unavailable,

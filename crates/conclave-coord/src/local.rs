@@ -179,6 +179,29 @@ impl Local {
         }
     }
 
+    /// Change networks or allocations: what the cluster decided, or why not. The shape
+    /// rules are checked here first, so a malformed request never reaches the log.
+    pub async fn ipam(
+        &self,
+        command: conclave_state::ipam::IpamCommand,
+    ) -> Result<conclave_state::ipam::IpamAnswer, CoordError> {
+        conclave_state::ipam::validate(&command)?;
+        match self.propose(Command::Ipam(command)).await? {
+            Outcome::Ipam { result, .. } => Ok((*result)?),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The applied IPAM state, after a read barrier unless stale.
+    pub async fn ipam_read<T>(
+        &self,
+        read: Read,
+        f: impl FnOnce(&conclave_state::ipam::Ipam) -> T,
+    ) -> Result<T, CoordError> {
+        self.read_point(read).await?;
+        Ok(self.node.state().read(|a| f(a.state.ipam())))
+    }
+
     /// The live documents (of `kind`) and the revision they were read at: where a watch
     /// must start to miss nothing after this listing.
     pub async fn config_list(

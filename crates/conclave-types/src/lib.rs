@@ -19,6 +19,7 @@ pub const HEADER_NEXT_AFTER: &str = "x-conclave-next-after";
 
 pub mod acl;
 pub mod audit;
+mod error_code;
 pub mod gossip;
 pub mod gossip_keys;
 pub mod invalid;
@@ -30,112 +31,7 @@ pub use gossip::GossipStats;
 pub use invalid::InvalidSetting;
 pub use secret::Secret;
 
-/// The stable error codes carried in [`ErrorBody`]: one closed set, spelled once. The JSON
-/// strings are the API contract (snake_case); a code this build does not know (from a newer
-/// agent) reads as [`ErrorCode::Unknown`] instead of failing the whole answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    BadRequest,
-    KeyNotFound,
-    NotFound,
-    MethodNotAllowed,
-    CasConflict,
-    TooLarge,
-    NoLeader,
-    NotReady,
-    /// A leader that has not heard from a majority of voters for a leader lease.
-    NoQuorum,
-    Unavailable,
-    Indeterminate,
-    MemberNotFound,
-    UnsafeMembershipChange,
-    Conflict,
-    Removed,
-    NotJoined,
-    InvalidDocument,
-    UnknownKind,
-    DocumentNotFound,
-    RevisionGone,
-    FutureRevision,
-    ElectionNotFound,
-    NotHolder,
-    Compacted,
-    /// Refused at the edge (a browser request from elsewhere, a host this agent does not
-    /// answer to).
-    Forbidden,
-    /// No valid token (ACLs are on): none was sent, or it is unknown, revoked or expired.
-    Unauthorized,
-    /// A code this build does not know.
-    #[serde(other)]
-    Unknown,
-}
-
-impl ErrorCode {
-    /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 27] = [
-        ErrorCode::BadRequest,
-        ErrorCode::KeyNotFound,
-        ErrorCode::NotFound,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::CasConflict,
-        ErrorCode::TooLarge,
-        ErrorCode::NoLeader,
-        ErrorCode::NotReady,
-        ErrorCode::NoQuorum,
-        ErrorCode::Unavailable,
-        ErrorCode::Indeterminate,
-        ErrorCode::MemberNotFound,
-        ErrorCode::UnsafeMembershipChange,
-        ErrorCode::Conflict,
-        ErrorCode::Removed,
-        ErrorCode::NotJoined,
-        ErrorCode::InvalidDocument,
-        ErrorCode::UnknownKind,
-        ErrorCode::DocumentNotFound,
-        ErrorCode::RevisionGone,
-        ErrorCode::FutureRevision,
-        ErrorCode::ElectionNotFound,
-        ErrorCode::NotHolder,
-        ErrorCode::Compacted,
-        ErrorCode::Forbidden,
-        ErrorCode::Unauthorized,
-        ErrorCode::Unknown,
-    ];
-
-    /// The code as it appears in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::KeyNotFound => "key_not_found",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::CasConflict => "cas_conflict",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::NoLeader => "no_leader",
-            ErrorCode::NotReady => "not_ready",
-            ErrorCode::NoQuorum => "no_quorum",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Indeterminate => "indeterminate",
-            ErrorCode::MemberNotFound => "member_not_found",
-            ErrorCode::UnsafeMembershipChange => "unsafe_membership_change",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::Removed => "removed",
-            ErrorCode::NotJoined => "not_joined",
-            ErrorCode::InvalidDocument => "invalid_document",
-            ErrorCode::UnknownKind => "unknown_kind",
-            ErrorCode::DocumentNotFound => "document_not_found",
-            ErrorCode::RevisionGone => "revision_gone",
-            ErrorCode::FutureRevision => "future_revision",
-            ErrorCode::ElectionNotFound => "election_not_found",
-            ErrorCode::NotHolder => "not_holder",
-            ErrorCode::Compacted => "compacted",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Unknown => "unknown",
-        }
-    }
-}
+pub use error_code::ErrorCode;
 
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -87,7 +87,7 @@ pub fn required(
         | ["v1", "members", ..]
         | ["v1", "publish", "status"]
         | ["v1", "gossip", "stats"] => cap(Target::Cluster, access),
-        ["api", "v1", ..] => cap(Target::Ipam, access),
+        ["api", "v1", ..] | ["v1", "ipam", ..] => cap(Target::Ipam, access),
         _ => cap(Target::Cluster, Access::Read),
     }
 }

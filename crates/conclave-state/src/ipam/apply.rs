@@ -131,7 +131,7 @@ impl State {
             .and_then(|p| self.ipam.networks.get_mut(p))
         {
             let taken = parent.free.take_range(lo, hi);
-            parent.free_count -= taken;
+            parent.free_count = parent.free_count.saturating_sub(taken);
         }
         self.record(network_watch_key(&id), Some(json(&network)));
         Ok(IpamAnswer::Network(network))
@@ -260,7 +260,7 @@ impl State {
                 let Some(n) = entry.free.take_lowest() else {
                     break;
                 };
-                entry.free_count -= 1;
+                entry.free_count = entry.free_count.saturating_sub(1);
                 made.push(self.add_allocation(req, from_u128(&cidr, n)));
             }
         } else {
@@ -268,7 +268,7 @@ impl State {
                 if let Some(entry) = self.ipam.networks.get_mut(&req.network)
                     && entry.free.take(to_u128(addr))
                 {
-                    entry.free_count -= 1;
+                    entry.free_count = entry.free_count.saturating_sub(1);
                 }
                 made.push(self.add_allocation(req, addr));
             }
@@ -360,7 +360,7 @@ impl State {
             && let Some(entry) = self.ipam.networks.get_mut(&a.network)
             && entry.free.release(n)
         {
-            entry.free_count += 1;
+            entry.free_count = entry.free_count.saturating_add(1);
         }
         self.record(allocation_watch_key(id), None);
         Some(a)

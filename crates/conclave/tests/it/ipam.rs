@@ -1,0 +1,192 @@
+//! IPAM over HTTP on a 3-node cluster: the seed's paths and conclave's, through every node
+//! (followers forward), every refusal as a JSON error, and no address handed out twice
+//! while the leader is killed.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::cluster::{cluster_env, leader_of, start_static};
+use crate::support::{error_code, http};
+
+async fn post(url: String, body: Value) -> reqwest::Response {
+    http().post(url).json(&body).send().await.expect("request")
+}
+
+async fn get(url: String) -> Value {
+    let resp = http().get(url).send().await.expect("request");
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn networks_and_allocations_through_every_node_never_hand_out_an_address_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = start_static(tmp.path(), 3, &[], &cluster_env(&[])).await;
+    let leader = leader_of(&nodes, &[0, 1, 2]).await;
+    let follower = (leader + 1) % 3;
+    let bases: Vec<String> = nodes.iter().map(|n| n.agent.url("")).collect();
+    let url = |i: usize, path: &str| format!("{}{path}", bases[i]);
+
+    // The seed's request shape, sent to a follower.
+    let created = post(
+        url(follower, "/api/v1/networks"),
+        json!({"cidr": "10.20.0.0/28", "description": "lab", "gateway": "10.20.0.1"}),
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let net: Value = created.json().await.unwrap();
+    let id = net["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("net-"), "{net}");
+    assert_eq!(net["usage"]["total"], 14);
+    assert_eq!(net["usage"]["reserved"], 1);
+
+    // By hostname, through each node; a repeat gets the same address with 200.
+    let mut seen = BTreeSet::new();
+    for i in 0..3 {
+        let body = json!({"network_id": id, "hostname": format!("web-{i}")});
+        let first = post(url(i, "/api/v1/allocations"), body.clone()).await;
+        assert_eq!(first.status(), StatusCode::CREATED);
+        let first: Value = first.json().await.unwrap();
+        let again = post(url((i + 1) % 3, "/v1/ipam/allocations"), body).await;
+        assert_eq!(again.status(), StatusCode::OK);
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(first["address"], again["address"]);
+        assert!(seen.insert(first["address"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(
+        seen,
+        BTreeSet::from(["10.20.0.2", "10.20.0.3", "10.20.0.4"].map(String::from))
+    );
+
+    // Every refusal is a JSON error with its own code.
+    let taken = post(
+        url(0, "/api/v1/allocations"),
+        json!({"network_id": id, "ip": "10.20.0.2"}),
+    )
+    .await;
+    let (st, code, body) = error_code(taken).await;
+    assert_eq!((st, code.as_str()), (StatusCode::CONFLICT, "address_taken"));
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("web-0"),
+        "{body}"
+    );
+    for (body, status, want) in [
+        (
+            json!({"cidr": "10.0.0.0/33"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            json!({"cidr": "10.20.0.0/24"}),
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+        (
+            json!({"cidr": "10.99.0.0/24", "colour": "red"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+    ] {
+        let (st, code, _) = error_code(post(url(1, "/api/v1/networks"), body).await).await;
+        assert_eq!((st, code.as_str()), (status, want));
+    }
+    let (st, code, _) =
+        error_code(post(url(2, "/api/v1/allocations"), json!({"network_id": "nope"})).await).await;
+    assert_eq!(
+        (st, code.as_str()),
+        (StatusCode::NOT_FOUND, "network_not_found")
+    );
+    let resp = http()
+        .get(url(0, "/api/v1/allocations/alloc-999999"))
+        .send()
+        .await
+        .unwrap();
+    let (st, code, _) = error_code(resp).await;
+    assert_eq!(
+        (st, code.as_str()),
+        (StatusCode::NOT_FOUND, "allocation_not_found")
+    );
+
+    // Kill the leader; the others keep allocating, by request id so a retry is safe.
+    nodes[leader].agent.kill9();
+    let live: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let mut n = 0;
+    loop {
+        let i = live[n % 2];
+        let resp = post(
+            url(i, "/api/v1/allocations"),
+            json!({"network_id": id, "request_id": format!("r-{n}")}),
+        )
+        .await;
+        match resp.status() {
+            StatusCode::CREATED | StatusCode::OK => {
+                let a: Value = resp.json().await.unwrap();
+                seen.insert(a["address"].as_str().unwrap().to_owned());
+                n += 1;
+            }
+            StatusCode::CONFLICT => {
+                let (_, code, body) = error_code(resp).await;
+                assert_eq!(code, "network_full", "{body}");
+                assert!(
+                    body["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("13 of 14"),
+                    "{body}"
+                );
+                break;
+            }
+            // No leader yet, or an indeterminate answer: the same request id again.
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(n, 10, "13 usable addresses minus the 3 held");
+    assert_eq!(seen.len(), 13);
+
+    // The listing agrees with what was handed out, on every live node.
+    for i in &live {
+        let listed = get(url(*i, &format!("/api/v1/allocations?network={id}"))).await;
+        let addrs: BTreeSet<String> = listed["allocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["address"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(addrs, seen);
+    }
+    let page = get(url(live[0], "/v1/ipam/allocations?limit=5")).await;
+    assert_eq!(page["allocations"].as_array().unwrap().len(), 5);
+    assert_eq!(page["more"], true);
+
+    // Release by id gives the address back; delete refuses while allocations exist.
+    let first = page["allocations"][0].clone();
+    let gone = http()
+        .delete(url(
+            live[0],
+            &format!("/api/v1/allocations/{}", first["id"].as_str().unwrap()),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::OK);
+    let net = get(url(live[1], &format!("/api/v1/networks/{id}"))).await;
+    assert_eq!(net["usage"]["free"], 1);
+    let busy = http()
+        .delete(url(live[1], &format!("/api/v1/networks/{id}")))
+        .send()
+        .await
+        .unwrap();
+    let (st, code, _) = error_code(busy).await;
+    assert_eq!((st, code.as_str()), (StatusCode::CONFLICT, "conflict"));
+    let forced = http()
+        .delete(url(live[1], &format!("/api/v1/networks/{id}?force=true")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forced.status(), StatusCode::OK);
+    let body: Value = forced.json().await.unwrap();
+    assert_eq!(body["released"], 12);
+}
