@@ -19,6 +19,7 @@ mod connect;
 mod documents;
 mod elections;
 mod error;
+mod ipam;
 pub mod retry;
 mod send;
 

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::client::{Client, ClientError, RetryPolicy};
+pub(crate) use crate::cmd::leader::LeaderCommand;
 use crate::config::AgentFlags;
 
 #[derive(Parser, Debug)]
@@ -203,6 +204,8 @@ pub(crate) enum Command {
         after_help = "Examples:\n  conclave audit\n  conclave audit --kind acl --since 1h\n  conclave audit --actor token:3f2a9c -o json\n  conclave audit --follow"
     )]
     Audit(crate::cmd::audit::AuditArgs),
+    /// Networks and address allocations: network create|list|show|delete, alloc, release, list, usage.
+    Ipam(crate::cmd::ipam::IpamArgs),
 }
 
 #[derive(Args, Debug)]
@@ -427,21 +430,6 @@ pub(crate) enum SnapshotCommand {
     },
 }
 
-#[derive(Subcommand, Debug)]
-pub(crate) enum LeaderCommand {
-    /// Hand leadership to a voter (the most caught-up healthy one when none is named).
-    #[command(
-        after_help = "Examples:\n  conclave leader transfer\n  conclave leader transfer --to 2"
-    )]
-    Transfer {
-        /// The node to hand leadership to.
-        #[arg(long)]
-        to: Option<u64>,
-        #[command(flatten)]
-        client: ClientOpts,
-    },
-}
-
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Agent(args) => crate::cmd::agent::run_agent(*args),
@@ -457,6 +445,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Tls(command) => crate::cmd::tls::run(command),
         Command::Acl(command) => client_command(|| crate::cmd::acl::run(command)),
         Command::Audit(args) => client_command(|| crate::cmd::audit::run(args)),
+        Command::Ipam(args) => client_command(|| crate::cmd::ipam::run(args)),
         Command::Gossip(args) => client_command(|| crate::cmd::gossip::run(args)),
         Command::Config(cmd) => client_command(|| config_command(cmd)),
         Command::Roles(args) => client_command(|| async move {

@@ -11,7 +11,7 @@ use crate::output::print_json;
 #[derive(Args, Debug)]
 pub(crate) struct AuditArgs {
     /// Only entries of this kind: membership, leadership, config, acl, election, kv,
-    /// snapshot, recovery.
+    /// snapshot, recovery, ipam.
     #[arg(long)]
     kind: Option<String>,
     /// Only entries by this actor: token:<accessor>, node:<id>, anonymous, agent, operator

@@ -1,9 +1,25 @@
 //! `conclave leader transfer`.
 
-use crate::cli::LeaderCommand;
-use crate::cli::Output;
+use clap::Subcommand;
+
+use crate::cli::{ClientOpts, Output};
 use crate::client::ClientError;
 use crate::output::print_json;
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum LeaderCommand {
+    /// Hand leadership to a voter (the most caught-up healthy one when none is named).
+    #[command(
+        after_help = "Examples:\n  conclave leader transfer\n  conclave leader transfer --to 2"
+    )]
+    Transfer {
+        /// The node to hand leadership to.
+        #[arg(long)]
+        to: Option<u64>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
 
 pub(crate) async fn leader(cmd: LeaderCommand) -> Result<(), ClientError> {
     let LeaderCommand::Transfer { to, client } = cmd;

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod config;
 pub mod elect;
 pub mod gossip;
+pub mod ipam;
 pub mod kv;
 pub mod leader;
 pub mod members;

@@ -190,3 +190,68 @@ async fn networks_and_allocations_through_every_node_never_hand_out_an_address_t
     let body: Value = forced.json().await.unwrap();
     assert_eq!(body["released"], 12);
 }
+
+/// The CLI, as the README shows it: create, allocate (twice: same address), list, usage,
+/// release, and a refusal as a non-zero exit with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_allocates_lists_and_releases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = crate::support::Agent::start(tmp.path(), &[]).await;
+    let addr = agent.url("");
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--addr", addr.as_str()]);
+        crate::support::cli(&all, None)
+    };
+    let (code, out, err) = run(&[
+        "ipam",
+        "network",
+        "create",
+        "10.9.0.0/29",
+        "--id",
+        "lab",
+        "--gateway",
+        "10.9.0.1",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("lab") && out.contains("10.9.0.0/29"), "{out}");
+    let alloc = |host: &str| {
+        let (code, out, err) = run(&[
+            "ipam",
+            "alloc",
+            "--network",
+            "lab",
+            "--hostname",
+            host,
+            "-o",
+            "json",
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+        serde_json::from_str::<Value>(&out).expect("json")["address"].clone()
+    };
+    assert_eq!(alloc("db"), "10.9.0.2");
+    assert_eq!(alloc("db"), "10.9.0.2");
+    assert_eq!(alloc("web"), "10.9.0.3");
+    let (code, out, _) = run(&["ipam", "list", "--network", "lab"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("10.9.0.2") && out.contains("web"), "{out}");
+    let (code, out, _) = run(&["ipam", "usage"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("lab") && l.contains(" 6 ") && l.contains(" 2 ")),
+        "{out}"
+    );
+    let (code, out, err) = run(&["ipam", "release", "--network", "lab", "--hostname", "db"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("10.9.0.2"), "{out}");
+    let (code, _, err) = run(&["ipam", "alloc", "--network", "lab", "--ip", "10.9.0.3"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("already allocated to web"), "{err}");
+    let (code, _, err) = run(&["ipam", "network", "delete", "lab"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("force"), "{err}");
+    let (code, out, _) = run(&["ipam", "network", "delete", "lab", "--force"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("1 allocations released"), "{out}");
+}
