@@ -31,6 +31,9 @@ use crate::elections::Transition;
 
 mod record;
 
+/// No log reaches this sequence number; a decoded one beyond it is refused.
+const MAX_AUDIT_SEQ: u64 = 1 << 63;
+
 /// The newest entries kept; older ones drop (counted in [`AuditLog::dropped`]).
 pub const MAX_AUDIT_ENTRIES: usize = 10_000;
 
@@ -408,8 +411,28 @@ impl AuditLog {
         self.transfer = pending;
     }
 
+    /// An empty log at sequence `last_seq` having dropped `dropped`, as a decoder could
+    /// meet one.
+    #[cfg(test)]
+    pub(crate) fn at(last_seq: u64, dropped: u64) -> Self {
+        AuditLog {
+            last_seq,
+            dropped,
+            ..AuditLog::default()
+        }
+    }
+
     /// Anything a decoded log has that no sequence of commands could have made.
     pub(crate) fn implausible(&self, revision: u64) -> Option<String> {
+        // Several entries can share a revision (one command expiring many leases), so the
+        // sequence is not bounded by the revision; 2^63 entries is still out of reach (three
+        // hundred thousand years at a million a second) and leaves room to count on.
+        if self.last_seq > MAX_AUDIT_SEQ || self.dropped > self.last_seq {
+            return Some(format!(
+                "the audit log's sequence {} (dropped {}) is beyond any reachable one",
+                self.last_seq, self.dropped
+            ));
+        }
         if self.entries.len() > MAX_AUDIT_ENTRIES {
             return Some(format!(
                 "the audit log holds {} entries, above its bound",

@@ -354,6 +354,17 @@ mod log {
     }
 
     #[test]
+    fn a_decoded_log_whose_sequence_could_not_be_reached_is_implausible() {
+        // Found by the snapshot fuzz target: a sequence at u64::MAX overflowed on the next
+        // entry.
+        let at = AuditLog::at;
+        assert!(at(u64::MAX, 0).implausible(10).is_some());
+        assert!(at(1 << 63, 0).implausible(10).is_none());
+        assert!(at(5, 6).implausible(10).is_some(), "more dropped than written");
+        assert!(at(5, 5).implausible(10).is_none());
+    }
+
+    #[test]
     fn a_new_leader_is_credited_to_a_transfer_only_when_one_asked_for_it() {
         let mut log = AuditLog::default();
         let first = log.leadership(1, 1);
