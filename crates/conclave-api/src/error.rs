@@ -25,6 +25,9 @@ pub struct ApiError {
 pub struct ErrorExtra {
     pub violations: Option<Vec<Violation>>,
     pub compacted_revision: Option<u64>,
+    pub holder: Option<conclave_types::ipam::AddressHolder>,
+    pub usage: Option<conclave_types::ipam::NetworkUsage>,
+    pub conflicts: Option<Vec<conclave_types::ipam::ImportConflict>>,
 }
 
 impl ApiError {
@@ -75,6 +78,9 @@ impl IntoResponse for ApiError {
                 current_revision: self.current_revision,
                 violations: extra.violations,
                 compacted_revision: extra.compacted_revision,
+                holder: extra.holder,
+                usage: extra.usage,
+                conflicts: extra.conflicts,
             },
         };
         (self.status, Json(body)).into_response()
@@ -323,35 +329,7 @@ impl From<CoordError> for ApiError {
                 ),
             )
             .with_compacted(compacted),
-            CoordError::Ipam(refusal) => {
-                use conclave_state::ipam::IpamRefusal as R;
-                let (status, hint) = match &refusal {
-                    R::Invalid { .. } | R::AddressOutside { .. } | R::AddressNotUsable { .. } => {
-                        (StatusCode::BAD_REQUEST, "fix the request and send it again")
-                    }
-                    R::NetworkNotFound { .. } => (
-                        StatusCode::NOT_FOUND,
-                        "list networks with GET /api/v1/networks",
-                    ),
-                    R::AllocationNotFound { .. } => (
-                        StatusCode::NOT_FOUND,
-                        "list allocations with GET /api/v1/allocations",
-                    ),
-                    R::NetworkFull { .. } => (
-                        StatusCode::CONFLICT,
-                        "release addresses, widen the pools, or allocate in another network",
-                    ),
-                    R::AddressTaken { .. } | R::HostnameTaken { .. } => (
-                        StatusCode::CONFLICT,
-                        "ask for another address, or release the holder first",
-                    ),
-                    _ => (
-                        StatusCode::CONFLICT,
-                        "the cluster's IPAM state does not allow it; the message says why",
-                    ),
-                };
-                error(status, hint.into())
-            }
+            CoordError::Ipam(refusal) => crate::ipam::refusal_error(refusal),
             CoordError::Internal(_) => error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "this is a bug in conclave; please report it".into(),

@@ -14,16 +14,19 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use conclave_state::ipam::{
-    AddrRange, AllocateRequest, Allocation, Ipam, IpamAnswer, IpamCommand, Network, NetworkSpec,
-    NetworkUpdate, Selector, Usage,
+    AddrRange, AllocateRequest, Allocation, IpamAnswer, IpamCommand, IpamRefusal, Network,
+    NetworkSpec, NetworkUpdate, Selector, Usage,
 };
 use conclave_types::ErrorCode;
+use conclave_types::ipam::{AddressHolder, ImportConflict, NetworkUsage};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::Acting;
 use crate::elections::json_body;
 use crate::kv::read_body;
 use crate::{ApiError, Ctx, query};
+
+mod import;
 
 const NETWORK_EXAMPLE: &str = r#"{"cidr": "10.0.0.0/24", "description": "lab"}"#;
 const ALLOCATION_EXAMPLE: &str = r#"{"network_id": "net-3", "hostname": "web-server"}"#;
@@ -35,22 +38,11 @@ const MAX_LIST: usize = 10_000;
 struct NetworkView<'a> {
     #[serde(flatten)]
     network: &'a Network,
-    usage: UsageView,
+    usage: NetworkUsage,
 }
 
-/// Counts as JSON numbers (a /64 has 2^64 addresses: past a double's exact range, so
-/// clients that need exact large counts read them as integers, not floats).
-#[derive(Serialize)]
-struct UsageView {
-    total: u128,
-    allocated: u64,
-    reserved: u128,
-    free: u128,
-    utilisation_percent: f64,
-}
-
-fn usage_view(u: Usage) -> UsageView {
-    UsageView {
+pub(crate) fn usage_view(u: Usage) -> NetworkUsage {
+    NetworkUsage {
         total: u.total,
         allocated: u.allocated,
         reserved: u.reserved,
@@ -59,17 +51,97 @@ fn usage_view(u: Usage) -> UsageView {
     }
 }
 
-/// `network` with its usage as of `ipam`. After a write, `ipam` is read behind a read
-/// barrier: a follower answering a forwarded write may not have applied it yet.
-fn network_json(ipam: &Ipam, network: &Network) -> serde_json::Value {
+fn network_json(network: &Network, usage: Usage) -> serde_json::Value {
     let view = NetworkView {
         network,
-        usage: usage_view(ipam.usage(&network.id).unwrap_or_default()),
+        usage: usage_view(usage),
     };
     serde_json::to_value(view).unwrap_or_default()
 }
 
-fn bad(field: &str, message: String, hint: &str) -> ApiError {
+/// The API error of a refusal, with what holds a contested address, a full network's
+/// usage, or an import's conflicts as fields of their own.
+pub(crate) fn refusal_error(refusal: IpamRefusal) -> ApiError {
+    use IpamRefusal as R;
+    let code = conclave_coord::ipam_code(&refusal);
+    let (status, hint) = match &refusal {
+        R::Invalid { .. } | R::AddressOutside { .. } | R::AddressNotUsable { .. } => {
+            (StatusCode::BAD_REQUEST, "fix the request and send it again")
+        }
+        R::NetworkNotFound { .. } => (
+            StatusCode::NOT_FOUND,
+            "list networks with GET /api/v1/networks",
+        ),
+        R::AllocationNotFound { .. } => (
+            StatusCode::NOT_FOUND,
+            "list allocations with GET /api/v1/allocations",
+        ),
+        R::NetworkFull { .. } => (
+            StatusCode::CONFLICT,
+            "release addresses, widen the pools, or allocate in another network",
+        ),
+        R::AddressTaken { .. } | R::HostnameTaken { .. } => (
+            StatusCode::CONFLICT,
+            "ask for another address, or release the holder first",
+        ),
+        R::ImportConflicts { .. } => (
+            StatusCode::CONFLICT,
+            "nothing was imported: fix or drop the rows listed in conflicts and import again (rows already imported count as existing)",
+        ),
+        _ => (
+            StatusCode::CONFLICT,
+            "the cluster's IPAM state does not allow it; the message says why",
+        ),
+    };
+    let mut error = ApiError::new(status, code, refusal.to_string(), hint);
+    let extra = error.extra.get_or_insert_default();
+    extra.holder = holder(&refusal);
+    match refusal {
+        R::NetworkFull { usage, .. } => extra.usage = Some(usage_view(usage)),
+        R::ImportConflicts { conflicts, .. } => {
+            extra.conflicts = Some(
+                conflicts
+                    .into_iter()
+                    .map(|c| ImportConflict {
+                        row: c.row.saturating_add(1),
+                        code: conclave_coord::ipam_code(&c.refusal),
+                        holder: holder(&c.refusal),
+                        message: c.refusal.to_string(),
+                    })
+                    .collect(),
+            );
+        }
+        _ => {}
+    }
+    error
+}
+
+fn holder(refusal: &IpamRefusal) -> Option<AddressHolder> {
+    match refusal {
+        IpamRefusal::AddressTaken {
+            address,
+            holder,
+            hostname,
+        } => Some(AddressHolder {
+            allocation_id: holder.clone(),
+            address: *address,
+            hostname: hostname.clone(),
+        }),
+        IpamRefusal::HostnameTaken {
+            hostname,
+            address,
+            holder,
+            ..
+        } => Some(AddressHolder {
+            allocation_id: holder.clone(),
+            address: *address,
+            hostname: Some(hostname.clone()),
+        }),
+        _ => None,
+    }
+}
+
+pub(super) fn bad(field: &str, message: String, hint: &str) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
         ErrorCode::BadRequest,
@@ -78,7 +150,7 @@ fn bad(field: &str, message: String, hint: &str) -> ApiError {
     )
 }
 
-fn parse_addr(field: &str, s: &str) -> Result<IpAddr, ApiError> {
+pub(super) fn parse_addr(field: &str, s: &str) -> Result<IpAddr, ApiError> {
     s.trim().parse().map_err(|e| {
         bad(
             field,
@@ -123,7 +195,11 @@ struct NetworkBody {
     parent: Option<String>,
 }
 
-async fn propose(ctx: &Ctx, acting: Acting, command: IpamCommand) -> Result<IpamAnswer, ApiError> {
+pub(super) async fn propose(
+    ctx: &Ctx,
+    acting: Acting,
+    command: IpamCommand,
+) -> Result<IpamAnswer, ApiError> {
     Ok(ctx.coord.acting(acting.0).ipam(command).await?)
 }
 
@@ -153,20 +229,14 @@ pub(crate) async fn create_network(
         parent: b.parent,
     };
     match propose(&ctx, acting, IpamCommand::CreateNetwork(spec)).await? {
-        IpamAnswer::Network(n) => {
-            let json = ctx
-                .coord
-                .ipam_read(conclave_coord::Read::Linearizable, |ipam| {
-                    network_json(ipam, &n)
-                })
-                .await?;
-            Ok((StatusCode::CREATED, Json(json)).into_response())
+        IpamAnswer::Network { network, usage } => {
+            Ok((StatusCode::CREATED, Json(network_json(&network, usage))).into_response())
         }
         other => Err(unexpected(other)),
     }
 }
 
-fn unexpected(answer: IpamAnswer) -> ApiError {
+pub(super) fn unexpected(answer: IpamAnswer) -> ApiError {
     ApiError::from(conclave_coord::CoordError::Internal(format!(
         "unexpected IPAM answer {answer:?}"
     )))
@@ -179,7 +249,7 @@ pub(crate) async fn list_networks(State(ctx): State<Ctx>, uri: Uri) -> Result<Re
         .coord
         .ipam_read(read, |ipam| {
             ipam.networks()
-                .map(|n| network_json(ipam, n))
+                .map(|n| network_json(n, ipam.usage(&n.id).unwrap_or_default()))
                 .collect::<Vec<_>>()
         })
         .await?;
@@ -187,9 +257,7 @@ pub(crate) async fn list_networks(State(ctx): State<Ctx>, uri: Uri) -> Result<Re
 }
 
 fn network_not_found(id: &str) -> ApiError {
-    ApiError::from(conclave_coord::CoordError::Ipam(
-        conclave_state::ipam::IpamRefusal::NetworkNotFound { id: id.to_owned() },
-    ))
+    refusal_error(IpamRefusal::NetworkNotFound { id: id.to_owned() })
 }
 
 /// `GET /api/v1/networks/{id}`.
@@ -202,7 +270,8 @@ pub(crate) async fn get_network(
     let json = ctx
         .coord
         .ipam_read(read, |ipam| {
-            ipam.network(&id).map(|n| network_json(ipam, n))
+            ipam.network(&id)
+                .map(|n| network_json(n, ipam.usage(&id).unwrap_or_default()))
         })
         .await?;
     json.map(|j| Json(j).into_response())
@@ -230,14 +299,8 @@ pub(crate) async fn update_network(
         tags: b.tags,
     };
     match propose(&ctx, acting, IpamCommand::UpdateNetwork { id, update }).await? {
-        IpamAnswer::Network(n) => {
-            let json = ctx
-                .coord
-                .ipam_read(conclave_coord::Read::Linearizable, |ipam| {
-                    network_json(ipam, &n)
-                })
-                .await?;
-            Ok(Json(json).into_response())
+        IpamAnswer::Network { network, usage } => {
+            Ok(Json(network_json(&network, usage)).into_response())
         }
         other => Err(unexpected(other)),
     }
@@ -319,7 +382,10 @@ pub(crate) async fn allocate(
     }
 }
 
-/// `GET /api/v1/allocations?network=&hostname=&label=k=v&prefix=&after=&limit=`.
+/// `GET /api/v1/allocations?network=&hostname=&label=k=v&prefix=&after=&limit=`. With
+/// `network`, allocations come in address order and `after` is an address; without, in id
+/// order and `after` is an id. `next_after` is the cursor of the next page either way, and a
+/// page costs O(log n + page), however many allocations come before it.
 pub(crate) async fn list_allocations(
     State(ctx): State<Ctx>,
     uri: Uri,
@@ -350,7 +416,11 @@ pub(crate) async fn list_allocations(
             })
         })
         .transpose()?;
-    let after = query::get(&params, "after").unwrap_or("");
+    let after = query::get(&params, "after").filter(|a| !a.is_empty());
+    let after_address = match (network, after) {
+        (Some(_), Some(a)) => Some(parse_addr("after", a)?),
+        _ => None,
+    };
     let limit = match query::get(&params, "limit") {
         None => 1000,
         Some(l) => l
@@ -361,21 +431,28 @@ pub(crate) async fn list_allocations(
                 bad(
                     "limit",
                     format!("{l:?} is not a number from 1 to {MAX_LIST}"),
-                    "page with ?limit=N&after=<last id>",
+                    "page with ?limit=N&after=<next_after of the previous page>",
                 )
             })?,
     };
     let keep = |a: &Allocation| {
-        network.is_none_or(|n| a.network == n)
-            && hostname.is_none_or(|h| a.hostname.as_deref() == Some(h))
+        hostname.is_none_or(|h| a.hostname.as_deref() == Some(h))
             && label.is_none_or(|(k, v)| a.labels.get(k).is_some_and(|x| x == v))
             && a.address.to_string().starts_with(prefix)
-            && a.id.as_str() > after
     };
     let (items, more) = ctx
         .coord
         .ipam_read(read, |ipam| {
-            let mut matching = ipam.allocations().filter(|a| keep(a)).cloned();
+            let all: Box<dyn Iterator<Item = &Allocation>> = match (network, hostname) {
+                (Some(n), Some(h)) => Box::new(
+                    ipam.allocation_of(n, h)
+                        .into_iter()
+                        .filter(|a| after_address.is_none_or(|after| a.address > after)),
+                ),
+                (Some(n), None) => Box::new(ipam.allocations_in(n, after_address)),
+                (None, _) => Box::new(ipam.allocations_after(after)),
+            };
+            let mut matching = all.filter(|a| keep(a)).cloned();
             let items: Vec<Allocation> = matching.by_ref().take(limit).collect();
             let more = matching.next().is_some();
             (items, more)
@@ -383,7 +460,11 @@ pub(crate) async fn list_allocations(
         .await?;
     let mut json = serde_json::json!({ "allocations": items, "more": more });
     if more && let Some(last) = items.last() {
-        json["next_after"] = last.id.clone().into();
+        json["next_after"] = match network {
+            Some(_) => last.address.to_string(),
+            None => last.id.clone(),
+        }
+        .into();
     }
     Ok(Json(json).into_response())
 }
@@ -399,11 +480,9 @@ pub(crate) async fn get_allocation(
         .coord
         .ipam_read(read, |ipam| ipam.allocation(&id).cloned())
         .await?;
-    found.map(|a| Json(a).into_response()).ok_or_else(|| {
-        ApiError::from(conclave_coord::CoordError::Ipam(
-            conclave_state::ipam::IpamRefusal::AllocationNotFound { what: id },
-        ))
-    })
+    found
+        .map(|a| Json(a).into_response())
+        .ok_or_else(|| refusal_error(IpamRefusal::AllocationNotFound { what: id }))
 }
 
 /// `DELETE /api/v1/allocations/{id}`: release it.
@@ -412,10 +491,48 @@ pub(crate) async fn release(
     acting: Acting,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match propose(&ctx, acting, IpamCommand::Release(Selector::Id(id))).await? {
+    released(&ctx, acting, Selector::Id(id)).await
+}
+
+async fn released(ctx: &Ctx, acting: Acting, selector: Selector) -> Result<Response, ApiError> {
+    match propose(ctx, acting, IpamCommand::Release(selector)).await? {
         IpamAnswer::Released(a) => Ok(Json(serde_json::json!({ "released": a })).into_response()),
         other => Err(unexpected(other)),
     }
+}
+
+/// `DELETE /api/v1/allocations?network=N&hostname=H` (or `&address=A`): release what a
+/// host holds without knowing the allocation's id, in one step (no read-then-delete race).
+pub(crate) async fn release_by(
+    State(ctx): State<Ctx>,
+    acting: Acting,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let params = query::parse(
+        uri.query(),
+        &["network", "network_id", "hostname", "address", "ip"],
+    )?;
+    let network = query::get(&params, "network").or(query::get(&params, "network_id"));
+    let address = query::get(&params, "address").or(query::get(&params, "ip"));
+    let hint = "name what to release: ?network=N&hostname=H or ?network=N&address=A, or DELETE /api/v1/allocations/{id}";
+    let selector = match (network, query::get(&params, "hostname"), address) {
+        (Some(n), Some(h), None) => Selector::Hostname {
+            network: n.to_owned(),
+            hostname: h.to_owned(),
+        },
+        (Some(n), None, Some(a)) => Selector::Address {
+            network: n.to_owned(),
+            address: parse_addr("address", a)?,
+        },
+        _ => {
+            return Err(bad(
+                "query",
+                "a release needs network and exactly one of hostname and address".into(),
+                hint,
+            ));
+        }
+    };
+    released(&ctx, acting, selector).await
 }
 
 #[derive(Deserialize, Default)]
@@ -469,8 +586,9 @@ pub(crate) fn routes(router: axum::Router<Ctx>, base: &str) -> axum::Router<Ctx>
         )
         .route(
             &format!("{base}/allocations"),
-            get(list_allocations).post(allocate),
+            get(list_allocations).post(allocate).delete(release_by),
         )
+        .route(&format!("{base}/allocations/import"), post(import::import))
         .route(
             &format!("{base}/allocations/{{id}}"),
             get(get_allocation).delete(release),

@@ -140,6 +140,9 @@ pub(crate) fn error_event(
             current_revision: None,
             violations: None,
             compacted_revision,
+            holder: None,
+            usage: None,
+            conflicts: None,
         },
     };
     Event::default()

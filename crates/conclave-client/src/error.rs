@@ -9,11 +9,16 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub hint: Option<String>,
+    /// A refused import's conflicting rows (empty otherwise).
+    pub conflicts: Vec<conclave_types::ipam::ImportConflict>,
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)?;
+        for c in &self.conflicts {
+            write!(f, "\n  row {}: {} ({})", c.row, c.message, c.code)?;
+        }
         if let Some(h) = &self.hint {
             write!(f, "\nhint: {h}")?;
         }

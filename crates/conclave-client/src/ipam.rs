@@ -5,6 +5,8 @@ use percent_encoding::utf8_percent_encode;
 use reqwest::Method;
 use serde_json::Value;
 
+use conclave_types::ipam::ImportReport;
+
 use crate::{Client, ClientError, SEGMENT_SET, json_body};
 
 fn segment(s: &str) -> String {
@@ -46,6 +48,38 @@ impl Client {
     /// `limit`): `{"allocations": [...], "more"}`.
     pub async fn ipam_allocations(&self, filters: &[(&str, String)]) -> Result<Value, ClientError> {
         self.get_json("/v1/ipam/allocations", filters).await
+    }
+
+    /// Release what `hostname` (or `address`) holds in `network`, in one request.
+    pub async fn ipam_release_by(
+        &self,
+        network: &str,
+        hostname: Option<&str>,
+        address: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let mut query = vec![("network", network.to_owned())];
+        if let Some(h) = hostname {
+            query.push(("hostname", h.to_owned()));
+        }
+        if let Some(a) = address {
+            query.push(("address", a.to_owned()));
+        }
+        self.send_json(Method::DELETE, "/v1/ipam/allocations", &query, None)
+            .await
+    }
+
+    /// Import an allocation list: every row or, when any conflicts, none (the error lists
+    /// the conflicting rows in `conflicts`). `csv`: the body is CSV with a header row,
+    /// else JSON `{"allocations": [...]}`.
+    pub async fn ipam_import(&self, body: Vec<u8>, csv: bool) -> Result<ImportReport, ClientError> {
+        let content_type = if csv { "text/csv" } else { "application/json" };
+        let req = self
+            .http
+            .post(self.url("/v1/ipam/allocations/import"))
+            .header("content-type", content_type)
+            .body(body);
+        let resp = self.send(req).await?;
+        self.json(resp).await
     }
 
     /// Release an allocation by id.

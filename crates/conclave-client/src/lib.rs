@@ -521,8 +521,28 @@ mod tests {
             code: ErrorCode::CasConflict,
             message: "m".into(),
             hint: Some("h".into()),
+            conflicts: Vec::new(),
         });
         assert_eq!(e.to_string(), "m\nhint: h");
+        let refused = ApiError {
+            conflicts: vec![conclave_types::ipam::ImportConflict {
+                row: 2,
+                code: ErrorCode::AddressTaken,
+                message: "10.0.0.5 is taken".into(),
+                holder: None,
+            }],
+            ..ApiError {
+                status: 409,
+                code: ErrorCode::Conflict,
+                message: "m".into(),
+                hint: Some("h".into()),
+                conflicts: Vec::new(),
+            }
+        };
+        assert_eq!(
+            refused.to_string(),
+            "m\n  row 2: 10.0.0.5 is taken (address_taken)\nhint: h"
+        );
         assert_eq!(
             (e.status(), e.code()),
             (Some(409), Some(ErrorCode::CasConflict))

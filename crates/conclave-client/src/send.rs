@@ -108,12 +108,14 @@ impl Client {
                     code: body.error.code,
                     message: body.error.message,
                     hint: Some(body.error.hint).filter(|h| !h.is_empty()),
+                    conflicts: body.error.conflicts.unwrap_or_default(),
                 },
                 Err(_) => ApiError {
                     status,
                     code: ErrorCode::Unknown,
                     message: format!("HTTP {status}: {text}"),
                     hint: None,
+                    conflicts: Vec::new(),
                 },
             },
         ))

@@ -119,27 +119,7 @@ impl CoordError {
                     | R::DuplicateAccessor(_) => ErrorCode::Conflict,
                 }
             }
-            CoordError::Ipam(refusal) => {
-                use conclave_state::ipam::IpamRefusal as R;
-                match refusal {
-                    R::Invalid { .. } => ErrorCode::BadRequest,
-                    R::NetworkNotFound { .. } => ErrorCode::NetworkNotFound,
-                    R::AllocationNotFound { .. } => ErrorCode::AllocationNotFound,
-                    R::NetworkFull { .. } => ErrorCode::NetworkFull,
-                    R::AddressTaken { .. } => ErrorCode::AddressTaken,
-                    R::AddressOutside { .. } | R::AddressNotUsable { .. } => ErrorCode::BadRequest,
-                    R::NetworkExists { .. }
-                    | R::Overlaps { .. }
-                    | R::NotInsideParent { .. }
-                    | R::CoversAllocations { .. }
-                    | R::HasChildren { .. }
-                    | R::HasAllocations { .. }
-                    | R::AddressInChild { .. }
-                    | R::HostnameTaken { .. }
-                    | R::RequestIdReused { .. }
-                    | R::NoLease { .. } => ErrorCode::Conflict,
-                }
-            }
+            CoordError::Ipam(refusal) => ipam_code(refusal),
             CoordError::Internal(_) => ErrorCode::Unavailable,
             CoordError::NoMember => ErrorCode::NotJoined,
             CoordError::TimedOut(_) => ErrorCode::Indeterminate,
@@ -188,4 +168,29 @@ pub async fn bounded<T>(
 /// The outcome a command cannot produce: a bug, reported as such.
 pub(crate) fn unexpected(outcome: conclave_state::Outcome) -> CoordError {
     CoordError::Internal(format!("unexpected outcome {outcome:?}"))
+}
+
+/// The API's code for an IPAM refusal.
+pub fn ipam_code(refusal: &conclave_state::ipam::IpamRefusal) -> ErrorCode {
+    use conclave_state::ipam::IpamRefusal as R;
+    match refusal {
+        R::Invalid { .. } => ErrorCode::BadRequest,
+        R::NetworkNotFound { .. } => ErrorCode::NetworkNotFound,
+        R::AllocationNotFound { .. } => ErrorCode::AllocationNotFound,
+        R::NetworkFull { .. } => ErrorCode::NetworkFull,
+        R::AddressTaken { .. } => ErrorCode::AddressTaken,
+        R::AddressOutside { .. } | R::AddressNotUsable { .. } => ErrorCode::BadRequest,
+        R::NetworkExists { .. }
+        | R::Overlaps { .. }
+        | R::NotInsideParent { .. }
+        | R::CoversAllocations { .. }
+        | R::HasChildren { .. }
+        | R::HasAllocations { .. }
+        | R::AddressInChild { .. }
+        | R::HostnameTaken { .. }
+        | R::RequestIdReused { .. }
+        | R::NoLease { .. }
+        | R::RepeatedInImport { .. }
+        | R::ImportConflicts { .. } => ErrorCode::Conflict,
+    }
 }

@@ -28,7 +28,7 @@ use conclave_types::{
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 
-pub use error::{CoordError, bounded, rejection_code};
+pub use error::{CoordError, bounded, ipam_code, rejection_code};
 pub use gate::ForwardedProposals;
 pub use local::{Local, MAX_CAMPAIGN_WAIT, election_status, rfc3339};
 pub use remote::{Remote, Targets};

@@ -258,6 +258,8 @@ pub enum IpamAction {
     Renew,
     /// A lease ran out on the cluster clock.
     Expire,
+    /// An existing allocation list was taken over.
+    Import,
 }
 
 /// One entry of the log.

@@ -23,6 +23,7 @@
 mod apply;
 mod command;
 pub mod free;
+mod import;
 pub mod samples;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,13 +34,17 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use apply::audit_what;
 pub use command::{
-    AllocateRequest, IpamAnswer, IpamCommand, IpamRefusal, NetworkSpec, NetworkUpdate, Selector,
-    validate,
+    AllocateRequest, ImportConflict, ImportRow, IpamAnswer, IpamCommand, IpamRefusal, NetworkSpec,
+    NetworkUpdate, Selector, validate,
 };
 use free::FreeRanges;
 
 /// The most addresses one request may allocate.
 pub const MAX_BULK: u32 = 1024;
+/// The most rows one import may carry (a longer list is imported in parts).
+pub const MAX_IMPORT: usize = 5_000;
+/// The most conflicts an import refusal lists (it counts them all).
+pub const MAX_IMPORT_CONFLICTS: usize = 100;
 /// The most reserved ranges, and the most pools, one network may declare.
 pub const MAX_RANGES: usize = 64;
 /// The most tags (networks) or labels (allocations) one object may carry.
@@ -301,6 +306,18 @@ impl Ipam {
     /// Every allocation in id order (ids grow with the revision that made them).
     pub fn allocations(&self) -> impl Iterator<Item = &Allocation> {
         self.allocations.values()
+    }
+
+    /// Every allocation in id order from `after` (exclusive) on.
+    pub fn allocations_after<'a>(
+        &'a self,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = &'a Allocation> + 'a {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_owned()));
+        self.allocations
+            .range::<String, _>((lower, Bound::Unbounded))
+            .map(|(_, a)| a)
     }
 
     /// The allocations of `network`, in address order, from `after` (exclusive) on.

@@ -111,6 +111,8 @@ pub enum AuditAction {
     Release,
     /// An address lease was renewed.
     Renew,
+    /// An existing allocation list was taken over.
+    Import,
 }
 
 /// How a change ended.

@@ -23,6 +23,7 @@ mod error_code;
 pub mod gossip;
 pub mod gossip_keys;
 pub mod invalid;
+pub mod ipam;
 pub mod member_events;
 pub mod secret;
 pub mod sse;
@@ -40,12 +41,12 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// Every error response: `{"error": {"code", "message", "hint"}}`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
@@ -59,6 +60,16 @@ pub struct ErrorDetail {
     /// On a watch from a compacted revision (410): the newest revision that is gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compacted_revision: Option<u64>,
+    /// On an IPAM address or hostname conflict (409): the allocation holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<ipam::AddressHolder>,
+    /// On a full network (409 `network_full`): how its addresses are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ipam::NetworkUsage>,
+    /// On a refused import (409): the rows that conflict (the first 100; `message` counts
+    /// them all). Nothing was imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<Vec<ipam::ImportConflict>>,
 }
 
 /// One problem in a configuration document.

@@ -82,3 +82,90 @@ fn member_state_names_are_the_wire_names() {
         assert_eq!(wire, format!("\"{}\"", state.as_str()));
     }
 }
+
+#[test]
+fn an_error_body_round_trips_with_every_optional_field_empty_and_full() {
+    use ipam::{AddressHolder, ImportConflict, ImportReport, NetworkUsage};
+    let empty = ErrorDetail {
+        code: ErrorCode::NetworkFull,
+        message: "m".into(),
+        hint: "h".into(),
+        current_revision: None,
+        violations: None,
+        compacted_revision: None,
+        holder: None,
+        usage: None,
+        conflicts: None,
+    };
+    let holder = AddressHolder {
+        allocation_id: "alloc-4".into(),
+        address: "fd00::1".parse().unwrap(),
+        hostname: Some("web".into()),
+    };
+    let full = ErrorDetail {
+        current_revision: Some(7),
+        violations: Some(vec![Violation {
+            path: "/a".into(),
+            message: "m".into(),
+        }]),
+        compacted_revision: Some(3),
+        holder: Some(holder.clone()),
+        // A /64: counts past a double's exact range stay exact.
+        usage: Some(NetworkUsage {
+            total: 1 << 64,
+            allocated: 3,
+            reserved: 1,
+            free: (1 << 64) - 4,
+            utilisation_percent: 0.0,
+        }),
+        conflicts: Some(vec![
+            ImportConflict {
+                row: 2,
+                code: ErrorCode::AddressTaken,
+                message: "m".into(),
+                holder: Some(holder),
+            },
+            ImportConflict {
+                row: 3,
+                code: ErrorCode::NetworkNotFound,
+                message: "m".into(),
+                holder: None,
+            },
+        ]),
+        ..empty.clone()
+    };
+    for detail in [empty, full] {
+        let body = ErrorBody { error: detail };
+        let json = serde_json::to_string(&body).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ErrorBody>(&json).unwrap(),
+            body,
+            "{json}"
+        );
+    }
+    let empty_json = r#"{"error":{"code":"network_full","message":"m","hint":"h"}}"#;
+    assert!(serde_json::from_str::<ErrorBody>(empty_json).is_ok());
+    assert!(
+        serde_json::to_string(&NetworkUsage {
+            total: 1 << 64,
+            ..NetworkUsage::default()
+        })
+        .unwrap()
+        .contains("\"total\":18446744073709551616")
+    );
+    for report in [
+        ImportReport {
+            created: 0,
+            existing: 2,
+            allocation_ids: Vec::new(),
+        },
+        ImportReport {
+            created: 1,
+            existing: 0,
+            allocation_ids: vec!["alloc-9".into()],
+        },
+    ] {
+        let json = serde_json::to_string(&report).unwrap();
+        assert_eq!(serde_json::from_str::<ImportReport>(&json).unwrap(), report);
+    }
+}

@@ -95,6 +95,11 @@ pub fn error_json(e: &ClientError) -> serde_json::Value {
     if let Some(s) = status {
         error["status"] = s.into();
     }
+    if let ClientError::Api(a) = e
+        && !a.conflicts.is_empty()
+    {
+        error["conflicts"] = serde_json::to_value(&a.conflicts).unwrap_or_default();
+    }
     serde_json::json!({ "error": error })
 }
 
@@ -147,6 +152,7 @@ mod tests {
             code: ErrorCode::KeyNotFound,
             message: "key \"k\" does not exist".into(),
             hint: Some("h".into()),
+            conflicts: Vec::new(),
         });
         let v = error_json(&e);
         assert_eq!(v["error"]["code"], "key_not_found");

@@ -127,6 +127,7 @@ impl AuditEntry {
                     IpamAction::Release => A::Release,
                     IpamAction::Renew => A::Renew,
                     IpamAction::Expire => A::Expired,
+                    IpamAction::Import => A::Import,
                 };
                 (action, subject.clone(), details.clone())
             }

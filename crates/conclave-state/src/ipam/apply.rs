@@ -33,7 +33,7 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     same_family && a_lo <= b_hi && b_lo <= a_hi
 }
 
-type Answer = Result<IpamAnswer, IpamRefusal>;
+pub(super) type Answer = Result<IpamAnswer, IpamRefusal>;
 
 impl State {
     pub(crate) fn apply_ipam(&mut self, command: &IpamCommand) -> Outcome {
@@ -44,6 +44,7 @@ impl State {
             IpamCommand::Allocate(req) => self.allocate(req),
             IpamCommand::Release(selector) => self.release(selector),
             IpamCommand::Renew { id, ttl_ms } => self.renew(id, *ttl_ms),
+            IpamCommand::Import { rows } => self.import(rows),
         });
         Outcome::Ipam {
             revision: self.revision,
@@ -134,7 +135,8 @@ impl State {
             parent.free_count = parent.free_count.saturating_sub(taken);
         }
         self.record(network_watch_key(&id), Some(json(&network)));
-        Ok(IpamAnswer::Network(network))
+        let usage = self.ipam.usage(&id).unwrap_or_default();
+        Ok(IpamAnswer::Network { network, usage })
     }
 
     fn update_network(&mut self, id: &str, update: &NetworkUpdate) -> Answer {
@@ -152,7 +154,8 @@ impl State {
         n.updated_revision = revision;
         let network = n.clone();
         self.record(network_watch_key(id), Some(json(&network)));
-        Ok(IpamAnswer::Network(network))
+        let usage = self.ipam.usage(id).unwrap_or_default();
+        Ok(IpamAnswer::Network { network, usage })
     }
 
     fn delete_network(&mut self, id: &str, force: bool) -> Answer {
@@ -280,7 +283,7 @@ impl State {
     }
 
     /// `addr` if a request may have it in `network`.
-    fn check_given(
+    pub(super) fn check_given(
         &self,
         network: &str,
         cidr: &IpNet,
@@ -322,7 +325,7 @@ impl State {
     }
 
     /// Record a new allocation of `address` (already taken from the free space).
-    fn add_allocation(&mut self, req: &AllocateRequest, address: IpAddr) -> Allocation {
+    pub(super) fn add_allocation(&mut self, req: &AllocateRequest, address: IpAddr) -> Allocation {
         let revision = self.revision + 1;
         let a = Allocation {
             id: format!("alloc-{revision}"),
@@ -490,7 +493,7 @@ pub(crate) fn audit_what(command: &IpamCommand, outcome: &Outcome) -> What {
     match (command, answer) {
         (IpamCommand::CreateNetwork(spec), answer) => {
             let id = match answer {
-                Some(IpamAnswer::Network(n)) => n.id.clone(),
+                Some(IpamAnswer::Network { network, .. }) => network.id.clone(),
                 _ => spec.id.clone().unwrap_or_else(|| "(new)".into()),
             };
             network(
@@ -559,6 +562,7 @@ pub(crate) fn audit_what(command: &IpamCommand, outcome: &Outcome) -> What {
             },
             details: BTreeMap::new(),
         },
+        (IpamCommand::Import { rows }, answer) => super::import::audit_what(rows, answer),
         (IpamCommand::Renew { id, .. }, _) => What::Ipam {
             action: IpamAction::Renew,
             subject: format!("allocation {id}"),

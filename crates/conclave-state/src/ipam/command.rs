@@ -81,12 +81,37 @@ pub enum IpamCommand {
         id: String,
         ttl_ms: Option<u64>,
     },
+    /// Take over an existing allocation list: every row, or none when any conflicts.
+    Import {
+        rows: Vec<ImportRow>,
+    },
+}
+
+/// One allocation of a list being imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRow {
+    pub network: String,
+    pub address: IpAddr,
+    pub hostname: Option<String>,
+    pub owner: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Why row `row` (0-based, in the order given) of an import cannot be taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportConflict {
+    pub row: u32,
+    pub refusal: IpamRefusal,
 }
 
 /// What an IPAM command did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IpamAnswer {
-    Network(Network),
+    /// A network as created or updated, with its usage right after.
+    Network {
+        network: Network,
+        usage: Usage,
+    },
     NetworkDeleted {
         id: String,
         /// Allocations released with it (`force`).
@@ -99,6 +124,11 @@ pub enum IpamAnswer {
     },
     Released(Allocation),
     Renewed(Allocation),
+    /// `created` in row order; `existing`: rows that were there already, unchanged.
+    Imported {
+        created: Vec<Allocation>,
+        existing: u64,
+    },
 }
 
 /// Why an IPAM command changed nothing.
@@ -172,6 +202,22 @@ pub enum IpamRefusal {
     AllocationNotFound { what: String },
     #[error("allocation {id} has no lease; give a ttl to lease it")]
     NoLease { id: String },
+    #[error("{field} {value} is also in row {earlier_row} of the import")]
+    RepeatedInImport {
+        field: String,
+        value: String,
+        earlier_row: u32,
+    },
+    #[error(
+        "{total} row(s) of the import conflict, so none was imported; the first: row {}: {}",
+        conflicts.first().map_or(0, |c| c.row),
+        conflicts.first().map_or_else(String::new, |c| c.refusal.to_string())
+    )]
+    ImportConflicts {
+        /// The first [`MAX_IMPORT_CONFLICTS`](super::MAX_IMPORT_CONFLICTS) conflicts.
+        conflicts: Vec<ImportConflict>,
+        total: u64,
+    },
 }
 
 impl IpamRefusal {
@@ -359,6 +405,36 @@ pub fn validate(command: &IpamCommand) -> Result<(), IpamRefusal> {
         IpamCommand::Renew { id, ttl_ms } => {
             check_id("id", id)?;
             check_ttl(*ttl_ms)
+        }
+        IpamCommand::Import { rows } => {
+            if rows.is_empty() || rows.len() > super::MAX_IMPORT {
+                return Err(IpamRefusal::invalid(
+                    "rows",
+                    format!(
+                        "{} rows, outside 1 to {}; split the list",
+                        rows.len(),
+                        super::MAX_IMPORT
+                    ),
+                ));
+            }
+            for (i, row) in rows.iter().enumerate() {
+                let at = |e: IpamRefusal| match e {
+                    IpamRefusal::Invalid { field, reason } => IpamRefusal::Invalid {
+                        field: format!("row {i}: {field}"),
+                        reason,
+                    },
+                    other => other,
+                };
+                check_id("network_id", &row.network).map_err(at)?;
+                if let Some(h) = &row.hostname {
+                    check_id("hostname", h).map_err(at)?;
+                }
+                if let Some(o) = &row.owner {
+                    check_text("owner", o, MAX_FIELD_BYTES).map_err(at)?;
+                }
+                check_map("labels", &row.labels).map_err(at)?;
+            }
+            Ok(())
         }
     }
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{
-    AddrRange, AllocateRequest, Allocation, IpamAnswer, IpamCommand, IpamRefusal, Lease, Network,
-    NetworkSpec, NetworkUpdate, Selector, Usage,
+    AddrRange, AllocateRequest, Allocation, ImportConflict, ImportRow, IpamAnswer, IpamCommand,
+    IpamRefusal, Lease, Network, NetworkSpec, NetworkUpdate, Selector, Usage,
 };
 
 fn v4(last: u8) -> IpAddr {
@@ -101,6 +101,24 @@ pub fn commands() -> Vec<IpamCommand> {
             id: "alloc-1".into(),
             ttl_ms: Some(5_000),
         },
+        IpamCommand::Import {
+            rows: vec![
+                ImportRow {
+                    network: "n".into(),
+                    address: v4(7),
+                    hostname: None,
+                    owner: None,
+                    labels: BTreeMap::new(),
+                },
+                ImportRow {
+                    network: "n".into(),
+                    address: v6(),
+                    hostname: Some("h".into()),
+                    owner: Some("o".into()),
+                    labels: map(),
+                },
+            ],
+        },
     ]
 }
 
@@ -153,8 +171,14 @@ pub fn results() -> Vec<Result<IpamAnswer, IpamRefusal>> {
         free: (1 << 64) - 4,
     };
     vec![
-        Ok(IpamAnswer::Network(network(false))),
-        Ok(IpamAnswer::Network(network(true))),
+        Ok(IpamAnswer::Network {
+            network: network(false),
+            usage: Usage::default(),
+        }),
+        Ok(IpamAnswer::Network {
+            network: network(true),
+            usage,
+        }),
         Ok(IpamAnswer::NetworkDeleted {
             id: "n".into(),
             released: 3,
@@ -234,5 +258,29 @@ pub fn results() -> Vec<Result<IpamAnswer, IpamRefusal>> {
         }),
         Err(IpamRefusal::AllocationNotFound { what: "x".into() }),
         Err(IpamRefusal::NoLease { id: "x".into() }),
+        Ok(IpamAnswer::Imported {
+            created: Vec::new(),
+            existing: 0,
+        }),
+        Ok(IpamAnswer::Imported {
+            created: vec![allocation(true)],
+            existing: 2,
+        }),
+        Err(IpamRefusal::RepeatedInImport {
+            field: "address".into(),
+            value: "10.0.0.9 in n".into(),
+            earlier_row: 1,
+        }),
+        Err(IpamRefusal::ImportConflicts {
+            conflicts: Vec::new(),
+            total: 0,
+        }),
+        Err(IpamRefusal::ImportConflicts {
+            conflicts: vec![ImportConflict {
+                row: 3,
+                refusal: IpamRefusal::NetworkNotFound { id: "m".into() },
+            }],
+            total: 7,
+        }),
     ]
 }

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use super::*;
 use crate::{Command, Outcome, State, snapshot};
 
+mod import;
 mod model;
 mod snapshots;
 
@@ -45,7 +46,7 @@ fn spec(id: &str, cidr: &str) -> NetworkSpec {
 
 fn create(state: &mut State, s: NetworkSpec) -> Network {
     match run(state, IpamCommand::CreateNetwork(s)) {
-        Ok(IpamAnswer::Network(n)) => n,
+        Ok(IpamAnswer::Network { network, .. }) => network,
         other => panic!("create failed: {other:?}"),
     }
 }

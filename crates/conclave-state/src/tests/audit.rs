@@ -360,7 +360,10 @@ mod log {
         let at = AuditLog::at;
         assert!(at(u64::MAX, 0).implausible(10).is_some());
         assert!(at(1 << 63, 0).implausible(10).is_none());
-        assert!(at(5, 6).implausible(10).is_some(), "more dropped than written");
+        assert!(
+            at(5, 6).implausible(10).is_some(),
+            "more dropped than written"
+        );
         assert!(at(5, 5).implausible(10).is_none());
     }
 

@@ -4,13 +4,16 @@
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use conclave_state::ipam::MAX_IMPORT;
+use conclave_types::ipam::ImportReport;
+
 use crate::cli::{ClientOpts, Output};
 use crate::client::ClientError;
 use crate::output::print_json;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  conclave ipam network create 10.0.0.0/24 --description lab --gateway 10.0.0.1\n  conclave ipam alloc --network net-3 --hostname web-server\n  conclave ipam list --network net-3\n  conclave ipam usage\n  conclave ipam release alloc-4"
+    after_help = "Examples:\n  conclave ipam network create 10.0.0.0/24 --description lab --gateway 10.0.0.1\n  conclave ipam alloc --network net-3 --hostname web-server\n  conclave ipam list --network net-3\n  conclave ipam usage\n  conclave ipam release alloc-4\n  conclave ipam release --network net-3 --hostname web-server\n  conclave ipam import allocations.csv"
 )]
 pub(crate) struct IpamArgs {
     #[command(subcommand)]
@@ -67,6 +70,15 @@ enum IpamCommand {
     },
     /// Utilisation of every network.
     Usage,
+    /// Take over an existing allocation list (CSV with a header row naming network,
+    /// address and optionally hostname and owner; or JSON {"allocations": [...]}). A list
+    /// with any conflicting row imports nothing and lists every conflict.
+    Import {
+        file: std::path::PathBuf,
+        /// Default: from the file's extension (.json is JSON, anything else CSV).
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -235,24 +247,38 @@ pub(crate) async fn run(args: IpamArgs) -> Result<(), ClientError> {
             hostname,
             ip,
         } => {
-            let id = match (id, network) {
-                (Some(id), _) => id,
-                (None, Some(network)) if hostname.is_some() || ip.is_some() => {
-                    find(&client, &network, hostname.as_deref(), ip.as_deref()).await?
+            let answer = match (id, network) {
+                (Some(id), None) if hostname.is_none() && ip.is_none() => {
+                    client.ipam_release(&id).await?
+                }
+                (None, Some(network)) if hostname.is_some() != ip.is_some() => {
+                    client
+                        .ipam_release_by(&network, hostname.as_deref(), ip.as_deref())
+                        .await?
                 }
                 _ => {
-                    return Err(ClientError::Local(
+                    return Err(ClientError::Usage(
                         "name the allocation: `conclave ipam release ID`, or --network N with --hostname H or --ip A".into(),
                     ));
                 }
             };
-            (client.ipam_release(&id).await?, |v| {
+            (answer, |v| {
                 let a = &v["released"];
                 out!(
                     "released {} ({} in {})",
                     text(&a["id"]),
                     text(&a["address"]),
                     text(&a["network"])
+                )
+            })
+        }
+        IpamCommand::Import { file, format } => {
+            let report = import(&client, &file, format).await?;
+            (serde_json::to_value(report).unwrap_or_default(), |v| {
+                out!(
+                    "imported {} allocation(s); {} already held as given",
+                    text(&v["created"]),
+                    text(&v["existing"])
                 )
             })
         }
@@ -291,28 +317,106 @@ pub(crate) async fn run(args: IpamArgs) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// The id of the allocation of `hostname` or `ip` in `network`.
-async fn find(
+/// How an import file is written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ImportFormat {
+    Csv,
+    Json,
+}
+
+/// Send `file` in parts of at most [`MAX_IMPORT`] rows. Each part is taken whole or not
+/// at all; the first refused part stops the import, and since a part imported twice
+/// changes nothing, running the same import again after fixing the conflicts finishes it.
+async fn import(
     client: &crate::client::Client,
-    network: &str,
-    hostname: Option<&str>,
-    ip: Option<&str>,
-) -> Result<String, ClientError> {
-    let mut filters = vec![("network", network.to_owned())];
-    if let Some(h) = hostname {
-        filters.push(("hostname", h.to_owned()));
+    file: &std::path::Path,
+    format: Option<ImportFormat>,
+) -> Result<ImportReport, ClientError> {
+    let bytes = std::fs::read(file)
+        .map_err(|e| ClientError::Local(format!("cannot read {}: {e}", file.display())))?;
+    let csv = match format {
+        Some(f) => f == ImportFormat::Csv,
+        None => !file
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json")),
+    };
+    let parts = if csv {
+        csv_parts(&bytes, file)?
+    } else {
+        json_parts(&bytes, file)?
+    };
+    let mut total = ImportReport {
+        created: 0,
+        existing: 0,
+        allocation_ids: Vec::new(),
+    };
+    for (i, part) in parts.into_iter().enumerate() {
+        let report = client.ipam_import(part, csv).await.map_err(|e| match e {
+            ClientError::Api(mut a) if i > 0 => {
+                let before = i * MAX_IMPORT;
+                a.message = format!(
+                    "rows 1 to {before} were imported ({} new); then: {}",
+                    total.created, a.message
+                );
+                for c in &mut a.conflicts {
+                    c.row = c.row.saturating_add(before as u32);
+                }
+                ClientError::Api(a)
+            }
+            other => other,
+        })?;
+        total.created += report.created;
+        total.existing += report.existing;
+        total.allocation_ids.extend(report.allocation_ids);
     }
-    let found = client.ipam_allocations(&filters).await?;
-    found["allocations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|a| ip.is_none_or(|ip| a["address"] == ip))
-        .and_then(|a| a["id"].as_str().map(str::to_owned))
-        .ok_or_else(|| {
-            ClientError::Local(format!(
-                "no allocation of {} in network {network}",
-                hostname.or(ip).unwrap_or("that")
-            ))
+    Ok(total)
+}
+
+fn csv_parts(bytes: &[u8], file: &std::path::Path) -> Result<Vec<Vec<u8>>, ClientError> {
+    let bad = |e: csv::Error| ClientError::Local(format!("{}: {e}", file.display()));
+    let mut reader = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .from_reader(bytes);
+    let header = reader.headers().map_err(bad)?.clone();
+    let records: Vec<csv::StringRecord> =
+        reader.records().collect::<Result<_, _>>().map_err(bad)?;
+    records
+        .chunks(MAX_IMPORT)
+        .map(|chunk| {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record(&header).map_err(bad)?;
+            for r in chunk {
+                w.write_record(r).map_err(bad)?;
+            }
+            w.into_inner()
+                .map_err(|e| ClientError::Local(format!("{}: {e}", file.display())))
         })
+        .collect()
+}
+
+fn json_parts(bytes: &[u8], file: &std::path::Path) -> Result<Vec<Vec<u8>>, ClientError> {
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ClientError::Local(format!("{} is not JSON: {e}", file.display())))?;
+    let rows = match v {
+        Value::Array(rows) => rows,
+        Value::Object(mut o) => match o.remove("allocations") {
+            Some(Value::Array(rows)) => rows,
+            _ => {
+                return Err(ClientError::Local(format!(
+                    "{} has no \"allocations\" list; write {{\"allocations\": [{{\"network_id\", \"address\", \"hostname\"}}]}}",
+                    file.display()
+                )));
+            }
+        },
+        _ => {
+            return Err(ClientError::Local(format!(
+                "{} is neither a list nor {{\"allocations\": [...]}}",
+                file.display()
+            )));
+        }
+    };
+    Ok(rows
+        .chunks(MAX_IMPORT)
+        .map(|c| serde_json::to_vec(&json!({ "allocations": c })).unwrap_or_default())
+        .collect())
 }

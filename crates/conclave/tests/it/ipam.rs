@@ -73,6 +73,12 @@ async fn networks_and_allocations_through_every_node_never_hand_out_an_address_t
         body["error"]["message"].as_str().unwrap().contains("web-0"),
         "{body}"
     );
+    assert_eq!(body["error"]["holder"]["hostname"], "web-0", "{body}");
+    assert_eq!(body["error"]["holder"]["address"], "10.20.0.2", "{body}");
+    assert!(
+        body["error"]["holder"]["allocation_id"].is_string(),
+        "{body}"
+    );
     for (body, status, want) in [
         (
             json!({"cidr": "10.0.0.0/33"}),
@@ -137,6 +143,8 @@ async fn networks_and_allocations_through_every_node_never_hand_out_an_address_t
                         .contains("13 of 14"),
                     "{body}"
                 );
+                assert_eq!(body["error"]["usage"]["free"], 0, "{body}");
+                assert_eq!(body["error"]["usage"]["allocated"], 13, "{body}");
                 break;
             }
             // No leader yet, or an indeterminate answer: the same request id again.
@@ -189,6 +197,138 @@ async fn networks_and_allocations_through_every_node_never_hand_out_an_address_t
     assert_eq!(forced.status(), StatusCode::OK);
     let body: Value = forced.json().await.unwrap();
     assert_eq!(body["released"], 12);
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    (status, resp.json().await.expect("json"))
+}
+
+/// An existing list imports whole or not at all, by CSV or JSON; what a host holds is
+/// released by hostname or address; a network pages in address order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allocation_list_imports_whole_or_not_at_all_and_releases_by_hostname() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = crate::support::Agent::start(tmp.path(), &[]).await;
+    let url = |path: &str| agent.url(path);
+    let (st, _) = send(
+        http()
+            .post(url("/api/v1/networks"))
+            .json(&json!({"id": "lan", "cidr": "10.30.0.0/24"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let csv = "network,address,hostname\nlan,10.30.0.10,db-1\nlan,10.30.0.11,db-2\n# a comment\nlan,10.30.0.12,\n";
+    let import = |body: &'static str, content_type: &'static str| {
+        http()
+            .post(url("/api/v1/allocations/import"))
+            .header("content-type", content_type)
+            .body(body)
+    };
+    let (st, report) = send(import(csv, "text/csv")).await;
+    assert_eq!(st, StatusCode::CREATED, "{report}");
+    assert_eq!(
+        (report["created"].clone(), report["existing"].clone()),
+        (json!(3), json!(0))
+    );
+    // Again: nothing new, 200.
+    let (st, report) = send(import(csv, "text/csv")).await;
+    assert_eq!(st, StatusCode::OK, "{report}");
+    assert_eq!(report["existing"], 3);
+    // One conflicting row refuses the whole list and every conflict is named.
+    let conflicting = r#"{"allocations": [
+        {"network_id": "lan", "address": "10.30.0.20", "hostname": "new-1"},
+        {"network_id": "lan", "address": "10.30.0.10", "hostname": "someone-else"},
+        {"network_id": "nope", "address": "10.30.0.21"}
+    ]}"#;
+    let (st, body) = send(import(conflicting, "application/json")).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    let conflicts = body["error"]["conflicts"].as_array().expect("conflicts");
+    assert_eq!(conflicts.len(), 2, "{body}");
+    assert_eq!(conflicts[0]["row"], 2);
+    assert_eq!(conflicts[0]["code"], "address_taken");
+    assert_eq!(conflicts[0]["holder"]["hostname"], "db-1");
+    assert_eq!(conflicts[1]["row"], 3);
+    assert_eq!(conflicts[1]["code"], "network_not_found");
+    let listed = get(url("/api/v1/allocations?network=lan&prefix=10.30.0.20")).await;
+    assert_eq!(
+        listed["allocations"],
+        json!([]),
+        "nothing of it was imported"
+    );
+    // Malformed rows are 400s naming the row; a bad header names the column.
+    for (body, content_type, says) in [
+        ("network,address\nlan,10.30.0.300\n", "text/csv", "row 1"),
+        ("network,addr\nlan,10.30.0.30\n", "text/csv", "addr"),
+        (r#"{"allocations": []}"#, "application/json", "empty"),
+        (r#"[{"network_id": "lan"}]"#, "application/json", "address"),
+    ] {
+        let (st, body) = send(import(body, content_type)).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(says),
+            "{says}: {body}"
+        );
+    }
+    // Release by hostname, then by address, without knowing the ids.
+    let (st, body) =
+        send(http().delete(url("/api/v1/allocations?network=lan&hostname=db-2"))).await;
+    assert_eq!(
+        (st, body["released"]["address"].clone()),
+        (StatusCode::OK, json!("10.30.0.11"))
+    );
+    let (st, body) =
+        send(http().delete(url("/v1/ipam/allocations?network=lan&address=10.30.0.12"))).await;
+    assert_eq!(
+        (st, body["released"]["hostname"].clone()),
+        (StatusCode::OK, Value::Null)
+    );
+    let (st, body) =
+        send(http().delete(url("/api/v1/allocations?network=lan&hostname=db-2"))).await;
+    assert_eq!(
+        (st, body["error"]["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("allocation_not_found"))
+    );
+    let (st, _) = send(http().delete(url("/api/v1/allocations?network=lan"))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    // A network pages in address order, the cursor an address.
+    let (st, _) = send(
+        http()
+            .post(url("/api/v1/allocations"))
+            .json(&json!({"network_id": "lan", "count": 5})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let mut after = String::new();
+    let mut addresses = Vec::new();
+    loop {
+        let page = get(url(&format!(
+            "/api/v1/allocations?network=lan&limit=2&after={after}"
+        )))
+        .await;
+        for a in page["allocations"].as_array().unwrap() {
+            addresses.push(a["address"].as_str().unwrap().to_owned());
+        }
+        match page["next_after"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => break,
+        }
+        if after.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        addresses,
+        [
+            "10.30.0.1",
+            "10.30.0.2",
+            "10.30.0.3",
+            "10.30.0.4",
+            "10.30.0.5",
+            "10.30.0.10"
+        ]
+    );
 }
 
 /// The CLI, as the README shows it: create, allocate (twice: same address), list, usage,
@@ -248,10 +388,29 @@ async fn the_cli_creates_allocates_lists_and_releases() {
     let (code, _, err) = run(&["ipam", "alloc", "--network", "lab", "--ip", "10.9.0.3"]);
     assert_ne!(code, 0);
     assert!(err.contains("already allocated to web"), "{err}");
+    // An import: a list with a taken address imports nothing and names the row.
+    let list = tmp.path().join("allocations.csv");
+    std::fs::write(
+        &list,
+        "network,ip,hostname\nlab,10.9.0.5,cache\nlab,10.9.0.3,other\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["ipam", "import", list.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("row 2") && err.contains("already allocated to web"),
+        "{err}"
+    );
+    std::fs::write(&list, "network,ip,hostname\nlab,10.9.0.5,cache\n").unwrap();
+    let (code, out, err) = run(&["ipam", "import", list.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("imported 1 allocation"), "{out}");
+    let (code, _, err) = run(&["ipam", "release", "--network", "lab"]);
+    assert_eq!(code, 2, "{err}");
     let (code, _, err) = run(&["ipam", "network", "delete", "lab"]);
     assert_ne!(code, 0);
     assert!(err.contains("force"), "{err}");
     let (code, out, _) = run(&["ipam", "network", "delete", "lab", "--force"]);
     assert_eq!(code, 0);
-    assert!(out.contains("1 allocations released"), "{out}");
+    assert!(out.contains("2 allocations released"), "{out}");
 }
