@@ -200,7 +200,39 @@ pub(super) async fn propose(
     acting: Acting,
     command: IpamCommand,
 ) -> Result<IpamAnswer, ApiError> {
-    Ok(ctx.coord.acting(acting.0).ipam(command).await?)
+    let result = ctx.coord.acting(acting.0).ipam(command).await;
+    count(&result);
+    Ok(result?)
+}
+
+/// The IPAM counters of `/metrics`: what requests served by this node did, by network
+/// (sum over nodes for the cluster; lease expiries are not requests and not counted).
+fn count(result: &Result<IpamAnswer, conclave_coord::CoordError>) {
+    let counter = |name: &'static str, network: &str, n: u64| {
+        if n > 0 {
+            metrics::counter!(name, "network" => network.to_owned()).increment(n);
+        }
+    };
+    let allocations = |made: &[Allocation]| {
+        for a in made {
+            counter("conclave_ipam_allocations_total", &a.network, 1);
+        }
+    };
+    match result {
+        Ok(IpamAnswer::Allocated {
+            allocations: made,
+            existing: false,
+        }) => allocations(made),
+        Ok(IpamAnswer::Imported { created, .. }) => allocations(created),
+        Ok(IpamAnswer::Released(a)) => counter("conclave_ipam_releases_total", &a.network, 1),
+        Ok(IpamAnswer::NetworkDeleted { id, released }) => {
+            counter("conclave_ipam_releases_total", id, *released)
+        }
+        Err(conclave_coord::CoordError::Ipam(IpamRefusal::NetworkFull { id, .. })) => {
+            counter("conclave_ipam_exhausted_total", id, 1)
+        }
+        _ => {}
+    }
 }
 
 /// `POST /api/v1/networks`.

@@ -213,6 +213,7 @@ impl MembershipParts {
 
 /// Raft and store gauges for `/metrics`, refreshed every second.
 pub(super) async fn raft_gauges(node: RaftNode, shutdown: CancellationToken) {
+    let mut networks = std::collections::BTreeSet::new();
     loop {
         let m = node.metrics();
         metrics::gauge!("conclave_raft_term").set(m.current_term as f64);
@@ -238,11 +239,40 @@ pub(super) async fn raft_gauges(node: RaftNode, shutdown: CancellationToken) {
         metrics::gauge!("conclave_audit_entries").set(audit_entries as f64);
         // Replicated, so every node reports the cluster's count (a counter that only grows).
         metrics::counter!("conclave_audit_entries_dropped_total").absolute(audit_dropped);
+        node.state()
+            .read(|a| ipam_gauges(a.state.ipam(), &mut networks));
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// How each network's addresses are used, from the replicated state (so every node shows
+/// the cluster's figures). A deleted network's gauges drop to zero; `seen` remembers which
+/// networks had gauges.
+fn ipam_gauges(ipam: &conclave_state::ipam::Ipam, seen: &mut std::collections::BTreeSet<String>) {
+    metrics::gauge!("conclave_ipam_networks").set(ipam.network_count() as f64);
+    let mut now = std::collections::BTreeSet::new();
+    for n in ipam.networks() {
+        let u = ipam.usage(&n.id).unwrap_or_default();
+        for (state, count) in [
+            ("allocated", u128::from(u.allocated)),
+            ("free", u.free),
+            ("reserved", u.reserved),
+        ] {
+            metrics::gauge!("conclave_ipam_addresses", "network" => n.id.clone(), "state" => state)
+                .set(count as f64);
+        }
+        now.insert(n.id.clone());
+    }
+    for gone in seen.difference(&now) {
+        for state in ["allocated", "free", "reserved"] {
+            metrics::gauge!("conclave_ipam_addresses", "network" => gone.clone(), "state" => state)
+                .set(0.0);
+        }
+    }
+    *seen = now;
 }
 
 /// Keep this node's Raft role and cluster id current in its gossip state, and gossip's

@@ -329,6 +329,52 @@ async fn an_allocation_list_imports_whole_or_not_at_all_and_releases_by_hostname
             "10.30.0.10"
         ]
     );
+
+    // Metrics: usage per network from the state, and what the requests did.
+    let (st, _) = send(
+        http()
+            .post(url("/api/v1/networks"))
+            .json(&json!({"id": "tiny", "cidr": "10.31.0.0/30"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let one = json!({"network_id": "tiny", "count": 2});
+    let (st, _) = send(http().post(url("/api/v1/allocations")).json(&one)).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, body) = send(
+        http()
+            .post(url("/api/v1/allocations"))
+            .json(&json!({"network_id": "tiny"})),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("network_full"))
+    );
+    let want = [
+        r#"conclave_ipam_addresses{network="lan",state="allocated"} 6"#,
+        r#"conclave_ipam_addresses{network="tiny",state="free"} 0"#,
+        r#"conclave_ipam_allocations_total{network="lan"} 8"#,
+        r#"conclave_ipam_releases_total{network="lan"} 2"#,
+        r#"conclave_ipam_exhausted_total{network="tiny"} 1"#,
+        "conclave_ipam_networks 2",
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = crate::cluster::get_text(&url("/metrics")).await;
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|w| !text.lines().any(|l| l == **w))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing {missing:?} in\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The CLI, as the README shows it: create, allocate (twice: same address), list, usage,
