@@ -11,6 +11,7 @@
 //!
 //! Needs root (namespaces, veth, iptables), so it is `#[ignore]`d and `.ci/run` runs it.
 
+mod ipam;
 mod net;
 mod workload;
 
