@@ -47,9 +47,11 @@ async fn json_body<T: DeserializeOwned + Default>(body: Body, what: &str) -> Res
 }
 
 fn node_id_from_path(uri: &Uri) -> Result<u64, ApiError> {
-    let segment = uri
-        .path()
-        .trim_start_matches("/v1/cluster/members/")
+    let path = uri.path();
+    let segment = ["/v1/cluster/members/", "/api/v1/cluster/nodes/"]
+        .iter()
+        .find_map(|prefix| path.strip_prefix(prefix))
+        .unwrap_or("")
         .split('/')
         .next()
         .unwrap_or("");

@@ -127,6 +127,12 @@ pub fn router(ctx: Ctx, members_ctx: members::MembersContext) -> Router {
             "/v1/cluster/members/{id}",
             axum::routing::delete(cluster::remove),
         )
+        // The IPAM seed's node management paths.
+        .route("/api/v1/cluster/nodes", post(cluster::add))
+        .route(
+            "/api/v1/cluster/nodes/{id}",
+            axum::routing::delete(cluster::remove),
+        )
         .route("/v1/cluster/members/{id}/promote", post(cluster::promote))
         .route("/v1/cluster/members/{id}/demote", post(cluster::demote))
         .route("/v1/cluster/leader/transfer", post(cluster::transfer))

@@ -26,9 +26,10 @@ pub mod free;
 mod import;
 pub mod samples;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use imbl::{OrdMap, OrdSet};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -173,16 +174,16 @@ struct NetworkEntry {
 /// Every network and allocation, with the indexes that make each request O(log n).
 #[derive(Debug, Clone, Default)]
 pub struct Ipam {
-    networks: BTreeMap<String, NetworkEntry>,
-    allocations: BTreeMap<String, Allocation>,
+    networks: OrdMap<String, NetworkEntry>,
+    allocations: OrdMap<String, Allocation>,
     /// `(network, address) -> allocation id`.
-    by_address: BTreeMap<(String, u128), String>,
+    by_address: OrdMap<(String, u128), String>,
     /// `(network, hostname) -> allocation id`.
-    by_hostname: BTreeMap<(String, String), String>,
+    by_hostname: OrdMap<(String, String), String>,
     /// `request id -> allocation ids` (a bulk request holds several).
-    by_request: BTreeMap<String, Vec<String>>,
+    by_request: OrdMap<String, Vec<String>>,
     /// `(expires_at_ms, allocation id)` of every leased allocation.
-    leases: BTreeSet<(u64, String)>,
+    leases: OrdSet<(u64, String)>,
 }
 
 impl PartialEq for Ipam {
@@ -315,8 +316,9 @@ impl Ipam {
     ) -> impl Iterator<Item = &'a Allocation> + 'a {
         use std::ops::Bound;
         let lower = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_owned()));
+        let upper: Bound<String> = Bound::Unbounded;
         self.allocations
-            .range::<String, _>((lower, Bound::Unbounded))
+            .range((lower, upper))
             .map(|(_, a)| a)
     }
 
@@ -348,7 +350,7 @@ impl Ipam {
 
     /// The earliest lease deadline of any allocation.
     pub fn next_lease_deadline(&self) -> Option<u64> {
-        self.leases.first().map(|(at, _)| *at)
+        self.leases.get_min().map(|(at, _)| *at)
     }
 
     /// The children of `id`.

@@ -374,6 +374,8 @@ pub struct ClusterStatus {
 #[serde(deny_unknown_fields)]
 pub struct AddMemberRequest {
     pub node_id: u64,
+    /// `addr` in the IPAM seed's `POST /api/v1/cluster/nodes`.
+    #[serde(alias = "addr")]
     pub rpc_addr: String,
     #[serde(default)]
     pub api_addr: String,

@@ -53,9 +53,15 @@ fn main() {
             }
             let per_op_ns = started.elapsed().as_nanos() as f64 / SAMPLE as f64;
             held += SAMPLE;
+            let copied = Instant::now();
+            let copy = state.clone();
+            let clone_ms = copied.elapsed().as_secs_f64() * 1000.0;
+            drop(copy);
+            let encoded = Instant::now();
             let snapshot_bytes = snapshot::encode(&state).len();
+            let encode_ms = encoded.elapsed().as_secs_f64() * 1000.0;
             println!(
-                "{{\"network\":\"{cidr}\",\"allocations_before\":{before},\"apply_ns_per_allocation\":{per_op_ns:.0},\"snapshot_bytes\":{snapshot_bytes},\"bytes_per_allocation\":{:.1},\"free_fragments\":{}}}",
+                "{{\"network\":\"{cidr}\",\"allocations_before\":{before},\"apply_ns_per_allocation\":{per_op_ns:.0},\"snapshot_bytes\":{snapshot_bytes},\"bytes_per_allocation\":{:.1},\"free_fragments\":{},\"clone_ms\":{clone_ms:.1},\"encode_ms\":{encode_ms:.1}}}",
                 snapshot_bytes as f64 / held as f64,
                 state.ipam().free_fragments(network).unwrap_or(0)
             );

@@ -428,7 +428,7 @@ impl State {
     pub(crate) fn expire_ipam_leases(&mut self) -> u32 {
         let now = self.clock.now_ms;
         let mut ended = 0;
-        while let Some((at, id)) = self.ipam.leases.first().cloned() {
+        while let Some((at, id)) = self.ipam.leases.get_min().cloned() {
             if at > now {
                 break;
             }

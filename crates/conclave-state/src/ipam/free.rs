@@ -6,7 +6,7 @@
 //! neither. Addresses are `u128` (an IPv4 address is its 32-bit value), so one structure
 //! serves both families.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// (adjacent ranges are always merged, so one layout stands for one set of addresses).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FreeRanges {
-    ranges: BTreeMap<u128, u128>,
+    ranges: OrdMap<u128, u128>,
 }
 
 impl FreeRanges {

@@ -43,6 +43,31 @@ async fn networks_and_allocations_through_every_node_never_hand_out_an_address_t
     assert_eq!(net["usage"]["total"], 14);
     assert_eq!(net["usage"]["reserved"], 1);
 
+    // The seed's own cluster requests: health, status, node add and remove, audit.
+    let health = http()
+        .get(url(follower, "/api/v1/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let dead = crate::support::free_addr().to_string();
+    let added = post(
+        url(follower, "/api/v1/cluster/nodes"),
+        json!({"node_id": 4, "addr": dead}),
+    )
+    .await;
+    assert_eq!(added.status(), StatusCode::OK, "{:?}", added.text().await);
+    let status = get(url(0, "/api/v1/cluster/status")).await;
+    assert_eq!(status["members"].as_array().unwrap().len(), 4, "{status}");
+    let removed = http()
+        .delete(url(follower, "/api/v1/cluster/nodes/4"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::OK);
+    let status = get(url(2, "/api/v1/cluster/status")).await;
+    assert_eq!(status["members"].as_array().unwrap().len(), 3, "{status}");
+
     // By hostname, through each node; a repeat gets the same address with 200.
     let mut seen = BTreeSet::new();
     for i in 0..3 {
@@ -152,6 +177,11 @@ async fn networks_and_allocations_through_every_node_never_hand_out_an_address_t
         }
     }
     assert_eq!(n, 10, "13 usable addresses minus the 3 held");
+    let audit = get(url(live[0], "/api/v1/audit?kind=ipam")).await;
+    assert!(
+        audit.to_string().contains(&format!("network {id}")),
+        "the allocations are in the audit log: {audit}"
+    );
     assert_eq!(seen.len(), 13);
 
     // The listing agrees with what was handed out, on every live node.
