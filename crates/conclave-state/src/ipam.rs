@@ -317,9 +317,7 @@ impl Ipam {
         use std::ops::Bound;
         let lower = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_owned()));
         let upper: Bound<String> = Bound::Unbounded;
-        self.allocations
-            .range((lower, upper))
-            .map(|(_, a)| a)
+        self.allocations.range((lower, upper)).map(|(_, a)| a)
     }
 
     /// The allocations of `network`, in address order, from `after` (exclusive) on.
