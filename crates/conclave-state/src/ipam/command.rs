@@ -97,7 +97,8 @@ pub struct ImportRow {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Why row `row` (0-based, in the order given) of an import cannot be taken.
+/// Why row `row` (0-based, in the order given; messages count from 1) of an import cannot
+/// be taken.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportConflict {
     pub row: u32,
@@ -202,15 +203,16 @@ pub enum IpamRefusal {
     AllocationNotFound { what: String },
     #[error("allocation {id} has no lease; give a ttl to lease it")]
     NoLease { id: String },
-    #[error("{field} {value} is also in row {earlier_row} of the import")]
+    #[error("{field} {value} is also in row {} of the import", earlier_row.saturating_add(1))]
     RepeatedInImport {
         field: String,
         value: String,
+        /// 0-based, like [`ImportConflict::row`].
         earlier_row: u32,
     },
     #[error(
         "{total} row(s) of the import conflict, so none was imported; the first: row {}: {}",
-        conflicts.first().map_or(0, |c| c.row),
+        conflicts.first().map_or(0, |c| c.row.saturating_add(1)),
         conflicts.first().map_or_else(String::new, |c| c.refusal.to_string())
     )]
     ImportConflicts {

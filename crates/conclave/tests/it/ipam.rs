@@ -281,6 +281,13 @@ async fn an_allocation_list_imports_whole_or_not_at_all_and_releases_by_hostname
     assert_eq!(conflicts[0]["holder"]["hostname"], "db-1");
     assert_eq!(conflicts[1]["row"], 3);
     assert_eq!(conflicts[1]["code"], "network_not_found");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the first: row 2:"),
+        "rows count from 1 in the message as in conflicts: {body}"
+    );
     let listed = get(url("/api/v1/allocations?network=lan&prefix=10.30.0.20")).await;
     assert_eq!(
         listed["allocations"],
