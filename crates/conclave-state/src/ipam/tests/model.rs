@@ -19,6 +19,8 @@ enum Step {
     Bulk(u8),
     Leased(u8),
     Tick(u16),
+    /// Rows of (address index, hostname index).
+    Import(Vec<(u8, Option<u8>)>),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -31,6 +33,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (1u8..6).prop_map(Step::Bulk),
         1 => (1u8..4).prop_map(Step::Leased),
         1 => (0u16..3000).prop_map(Step::Tick),
+        1 => proptest::collection::vec((0u8..32, proptest::option::of(0u8..8)), 1..5).prop_map(Step::Import),
     ]
 }
 
@@ -109,6 +112,46 @@ proptest! {
                     let existing = held.iter().find(|(_, (n, _))| n.as_deref() == Some(&name)).map(|(i, _)| *i);
                     prop_assert_eq!(got.is_ok(), existing.is_some());
                     if let Some(i) = existing { held.remove(&i); }
+                }
+                Step::Import(rows) => {
+                    let host = |h: Option<u8>| h.map(|h| format!("host-{h}"));
+                    let got = run(&mut s, IpamCommand::Import {
+                        rows: rows.iter().map(|(i, h)| ImportRow {
+                            network: "n".into(),
+                            address: addr(*i),
+                            hostname: host(*h),
+                            owner: None,
+                            labels: BTreeMap::new(),
+                        }).collect(),
+                    });
+                    // The model's verdict on each row, in order.
+                    let mut seen_addr = BTreeSet::new();
+                    let mut seen_host = BTreeSet::new();
+                    let mut new_rows = Vec::new();
+                    let mut conflict = false;
+                    for (i, h) in &rows {
+                        let name = host(*h);
+                        let repeated = !seen_addr.insert(*i) || name.as_ref().is_some_and(|n| !seen_host.insert(n.clone()));
+                        let holder_of_name = name.as_ref().and_then(|n| held.iter().find(|(_, (x, _))| x.as_ref() == Some(n)).map(|(a, _)| *a));
+                        match held.get(i) {
+                            _ if repeated => conflict = true,
+                            Some((x, _)) if *x == name => {}
+                            Some(_) => conflict = true,
+                            None if *i == 0 || *i == 31 || holder_of_name.is_some() => conflict = true,
+                            None => new_rows.push((*i, name)),
+                        }
+                    }
+                    if conflict {
+                        prop_assert!(matches!(got, Err(IpamRefusal::ImportConflicts { .. })), "{got:?}");
+                    } else {
+                        let Ok(IpamAnswer::Imported { created, .. }) = got else {
+                            return Err(TestCaseError::fail(format!("import refused: {got:?}")));
+                        };
+                        prop_assert_eq!(created.len(), new_rows.len());
+                        for (i, name) in new_rows {
+                            held.insert(i, (name, None));
+                        }
+                    }
                 }
                 Step::Tick(ms) => {
                     now += u64::from(ms);
