@@ -206,6 +206,12 @@ pub(crate) enum Command {
     Audit(crate::cmd::audit::AuditArgs),
     /// Networks and address allocations: network create|list|show|delete, alloc, release, list, usage.
     Ipam(crate::cmd::ipam::IpamArgs),
+    /// Exit 0 when the agent answers healthy (or degraded), 1 when not: for scripts and probes.
+    Health(crate::cmd::shell::HealthArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(crate::cmd::shell::CompletionsArgs),
+    /// Write man pages for conclave and every subcommand into a directory.
+    Man(crate::cmd::shell::ManArgs),
 }
 
 #[derive(Args, Debug)]
@@ -446,8 +452,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Acl(command) => client_command(|| crate::cmd::acl::run(command)),
         Command::Audit(args) => client_command(|| crate::cmd::audit::run(args)),
         Command::Ipam(args) => client_command(|| crate::cmd::ipam::run(args)),
+        Command::Health(args) => client_command(|| crate::cmd::shell::health(args)),
+        Command::Completions(args) => crate::cmd::shell::completions(&args),
+        Command::Man(args) => crate::cmd::shell::man(&args),
         Command::Gossip(args) => client_command(|| crate::cmd::gossip::run(args)),
-        Command::Config(cmd) => client_command(|| config_command(cmd)),
+        Command::Config(cmd) => client_command(|| crate::cmd::config::run(cmd)),
         Command::Roles(args) => client_command(|| async move {
             match args.cmd {
                 None => {
@@ -527,40 +536,6 @@ fn default_candidate() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".into());
     format!("{host}-{}", std::process::id())
-}
-
-async fn config_command(cmd: ConfigCommand) -> Result<(), ClientError> {
-    use crate::cmd::config as cc;
-    match cmd {
-        ConfigCommand::Get {
-            id,
-            revision,
-            client,
-        } => {
-            let json = client.output == Output::Json;
-            cc::get(&client.client()?, &id, revision, json).await
-        }
-        ConfigCommand::List { kind, client } => {
-            let json = client.output == Output::Json;
-            cc::list(&client.client()?, kind, json).await
-        }
-        ConfigCommand::History { id, client } => {
-            let json = client.output == Output::Json;
-            cc::history(&client.client()?, &id, json).await
-        }
-        ConfigCommand::Validate { file, client } => {
-            let live = client.addr.is_some().then(|| client.client()).transpose()?;
-            cc::validate_file(&file, live.as_ref()).await
-        }
-        ConfigCommand::Status {
-            fail_on_drift,
-            client,
-        } => {
-            let json = client.output == Output::Json;
-            cc::status(&client.client()?, json, fail_on_drift).await
-        }
-        ConfigCommand::Delete { id, cas, client } => cc::delete(&client.client()?, &id, cas).await,
-    }
 }
 
 /// Run a client command on a small runtime and turn its error into a message and exit 1.

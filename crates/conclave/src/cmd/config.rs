@@ -439,3 +439,40 @@ async fn unresolved_on_role_nodes(
     }
     Ok(problems)
 }
+
+/// `conclave config ...`.
+pub(crate) async fn run(cmd: crate::cli::ConfigCommand) -> Result<(), ClientError> {
+    use self as cc;
+    use crate::cli::ConfigCommand;
+    use crate::cli::Output;
+    match cmd {
+        ConfigCommand::Get {
+            id,
+            revision,
+            client,
+        } => {
+            let json = client.output == Output::Json;
+            cc::get(&client.client()?, &id, revision, json).await
+        }
+        ConfigCommand::List { kind, client } => {
+            let json = client.output == Output::Json;
+            cc::list(&client.client()?, kind, json).await
+        }
+        ConfigCommand::History { id, client } => {
+            let json = client.output == Output::Json;
+            cc::history(&client.client()?, &id, json).await
+        }
+        ConfigCommand::Validate { file, client } => {
+            let live = client.addr.is_some().then(|| client.client()).transpose()?;
+            cc::validate_file(&file, live.as_ref()).await
+        }
+        ConfigCommand::Status {
+            fail_on_drift,
+            client,
+        } => {
+            let json = client.output == Output::Json;
+            cc::status(&client.client()?, json, fail_on_drift).await
+        }
+        ConfigCommand::Delete { id, cas, client } => cc::delete(&client.client()?, &id, cas).await,
+    }
+}

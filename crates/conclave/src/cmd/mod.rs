@@ -12,6 +12,7 @@ pub mod kv;
 pub mod leader;
 pub mod members;
 pub mod roles;
+pub mod shell;
 pub mod snapshot;
 pub mod status;
 pub mod tls;

@@ -24,6 +24,7 @@ mod recovery;
 mod role_overlap;
 mod roles;
 mod seams;
+mod shell;
 mod tls;
 mod trust;
 mod watch;
