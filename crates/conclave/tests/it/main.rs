@@ -17,6 +17,7 @@ mod fixes;
 mod gossip;
 mod gossip_keys;
 mod handover;
+mod image;
 mod ipam;
 mod leaks;
 mod member_events;
