@@ -35,6 +35,7 @@ use crate::config::{AgentConfig, Formation, NodeRole};
 
 mod http;
 mod parts;
+mod systemd;
 mod tls;
 
 use parts::{advertise_raft, raft_gauges, remote_coordinator, start_membership, verify_members};
@@ -213,9 +214,12 @@ async fn run_client(
     let http_stop = CancellationToken::new();
     let limits = http::limits(&config);
     let mut http = http::serve(http_listener, app, &http_stop, limits, https.server());
+    systemd::ready(identity.node_id);
+    tasks.spawn(systemd::watchdog(shutdown.clone()));
     tokio::select! {
         _ = stop.cancelled() => {
             tracing::info!("shutting down: releasing roles, then draining in-flight requests");
+            systemd::stopping();
         }
         res = &mut http => return http::ended(res),
     }
@@ -479,6 +483,8 @@ pub async fn run(
     );
     let limits = http::limits(&config);
     let mut http = http::serve(http_listener, app, &http_stop, limits, https.server());
+    systemd::ready(node.id);
+    tasks.spawn(systemd::watchdog(shutdown.clone()));
 
     // Why the agent stops: `None` for a planned stop, else the reason it can no longer
     // serve (removed, or Raft down), after which it exits non-zero so that a supervisor
@@ -486,6 +492,7 @@ pub async fn run(
     let fatal = tokio::select! {
         _ = stop.cancelled() => {
             tracing::info!("shutting down: releasing roles, then draining in-flight requests");
+            systemd::stopping();
             None
         }
         Some(e) = fatal_rx.recv() => {
@@ -504,6 +511,7 @@ pub async fn run(
         }
         why = node.fatal() => {
             tracing::error!(reason = %why, "this node can no longer serve; shutting down");
+            systemd::stopping();
             Some(why)
         }
     };
