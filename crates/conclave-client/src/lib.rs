@@ -22,6 +22,7 @@ mod error;
 mod ipam;
 pub mod retry;
 mod send;
+mod tags;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -29,6 +30,7 @@ use std::sync::atomic::AtomicUsize;
 pub use audit::AuditFilter;
 pub use error::{ApiError, ClientError};
 pub use retry::RetryPolicy;
+pub use tags::Tags;
 
 /// Characters left as they are in one path segment (a document kind or name, an election).
 const SEGMENT_SET: &AsciiSet = &NON_ALPHANUMERIC

@@ -206,6 +206,8 @@ pub(crate) enum Command {
     Audit(crate::cmd::audit::AuditArgs),
     /// Networks and address allocations: network create|list|show|delete, alloc, release, list, usage.
     Ipam(crate::cmd::ipam::IpamArgs),
+    /// Show or change this agent's tags while it runs (set KEY=VALUE..., unset KEY...).
+    Tags(crate::cmd::tags::TagsArgs),
     /// Exit 0 when the agent answers healthy (or degraded), 1 when not: for scripts and probes.
     Health(crate::cmd::shell::HealthArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -453,6 +455,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit(args) => client_command(|| crate::cmd::audit::run(args)),
         Command::Ipam(args) => client_command(|| crate::cmd::ipam::run(args)),
         Command::Health(args) => client_command(|| crate::cmd::shell::health(args)),
+        Command::Tags(args) => client_command(|| crate::cmd::tags::run(args)),
         Command::Completions(args) => crate::cmd::shell::completions(&args),
         Command::Man(args) => crate::cmd::shell::man(&args),
         Command::Gossip(args) => client_command(|| crate::cmd::gossip::run(args)),

@@ -15,4 +15,5 @@ pub mod roles;
 pub mod shell;
 pub mod snapshot;
 pub mod status;
+pub mod tags;
 pub mod tls;

@@ -157,3 +157,46 @@ async fn output_into_a_closed_pipe_does_not_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+/// `conclave tags`: set, show, unset while the agent runs; gossip shows the change; a bad
+/// pair is a usage error and an unknown key names the known ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_change_at_runtime_and_gossip_shows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::start(dir.path(), &["--tag", "role=db"]).await;
+    let addr = a.addr_flag();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--addr", addr.as_str()]);
+        cli(&all, None)
+    };
+    let (code, out, err) = run(&["tags"]);
+    assert_eq!((code, out.trim()), (0, "role=db"), "{err}");
+    let (code, out, err) = run(&["tags", "set", "zone=eu-1", "rack=r12"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "rack=r12\nrole=db\nzone=eu-1\n");
+    let (code, out, err) = run(&["tags", "unset", "rack", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v, serde_json::json!({"role": "db", "zone": "eu-1"}));
+    let (code, _, err) = run(&["tags", "unset", "nope"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no tag \"nope\"") && err.contains("role, zone"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["tags", "set", "novalue"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("KEY=VALUE"), "{err}");
+    // The gossip view carries the change.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (code, out, _) = run(&["members", "--tag", "zone=eu-1", "-o", "json"]);
+        assert_eq!(code, 0);
+        if out.contains("eu-1") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{out}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
