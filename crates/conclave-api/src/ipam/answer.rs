@@ -98,9 +98,15 @@ pub(super) fn count(result: &Result<IpamAnswer, conclave_coord::CoordError>) {
             metrics::counter!(name, "network" => network.to_owned()).increment(n);
         }
     };
+    // One counter update per network, not per address: a bulk request or an import makes
+    // many allocations, in runs of one network.
     let allocations = |made: &[Allocation]| {
-        for a in made {
-            counter("conclave_ipam_allocations_total", &a.network, 1);
+        for run in made.chunk_by(|a, b| a.network == b.network) {
+            counter(
+                "conclave_ipam_allocations_total",
+                &run[0].network,
+                run.len() as u64,
+            );
         }
     };
     match result {

@@ -37,11 +37,26 @@ struct RowBody {
     labels: BTreeMap<String, String>,
 }
 
-fn at_row(row: usize, e: ApiError) -> ApiError {
-    ApiError {
+/// Row `row` (counted from 1) as the state machine takes it, whichever format it came in:
+/// the address parsed (an error names the row), empty optional fields left out.
+fn import_row(
+    row: usize,
+    network: String,
+    address: &str,
+    (hostname, owner): (Option<String>, Option<String>),
+    labels: BTreeMap<String, String>,
+) -> Result<ImportRow, ApiError> {
+    let address = parse_addr("address", address).map_err(|e| ApiError {
         message: format!("row {row}: {}", e.message),
         ..e
-    }
+    })?;
+    Ok(ImportRow {
+        network,
+        address,
+        hostname: hostname.filter(|h| !h.is_empty()),
+        owner: owner.filter(|o| !o.is_empty()),
+        labels,
+    })
 }
 
 /// `{"allocations": [...]}`, or the list alone; each row parsed on its own so an error
@@ -73,13 +88,13 @@ fn from_json(bytes: &[u8]) -> Result<Vec<ImportRow>, ApiError> {
         .map(|(i, row)| {
             let r: RowBody = serde_json::from_value(row)
                 .map_err(|e| bad(&format!("row {}", i + 1), e.to_string(), JSON_HINT))?;
-            Ok(ImportRow {
-                address: parse_addr("address", &r.address).map_err(|e| at_row(i + 1, e))?,
-                network: r.network_id,
-                hostname: r.hostname.filter(|h| !h.is_empty()),
-                owner: r.owner.filter(|o| !o.is_empty()),
-                labels: r.labels,
-            })
+            import_row(
+                i + 1,
+                r.network_id,
+                &r.address,
+                (r.hostname, r.owner),
+                r.labels,
+            )
         })
         .collect()
 }
@@ -92,23 +107,24 @@ struct Columns {
     owner: Option<usize>,
 }
 
+/// The names each column may have in a header (the seed's and conclave's spellings).
+const NETWORK_COLUMN: &[&str] = &["network", "network_id"];
+const ADDRESS_COLUMN: &[&str] = &["address", "ip", "ip_address"];
+const HOSTNAME_COLUMN: &[&str] = &["hostname"];
+const OWNER_COLUMN: &[&str] = &["owner"];
+
 fn columns(header: &csv::StringRecord) -> Result<Columns, ApiError> {
-    let find = |names: &[&str]| {
-        header
-            .iter()
-            .position(|h| names.contains(&h.trim().to_ascii_lowercase().as_str()))
-    };
+    let named = |h: &str, names: &[&str]| names.contains(&h.trim().to_ascii_lowercase().as_str());
+    let find = |names: &[&str]| header.iter().position(|h| named(h, names));
     if let Some(unknown) = header.iter().find(|h| {
         ![
-            "network",
-            "network_id",
-            "address",
-            "ip",
-            "ip_address",
-            "hostname",
-            "owner",
+            NETWORK_COLUMN,
+            ADDRESS_COLUMN,
+            HOSTNAME_COLUMN,
+            OWNER_COLUMN,
         ]
-        .contains(&h.trim().to_ascii_lowercase().as_str())
+        .iter()
+        .any(|names| named(h, names))
     }) {
         return Err(bad(
             "header",
@@ -120,10 +136,10 @@ fn columns(header: &csv::StringRecord) -> Result<Columns, ApiError> {
         find(names).ok_or_else(|| bad("header", format!("there is no {what} column"), CSV_HINT))
     };
     Ok(Columns {
-        network: need(&["network", "network_id"], "network")?,
-        address: need(&["address", "ip", "ip_address"], "address")?,
-        hostname: find(&["hostname"]),
-        owner: find(&["owner"]),
+        network: need(NETWORK_COLUMN, "network")?,
+        address: need(ADDRESS_COLUMN, "address")?,
+        hostname: find(HOSTNAME_COLUMN),
+        owner: find(OWNER_COLUMN),
     })
 }
 
@@ -152,14 +168,13 @@ fn from_csv(bytes: &[u8]) -> Result<Vec<ImportRow>, ApiError> {
                 CSV_HINT,
             )
         })?;
-        let address = record.get(cols.address).unwrap_or_default();
-        rows.push(ImportRow {
+        rows.push(import_row(
+            i + 1,
             network,
-            address: parse_addr("address", address).map_err(|e| at_row(i + 1, e))?,
-            hostname: cell(cols.hostname),
-            owner: cell(cols.owner),
-            labels: BTreeMap::new(),
-        });
+            record.get(cols.address).unwrap_or_default(),
+            (cell(cols.hostname), cell(cols.owner)),
+            BTreeMap::new(),
+        )?);
     }
     Ok(rows)
 }
