@@ -190,14 +190,14 @@ pub async fn elect(client: &Client, opts: ElectOptions) -> Result<i32, ClientErr
         };
         match ended {
             Ended::Exited(code) => {
-                resign(client, &opts.name, &lease).await;
-                eprintln!("elect: the command exited with {code}; resigned epoch {epoch}");
+                eprintln!("elect: the command exited with {code}");
+                resign(client, &opts.name, &lease, epoch).await;
                 return Ok(code);
             }
             Ended::Stopped => {
                 conclave_hook::stop_child(&mut child, opts.grace).await;
-                resign(client, &opts.name, &lease).await;
-                eprintln!("elect: stopped; resigned epoch {epoch}");
+                eprintln!("elect: stopped");
+                resign(client, &opts.name, &lease, epoch).await;
                 return Ok(143);
             }
             Ended::Lost => {
@@ -309,6 +309,13 @@ async fn hold(
     }
 }
 
-async fn resign(client: &Client, name: &str, lease: &LeaseRequest) {
-    let _ = client.resign(name, lease).await;
+/// Resign, and say whether it worked: a failed resign is not fatal (the lease ends by itself
+/// within its TTL) but must not be reported as done.
+async fn resign(client: &Client, name: &str, lease: &LeaseRequest, epoch: u64) {
+    match client.resign(name, lease).await {
+        Ok(_) => eprintln!("elect: resigned epoch {epoch}"),
+        Err(e) => eprintln!(
+            "elect: could not resign epoch {epoch} ({e}); the lease ends by itself within its TTL"
+        ),
+    }
 }
