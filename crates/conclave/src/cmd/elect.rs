@@ -16,6 +16,7 @@ use conclave_types::{CampaignRequest, ElectionStatus, ErrorCode, LeaseRequest, W
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::client::retry::Failure;
 use crate::client::{ApiError, Client, ClientError};
 
 /// How long a reconnecting watcher waits between attempts.
@@ -191,13 +192,13 @@ pub async fn elect(client: &Client, opts: ElectOptions) -> Result<i32, ClientErr
         match ended {
             Ended::Exited(code) => {
                 eprintln!("elect: the command exited with {code}");
-                resign(client, &opts.name, &lease, epoch).await;
+                resign(client, &opts.name, &lease, epoch, opts.ttl).await;
                 return Ok(code);
             }
             Ended::Stopped => {
                 conclave_hook::stop_child(&mut child, opts.grace).await;
                 eprintln!("elect: stopped");
-                resign(client, &opts.name, &lease, epoch).await;
+                resign(client, &opts.name, &lease, epoch, opts.ttl).await;
                 return Ok(143);
             }
             Ended::Lost => {
@@ -311,11 +312,34 @@ async fn hold(
 
 /// Resign, and say whether it worked: a failed resign is not fatal (the lease ends by itself
 /// within its TTL) but must not be reported as done.
-async fn resign(client: &Client, name: &str, lease: &LeaseRequest, epoch: u64) {
-    match client.resign(name, lease).await {
-        Ok(_) => eprintln!("elect: resigned epoch {epoch}"),
-        Err(e) => eprintln!(
-            "elect: could not resign epoch {epoch} ({e}); the lease ends by itself within its TTL"
-        ),
+///
+/// Resigning a given epoch is harmless to repeat (a second one answers `not_holder`), so an
+/// answer that leaves it uncertain — a timeout, a 503 while the cluster elects a leader — is
+/// retried until the lease would have ended anyway.
+async fn resign(client: &Client, name: &str, lease: &LeaseRequest, epoch: u64, ttl: Duration) {
+    let deadline = Instant::now() + ttl.max(Duration::from_secs(1));
+    loop {
+        let error = match client.resign(name, lease).await {
+            Ok(_) => {
+                eprintln!("elect: resigned epoch {epoch}");
+                return;
+            }
+            Err(e) if e.code() == Some(ErrorCode::NotHolder) => {
+                eprintln!("elect: epoch {epoch} had already ended");
+                return;
+            }
+            Err(e) => e,
+        };
+        let uncertain = matches!(
+            error.as_failure(),
+            Failure::TimedOut | Failure::Refused | Failure::Answered { status: 503, .. }
+        );
+        if !uncertain || Instant::now() >= deadline {
+            eprintln!(
+                "elect: could not resign epoch {epoch} ({error}); the lease ends by itself within its TTL"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
