@@ -1,7 +1,8 @@
 //! `GET /v1/agent/tags` and `PUT /v1/agent/tags`: this agent's tags, changed while it runs.
 //! A change reaches every agent with gossip (peer files, role eligibility and the
 //! membership watch follow it). It lasts until the agent restarts, which takes the tags of
-//! its configuration again.
+//! its configuration again, or a reload (`conclave reload`, SIGHUP) that changes the
+//! configuration's tags.
 
 use std::collections::BTreeMap;
 

@@ -9,6 +9,7 @@
 //! are parsed by hand here so that every rejection gets that same JSON shape.
 
 pub mod acl;
+pub mod agent_reload;
 mod agent_tags;
 pub mod audit;
 pub mod client;

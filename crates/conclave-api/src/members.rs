@@ -34,6 +34,8 @@ pub struct MembersContext {
     pub closing: tokio_util::sync::CancellationToken,
     /// How this agent reaches the others (cluster-wide keyring changes).
     pub peers: crate::gossip_keys::PeerHttp,
+    /// Where `POST /v1/agent/reload` sends its request; `None`: this agent takes none.
+    pub reload: Option<crate::agent_reload::ReloadRequests>,
 }
 
 /// The membership routes, with their own state, to merge into an agent's router.
@@ -46,6 +48,7 @@ pub fn router(ctx: MembersContext) -> Router {
             "/v1/agent/tags",
             get(crate::agent_tags::get).put(crate::agent_tags::put),
         )
+        .route("/v1/agent/reload", post(crate::agent_reload::post))
         .route("/v1/members/{id}", get(one))
         .route("/v1/publish/status", get(publish_status))
         .route("/v1/gossip/stats", get(stats))

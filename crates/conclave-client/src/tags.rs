@@ -1,4 +1,5 @@
-//! This agent's tags (`/v1/agent/tags`), changed while it runs and gossiped to every member.
+//! This agent's tags (`/v1/agent/tags`), changed while it runs and gossiped to every member,
+//! and a reload of its configuration (`/v1/agent/reload`).
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,15 @@ impl Client {
         let body = serde_json::to_vec(tags)
             .map_err(|e| ClientError::Local(format!("cannot encode the tags: {e}")))?;
         self.send_json(Method::PUT, "/v1/agent/tags", &[], Some(body))
+            .await
+    }
+}
+
+impl Client {
+    /// Ask the agent to read its configuration again and apply what can change live
+    /// (`POST /v1/agent/reload`, as SIGHUP does).
+    pub async fn reload_agent(&self) -> Result<conclave_types::reload::ReloadReport, ClientError> {
+        self.send_json(Method::POST, "/v1/agent/reload", &[], None)
             .await
     }
 }

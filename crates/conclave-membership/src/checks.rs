@@ -153,56 +153,148 @@ impl Default for CheckState {
     }
 }
 
-/// Run every check until `shutdown`; the summary changes only when a status changes.
-pub fn spawn(
-    checks: Vec<CheckConfig>,
+/// The running checks of this agent, changed while it runs by [`Checks::replace`] (a config
+/// reload). One summary follows all of them; a check whose table did not change keeps
+/// running with its state, so a reload does not send a healthy node back to "pending".
+#[derive(Clone)]
+pub struct Checks {
+    inner: Arc<Mutex<Running>>,
+    tx: Arc<watch::Sender<HealthSummary>>,
     shutdown: CancellationToken,
-) -> watch::Receiver<HealthSummary> {
-    let total = checks.len();
-    let (tx, rx) = watch::channel(HealthSummary {
-        failing: Vec::new(),
-        pending: total,
-    });
-    let tx = Arc::new(tx);
-    let states: Arc<Mutex<BTreeMap<String, bool>>> = Arc::default();
-    for check in checks {
-        let (tx, states, shutdown) = (tx.clone(), states.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .timeout(check.timeout)
-                .build()
-                .unwrap_or_default();
-            let mut state = CheckState::new();
-            loop {
-                let ok = run_once(&check, &client).await;
-                if state.record(ok.is_ok(), check.rise, check.fall) {
-                    let passing = state.passing == Some(true);
-                    match &ok {
-                        Ok(()) => tracing::info!(check = %check.name, "health check passes"),
-                        Err(why) => tracing::warn!(check = %check.name, %why, "health check fails"),
-                    }
-                    let summary = {
-                        let mut s = states.lock().unwrap_or_else(|p| p.into_inner());
-                        s.insert(check.name.clone(), passing);
-                        HealthSummary {
-                            failing: s
-                                .iter()
-                                .filter(|(_, p)| !**p)
-                                .map(|(n, _)| n.clone())
-                                .collect(),
-                            pending: total.saturating_sub(s.len()),
-                        }
-                    };
-                    tx.send_replace(summary);
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(check.interval) => {}
-                }
-            }
-        });
+}
+
+#[derive(Default)]
+struct Running {
+    /// By name: the table each runs and what stops it.
+    checks: BTreeMap<String, (CheckConfig, CancellationToken)>,
+    /// Each check's status once it has one.
+    status: BTreeMap<String, bool>,
+}
+
+impl Running {
+    fn summary(&self) -> HealthSummary {
+        HealthSummary {
+            failing: self
+                .status
+                .iter()
+                .filter(|(_, p)| !**p)
+                .map(|(n, _)| n.clone())
+                .collect(),
+            pending: self
+                .checks
+                .keys()
+                .filter(|n| !self.status.contains_key(*n))
+                .count(),
+        }
     }
-    rx
+}
+
+/// What [`Checks::replace`] changed, by check name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChecksChange {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl ChecksChange {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+impl Checks {
+    /// Run every check until `shutdown`; the summary changes only when a status changes.
+    pub fn spawn(
+        checks: Vec<CheckConfig>,
+        shutdown: CancellationToken,
+    ) -> (Self, watch::Receiver<HealthSummary>) {
+        let (tx, rx) = watch::channel(HealthSummary {
+            failing: Vec::new(),
+            pending: checks.len(),
+        });
+        let me = Self {
+            inner: Arc::default(),
+            tx: Arc::new(tx),
+            shutdown,
+        };
+        me.replace(checks);
+        (me, rx)
+    }
+
+    /// Run exactly `checks` from now on: new and changed tables start afresh (a changed
+    /// one is pending until its first result), removed ones stop, the others run on.
+    pub fn replace(&self, checks: Vec<CheckConfig>) -> ChecksChange {
+        let mut change = ChecksChange::default();
+        let mut running = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let wanted: BTreeMap<String, CheckConfig> =
+            checks.into_iter().map(|c| (c.name.clone(), c)).collect();
+        let gone: Vec<String> = running
+            .checks
+            .keys()
+            .filter(|n| !wanted.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some((_, stop)) = running.checks.remove(&name) {
+                stop.cancel();
+            }
+            running.status.remove(&name);
+            change.removed.push(name);
+        }
+        for (name, check) in wanted {
+            match running.checks.get(&name) {
+                Some((old, _)) if *old == check => continue,
+                Some((_, stop)) => {
+                    stop.cancel();
+                    running.status.remove(&name);
+                    change.changed.push(name.clone());
+                }
+                None => change.added.push(name.clone()),
+            }
+            let stop = self.shutdown.child_token();
+            running.checks.insert(name, (check.clone(), stop.clone()));
+            tokio::spawn(run_check(check, self.clone(), stop));
+        }
+        self.tx.send_replace(running.summary());
+        change
+    }
+
+    /// Record a check's new status, unless it was replaced meanwhile (`stop` cancelled).
+    fn record(&self, name: &str, passing: bool, stop: &CancellationToken) {
+        let mut running = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if stop.is_cancelled() {
+            return;
+        }
+        running.status.insert(name.to_owned(), passing);
+        self.tx.send_replace(running.summary());
+    }
+}
+
+async fn run_check(check: CheckConfig, checks: Checks, stop: CancellationToken) {
+    let client = reqwest::Client::builder()
+        .timeout(check.timeout)
+        .build()
+        .unwrap_or_default();
+    let mut state = CheckState::new();
+    loop {
+        let ok = tokio::select! {
+            _ = stop.cancelled() => return,
+            ok = run_once(&check, &client) => ok,
+        };
+        if state.record(ok.is_ok(), check.rise, check.fall) {
+            let passing = state.passing == Some(true);
+            match &ok {
+                Ok(()) => tracing::info!(check = %check.name, "health check passes"),
+                Err(why) => tracing::warn!(check = %check.name, %why, "health check fails"),
+            }
+            checks.record(&check.name, passing, &stop);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(check.interval) => {}
+        }
+    }
 }
 
 /// Why one run of a check failed (its text is the check's reported detail).
@@ -355,6 +447,52 @@ mod tests {
         assert!(run_once(&hidden, &client).await.is_ok());
         let passed = script(r#"test -n "$CARGO_PKG_VERSION""#);
         assert!(run_once(&passed, &client).await.is_ok());
+    }
+
+    /// A reload keeps an unchanged check's status, restarts a changed one (pending until it
+    /// reports again) and forgets a removed one.
+    #[tokio::test]
+    async fn replacing_checks_keeps_the_unchanged_ones_and_their_status() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let exec = |name: &str, program: &str| CheckConfig {
+            exec: Some(vec![program.into()]),
+            interval: Duration::from_millis(20),
+            ..toml_like(name)
+        };
+        let stop = CancellationToken::new();
+        let (checks, mut rx) =
+            Checks::spawn(vec![exec("ok", "true"), exec("bad", "false")], stop.clone());
+        let settled = |rx: &mut watch::Receiver<HealthSummary>| {
+            let mut rx = rx.clone();
+            async move {
+                tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.pending == 0))
+                    .await
+                    .expect("checks report")
+                    .expect("sender alive")
+                    .clone()
+            }
+        };
+        assert_eq!(settled(&mut rx).await.failing, vec!["bad".to_string()]);
+        let change = checks.replace(vec![
+            exec("ok", "true"),
+            exec("bad", "true"),
+            exec("new", "false"),
+        ]);
+        assert_eq!(
+            change,
+            ChecksChange {
+                added: vec!["new".into()],
+                changed: vec!["bad".into()],
+                removed: vec![],
+            }
+        );
+        assert_eq!(rx.borrow_and_update().pending, 2, "ok keeps its status");
+        assert_eq!(settled(&mut rx).await.failing, vec!["new".to_string()]);
+        let change = checks.replace(vec![exec("ok", "true")]);
+        assert_eq!(change.removed, vec!["bad".to_string(), "new".to_string()]);
+        assert!(rx.borrow().passing());
+        assert!(checks.replace(vec![exec("ok", "true")]).is_empty());
+        stop.cancel();
     }
 
     fn toml_like(name: &str) -> CheckConfig {

@@ -109,8 +109,64 @@ pub fn event_env(event: &MemberEvent) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The running event handlers, replaced as a whole by [`Handlers::replace`] (a config
+/// reload): events seen after the reload go to the new set.
+#[derive(Clone)]
+pub struct Handlers {
+    inner: std::sync::Arc<std::sync::Mutex<(Vec<EventHandlerConfig>, CancellationToken)>>,
+    membership: Membership,
+    shutdown: CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl Handlers {
+    /// Run `handlers` on this agent's membership events until `shutdown`.
+    pub fn spawn(
+        handlers: Vec<EventHandlerConfig>,
+        membership: Membership,
+        shutdown: CancellationToken,
+        tasks: &tokio_util::task::TaskTracker,
+    ) -> Result<Self, InvalidSetting> {
+        let generation = shutdown.child_token();
+        spawn(
+            handlers.clone(),
+            membership.clone(),
+            generation.clone(),
+            tasks,
+        )?;
+        Ok(Self {
+            inner: std::sync::Arc::new(std::sync::Mutex::new((handlers, generation))),
+            membership,
+            shutdown,
+            tasks: tasks.clone(),
+        })
+    }
+
+    /// Run exactly `handlers` from now on; `Ok(false)` when they are the ones running. The
+    /// old set stops as at shutdown (a program still running for an event is stopped).
+    pub fn replace(&self, handlers: Vec<EventHandlerConfig>) -> Result<bool, InvalidSetting> {
+        for h in &handlers {
+            h.kinds()?;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.0 == handlers {
+            return Ok(false);
+        }
+        inner.1.cancel();
+        let generation = self.shutdown.child_token();
+        spawn(
+            handlers.clone(),
+            self.membership.clone(),
+            generation.clone(),
+            &self.tasks,
+        )?;
+        *inner = (handlers, generation);
+        Ok(true)
+    }
+}
+
 /// Run `handlers` on this agent's membership events until `shutdown`.
-pub fn spawn(
+fn spawn(
     handlers: Vec<EventHandlerConfig>,
     membership: Membership,
     shutdown: CancellationToken,

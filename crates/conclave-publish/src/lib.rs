@@ -22,4 +22,4 @@ pub mod sink;
 
 pub use conclave_hook::HookConfig;
 pub use config_sync::{ConfigSync, ConfigSyncConfig};
-pub use sink::{Publisher, SinkConfig};
+pub use sink::{PublishChange, Publisher, SinkConfig};

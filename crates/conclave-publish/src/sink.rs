@@ -115,10 +115,45 @@ impl SinkConfig {
     }
 }
 
-/// All sinks of this agent; `status()` is `GET /v1/publish/status`.
+/// All sinks of this agent; `status()` is `GET /v1/publish/status`. [`Publisher::replace`]
+/// changes them while the agent runs (a config reload).
 #[derive(Clone, Default)]
 pub struct Publisher {
-    sinks: Vec<Arc<Mutex<SinkStatus>>>,
+    inner: Arc<Mutex<Sinks>>,
+}
+
+#[derive(Default)]
+struct Sinks {
+    running: Vec<RunningSink>,
+    /// What a sink started later follows; `None` for a publisher that publishes nothing.
+    inputs: Option<Inputs>,
+}
+
+struct RunningSink {
+    config: SinkConfig,
+    status: Arc<Mutex<SinkStatus>>,
+    stop: CancellationToken,
+}
+
+#[derive(Clone)]
+struct Inputs {
+    view: watch::Receiver<View>,
+    health: watch::Receiver<HealthSummary>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// What [`Publisher::replace`] did, by sink name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishChange {
+    pub started: Vec<String>,
+    pub stopped: Vec<String>,
+}
+
+impl PublishChange {
+    pub fn is_empty(&self) -> bool {
+        self.started.is_empty() && self.stopped.is_empty()
+    }
 }
 
 impl Publisher {
@@ -129,37 +164,91 @@ impl Publisher {
         shutdown: CancellationToken,
         tasks: &TaskTracker,
     ) -> Self {
-        let mut sinks = Vec::new();
+        let me = Self {
+            inner: Arc::new(Mutex::new(Sinks {
+                running: Vec::new(),
+                inputs: Some(Inputs {
+                    view,
+                    health,
+                    shutdown,
+                    tasks: tasks.clone(),
+                }),
+            })),
+        };
+        me.replace(configs);
+        me
+    }
+
+    /// Publish exactly `configs` from now on. A sink whose table did not change runs on; a
+    /// changed one is stopped and started again (it reads what its file holds, so an
+    /// unchanged list is not rewritten and its hook does not run again); a removed one
+    /// stops and leaves its last file in place.
+    pub fn replace(&self, configs: Vec<SinkConfig>) -> PublishChange {
+        let mut sinks = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(inputs) = sinks.inputs.clone() else {
+            return PublishChange::default();
+        };
+        let mut old: Vec<Option<RunningSink>> = std::mem::take(&mut sinks.running)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut change = PublishChange::default();
         for cfg in configs {
-            let status = Arc::new(Mutex::new(SinkStatus {
-                name: cfg.display_name(),
-                path: cfg.path.display().to_string(),
-                format: cfg.format.name().into(),
-                published_count: 0,
-                content_hash: None,
-                last_write: None,
-                writes: 0,
-                held: None,
-                last_hook: None,
-                hook_failures: 0,
-            }));
-            sinks.push(status.clone());
-            tasks.spawn(run(
-                cfg,
-                view.clone(),
-                health.clone(),
-                status,
-                shutdown.clone(),
-            ));
+            let kept = old
+                .iter_mut()
+                .find(|s| s.as_ref().is_some_and(|s| s.config == cfg))
+                .and_then(Option::take);
+            let sink = match kept {
+                Some(s) => s,
+                None => {
+                    change.started.push(cfg.display_name());
+                    start(cfg, &inputs)
+                }
+            };
+            sinks.running.push(sink);
         }
-        Self { sinks }
+        for gone in old.into_iter().flatten() {
+            gone.stop.cancel();
+            change.stopped.push(gone.config.display_name());
+        }
+        change
     }
 
     pub fn status(&self) -> Vec<SinkStatus> {
-        self.sinks
+        let sinks = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        sinks
+            .running
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .map(|s| s.status.lock().unwrap_or_else(|p| p.into_inner()).clone())
             .collect()
+    }
+}
+
+fn start(cfg: SinkConfig, inputs: &Inputs) -> RunningSink {
+    let status = Arc::new(Mutex::new(SinkStatus {
+        name: cfg.display_name(),
+        path: cfg.path.display().to_string(),
+        format: cfg.format.name().into(),
+        published_count: 0,
+        content_hash: None,
+        last_write: None,
+        writes: 0,
+        held: None,
+        last_hook: None,
+        hook_failures: 0,
+    }));
+    let stop = inputs.shutdown.child_token();
+    inputs.tasks.spawn(run(
+        cfg.clone(),
+        inputs.view.clone(),
+        inputs.health.clone(),
+        status.clone(),
+        stop.clone(),
+    ));
+    RunningSink {
+        config: cfg,
+        status,
+        stop,
     }
 }
 

@@ -46,6 +46,8 @@ pub enum ErrorCode {
     NetworkFull,
     /// IPAM: the address is allocated (the message names its holder).
     AddressTaken,
+    /// The agent's configuration, read again for a reload, is invalid: nothing changed.
+    InvalidConfig,
     /// A code this build does not know.
     #[serde(other)]
     Unknown,
@@ -53,7 +55,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::BadRequest,
         ErrorCode::KeyNotFound,
         ErrorCode::NotFound,
@@ -84,6 +86,7 @@ impl ErrorCode {
         ErrorCode::AllocationNotFound,
         ErrorCode::NetworkFull,
         ErrorCode::AddressTaken,
+        ErrorCode::InvalidConfig,
         ErrorCode::Unknown,
     ];
 
@@ -120,6 +123,7 @@ impl ErrorCode {
             ErrorCode::AllocationNotFound => "allocation_not_found",
             ErrorCode::NetworkFull => "network_full",
             ErrorCode::AddressTaken => "address_taken",
+            ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::Unknown => "unknown",
         }
     }

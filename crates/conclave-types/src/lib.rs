@@ -25,6 +25,7 @@ pub mod gossip_keys;
 pub mod invalid;
 pub mod ipam;
 pub mod member_events;
+pub mod reload;
 pub mod secret;
 pub mod sse;
 

@@ -35,6 +35,7 @@ use crate::config::{AgentConfig, Formation, NodeRole};
 
 mod http;
 mod parts;
+pub mod reload;
 mod systemd;
 mod tls;
 
@@ -151,6 +152,8 @@ async fn form_with_seeds(
 /// A client agent: gossip, checks and publishers, and an API that forwards to the cluster.
 async fn run_client(
     config: AgentConfig,
+    as_loaded: AgentConfig,
+    source: Option<reload::ConfigSource>,
     http_listener: TcpListener,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -204,10 +207,11 @@ async fn run_client(
         scheme: https.scheme(),
         tls: https.status_fn(),
     };
+    let reloads = parts.reloads(source, as_loaded, &https, &shutdown, &tasks);
     let stopping = CancellationToken::new();
     let router = conclave_api::client::router(
         ctx,
-        parts.api_context(None, stopping.clone(), peers),
+        parts.api_context(None, stopping.clone(), peers, reloads),
         config.acl.settings(),
     );
     let app = http::app(router, &config, &stopping, identity.node_id, None);
@@ -259,15 +263,19 @@ impl Listeners {
 /// or SIGINT), then shut down in order: release held roles, stop accepting HTTP and drain
 /// it while node RPC still serves, hand leadership over if this node leads, leave gossip,
 /// stop the background tasks, stop Raft. The configured addresses are replaced by the listeners' own, so
-/// listeners bound on port 0 are advertised with the ports they got.
+/// listeners bound on port 0 are advertised with the ports they got. `source` reads the
+/// configuration again for a reload (SIGHUP, `POST /v1/agent/reload`); without it the
+/// agent takes no reloads.
 pub async fn run(
     mut config: AgentConfig,
     listeners: Listeners,
     stop: CancellationToken,
+    source: Option<reload::ConfigSource>,
 ) -> anyhow::Result<()> {
+    let as_loaded = config.clone();
     config.http_addr = listeners.http.local_addr().context("HTTP listener")?;
     if config.role == NodeRole::Client {
-        return run_client(config, listeners.http, stop).await;
+        return run_client(config, as_loaded, source, listeners.http, stop).await;
     }
     let http_listener = listeners.http;
     let rpc_listener = listeners
@@ -469,10 +477,16 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    let reloads = parts.reloads(source, as_loaded, &https, &shutdown, &tasks);
     let stopping = CancellationToken::new();
     let router = conclave_api::router(
         ctx,
-        parts.api_context(Some(node.clone()), stopping.clone(), https.peer_http()?),
+        parts.api_context(
+            Some(node.clone()),
+            stopping.clone(),
+            https.peer_http()?,
+            reloads,
+        ),
     );
     let app = http::app(
         router,

@@ -208,6 +208,8 @@ pub(crate) enum Command {
     Ipam(crate::cmd::ipam::IpamArgs),
     /// Show or change this agent's tags while it runs (set KEY=VALUE..., unset KEY...).
     Tags(crate::cmd::tags::TagsArgs),
+    /// Make the agent re-read its configuration (as SIGHUP does); shows what applied live.
+    Reload(crate::cmd::reload::ReloadArgs),
     /// Exit 0 when the agent answers healthy (or degraded), 1 when not: for scripts and probes.
     Health(crate::cmd::shell::HealthArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -456,6 +458,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ipam(args) => client_command(|| crate::cmd::ipam::run(args)),
         Command::Health(args) => client_command(|| crate::cmd::shell::health(args)),
         Command::Tags(args) => client_command(|| crate::cmd::tags::run(args)),
+        Command::Reload(args) => client_command(|| crate::cmd::reload::run(args)),
         Command::Completions(args) => crate::cmd::shell::completions(&args),
         Command::Man(args) => crate::cmd::shell::man(&args),
         Command::Gossip(args) => client_command(|| crate::cmd::gossip::run(args)),

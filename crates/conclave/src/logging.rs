@@ -42,11 +42,47 @@ pub fn filter_directives(log_level: &str) -> String {
     format!("{log_level},openraft=warn,{QUIET_TARGETS}")
 }
 
+/// How the installed filter is changed while the agent runs (a config reload).
+static FILTER: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+
+fn parse_filter(log_level: &str) -> Result<EnvFilter, LogLevelError> {
+    EnvFilter::try_new(filter_directives(log_level)).map_err(|e| LogLevelError {
+        level: log_level.to_owned(),
+        problem: e.to_string(),
+    })
+}
+
+/// A `log_level` that is not a tracing filter.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid log_level {level:?}: {problem}")]
+pub struct LogLevelError {
+    level: String,
+    problem: String,
+}
+
+/// Change the filter of the installed logger to `log_level`. A level that names openraft
+/// shows its network retries only when the agent started with such a level (the layer that
+/// drops them is chosen at start).
+pub fn set_level(log_level: &str) -> Result<(), LogLevelError> {
+    let filter = parse_filter(log_level)?;
+    match FILTER.get() {
+        Some(handle) => handle.reload(filter).map_err(|e| LogLevelError {
+            level: log_level.to_owned(),
+            problem: e.to_string(),
+        }),
+        // No logger of ours is installed (an agent run inside a test): nothing to change.
+        None => Ok(()),
+    }
+}
+
 /// Install the global subscriber. Errors name what was wrong with `log_level`.
 pub fn init(log_level: &str, format: LogFormat) -> Result<(), String> {
     let quiet = !log_level.contains("openraft");
-    let filter = EnvFilter::try_new(filter_directives(log_level))
-        .map_err(|e| format!("invalid log_level {log_level:?}: {e}"))?;
+    let filter = parse_filter(log_level).map_err(|e| e.to_string())?;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = FILTER.set(handle);
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);

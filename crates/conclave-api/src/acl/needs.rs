@@ -79,6 +79,8 @@ pub fn required(
         // Asks this node to read its secrets (within its policy): an operator's question.
         ["v1", "agent", "secrets", "check"] => cap(Target::Cluster, Access::Admin),
         ["v1", "agent", "tags"] => cap(Target::Cluster, access),
+        // Re-reading the configuration (hooks run programs) is an operator's act.
+        ["v1", "agent", "reload"] => cap(Target::Cluster, Access::Admin),
         // Changing the keys that admit an agent to gossip is an operator's act.
         ["v1", "gossip", "keys"] if access != Access::Read => cap(Target::Cluster, Access::Admin),
         ["v1", "cluster", ..]
@@ -203,6 +205,11 @@ mod tests {
             (Method::GET, "/v1/members/watch", cap(Target::Cluster, Read)),
             (Method::PUT, "/v1/agent/tags", cap(Target::Cluster, Write)),
             (Method::GET, "/v1/agent/tags", cap(Target::Cluster, Read)),
+            (
+                Method::POST,
+                "/v1/agent/reload",
+                cap(Target::Cluster, Admin),
+            ),
             (Method::GET, "/v1/gossip/keys", cap(Target::Cluster, Read)),
             (
                 Method::POST,

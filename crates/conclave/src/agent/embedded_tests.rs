@@ -36,7 +36,7 @@ impl Embedded {
         };
         let http = listeners.http.local_addr().expect("addr");
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(config, listeners, stop.clone()));
+        let task = tokio::spawn(run(config, listeners, stop.clone(), None));
         let client = Client::new(&format!("http://{http}")).expect("client");
         Self {
             http,

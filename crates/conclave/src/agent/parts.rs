@@ -25,6 +25,9 @@ pub(super) struct MembershipParts {
     pub(super) roles: conclave_roles::Roles,
     pub(super) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub(super) secrets: std::sync::Arc<conclave_config::SecretPolicy>,
+    /// What a reload changes while the agent runs.
+    pub(super) checks: checks::Checks,
+    pub(super) handlers: conclave_publish::handlers::Handlers,
 }
 
 /// Start gossip, checks, publishers, the seed importer, configuration sync and roles; the
@@ -76,7 +79,7 @@ pub(super) async fn start_membership(
         shutdown.clone(),
     )
     .await?;
-    let health = checks::spawn(config.check.clone(), shutdown.clone());
+    let (checks, health) = checks::Checks::spawn(config.check.clone(), shutdown.clone());
     {
         let (membership, mut health, shutdown) =
             (membership.clone(), health.clone(), shutdown.clone());
@@ -98,7 +101,7 @@ pub(super) async fn start_membership(
         shutdown.clone(),
         tasks,
     );
-    conclave_publish::handlers::spawn(
+    let handlers = conclave_publish::handlers::Handlers::spawn(
         config.event_handler.clone(),
         membership.clone(),
         shutdown.clone(),
@@ -186,10 +189,36 @@ pub(super) async fn start_membership(
         roles,
         metrics,
         secrets: std::sync::Arc::new(config.secrets.clone()),
+        checks,
+        handlers,
     })
 }
 
 impl MembershipParts {
+    /// Start taking reloads of what these parts run (see [`super::reload`]).
+    pub(super) fn reloads(
+        &self,
+        source: Option<super::reload::ConfigSource>,
+        as_loaded: AgentConfig,
+        https: &super::tls::Https,
+        shutdown: &CancellationToken,
+        tasks: &TaskTracker,
+    ) -> Option<conclave_api::agent_reload::ReloadRequests> {
+        super::reload::spawn(
+            source,
+            as_loaded,
+            super::reload::Live {
+                checks: self.checks.clone(),
+                publisher: self.publisher.clone(),
+                handlers: self.handlers.clone(),
+                membership: self.membership.clone(),
+                https: https.clone(),
+            },
+            shutdown.clone(),
+            tasks,
+        )
+    }
+
     /// `node`: this agent's Raft node (`None` on a client agent); `closing` ends the
     /// membership event streams when the agent starts to stop.
     pub(super) fn api_context(
@@ -197,6 +226,7 @@ impl MembershipParts {
         node: Option<RaftNode>,
         closing: CancellationToken,
         peers: conclave_api::gossip_keys::PeerHttp,
+        reload: Option<conclave_api::agent_reload::ReloadRequests>,
     ) -> MembersContext {
         MembersContext {
             peers,
@@ -207,6 +237,7 @@ impl MembershipParts {
             roles: self.roles.clone(),
             metrics: self.metrics.clone(),
             secrets: self.secrets.clone(),
+            reload,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The agent's HTTPS material: loaded (and checked) at start, followed afterwards. A change
-//! to any of the files, or SIGHUP, reloads them; a reload that fails keeps the files that
+//! to any of the files, or a reload of the agent (SIGHUP, `conclave reload`), reloads them; a reload that fails keeps the files that
 //! were served and says why in the log, `/v1/status` (`tls.reload_error`) and
 //! `conclave_tls_reloads_total{outcome="failed"}`.
 
@@ -39,6 +39,27 @@ impl Https {
             )?);
         }
         Ok(())
+    }
+
+    /// Read the files again now (a reload of the agent); `None` without TLS, else what
+    /// happened, for the reload's report.
+    pub(crate) async fn reload_files(&self) -> Option<String> {
+        let tls = self.0.clone()?;
+        let result = tokio::task::spawn_blocking(move || tls.reload()).await;
+        Some(match result {
+            Ok(result) => {
+                log_reload(&result);
+                match result {
+                    Ok(m) => format!(
+                        "serving {} (sha256 {})",
+                        m.info.subject,
+                        &m.info.sha256[..m.info.sha256.len().min(16)]
+                    ),
+                    Err(e) => format!("failed, still serving the previous files: {e}"),
+                }
+            }
+            Err(e) => format!("failed: {e}"),
+        })
     }
 
     pub(crate) fn server(&self) -> Option<Arc<Reloadable>> {
@@ -104,15 +125,13 @@ fn load(config: &AgentConfig) -> anyhow::Result<Option<Arc<Reloadable>>> {
     Ok(Some(Arc::new(tls)))
 }
 
-/// The task that reloads `tls` whenever its files change (checked every `interval`) or
-/// SIGHUP arrives, until `stop`.
+/// The task that reloads `tls` whenever its files change (checked every `interval`), until
+/// `stop`. A reload of the agent reads them at once ([`Https::reload_files`]).
 fn follow(
     tls: Arc<Reloadable>,
     interval: Duration,
     stop: CancellationToken,
 ) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     // The metrics recorder is installed after the files are first loaded.
     metrics::describe_gauge!(
         "conclave_tls_certificate_expiry_timestamp_seconds",
@@ -140,37 +159,33 @@ fn follow(
                         _ => continue,
                     }
                 }
-                _ = hangup.recv() => {
-                    tracing::info!("SIGHUP: reloading the TLS files");
-                    let tls = tls.clone();
-                    match tokio::task::spawn_blocking(move || tls.reload()).await {
-                        Ok(r) => r,
-                        Err(_) => continue,
-                    }
-                }
             };
-            match result {
-                Ok(material) => {
-                    record(&material);
-                    metrics::counter!("conclave_tls_reloads_total", "outcome" => "ok").increment(1);
-                    tracing::info!(
-                        subject = %material.info.subject,
-                        not_after = material.info.not_after,
-                        sha256 = %material.info.sha256,
-                        "TLS files reloaded; new connections use them"
-                    );
-                }
-                Err(e) => {
-                    metrics::counter!("conclave_tls_reloads_total", "outcome" => "failed")
-                        .increment(1);
-                    tracing::error!(
-                        error = %e,
-                        "reloading the TLS files failed; still serving the previous ones"
-                    );
-                }
-            }
+            log_reload(&result);
         }
     })
+}
+
+/// Log and count one reload's outcome.
+fn log_reload(result: &Result<Arc<Material>, conclave_tls::TlsError>) {
+    match result {
+        Ok(material) => {
+            record(material);
+            metrics::counter!("conclave_tls_reloads_total", "outcome" => "ok").increment(1);
+            tracing::info!(
+                subject = %material.info.subject,
+                not_after = material.info.not_after,
+                sha256 = %material.info.sha256,
+                "TLS files reloaded; new connections use them"
+            );
+        }
+        Err(e) => {
+            metrics::counter!("conclave_tls_reloads_total", "outcome" => "failed").increment(1);
+            tracing::error!(
+                error = %e,
+                "reloading the TLS files failed; still serving the previous ones"
+            );
+        }
+    }
 }
 
 /// What `/v1/status` shows of `tls`.

@@ -47,6 +47,10 @@ pub(crate) fn run_agent(args: AgentArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A reload reads the same file, environment and flags again.
+    let (file, flags) = (args.config.clone(), args.flags.clone());
+    let source: agent::reload::ConfigSource =
+        std::sync::Arc::new(move || config::load(file.as_deref(), &flags));
     let serve = async move {
         let listeners = agent::Listeners::bind(&config).await?;
         let stop = CancellationToken::new();
@@ -56,7 +60,7 @@ pub(crate) fn run_agent(args: AgentArgs) -> ExitCode {
             tracing::info!(signal, "signal received");
             on_signal.cancel();
         });
-        agent::run(config, listeners, stop).await
+        agent::run(config, listeners, stop, Some(source)).await
     };
     match runtime.block_on(serve) {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ pub mod ipam;
 pub mod kv;
 pub mod leader;
 pub mod members;
+pub mod reload;
 pub mod roles;
 pub mod shell;
 pub mod snapshot;

@@ -22,6 +22,7 @@ mod ipam;
 mod leaks;
 mod member_events;
 mod recovery;
+mod reload;
 mod role_overlap;
 mod roles;
 mod seams;
