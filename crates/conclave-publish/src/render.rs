@@ -46,6 +46,9 @@ pub struct Peer {
     pub id: u64,
     pub name: String,
     pub role: String,
+    /// An IP literal, or the DNS name the member advertises (a container's service name):
+    /// published as given, for the reader to resolve. Keyed `ip` in JSON, as the
+    /// operator seed's peer list is.
     pub ip: String,
     pub port: u16,
     pub tags: BTreeMap<String, String>,
@@ -58,7 +61,7 @@ impl Peer {
             Address::Api => &m.api_addr,
             Address::Rpc => &m.rpc_addr,
         };
-        let sock: std::net::SocketAddr = addr.parse().ok()?;
+        let (host, port) = host_and_port(addr)?;
         Some(Peer {
             id: m.id,
             name: m
@@ -67,14 +70,14 @@ impl Peer {
                 .cloned()
                 .unwrap_or_else(|| format!("node-{}", m.id)),
             role: m.role.clone(),
-            ip: sock.ip().to_string(),
-            port: sock.port(),
+            ip: host,
+            port,
             tags: m.tags.clone(),
             healthy: m.healthy,
         })
     }
 
-    /// `ip:port`, with brackets for IPv6.
+    /// `host:port`, with brackets for an IPv6 literal.
     pub fn peer_string(&self) -> String {
         if self.ip.contains(':') {
             format!("[{}]:{}", self.ip, self.port)
@@ -82,6 +85,22 @@ impl Peer {
             format!("{}:{}", self.ip, self.port)
         }
     }
+}
+
+/// An advertised `ip:port`, `[v6]:port` or `name:port`; `None` for anything else (a member
+/// whose address has no port is not a peer anyone could reach).
+fn host_and_port(addr: &str) -> Option<(String, u16)> {
+    if let Ok(sock) = addr.parse::<std::net::SocketAddr>() {
+        return Some((sock.ip().to_string(), sock.port()));
+    }
+    let (host, port) = addr.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    name_ok.then(|| (host.to_owned(), port))
 }
 
 /// Render `peers` (already filtered and sorted). `fields` renames JSON keys
@@ -160,6 +179,34 @@ mod tests {
                 healthy: true,
             },
         ]
+    }
+
+    /// Members that advertise a DNS name (Compose service names, a StatefulSet's pod
+    /// names) are peers too, published by name.
+    #[test]
+    fn names_and_literals_are_addresses_and_garbage_is_not() {
+        assert_eq!(
+            host_and_port("voter-1:7400"),
+            Some(("voter-1".into(), 7400))
+        );
+        assert_eq!(
+            host_and_port("conclave-0.conclave.ns.svc.cluster.local:7400"),
+            Some(("conclave-0.conclave.ns.svc.cluster.local".into(), 7400))
+        );
+        assert_eq!(host_and_port("[::1]:7400"), Some(("::1".into(), 7400)));
+        assert_eq!(
+            host_and_port("10.0.0.1:7400"),
+            Some(("10.0.0.1".into(), 7400))
+        );
+        for bad in ["voter-1", ":7400", "a b:1", "x:99999", "::1", "a/b:1"] {
+            assert_eq!(host_and_port(bad), None, "{bad}");
+        }
+        let peer = Peer {
+            ip: "voter-1".into(),
+            port: 7400,
+            ..peers()[0].clone()
+        };
+        assert_eq!(peer.peer_string(), "voter-1:7400");
     }
 
     #[test]

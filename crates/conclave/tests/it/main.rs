@@ -9,6 +9,7 @@ mod audit;
 mod bad_input;
 mod cli;
 mod cluster;
+mod compose;
 mod config;
 mod config_seed;
 mod durability;
