@@ -14,9 +14,13 @@ use crate::output::print_json;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  conclave health                     # the local agent\n  conclave health --addr https://10.0.0.2:7400 --ca-file ca.pem\n\nExit status: 0 healthy or degraded (serving), 1 not healthy, no answer, or no answer within\n--timeout; 2 a usage error."
+    after_help = "Examples:\n  conclave health                     # the local agent: serving? (readiness)\n  conclave health --live              # the process answers at all (liveness)\n  conclave health --addr https://10.0.0.2:7400 --ca-file ca.pem\n\nExit status: 0 healthy or degraded (serving; with --live: answering), 1 not healthy, no\nanswer, or no answer within --timeout; 2 a usage error."
 )]
 pub(crate) struct HealthArgs {
+    /// Exit 0 whenever the agent answers, serving or not (a liveness probe: a node waiting
+    /// for a quorum is alive, and restarting it would not help).
+    #[arg(long)]
+    live: bool,
     /// Give up (exit 1) when no answer came within this long.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
     timeout: Duration,
@@ -24,7 +28,8 @@ pub(crate) struct HealthArgs {
     client: ClientOpts,
 }
 
-/// `conclave health`: `GET /v1/health` of the agent; a non-ok answer is an error (exit 1).
+/// `conclave health`: `GET /v1/health` of the agent; a non-ok answer is an error (exit 1),
+/// unless `--live` (then any answer will do).
 pub(crate) async fn health(args: HealthArgs) -> Result<(), ClientError> {
     let client = args.client.client()?;
     let answer = tokio::time::timeout(args.timeout, client.health())
@@ -34,7 +39,14 @@ pub(crate) async fn health(args: HealthArgs) -> Result<(), ClientError> {
                 "no health answer within {}",
                 humantime::format_duration(args.timeout)
             ))
-        })??;
+        })?;
+    let answer = match answer {
+        Err(ClientError::Api(e)) if args.live => {
+            out!("alive, not serving: {}", e.message);
+            return Ok(());
+        }
+        other => other?,
+    };
     if args.client.output == Output::Json {
         print_json(&serde_json::to_value(&answer).unwrap_or_default());
     } else {

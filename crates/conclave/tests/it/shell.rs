@@ -24,6 +24,33 @@ async fn health_is_an_exit_code_and_completions_and_man_pages_cover_every_comman
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
     let (code, _, err) = cli(&["health", "--timeout", "soon"], None);
     assert_eq!(code, 2, "{err}");
+    let (code, _, _) = cli(&["health", "--live", "--addr", &nowhere], None);
+    assert_eq!(code, 1, "nothing answers: not alive either");
+    // A voter waiting for its peers is alive (a liveness probe must not restart it) but not
+    // serving (a readiness probe keeps clients away).
+    let waiting_dir = tmp.path().join("waiting");
+    let never = free_addr().to_string();
+    let waiting = Agent::spawn(
+        &waiting_dir,
+        free_addr(),
+        free_addr(),
+        &["--bootstrap-expect", "3", "--join", &never],
+    );
+    let waiting_addr = waiting.addr_flag();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (code, out, err) = cli(&["health", "--live", "--addr", &waiting_addr], None);
+        if code == 0 {
+            assert!(out.contains("alive, not serving"), "{out}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{out}{err}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (code, _, err) = cli(&["health", "--addr", &waiting_addr], None);
+    assert_eq!(code, 1, "not serving: {err}");
+    assert!(err.contains("not formed or joined"), "{err}");
+    drop(waiting);
 
     for (shell, marker) in [
         ("bash", "_conclave()"),
