@@ -20,6 +20,7 @@ mod gossip_keys;
 mod handover;
 mod image;
 mod ipam;
+mod kubernetes;
 mod leaks;
 mod member_events;
 mod recovery;
