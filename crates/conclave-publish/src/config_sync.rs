@@ -207,7 +207,7 @@ impl Runner {
 
     fn save_ledger(&self) {
         let bytes = serde_json::to_vec_pretty(&self.ledger).unwrap_or_default();
-        if let Err(e) = crate::sink::write_atomically(&self.dir.join(LEDGER), &bytes) {
+        if let Err(e) = crate::file::write_atomically(&self.dir.join(LEDGER), &bytes) {
             tracing::warn!(error = %e, "cannot save the applied-config ledger");
         }
     }
@@ -369,7 +369,7 @@ impl Runner {
         let hash = sha256_hex(&content);
         let bytes = render(&content);
         let file = self.file_of(id);
-        if let Err(e) = crate::sink::write_atomically(&file, &bytes) {
+        if let Err(e) = crate::file::write_atomically(&file, &bytes) {
             tracing::warn!(document = %id, error = %e, "cannot write the rendered document");
             self.fail(
                 id,

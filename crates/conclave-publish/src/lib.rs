@@ -15,6 +15,9 @@
 //!   fatal.
 
 pub mod config_sync;
+pub mod configmap;
+mod destination;
+mod file;
 pub mod guard;
 pub mod handlers;
 pub mod render;
@@ -22,4 +25,4 @@ pub mod sink;
 
 pub use conclave_hook::HookConfig;
 pub use config_sync::{ConfigSync, ConfigSyncConfig};
-pub use sink::{PublishChange, Publisher, SinkConfig};
+pub use sink::{PublishChange, Publisher, SinkConfig, SinkKind};

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use conclave_types::GossipMember;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// A JSON array of `{id, name, role, ip, port, peer_string, tags, healthy}`.
+    #[default]
     Json,
     /// One `ip:port` per line.
     Lines,

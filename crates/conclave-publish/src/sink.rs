@@ -1,8 +1,7 @@
 //! A running sink: follows the member list, writes its file, runs its hook, reports status.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,18 +14,50 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::destination::Destination;
 use crate::guard::{Decision, Guard, GuardConfig, Surroundings};
-use crate::render::{Address, Format, Peer, render};
+use crate::render::{Address, Format, Peer};
+
+/// Where a sink publishes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// A file on this node (`path`, `format`).
+    #[default]
+    File,
+    /// A Kubernetes ConfigMap (`namespace`, `configmap`, `keys`), written by one agent at a
+    /// time: the holder of the sink's election.
+    ConfigMap,
+}
 
 /// One `[[publish]]` table of the agent config.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
-    /// Shown in `/v1/publish/status`; defaults to the file name.
+    /// Shown in `/v1/publish/status`; defaults to the file (or ConfigMap) name.
     #[serde(default)]
     pub name: String,
+    #[serde(default)]
+    pub kind: SinkKind,
+    /// `file` only: where.
+    #[serde(default)]
     pub path: PathBuf,
+    /// `file` only: how (default json).
+    #[serde(default)]
     pub format: Format,
+    /// `configmap` only: the ConfigMap's namespace.
+    #[serde(default)]
+    pub namespace: String,
+    /// `configmap` only: the ConfigMap's name.
+    #[serde(default)]
+    pub configmap: String,
+    /// `configmap` only: which keys it holds (default all three).
+    #[serde(default = "all_keys")]
+    pub keys: Vec<crate::configmap::ConfigMapKey>,
+    /// `configmap` only: a kubeconfig file; default the pod's service account, else the
+    /// usual kubeconfig (`KUBECONFIG`, `~/.kube/config`).
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
     /// JSON only: rename keys, e.g. `{ role = "nodeType", peer_string = "peerString" }`.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
@@ -58,6 +89,10 @@ pub struct SinkConfig {
     pub hook: Option<conclave_hook::HookConfig>,
 }
 
+fn all_keys() -> Vec<crate::configmap::ConfigMapKey> {
+    crate::configmap::ConfigMapKey::ALL.to_vec()
+}
+
 fn default_env_var() -> String {
     "PEERS".into()
 }
@@ -73,7 +108,9 @@ fn default_confirm() -> Duration {
 
 impl SinkConfig {
     pub fn display_name(&self) -> String {
-        if self.name.is_empty() {
+        if self.name.is_empty() && self.kind == SinkKind::ConfigMap {
+            self.configmap.clone()
+        } else if self.name.is_empty() {
             self.path.file_name().map_or_else(
                 || self.path.display().to_string(),
                 |f| f.to_string_lossy().into(),
@@ -86,8 +123,32 @@ impl SinkConfig {
     pub fn validate(&self) -> Result<(), conclave_types::InvalidSetting> {
         let what = format!("publish sink {:?}", self.display_name());
         let invalid = |problem| Err(conclave_types::InvalidSetting::new(what.clone(), problem));
-        if self.path.as_os_str().is_empty() || self.path.file_name().is_none() {
-            return invalid("path must name a file");
+        match self.kind {
+            SinkKind::File => {
+                if self.path.as_os_str().is_empty() || self.path.file_name().is_none() {
+                    return invalid("path must name a file");
+                }
+                if !self.namespace.is_empty() || !self.configmap.is_empty() {
+                    return invalid(
+                        "namespace and configmap are for kind = \"configmap\"; a file sink takes path and format",
+                    );
+                }
+            }
+            SinkKind::ConfigMap => {
+                if !dns_label(&self.namespace) || !dns_subdomain(&self.configmap) {
+                    return invalid(
+                        "kind = \"configmap\" needs namespace (a DNS label) and configmap (a DNS subdomain name), e.g. namespace = \"conclave\", configmap = \"conclave-peers\"",
+                    );
+                }
+                if !self.path.as_os_str().is_empty() {
+                    return invalid("a configmap sink has no path (it writes the ConfigMap)");
+                }
+                if self.keys.is_empty() {
+                    return invalid(
+                        "keys must name at least one of peers.json, peers.txt, peer_count",
+                    );
+                }
+            }
         }
         if let Some(h) = &self.hook {
             if h.exec.is_some() == h.url.is_some() {
@@ -101,6 +162,14 @@ impl SinkConfig {
             }
         }
         Ok(())
+    }
+
+    /// Where it publishes, for status and hooks: the path, or `configmap:NS/NAME`.
+    pub fn target(&self) -> String {
+        match self.kind {
+            SinkKind::File => self.path.display().to_string(),
+            SinkKind::ConfigMap => format!("configmap:{}/{}", self.namespace, self.configmap),
+        }
     }
 
     fn filter(&self, self_id: u64) -> MemberFilter {
@@ -141,6 +210,9 @@ struct Inputs {
     health: watch::Receiver<HealthSummary>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// How a ConfigMap sink campaigns to be the one writer, and as whom.
+    coord: Option<conclave_coord::Coordinator>,
+    candidate: String,
 }
 
 /// What [`Publisher::replace`] did, by sink name.
@@ -157,10 +229,13 @@ impl PublishChange {
 }
 
 impl Publisher {
+    /// `coord`: how ConfigMap sinks reach the cluster for their writer's election, as
+    /// `candidate` (this agent).
     pub fn spawn(
         configs: Vec<SinkConfig>,
         view: watch::Receiver<View>,
         health: watch::Receiver<HealthSummary>,
+        (coord, candidate): (Option<conclave_coord::Coordinator>, String),
         shutdown: CancellationToken,
         tasks: &TaskTracker,
     ) -> Self {
@@ -172,6 +247,8 @@ impl Publisher {
                     health,
                     shutdown,
                     tasks: tasks.clone(),
+                    coord,
+                    candidate,
                 }),
             })),
         };
@@ -227,8 +304,11 @@ impl Publisher {
 fn start(cfg: SinkConfig, inputs: &Inputs) -> RunningSink {
     let status = Arc::new(Mutex::new(SinkStatus {
         name: cfg.display_name(),
-        path: cfg.path.display().to_string(),
-        format: cfg.format.name().into(),
+        path: cfg.target(),
+        format: match cfg.kind {
+            SinkKind::File => cfg.format.name().into(),
+            SinkKind::ConfigMap => "configmap".into(),
+        },
         published_count: 0,
         content_hash: None,
         last_write: None,
@@ -238,11 +318,13 @@ fn start(cfg: SinkConfig, inputs: &Inputs) -> RunningSink {
         hook_failures: 0,
     }));
     let stop = inputs.shutdown.child_token();
+    let destination = Destination::new(&cfg, inputs.coord.clone(), inputs.candidate.clone());
     inputs.tasks.spawn(run(
         cfg.clone(),
         inputs.view.clone(),
         inputs.health.clone(),
         status.clone(),
+        destination,
         stop.clone(),
     ));
     RunningSink {
@@ -276,6 +358,21 @@ fn surroundings(view: &View) -> Surroundings {
     }
 }
 
+/// A Kubernetes namespace name: an RFC 1123 label.
+fn dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A ConfigMap name: an RFC 1123 subdomain.
+fn dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(dns_label)
+}
+
 fn hash_hex(bytes: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, bytes)
         .as_ref()
@@ -288,82 +385,62 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// The file's current content and the count it holds, when it was written by a sink of the
-/// same format (so a restart does not rewrite an identical file).
-fn existing(path: &Path, format: Format) -> Option<(Vec<u8>, usize)> {
-    let bytes = std::fs::read(path).ok()?;
-    let text = std::str::from_utf8(&bytes).ok()?;
-    let count = match format {
-        Format::Json => serde_json::from_str::<Vec<serde_json::Value>>(text)
-            .ok()?
-            .len(),
-        Format::Lines => text.lines().filter(|l| !l.trim().is_empty()).count(),
-        Format::Count => text.trim().parse().ok()?,
-        Format::Env => {
-            let (_, list) = text.trim().split_once('=')?;
-            list.split(',').filter(|p| !p.is_empty()).count()
-        }
-    };
-    Some((bytes, count))
-}
-
-/// Write atomically: temp file in the same directory, fsync, rename, fsync the directory.
-/// The temp file gets a fresh random name and is created exclusively (`O_EXCL`), so a file
-/// or symlink planted at a predictable name is never written through.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let file_name = path
-        .file_name()
-        .map(|f| f.to_string_lossy())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    // Other processes read what is published (a service's peer list).
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
 async fn run(
     cfg: SinkConfig,
     mut view: watch::Receiver<View>,
     mut health: watch::Receiver<HealthSummary>,
     status: Arc<Mutex<SinkStatus>>,
+    mut destination: Destination,
     shutdown: CancellationToken,
 ) {
     let name = cfg.display_name();
+    let target = cfg.target();
+    let set =
+        |f: &dyn Fn(&mut SinkStatus)| f(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
+    let hold = |why: String| {
+        let changed = status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .held
+            .as_deref()
+            != Some(why.as_str());
+        if changed {
+            tracing::warn!(sink = %name, "holding the last publication: {why}");
+        }
+        set(&|s| s.held = Some(why.clone()));
+    };
+    let tick = Duration::from_millis(250);
+    // What was published before: read once it can be (a ConfigMap needs the API).
+    let published = loop {
+        match destination.published().await {
+            Ok(p) => break p,
+            Err(why) => hold(why.to_string()),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    };
+    if let Some((bytes, count)) = &published {
+        set(&|s| {
+            s.held = None;
+            s.content_hash = Some(hash_hex(bytes));
+            s.published_count = *count;
+        });
+    }
     let mut guard = Guard::new(
         GuardConfig {
             debounce: cfg.debounce,
             min_peers: cfg.min_peers,
             confirm_after: cfg.confirm_after,
         },
-        existing(&cfg.path, cfg.format),
+        published,
     );
-    let set =
-        |f: &dyn Fn(&mut SinkStatus)| f(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
-    if let Some((bytes, count)) = existing(&cfg.path, cfg.format) {
-        set(&|s| {
-            s.content_hash = Some(hash_hex(&bytes));
-            s.published_count = count;
-        });
-    }
     // A publication whose hook has not run yet (this node was unhealthy, or it failed).
     let mut hook_pending: Option<(String, usize)> = None;
-    let tick = Duration::from_millis(250);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
             _ = view.changed() => {}
             _ = health.changed() => {}
             _ = tokio::time::sleep(tick) => {}
@@ -384,42 +461,37 @@ async fn run(
             .filter_map(|m| Peer::from_member(m, cfg.address))
             .collect();
         peers.sort_by_key(|p| p.id);
-        let content = render(&peers, cfg.format, &cfg.fields, &cfg.env_var);
+        let content = destination.render(&peers, &cfg);
         match guard.observe(Instant::now(), &content, peers.len(), surroundings(&v)) {
             Decision::Unchanged | Decision::Settling => set(&|s| s.held = None),
-            Decision::Hold(why) => {
-                let changed = status
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .held
-                    .as_deref()
-                    != Some(why.as_str());
-                if changed {
-                    tracing::warn!(sink = %name, "holding the last publication: {why}");
+            Decision::Hold(why) => hold(why),
+            Decision::Write => {
+                if let Err(why) = destination.may_write().await {
+                    hold(why.to_string());
+                    continue;
                 }
-                set(&|s| s.held = Some(why.clone()));
-            }
-            Decision::Write => match write_atomically(&cfg.path, &content) {
-                Ok(()) => {
-                    let hash = hash_hex(&content);
-                    tracing::info!(sink = %name, peers = peers.len(), path = %cfg.path.display(), "published peers");
-                    guard.written(content, peers.len());
-                    set(&|s| {
-                        s.held = None;
-                        s.content_hash = Some(hash.clone());
-                        s.last_write = Some(now_rfc3339());
-                        s.writes += 1;
-                        s.published_count = peers.len();
-                    });
-                    if cfg.hook.is_some() {
-                        hook_pending = Some((hash, peers.len()));
+                match destination.write(&content).await {
+                    Ok(done) => {
+                        let hash = hash_hex(&content);
+                        tracing::info!(sink = %name, peers = peers.len(), "published peers: {done}");
+                        guard.written(content, peers.len());
+                        set(&|s| {
+                            s.held = None;
+                            s.content_hash = Some(hash.clone());
+                            s.last_write = Some(now_rfc3339());
+                            s.writes += 1;
+                            s.published_count = peers.len();
+                        });
+                        if cfg.hook.is_some() {
+                            hook_pending = Some((hash, peers.len()));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(sink = %name, target = %target, error = %e, "cannot publish; will retry");
+                        set(&|s| s.held = Some(format!("write failed: {e}")));
                     }
                 }
-                Err(e) => {
-                    tracing::error!(sink = %name, path = %cfg.path.display(), error = %e, "cannot write the peers file; will retry");
-                    set(&|s| s.held = Some(format!("write failed: {e}")));
-                }
-            },
+            }
         }
         let healthy = health.borrow().passing();
         if let (Some(hook), Some((hash, count))) = (&cfg.hook, &hook_pending) {
@@ -438,12 +510,12 @@ async fn run(
                 continue;
             }
             let env = [
-                ("CONCLAVE_PEERS_FILE", cfg.path.display().to_string()),
+                ("CONCLAVE_PEERS_FILE", target.clone()),
                 ("CONCLAVE_PEERS_COUNT", count.to_string()),
                 ("CONCLAVE_SINK", name.clone()),
             ];
             let body = serde_json::json!({
-                "sink": name, "path": cfg.path, "count": count, "hash": hash,
+                "sink": name, "path": target, "count": count, "hash": hash,
             });
             let result = conclave_hook::run(hook, &name, &env, &body, &shutdown).await;
             if !result.ok {
@@ -458,45 +530,54 @@ async fn run(
             hook_pending = None;
         }
     }
+    destination.finish().await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn atomic_write_replaces_the_whole_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/peers.txt");
-        write_atomically(&path, b"a:1\n").unwrap();
-        write_atomically(&path, b"a:1\nb:2\n").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"a:1\nb:2\n");
-        assert_eq!(existing(&path, Format::Lines).map(|e| e.1), Some(2));
-        // No temp files are left behind.
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
-            1
-        );
+    fn parse(toml_text: &str) -> SinkConfig {
+        toml::from_str(toml_text).unwrap()
     }
 
     #[test]
-    fn a_planted_symlink_at_the_old_temp_name_is_never_written_through() {
-        let dir = tempfile::tempdir().unwrap();
-        let victim = dir.path().join("victim");
-        std::fs::write(&victim, b"precious").unwrap();
-        let path = dir.path().join("peers.txt");
-        // The name the temp file used to have, and a few guesses around it.
-        for name in [
-            format!(".peers.txt.tmp-{}", std::process::id()),
-            ".peers.txt.tmp".to_string(),
+    fn a_sink_is_a_file_or_a_configmap_and_says_what_it_lacks() {
+        let file = parse("path = \"/run/peers.json\"\nformat = \"lines\"\n");
+        assert_eq!(file.kind, SinkKind::File);
+        assert!(file.validate().is_ok());
+        assert_eq!(file.target(), "/run/peers.json");
+
+        let cm = parse(
+            "kind = \"configmap\"\nnamespace = \"conclave\"\nconfigmap = \"conclave-peers\"\n",
+        );
+        assert!(cm.validate().is_ok());
+        assert_eq!(cm.keys, crate::configmap::ConfigMapKey::ALL.to_vec());
+        assert_eq!(cm.display_name(), "conclave-peers");
+        assert_eq!(cm.target(), "configmap:conclave/conclave-peers");
+
+        for (bad, says) in [
+            ("kind = \"configmap\"\nconfigmap = \"p\"\n", "namespace"),
+            (
+                "kind = \"configmap\"\nnamespace = \"Upper\"\nconfigmap = \"p\"\n",
+                "DNS label",
+            ),
+            (
+                "kind = \"configmap\"\nnamespace = \"n\"\nconfigmap = \"p\"\npath = \"/x\"\n",
+                "no path",
+            ),
+            (
+                "kind = \"configmap\"\nnamespace = \"n\"\nconfigmap = \"p\"\nkeys = []\n",
+                "at least one",
+            ),
+            ("path = \"/x\"\nnamespace = \"n\"\n", "are for kind"),
+            ("format = \"json\"\n", "path must name a file"),
         ] {
-            std::os::unix::fs::symlink(&victim, dir.path().join(name)).unwrap();
+            let problem = parse(bad).validate().unwrap_err().to_string();
+            assert!(problem.contains(says), "{bad}: {problem}");
         }
-        write_atomically(&path, b"a:1\n").unwrap();
-        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
-        assert_eq!(std::fs::read(&path).unwrap(), b"a:1\n");
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o644, "readers of the published file can read it");
+        let unknown: Result<SinkConfig, _> =
+            toml::from_str("kind = \"configmap\"\nkeys = [\"peers.yaml\"]\n");
+        assert!(unknown.is_err());
     }
 }

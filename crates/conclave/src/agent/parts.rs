@@ -94,13 +94,6 @@ pub(super) async fn start_membership(
             }
         });
     }
-    let publisher = Publisher::spawn(
-        config.publish.clone(),
-        membership.subscribe(),
-        health,
-        shutdown.clone(),
-        tasks,
-    );
     let handlers = conclave_publish::handlers::Handlers::spawn(
         config.event_handler.clone(),
         membership.clone(),
@@ -108,6 +101,14 @@ pub(super) async fn start_membership(
         tasks,
     )?;
     let coord = coordinator(&membership)?;
+    let publisher = Publisher::spawn(
+        config.publish.clone(),
+        membership.subscribe(),
+        health,
+        (Some(coord.clone()), node_id.to_string()),
+        shutdown.clone(),
+        tasks,
+    );
     if let Some(path) = &config.config_seed {
         let docs = crate::seed::load(path)?;
         tasks.spawn(crate::seed::run(

@@ -469,8 +469,16 @@ async fn voters_form_from_zero_pods_only_when_not_ready_pods_are_published() {
         *dns.ready.lock().unwrap() = ready;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(probe_all(liveness), 3, "alive while waiting\n{}", logs());
-    assert!(logs().contains("resolves to an address yet"), "{}", logs());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while probe_all(liveness) < 3 || !logs().contains("resolves to an address yet") {
+        assert!(
+            Instant::now() < deadline,
+            "alive and waiting for DNS?\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(probe_all(readiness) == 0, "{}", logs());
 
     // Every pod published: they form, and the readiness probe passes on all three.
     *dns.mode.lock().unwrap() = Publish::AllPods;
@@ -479,7 +487,7 @@ async fn voters_form_from_zero_pods_only_when_not_ready_pods_are_published() {
         assert!(Instant::now() < deadline, "never ready\n{}", logs());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(probe_all(liveness), 3);
+    assert_eq!(probe_all(liveness), 3, "{}", logs());
     // One cluster of three voters, seen through the API with the manifest's TLS and token.
     let token = std::fs::read_to_string(secrets.join("management-token")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
