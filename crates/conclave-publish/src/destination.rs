@@ -43,7 +43,12 @@ pub(crate) struct ConfigMapDestination {
     cfg: SinkConfig,
     writer: Option<ConfigMapWriter>,
     lease: Option<ConfigMapLease>,
+    /// When a non-writer last read the ConfigMap to see whether it holds its list.
+    last_look: Option<std::time::Instant>,
 }
+
+/// How often an agent that does not write reads the ConfigMap to see the writer's update.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 impl Destination {
     /// `coord` and `candidate`: how a ConfigMap sink campaigns for its election.
@@ -56,6 +61,7 @@ impl Destination {
                     cfg: cfg.clone(),
                     writer: None,
                     lease: coord.map(|c| ConfigMapLease::new(c, election, candidate, LEASE_TTL)),
+                    last_look: None,
                 }))
             }
         }
@@ -134,6 +140,32 @@ impl Destination {
                     Err(e) => Err(e.into()),
                 }
             }
+        }
+    }
+
+    /// For an agent that does not write: whether the destination holds `content` now (the
+    /// writer published the same list), so this agent's hook runs too. Looks at most every
+    /// [`LOOK_EVERY`].
+    pub(crate) async fn holds(&mut self, content: &[u8]) -> bool {
+        let Destination::ConfigMap(c) = self else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        if c.last_look
+            .is_some_and(|t| now.duration_since(t) < LOOK_EVERY)
+        {
+            return false;
+        }
+        c.last_look = Some(now);
+        let Ok(wanted) = serde_json::from_slice::<ConfigMapData>(content) else {
+            return false;
+        };
+        let Ok(writer) = c.writer().await else {
+            return false;
+        };
+        match writer.current().await {
+            Ok(Some(data)) => wanted.iter().all(|(k, v)| data.get(k) == Some(v)),
+            _ => false,
         }
     }
 

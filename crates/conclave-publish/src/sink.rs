@@ -466,30 +466,39 @@ async fn run(
             Decision::Unchanged | Decision::Settling => set(&|s| s.held = None),
             Decision::Hold(why) => hold(why),
             Decision::Write => {
-                if let Err(why) = destination.may_write().await {
-                    hold(why.to_string());
-                    continue;
-                }
-                match destination.write(&content).await {
-                    Ok(done) => {
-                        let hash = hash_hex(&content);
-                        tracing::info!(sink = %name, peers = peers.len(), "published peers: {done}");
-                        guard.written(content, peers.len());
-                        set(&|s| {
-                            s.held = None;
-                            s.content_hash = Some(hash.clone());
-                            s.last_write = Some(now_rfc3339());
-                            s.writes += 1;
-                            s.published_count = peers.len();
-                        });
-                        if cfg.hook.is_some() {
-                            hook_pending = Some((hash, peers.len()));
+                let own = match destination.may_write().await {
+                    Ok(()) => match destination.write(&content).await {
+                        Ok(done) => {
+                            tracing::info!(sink = %name, peers = peers.len(), "published peers: {done}");
+                            true
                         }
+                        Err(e) => {
+                            tracing::error!(sink = %name, target = %target, error = %e, "cannot publish; will retry");
+                            set(&|s| s.held = Some(format!("write failed: {e}")));
+                            continue;
+                        }
+                    },
+                    // Another agent writes; once it has published this list, it is this
+                    // agent's publication too (its hook runs, below).
+                    Err(_) if destination.holds(&content).await => false,
+                    Err(why) => {
+                        hold(why.to_string());
+                        continue;
                     }
-                    Err(e) => {
-                        tracing::error!(sink = %name, target = %target, error = %e, "cannot publish; will retry");
-                        set(&|s| s.held = Some(format!("write failed: {e}")));
+                };
+                let hash = hash_hex(&content);
+                guard.written(content, peers.len());
+                set(&|s| {
+                    s.held = None;
+                    s.content_hash = Some(hash.clone());
+                    s.published_count = peers.len();
+                    if own {
+                        s.last_write = Some(now_rfc3339());
+                        s.writes += 1;
                     }
+                });
+                if cfg.hook.is_some() {
+                    hook_pending = Some((hash, peers.len()));
                 }
             }
         }
