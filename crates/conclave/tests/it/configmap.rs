@@ -106,13 +106,13 @@ async fn one_agent_writes_the_configmap_through_conflicts_refusals_slowness_and_
     let others: Vec<usize> = (0..3).filter(|&i| i != w).collect();
     // Every agent's hook runs (the writer's after its write, the others' once they see the
     // ConfigMap hold their list), but only the writer wrote.
-    for i in 0..3 {
+    for (i, node) in nodes.iter().enumerate() {
         let hook = root.path().join(format!("hook-{i}.log"));
         eventually(&format!("node {i}'s hook ran"), Duration::from_secs(15), || async {
             std::fs::read_to_string(&hook).is_ok_and(|t| t.contains("3 configmap:test/peers"))
         })
         .await;
-        let status = get_json(&nodes[i].agent.url("/v1/publish/status"))
+        let status = get_json(&node.agent.url("/v1/publish/status"))
             .await
             .unwrap();
         let writes = status[0]["writes"].as_u64().unwrap();
