@@ -108,9 +108,13 @@ async fn one_agent_writes_the_configmap_through_conflicts_refusals_slowness_and_
     // ConfigMap hold their list), but only the writer wrote.
     for (i, node) in nodes.iter().enumerate() {
         let hook = root.path().join(format!("hook-{i}.log"));
-        eventually(&format!("node {i}'s hook ran"), Duration::from_secs(15), || async {
-            std::fs::read_to_string(&hook).is_ok_and(|t| t.contains("3 configmap:test/peers"))
-        })
+        eventually(
+            &format!("node {i}'s hook ran"),
+            Duration::from_secs(15),
+            || async {
+                std::fs::read_to_string(&hook).is_ok_and(|t| t.contains("3 configmap:test/peers"))
+            },
+        )
         .await;
         let status = get_json(&node.agent.url("/v1/publish/status"))
             .await
