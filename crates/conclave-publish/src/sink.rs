@@ -406,6 +406,7 @@ async fn run(
             != Some(why.as_str());
         if changed {
             tracing::warn!(sink = %name, "holding the last publication: {why}");
+            metrics::counter!("conclave_publish_holds_total", "sink" => name.clone()).increment(1);
         }
         set(&|s| s.held = Some(why.clone()));
     };
@@ -497,6 +498,10 @@ async fn run(
                         s.writes += 1;
                     }
                 });
+                if own {
+                    metrics::counter!("conclave_publish_writes_total", "sink" => name.clone())
+                        .increment(1);
+                }
                 if cfg.hook.is_some() {
                     hook_pending = Some((hash, peers.len()));
                 }
@@ -529,6 +534,8 @@ async fn run(
             let result = conclave_hook::run(hook, &name, &env, &body, &shutdown).await;
             if !result.ok {
                 tracing::error!(sink = %name, detail = %result.detail, attempts = result.attempts, "reload hook failed");
+                metrics::counter!("conclave_publish_hook_failures_total", "sink" => name.clone())
+                    .increment(1);
             }
             set(&|s| {
                 if !result.ok {

@@ -180,6 +180,12 @@ impl RaftNode {
         }
     }
 
+    /// The leader's view of the members (replication progress, contact, health), when this
+    /// node leads; `None` elsewhere.
+    pub fn replication_report(&self) -> Option<ClusterReport> {
+        (self.metrics().current_leader == Some(self.id)).then(|| self.leader_status())
+    }
+
     /// Members as this node alone knows them (no leader answered): roles and addresses.
     pub fn local_members(&self) -> Vec<MemberReport> {
         let m = self.metrics();

@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{AgentConfig, Formation, NodeRole};
 
 mod http;
+pub mod metrics;
 mod parts;
 pub mod reload;
 mod systemd;
@@ -449,7 +450,11 @@ pub async fn run(
         parts.membership.clone(),
         shutdown.clone(),
     ));
-    tasks.spawn(raft_gauges(node.clone(), shutdown.clone()));
+    tasks.spawn(raft_gauges(
+        node.clone(),
+        parts.membership.clone(),
+        shutdown.clone(),
+    ));
     https.follow(&config, &shutdown, &tasks)?;
 
     let http_stop = CancellationToken::new();

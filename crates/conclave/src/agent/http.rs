@@ -224,6 +224,7 @@ pub(super) fn app(
     };
     let routes = conclave_api::edge::guard(routes, config.http_hosts());
     let routes = conclave_api::refuse_while_stopping(routes, stopping.clone(), id);
+    let routes = routes.layer(axum::middleware::from_fn(super::metrics::record_http));
     // Outermost: every answer, refusals included, carries the request's id.
     routes.layer(axum::middleware::from_fn(conclave_api::audit::request_id))
 }

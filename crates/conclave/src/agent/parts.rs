@@ -46,8 +46,14 @@ pub(super) async fn start_membership(
     // without), installed before anything registers a metric: a counter registered earlier
     // (the split-brain alerts at 0) would be lost.
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .ok();
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+            super::metrics::DURATION_BUCKETS,
+        )
+        .ok()
+        .and_then(|b| b.install_recorder().ok());
+    super::metrics::describe_all();
+    tasks.spawn(super::metrics::process_gauges(shutdown.clone()));
     let advertised = config.advertised_rpc();
     let advertise = match advertised.parse::<SocketAddr>() {
         Ok(a) => a,
@@ -244,9 +250,15 @@ impl MembershipParts {
 }
 
 /// Raft and store gauges for `/metrics`, refreshed every second.
-pub(super) async fn raft_gauges(node: RaftNode, shutdown: CancellationToken) {
+pub(super) async fn raft_gauges(
+    node: RaftNode,
+    membership: Membership,
+    shutdown: CancellationToken,
+) {
     let mut networks = std::collections::BTreeSet::new();
+    let mut sampled = super::metrics::Sampled::default();
     loop {
+        super::metrics::sample_raft(&node, &membership, &mut sampled);
         let m = node.metrics();
         metrics::gauge!("conclave_raft_term").set(m.current_term as f64);
         metrics::gauge!("conclave_raft_is_leader").set(if m.current_leader == Some(node.id) {

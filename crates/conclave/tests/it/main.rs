@@ -25,6 +25,7 @@ mod ipam;
 mod kubernetes;
 mod leaks;
 mod member_events;
+mod metrics;
 mod recovery;
 mod reload;
 mod role_overlap;
