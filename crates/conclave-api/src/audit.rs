@@ -63,8 +63,11 @@ fn mint_request_id() -> String {
 }
 
 /// Middleware: every request carries an `X-Request-Id` (the caller's when usable, else a
-/// new one), and every answer echoes it.
+/// new one), every answer echoes it, an error body carries it (`error.request_id`), and what
+/// is logged while the request is served carries it (a span), on every node the request
+/// crosses: a client agent forwards it with the request.
 pub async fn request_id(mut req: Request, next: Next) -> Response {
+    use tracing::Instrument;
     let id = match usable_request_id(req.headers()) {
         Some(id) => id.to_owned(),
         None => mint_request_id(),
@@ -74,7 +77,27 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     if let Some(v) = &value {
         req.headers_mut().insert(HEADER_REQUEST_ID, v.clone());
     }
-    let mut resp = next.run(req).await;
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let span = tracing::info_span!("request", request_id = %id);
+    let started = std::time::Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status();
+    span.in_scope(|| {
+        let ms = started.elapsed().as_millis() as u64;
+        if status.is_server_error() {
+            tracing::warn!(%method, %path, status = status.as_u16(), ms, "request failed");
+        } else {
+            tracing::debug!(%method, %path, status = status.as_u16(), ms, "request served");
+        }
+    });
+    if let Some(mut body) = resp.extensions_mut().remove::<conclave_types::ErrorBody>() {
+        body.error.request_id = Some(id.clone());
+        if let Ok(bytes) = serde_json::to_vec(&body) {
+            resp.headers_mut()
+                .remove(axum::http::header::CONTENT_LENGTH);
+            *resp.body_mut() = axum::body::Body::from(bytes);
+        }
+    }
     if let Some(v) = value {
         resp.headers_mut().insert(HEADER_REQUEST_ID, v);
     }

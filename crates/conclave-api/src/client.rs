@@ -155,7 +155,13 @@ async fn health(State(ctx): State<CCtx>) -> Result<Json<HealthResponse>, ApiErro
     }))
 }
 
-const FORWARDED_HEADERS: &[&str] = &["content-type", "accept", "authorization", "last-event-id"];
+const FORWARDED_HEADERS: &[&str] = &[
+    "content-type",
+    "accept",
+    "authorization",
+    "last-event-id",
+    "x-request-id",
+];
 
 async fn forward(State(ctx): State<CCtx>, req: Request) -> Response {
     let (parts, body) = req.into_parts();

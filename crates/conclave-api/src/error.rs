@@ -81,9 +81,14 @@ impl IntoResponse for ApiError {
                 holder: extra.holder,
                 usage: extra.usage,
                 conflicts: extra.conflicts,
+                request_id: None,
             },
         };
-        (self.status, Json(body)).into_response()
+        // The request-id middleware (`audit::request_id`) finds the body here and answers
+        // it with the request's id.
+        let mut response = (self.status, Json(body.clone())).into_response();
+        response.extensions_mut().insert(body);
+        response
     }
 }
 

@@ -143,6 +143,7 @@ pub(crate) fn error_event(
             holder: None,
             usage: None,
             conflicts: None,
+            request_id: None,
         },
     };
     Event::default()

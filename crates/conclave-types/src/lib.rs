@@ -71,6 +71,10 @@ pub struct ErrorDetail {
     /// them all). Nothing was imported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflicts: Option<Vec<ipam::ImportConflict>>,
+    /// The request's `X-Request-Id` (the caller's, or the one the agent gave it): quote it
+    /// when asking about the request; every node it crossed logged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// One problem in a configuration document.

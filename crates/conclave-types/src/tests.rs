@@ -96,6 +96,7 @@ fn an_error_body_round_trips_with_every_optional_field_empty_and_full() {
         holder: None,
         usage: None,
         conflicts: None,
+        request_id: None,
     };
     let holder = AddressHolder {
         allocation_id: "alloc-4".into(),
@@ -132,6 +133,7 @@ fn an_error_body_round_trips_with_every_optional_field_empty_and_full() {
                 holder: None,
             },
         ]),
+        request_id: Some("req-7f3a".into()),
         ..empty.clone()
     };
     for detail in [empty, full] {

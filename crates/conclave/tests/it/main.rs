@@ -28,6 +28,7 @@ mod member_events;
 mod metrics;
 mod recovery;
 mod reload;
+mod request_id;
 mod role_overlap;
 mod roles;
 mod seams;
