@@ -232,8 +232,26 @@ fn joined(parts: Vec<String>) -> String {
 }
 
 fn describe_sinks(c: &PublishChange) -> String {
+    // A sink whose table changed is stopped and started under the same name.
+    let changed: Vec<String> = c
+        .started
+        .iter()
+        .filter(|n| c.stopped.contains(n))
+        .cloned()
+        .collect();
+    let only = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| !changed.contains(n))
+            .cloned()
+            .collect()
+    };
     let mut parts = Vec::new();
-    for (what, names) in [("started", &c.started), ("stopped", &c.stopped)] {
+    for (what, names) in [
+        ("started", only(&c.started)),
+        ("changed", changed.clone()),
+        ("stopped", only(&c.stopped)),
+    ] {
         if !names.is_empty() {
             parts.push(format!("{what} {}", names.join(", ")));
         }
@@ -268,6 +286,19 @@ mod tests {
             BTreeSet::from([LiveSetting::LogLevel, LiveSetting::Tags])
         );
         assert_eq!(p.restart, vec!["http_addr".to_string(), "raft".into()]);
+    }
+
+    #[test]
+    fn a_sink_whose_table_changed_is_reported_as_changed() {
+        let change = PublishChange {
+            started: vec!["peers.json".into(), "new.txt".into()],
+            stopped: vec!["peers.json".into(), "old.txt".into()],
+        };
+        assert_eq!(
+            describe_sinks(&change),
+            "started new.txt; changed peers.json; stopped old.txt"
+        );
+        assert_eq!(describe_sinks(&PublishChange::default()), "reordered only");
     }
 
     /// A changed secret is reported by name, though it serializes redacted.

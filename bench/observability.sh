@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The cost of being watched: put and linearizable get at c=64 on a single-node conclave, with
+# /metrics and /v1/status scraped every second (what Prometheus and an open dashboard do)
+# and without, alternating the two so drift on a shared machine hits both alike.
+#
+#   bash bench/observability.sh            # ≈ 2 min; writes bench/observability-results.md
+#   ROUNDS=5 POINT_SECONDS=10 bash bench/observability.sh
+#
+# The request metrics (a counter and a histogram per request) are always on: "without" is
+# without scrapes, not without instrumentation; the instrumentation's own cost is in the
+# comparison with bench/results.md from before it existed (see BENCHMARKS.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+POINT_SECONDS=${POINT_SECONDS:-5}
+ROUNDS=${ROUNDS:-3}
+OUT_JSON=bench/observability-results.jsonl
+OUT_MD=bench/observability-results.md
+source bench/prepare.sh
+
+WORK=$(mktemp -d "$PWD/target/bench-work.XXXXXX")
+PIDS=()
+SCRAPER=""
+cleanup() {
+  [ -n "$SCRAPER" ] && kill "$SCRAPER" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ADDR=127.0.0.1:17420
+"$BIN" agent --data-dir "$WORK/conclave" --http-addr $ADDR --rpc-addr 127.0.0.1:17421 --log-level warn \
+  >"$WORK/conclave.log" 2>&1 &
+PIDS+=("$!")
+wait_ok curl -sf "http://$ADDR/v1/health"
+
+scrape_every_second() {
+  while true; do
+    curl -sf "http://$ADDR/metrics" >/dev/null || true
+    curl -sf "http://$ADDR/v1/status" >/dev/null || true
+    sleep 1
+  done
+}
+
+: >"$OUT_JSON"
+for round in $(seq 1 "$ROUNDS"); do
+  for watched in no yes; do
+    if [ "$watched" = yes ]; then scrape_every_second & SCRAPER=$!; fi
+    for op in put get; do
+      "$BENCH" load --system conclave --addr $ADDR --op $op -c 64 --seconds "$POINT_SECONDS" \
+        | python3 -c "import json,sys; r=json.load(sys.stdin); r['watched']='$watched'; r['round']=$round; print(json.dumps(r))" >>"$OUT_JSON"
+    done
+    if [ "$watched" = yes ]; then kill "$SCRAPER"; wait "$SCRAPER" 2>/dev/null || true; SCRAPER=""; fi
+  done
+done
+SERIES=$(curl -sf "http://$ADDR/metrics" | grep -vc '^#')
+SCRAPE_MS=$(python3 - "$ADDR" <<'PY'
+import sys, time, urllib.request
+url = f"http://{sys.argv[1]}/metrics"
+times = []
+for _ in range(20):
+    t = time.perf_counter(); urllib.request.urlopen(url).read(); times.append((time.perf_counter() - t) * 1000)
+times.sort(); print(f"{times[len(times)//2]:.2f}")
+PY
+)
+
+python3 - "$OUT_JSON" "$OUT_MD" "$SERIES" "$SCRAPE_MS" <<'PY'
+import json, statistics, subprocess, sys
+src, dst, series, scrape_ms = sys.argv[1:5]
+rows = [json.loads(l) for l in open(src) if l.strip()]
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+out = [f"commit `{commit}` · single node · c=64 · {len(rows)//4} rounds, alternating", "",
+       "| op | without scrapes ops/s (median) | scraped every second ops/s (median) | difference | p99 µs without / with |",
+       "|---|---:|---:|---:|---|"]
+for op in ["put", "get"]:
+    off = [r for r in rows if r["op"] == op and r["watched"] == "no"]
+    on = [r for r in rows if r["op"] == op and r["watched"] == "yes"]
+    a = statistics.median(r["ops_per_sec"] for r in off)
+    b = statistics.median(r["ops_per_sec"] for r in on)
+    p99a = statistics.median(r["p99_us"] for r in off); p99b = statistics.median(r["p99_us"] for r in on)
+    out.append(f"| {op} | {a:.0f} | {b:.0f} | {(b-a)/a*100:+.1f} % | {p99a:.0f} / {p99b:.0f} |")
+out += ["", f"/metrics after the run: {series} series, answered in {scrape_ms} ms (median of 20)."]
+open(dst, "w").write("\n".join(out) + "\n")
+print("\n".join(out))
+PY
