@@ -76,7 +76,9 @@ pub struct KeyValue {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
     revision: u64,
-    kv: BTreeMap<String, KeyValue>,
+    /// Persistent (`imbl`): a snapshot's copy of the state shares it instead of copying
+    /// every key under the read lock (the IPAM maps are the same, for the same reason).
+    kv: imbl::OrdMap<String, KeyValue>,
     clock: ClusterClock,
     elections: BTreeMap<String, Election>,
     /// Configuration documents by `kind/name`.
@@ -151,7 +153,7 @@ impl State {
         };
         let mut matching = self
             .kv
-            .range::<String, _>((lower, Bound::Unbounded))
+            .range::<_, String>((lower, Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.as_str(), v));
         let items: Vec<_> = matching.by_ref().take(limit).collect();

@@ -98,7 +98,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
             let v1: StateV1 = postcard::from_bytes(body)?;
             plausible(State {
                 revision: v1.revision,
-                kv: v1.kv,
+                kv: v1.kv.into_iter().collect(),
                 ..State::default()
             })
         }
@@ -106,7 +106,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
             let v2: StateV2 = postcard::from_bytes(body)?;
             plausible(State {
                 revision: v2.revision,
-                kv: v2.kv,
+                kv: v2.kv.into_iter().collect(),
                 clock: v2.clock,
                 elections: v2.elections,
                 config: v2.config,
@@ -117,7 +117,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
             let v3: StateV3 = postcard::from_bytes(body)?;
             plausible(State {
                 revision: v3.revision,
-                kv: v3.kv,
+                kv: v3.kv.into_iter().collect(),
                 clock: v3.clock,
                 elections: v3.elections,
                 config: v3.config,
@@ -129,7 +129,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
             let v4: StateV4 = postcard::from_bytes(body)?;
             plausible(State {
                 revision: v4.revision,
-                kv: v4.kv,
+                kv: v4.kv.into_iter().collect(),
                 clock: v4.clock,
                 elections: v4.elections,
                 config: v4.config,
