@@ -488,27 +488,36 @@ async fn voters_form_from_zero_pods_only_when_not_ready_pods_are_published() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(probe_all(liveness), 3, "{}", logs());
-    // One cluster of three voters, seen through the API with the manifest's TLS and token.
+    // One cluster of three voters, seen through the API with the manifest's TLS and token
+    // (the token works once the leader has applied the ACL bootstrap, just after forming).
     let token = std::fs::read_to_string(secrets.join("management-token")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
-        .args([
-            "status",
-            "-o",
-            "json",
-            "--addr",
-            &format!("https://{}", http[2]),
-        ])
-        .arg("--ca-file")
-        .arg(secrets.join("ca.pem"))
-        .arg("--cert-file")
-        .arg(secrets.join("cli.pem"))
-        .arg("--key-file")
-        .arg(secrets.join("cli-key.pem"))
-        .args(["--token", token.trim()])
-        .output()
-        .unwrap();
-    let status: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}\n{}", logs()));
+    let status_now = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args([
+                "status",
+                "-o",
+                "json",
+                "--addr",
+                &format!("https://{}", http[2]),
+            ])
+            .arg("--ca-file")
+            .arg(secrets.join("ca.pem"))
+            .arg("--cert-file")
+            .arg(secrets.join("cli.pem"))
+            .arg("--key-file")
+            .arg(secrets.join("cli-key.pem"))
+            .args(["--token", token.trim()])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut status = status_now();
+    while status["members"].as_array().is_none() {
+        assert!(Instant::now() < deadline, "{status}\n{}", logs());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        status = status_now();
+    }
     let voters = status["members"]
         .as_array()
         .unwrap()
