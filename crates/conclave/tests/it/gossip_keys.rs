@@ -144,12 +144,14 @@ async fn keys_rotate_on_every_agent_and_a_down_agent_is_named_and_keeps_its_keyr
     assert!(err.contains("in use"), "{err}");
 
     // The client agent is down: the next step names it and exits 1; the others take it.
+    // (Wait until the agent the CLI asks, voter 2, sees it dead: each agent's view is its
+    // own, and a loaded machine can take a while to turn a suspect dead.)
     client.kill9();
     eventually(
-        "the client dead on voter 1",
-        Duration::from_secs(10),
+        "the client dead on voter 2",
+        Duration::from_secs(20),
         || async {
-            let list = get_json(&voters[0].agent.url("/v1/members")).await;
+            let list = get_json(&voters[1].agent.url("/v1/members")).await;
             list.and_then(|l| l.as_array().cloned()).is_some_and(|l| {
                 l.iter()
                     .any(|m| m["role"] == "client" && m["state"] == "dead")
