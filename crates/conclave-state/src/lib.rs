@@ -59,6 +59,16 @@ pub fn election_watch_key(name: &str) -> String {
     format!("{SYSTEM_PREFIX}elections/{name}")
 }
 
+/// The key map from a snapshot, read as serde's std map (which reserves no more than it has
+/// read) and then made persistent.
+fn kv_from_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<imbl::OrdMap<String, KeyValue>, D::Error> {
+    Ok(BTreeMap::<String, KeyValue>::deserialize(d)?
+        .into_iter()
+        .collect())
+}
+
 /// One stored value and its revision metadata (etcd's model).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
@@ -78,6 +88,9 @@ pub struct State {
     revision: u64,
     /// Persistent (`imbl`): a snapshot's copy of the state shares it instead of copying
     /// every key under the read lock (the IPAM maps are the same, for the same reason).
+    /// Decoded through a std map: imbl's own decoder reserves whatever length the input
+    /// claims (a forged snapshot could ask for any amount of memory).
+    #[serde(deserialize_with = "kv_from_map")]
     kv: imbl::OrdMap<String, KeyValue>,
     clock: ClusterClock,
     elections: BTreeMap<String, Election>,
