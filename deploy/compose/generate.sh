@@ -13,31 +13,16 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${1:-$here/secrets}
-bin=${CONCLAVE_BIN:-}
-if [ -z "$bin" ]; then
-  for b in "$(command -v conclave || true)" "$here/../../target/release/conclave" "$here/../../target/debug/conclave"; do
-    if [ -n "$b" ] && [ -x "$b" ]; then bin=$b; break; fi
-  done
-fi
-[ -n "$bin" ] || { echo "no conclave binary: build one (cargo build --release) or set CONCLAVE_BIN" >&2; exit 1; }
+source "$here/../secrets.sh"
+find_conclave
 
 # The CA (its key never enters a container) in DIR/ca; what the containers mount in
-# DIR/agents.
-mkdir -p "$dir/ca" "$dir/agents"
-[ -f "$dir/ca/ca.pem" ] || "$bin" tls ca create --dir "$dir/ca" >/dev/null
-cp "$dir/ca/ca.pem" "$dir/agents/ca.pem"
-# One certificate per container, naming its service; and the CLI's own (mutual TLS: every
-# caller presents one).
+# DIR/agents: one certificate per container, naming its service, and the CLI's own (mutual
+# TLS: every caller presents one).
+init_secrets "$dir"
 for name in voter-1 voter-2 voter-3 client-1 client-2 cli; do
-  if [ ! -f "$dir/agents/$name.pem" ]; then
-    "$bin" tls cert create --dir "$dir/ca" --name "$name" --dns "$name" >/dev/null
-    mv "$dir/ca/$name.pem" "$dir/ca/$name-key.pem" "$dir/agents/"
-  fi
+  issue_cert "$dir" "$name" --dns "$name"
 done
-token() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-umask 077
-[ -f "$dir/agents/cluster-token" ] || token >"$dir/agents/cluster-token"
-[ -f "$dir/agents/management-token" ] || token >"$dir/agents/management-token"
 chmod 700 "$dir/ca" "$dir/agents"
 chmod 600 "$dir"/ca/* "$dir"/agents/*
 if [ "$(id -u)" = 0 ]; then
