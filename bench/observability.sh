@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The cost of being watched: put and linearizable get at c=64 on a single-node conclave, with
-# /metrics and /v1/status scraped every second (what Prometheus and an open dashboard do)
-# and without, alternating the two so drift on a shared machine hits both alike.
+# The cost of being watched: put and linearizable get at c=64 on a single-node conclave,
+# without scrapes, with /metrics and /v1/status scraped every second (what Prometheus does),
+# and scraped with the dashboard open besides (a real headless Chromium on /ui#/overview,
+# refreshing every 2 s), alternating the three so drift on a shared machine hits all alike.
 #
 #   bash bench/observability.sh            # ≈ 2 min; writes bench/observability-results.md
 #   ROUNDS=5 POINT_SECONDS=10 bash bench/observability.sh
@@ -20,8 +21,11 @@ source bench/prepare.sh
 WORK=$(mktemp -d "$PWD/target/bench-work.XXXXXX")
 PIDS=()
 SCRAPER=""
+BROWSER=""
+CHROMIUM=$(command -v /usr/lib/chromium/chromium chromium 2>/dev/null | head -1 || true)
 cleanup() {
   [ -n "$SCRAPER" ] && kill "$SCRAPER" 2>/dev/null || true
+  [ -n "$BROWSER" ] && kill "$BROWSER" 2>/dev/null || true
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$WORK"
@@ -44,13 +48,21 @@ scrape_every_second() {
 
 : >"$OUT_JSON"
 for round in $(seq 1 "$ROUNDS"); do
-  for watched in no yes; do
-    if [ "$watched" = yes ]; then scrape_every_second & SCRAPER=$!; fi
+  for watched in no yes dashboard; do
+    if [ "$watched" = dashboard ] && [ -z "$CHROMIUM" ]; then continue; fi
+    if [ "$watched" != no ]; then scrape_every_second & SCRAPER=$!; fi
+    if [ "$watched" = dashboard ]; then
+      "$CHROMIUM" --headless=new --no-sandbox --disable-gpu --no-first-run \
+        --user-data-dir="$WORK/chromium" "http://$ADDR/ui#/overview" >/dev/null 2>&1 &
+      BROWSER=$!
+      sleep 3
+    fi
     for op in put get; do
       "$BENCH" load --system conclave --addr $ADDR --op $op -c 64 --seconds "$POINT_SECONDS" \
         | python3 -c "import json,sys; r=json.load(sys.stdin); r['watched']='$watched'; r['round']=$round; print(json.dumps(r))" >>"$OUT_JSON"
     done
-    if [ "$watched" = yes ]; then kill "$SCRAPER"; wait "$SCRAPER" 2>/dev/null || true; SCRAPER=""; fi
+    if [ "$watched" != no ]; then kill "$SCRAPER"; wait "$SCRAPER" 2>/dev/null || true; SCRAPER=""; fi
+    if [ "$watched" = dashboard ]; then kill "$BROWSER"; wait "$BROWSER" 2>/dev/null || true; BROWSER=""; fi
   done
 done
 SERIES=$(curl -sf "http://$ADDR/metrics" | grep -vc '^#')
@@ -69,16 +81,16 @@ import json, statistics, subprocess, sys
 src, dst, series, scrape_ms = sys.argv[1:5]
 rows = [json.loads(l) for l in open(src) if l.strip()]
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-out = [f"commit `{commit}` · single node · c=64 · {len(rows)//4} rounds, alternating", "",
-       "| op | without scrapes ops/s (median) | scraped every second ops/s (median) | difference | p99 µs without / with |",
-       "|---|---:|---:|---:|---|"]
+modes = sorted({r["watched"] for r in rows}, key=["no", "yes", "dashboard"].index)
+out = [f"commit `{commit}` · single node · c=64 · {max(r['round'] for r in rows)} rounds, alternating", "",
+       "| op | without scrapes ops/s (median) | scraped every second | difference | scraped + dashboard open | difference | p99 µs without / scraped / dashboard |",
+       "|---|---:|---:|---:|---:|---:|---|"]
 for op in ["put", "get"]:
-    off = [r for r in rows if r["op"] == op and r["watched"] == "no"]
-    on = [r for r in rows if r["op"] == op and r["watched"] == "yes"]
-    a = statistics.median(r["ops_per_sec"] for r in off)
-    b = statistics.median(r["ops_per_sec"] for r in on)
-    p99a = statistics.median(r["p99_us"] for r in off); p99b = statistics.median(r["p99_us"] for r in on)
-    out.append(f"| {op} | {a:.0f} | {b:.0f} | {(b-a)/a*100:+.1f} % | {p99a:.0f} / {p99b:.0f} |")
+    med = {m: statistics.median(r["ops_per_sec"] for r in rows if r["op"] == op and r["watched"] == m) for m in modes}
+    p99 = {m: statistics.median(r["p99_us"] for r in rows if r["op"] == op and r["watched"] == m) for m in modes}
+    a = med["no"]
+    cell = lambda m: (f"{med[m]:.0f} | {(med[m]-a)/a*100:+.1f} %" if m in med else "– | –")
+    out.append(f"| {op} | {a:.0f} | {cell('yes')} | {cell('dashboard')} | " + " / ".join(f"{p99[m]:.0f}" for m in modes) + " |")
 out += ["", f"/metrics after the run: {series} series, answered in {scrape_ms} ms (median of 20)."]
 open(dst, "w").write("\n".join(out) + "\n")
 print("\n".join(out))

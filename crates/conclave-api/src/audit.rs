@@ -349,9 +349,12 @@ pub(crate) async fn watch(
     )
     .flat_map(|events| futures::stream::iter(events.into_iter().map(Ok::<_, Infallible>)))
     .take_until(ctx.closing.clone().cancelled_owned());
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
-        .into_response())
+    Ok(Sse::new(crate::watch::counted(
+        crate::watch::StreamKind::Audit,
+        events,
+    ))
+    .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
+    .into_response())
 }
 
 #[cfg(test)]

@@ -39,10 +39,22 @@ type CCtx = Arc<ClientContext>;
 fn served_locally(path: &str) -> bool {
     matches!(
         path,
-        "/v1/status" | "/v1/health" | "/v1/ready" | "/api/v1/health" | "/metrics"
-    ) || ["/v1/members", "/v1/publish/", "/v1/gossip/", "/v1/agent/"]
-        .iter()
-        .any(|p| path.starts_with(p))
+        "/v1/status"
+            | "/v1/health"
+            | "/v1/ready"
+            | "/api/v1/health"
+            | "/metrics"
+            | "/ui"
+            | "/dashboard"
+    ) || [
+        "/v1/members",
+        "/v1/publish/",
+        "/v1/gossip/",
+        "/v1/agent/",
+        "/ui/",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p))
 }
 
 /// The client agent's API; with ACLs on, its own routes check the caller's token with a
@@ -73,7 +85,8 @@ pub fn router(
         .fallback(forward)
         .method_not_allowed_fallback(crate::error::method_not_allowed)
         .with_state(ctx)
-        .merge(members::router(members_ctx));
+        .merge(members::router(members_ctx))
+        .merge(crate::ui::router());
     crate::acl::remote::guard_remote(routes, guard)
 }
 

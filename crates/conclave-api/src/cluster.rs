@@ -8,8 +8,11 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use conclave_raft::preview::Change;
 use conclave_raft::rpc::{ClusterReport, LeaderRequest, MemberReport, Transferred};
 use conclave_storage::NodeInfo;
+use conclave_types::dashboard::ChangePreview;
 use conclave_types::{
     AddMemberRequest, ClusterMember, ClusterStatus, TransferRequest, TransferResponse,
 };
@@ -153,7 +156,11 @@ pub(crate) async fn add(
 /// The member a `/v1/cluster/members/{id}...` request names, and its `?force=` flag where
 /// the route takes one (elsewhere any query parameter is refused).
 fn member_target(uri: &Uri, takes_force: bool) -> Result<(u64, bool), ApiError> {
-    let allowed: &[&str] = if takes_force { &["force"] } else { &[] };
+    let allowed: &[&str] = if takes_force {
+        &["force", "dry_run"]
+    } else {
+        &["dry_run"]
+    };
     let params = query::parse(uri.query(), allowed)?;
     let force = query::flag(&params, "force")?;
     Ok((node_id_from_path(uri)?, force))
@@ -163,33 +170,42 @@ pub(crate) async fn remove(
     State(ctx): State<Ctx>,
     acting: Acting,
     uri: Uri,
-) -> Result<Json<Vec<ClusterMember>>, ApiError> {
+) -> Result<Response, ApiError> {
     let (node_id, force) = member_target(&uri, true)?;
+    if dry_run(&uri)? {
+        return preview(&ctx, Change::Remove { node_id, force }).await;
+    }
     let req = LeaderRequest::Remove { node_id, force };
     let note = Note::Remove { node_id, force };
-    Ok(Json(members(change_noted(&ctx, acting, req, note).await?)))
+    Ok(Json(members(change_noted(&ctx, acting, req, note).await?)).into_response())
 }
 
 pub(crate) async fn promote(
     State(ctx): State<Ctx>,
     acting: Acting,
     uri: Uri,
-) -> Result<Json<Vec<ClusterMember>>, ApiError> {
+) -> Result<Response, ApiError> {
     let (node_id, _) = member_target(&uri, false)?;
+    if dry_run(&uri)? {
+        return preview(&ctx, Change::Promote { node_id }).await;
+    }
     let req = LeaderRequest::Promote { node_id };
     let note = Note::Promote { node_id };
-    Ok(Json(members(change_noted(&ctx, acting, req, note).await?)))
+    Ok(Json(members(change_noted(&ctx, acting, req, note).await?)).into_response())
 }
 
 pub(crate) async fn demote(
     State(ctx): State<Ctx>,
     acting: Acting,
     uri: Uri,
-) -> Result<Json<Vec<ClusterMember>>, ApiError> {
+) -> Result<Response, ApiError> {
     let (node_id, force) = member_target(&uri, true)?;
+    if dry_run(&uri)? {
+        return preview(&ctx, Change::Demote { node_id, force }).await;
+    }
     let req = LeaderRequest::Demote { node_id, force };
     let note = Note::Demote { node_id, force };
-    Ok(Json(members(change_noted(&ctx, acting, req, note).await?)))
+    Ok(Json(members(change_noted(&ctx, acting, req, note).await?)).into_response())
 }
 
 pub(crate) async fn transfer(
@@ -197,8 +213,8 @@ pub(crate) async fn transfer(
     acting: Acting,
     uri: Uri,
     body: Body,
-) -> Result<Json<TransferResponse>, ApiError> {
-    let params = query::parse(uri.query(), &["to"])?;
+) -> Result<Response, ApiError> {
+    let params = query::parse(uri.query(), &["to", "dry_run"])?;
     let mut req: TransferRequest = json_body(body, "transfer request (to)").await?;
     if let Some(to) = query::get(&params, "to") {
         req.to = Some(to.parse().map_err(|_| {
@@ -207,6 +223,9 @@ pub(crate) async fn transfer(
                 "leave it out to let the leader pick the best voter",
             )
         })?);
+    }
+    if query::flag(&params, "dry_run")? {
+        return preview(&ctx, Change::TransferLeader { to: req.to }).await;
     }
     // Noted before the transfer, so the new leader's entry can say a transfer chose it.
     let requested = Note::TransferRequested { to: req.to };
@@ -231,7 +250,27 @@ pub(crate) async fn transfer(
         previous_leader,
         leader_id,
         term,
-    }))
+    })
+    .into_response())
+}
+
+/// `?dry_run=true`: preview the change instead of making it.
+fn dry_run(uri: &Uri) -> Result<bool, ApiError> {
+    let params = query::parse(uri.query(), &["force", "dry_run"])?;
+    query::flag(&params, "dry_run")
+}
+
+/// What `change` would do, judged by the leader's checks on the leader's current report
+/// (see `conclave_raft::preview`); a refusal is the error the change itself would get.
+async fn preview(ctx: &Ctx, change: Change) -> Result<Response, ApiError> {
+    let report = ctx.node.cluster_status().await?;
+    let effect = conclave_raft::preview::preview(&report, change)
+        .map_err(conclave_raft::ConsensusError::from)?;
+    Ok(Json(ChangePreview {
+        dry_run: true,
+        effect,
+    })
+    .into_response())
 }
 
 /// Run membership request `req` on the leader and note it in the audit log for `acting`,

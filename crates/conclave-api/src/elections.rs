@@ -147,6 +147,7 @@ pub(crate) async fn observe(
         )
     };
     watch::stream(
+        watch::StreamKind::Election,
         state,
         after,
         Filter::Key(election_watch_key(&name)),

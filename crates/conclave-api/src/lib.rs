@@ -11,6 +11,7 @@
 pub mod acl;
 pub mod agent_reload;
 mod agent_tags;
+pub mod agent_view;
 pub mod audit;
 pub mod client;
 mod cluster;
@@ -28,6 +29,7 @@ mod query;
 mod roles;
 mod status;
 mod stopping;
+pub mod ui;
 mod watch;
 
 use std::sync::Arc;
@@ -166,4 +168,5 @@ pub fn router(ctx: Ctx, members_ctx: members::MembersContext) -> Router {
         .with_state(ctx)
         .merge(members::router(members_ctx))
         .merge(acl_routes)
+        .merge(ui::router())
 }

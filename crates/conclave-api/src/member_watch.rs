@@ -73,9 +73,12 @@ pub(crate) async fn watch(State(ctx): State<MCtx>, uri: Uri) -> Result<Response,
     let body = futures::stream::once(async move { Ok::<_, Infallible>(snapshot) })
         .chain(changes)
         .take_until(ctx.closing.clone().cancelled_owned());
-    Ok(Sse::new(body)
-        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
-        .into_response())
+    Ok(Sse::new(crate::watch::counted(
+        crate::watch::StreamKind::Members,
+        body,
+    ))
+    .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
+    .into_response())
 }
 
 #[cfg(test)]

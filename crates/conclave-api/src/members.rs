@@ -36,6 +36,10 @@ pub struct MembersContext {
     pub peers: crate::gossip_keys::PeerHttp,
     /// Where `POST /v1/agent/reload` sends its request; `None`: this agent takes none.
     pub reload: Option<crate::agent_reload::ReloadRequests>,
+    /// This agent's recent history, for the dashboard.
+    pub samples: crate::agent_view::SamplesFn,
+    /// This agent's effective settings.
+    pub settings: crate::agent_view::SettingsView,
 }
 
 /// The membership routes, with their own state, to merge into an agent's router.
@@ -57,6 +61,8 @@ pub fn router(ctx: MembersContext) -> Router {
             get(crate::gossip_keys::list).post(crate::gossip_keys::change),
         )
         .route("/v1/agent/roles", get(agent_roles))
+        .route("/v1/agent/samples", get(crate::agent_view::samples))
+        .route("/v1/agent/settings", get(crate::agent_view::settings))
         .route("/metrics", get(prometheus))
         .route("/v1/agent/secrets/check", post(check_secrets))
         // Set here, not only on the router this is merged into: axum applies it to the
@@ -240,7 +246,19 @@ async fn one(
         })
 }
 
-async fn remove_dead(State(ctx): State<MCtx>, acting: Acting) -> Json<RemoveDeadResponse> {
+async fn remove_dead(
+    State(ctx): State<MCtx>,
+    acting: Acting,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<RemoveDeadResponse>, ApiError> {
+    let params = query::parse(raw.as_deref(), &["dry_run"])?;
+    if query::flag(&params, "dry_run")? {
+        let would = ctx.membership.reapable().into_iter().map(|(id, _)| id);
+        return Ok(Json(RemoveDeadResponse {
+            removed: would.collect(),
+            dry_run: true,
+        }));
+    }
     let removed = ctx.membership.remove_dead().await;
     if !removed.is_empty() {
         tracing::info!(?removed, "removed dead and left members on request");
@@ -249,7 +267,10 @@ async fn remove_dead(State(ctx): State<MCtx>, acting: Acting) -> Json<RemoveDead
             node.note(acting.0, Note::Reap { members }, Ending::Applied);
         }
     }
-    Json(RemoveDeadResponse { removed })
+    Ok(Json(RemoveDeadResponse {
+        removed,
+        dry_run: false,
+    }))
 }
 
 async fn publish_status(State(ctx): State<MCtx>) -> Json<Vec<SinkStatus>> {

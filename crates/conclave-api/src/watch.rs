@@ -79,10 +79,55 @@ pub(crate) fn heartbeat(params: &[(String, String)]) -> Result<Duration, ApiErro
     }
 }
 
+/// What an open event stream serves, for `conclave_watch_streams{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamKind {
+    Kv,
+    Election,
+    Members,
+    Audit,
+}
+
+impl StreamKind {
+    fn label(self) -> &'static str {
+        match self {
+            StreamKind::Kv => "kv",
+            StreamKind::Election => "election",
+            StreamKind::Members => "members",
+            StreamKind::Audit => "audit",
+        }
+    }
+}
+
+/// Counts a stream open in `conclave_watch_streams` while it lives.
+struct OpenStream(StreamKind);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::gauge!("conclave_watch_streams", "kind" => self.0.label()).decrement(1.0);
+    }
+}
+
+/// `stream`, counted as an open stream of `kind` until it is dropped (the client went away
+/// or the server drains).
+pub(crate) fn counted<S: futures::Stream>(
+    kind: StreamKind,
+    stream: S,
+) -> impl futures::Stream<Item = S::Item> {
+    metrics::gauge!("conclave_watch_streams", "kind" => kind.label()).increment(1.0);
+    let open = OpenStream(kind);
+    stream.map(move |item| {
+        let _held = &open;
+        item
+    })
+}
+
 /// The SSE response for changes after `after` that pass `filter`, or the 410 when `after`
 /// is older than this node's feed. A watcher that falls behind mid-stream gets one `error`
 /// event and the stream ends, so a reconnect gets the 410 instead of a silent gap.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn stream(
+    kind: StreamKind,
     state: StateHandle,
     after: u64,
     filter: Filter,
@@ -103,7 +148,7 @@ pub(crate) fn stream(
     let body = first
         .chain(events)
         .take_until(closing.clone().cancelled_owned());
-    Ok(Sse::new(body)
+    Ok(Sse::new(counted(kind, body))
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
         .into_response())
 }
@@ -171,6 +216,7 @@ pub(crate) async fn watch(
     let state = ctx.node.state().clone();
     let after = start_revision(&state, &headers, &params)?;
     stream(
+        StreamKind::Kv,
         state,
         after,
         Filter::Prefix(prefix),

@@ -380,13 +380,7 @@ impl Membership {
     /// Forget every dead or left member now, on every node (the decision travels with
     /// gossip). Returns the ids removed.
     pub async fn remove_dead(&self) -> Vec<u64> {
-        let gone: Vec<(u64, u64)> = self
-            .view()
-            .members
-            .iter()
-            .filter(|m| matches!(m.state, MemberState::Dead | MemberState::Left))
-            .map(|m| (m.id, m.generation))
-            .collect();
+        let gone = self.reapable();
         self.advertise(
             gone.iter()
                 .map(|(id, generation)| {
@@ -399,6 +393,16 @@ impl Membership {
         )
         .await;
         gone.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// The dead and left members `remove_dead` would reap, with their generations.
+    pub fn reapable(&self) -> Vec<(u64, u64)> {
+        self.view()
+            .members
+            .iter()
+            .filter(|m| matches!(m.state, MemberState::Dead | MemberState::Left))
+            .map(|m| (m.id, m.generation))
+            .collect()
     }
 
     /// This agent's gossip keys, or the result of changing them (`op`), saved before the

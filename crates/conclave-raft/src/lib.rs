@@ -29,6 +29,7 @@ mod maintain;
 pub mod network;
 mod notes;
 mod policy;
+pub mod preview;
 mod quorum;
 mod reachability;
 pub mod read_barrier;

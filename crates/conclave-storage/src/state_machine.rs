@@ -314,6 +314,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let this = self.clone();
         let last = meta.last_log_id;
         let encoding = meta.clone();
+        let started = std::time::Instant::now();
         let bytes = tokio::task::spawn_blocking(move || {
             let bytes = encode_snapshot(&encoding, &state);
             drop(state);
@@ -322,6 +323,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         .await
         .map_err(|e| snap_err(ErrorVerb::Write, io::Error::other(e)))?
         .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        metrics::histogram!("conclave_snapshot_build_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::gauge!("conclave_snapshot_size_bytes").set(bytes.len() as f64);
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "snapshot built");
         Ok(Snapshot {
             meta,

@@ -19,6 +19,7 @@ pub const HEADER_NEXT_AFTER: &str = "x-conclave-next-after";
 
 pub mod acl;
 pub mod audit;
+pub mod dashboard;
 mod error_code;
 pub mod gossip;
 pub mod gossip_keys;
@@ -469,10 +470,13 @@ pub struct GossipMember {
     pub advertised: std::collections::BTreeMap<String, String>,
 }
 
-/// `POST /v1/members/remove-dead` → which dead or left members were reaped.
+/// `POST /v1/members/remove-dead` → which dead or left members were reaped (with
+/// `?dry_run=true`: which would be, and nothing was changed).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RemoveDeadResponse {
     pub removed: Vec<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// One sink in `GET /v1/publish/status`.

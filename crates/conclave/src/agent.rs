@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{AgentConfig, Formation, NodeRole};
 
+mod history;
 mod http;
 pub mod metrics;
 mod parts;
@@ -40,7 +41,7 @@ pub mod reload;
 mod systemd;
 mod tls;
 
-use parts::{advertise_raft, raft_gauges, remote_coordinator, start_membership, verify_members};
+use parts::{remote_coordinator, start_membership, verify_members};
 
 async fn bind(addr: std::net::SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| {
@@ -208,11 +209,11 @@ async fn run_client(
         scheme: https.scheme(),
         tls: https.status_fn(),
     };
-    let reloads = parts.reloads(source, as_loaded, &https, &shutdown, &tasks);
+    let control = parts.control(source, as_loaded, &https, None, &shutdown, &tasks);
     let stopping = CancellationToken::new();
     let router = conclave_api::client::router(
         ctx,
-        parts.api_context(None, stopping.clone(), peers, reloads),
+        parts.api_context(None, stopping.clone(), peers, control),
         config.acl.settings(),
     );
     let app = http::app(router, &config, &stopping, identity.node_id, None);
@@ -445,16 +446,7 @@ pub async fn run(
         &tasks,
     )
     .await?;
-    tasks.spawn(advertise_raft(
-        node.clone(),
-        parts.membership.clone(),
-        shutdown.clone(),
-    ));
-    tasks.spawn(raft_gauges(
-        node.clone(),
-        parts.membership.clone(),
-        shutdown.clone(),
-    ));
+    parts.spawn_member_tasks(&node, &shutdown, &tasks);
     https.follow(&config, &shutdown, &tasks)?;
 
     let http_stop = CancellationToken::new();
@@ -482,7 +474,14 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
-    let reloads = parts.reloads(source, as_loaded, &https, &shutdown, &tasks);
+    let control = parts.control(
+        source,
+        as_loaded,
+        &https,
+        Some(node.clone()),
+        &shutdown,
+        &tasks,
+    );
     let stopping = CancellationToken::new();
     let router = conclave_api::router(
         ctx,
@@ -490,7 +489,7 @@ pub async fn run(
             Some(node.clone()),
             stopping.clone(),
             https.peer_http()?,
-            reloads,
+            control,
         ),
     );
     let app = http::app(

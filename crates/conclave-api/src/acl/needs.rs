@@ -58,6 +58,8 @@ pub fn required(
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         ["v1", "health"] | ["v1", "ready"] | ["api", "v1", "health"] => Required::Nothing,
+        // The dashboard's page and assets hold no data: its requests carry the token.
+        ["ui", ..] | ["dashboard"] => Required::Nothing,
         ["metrics"] if anonymous_metrics => Required::Nothing,
         ["metrics"] => cap(Target::Cluster, Access::Read),
         ["v1", "acl", "bootstrap"] => Required::Nothing,
@@ -111,6 +113,15 @@ mod tests {
         use Access::*;
         let cases = [
             (Method::GET, "/v1/health", Required::Nothing),
+            (Method::GET, "/ui", Required::Nothing),
+            (Method::GET, "/ui/app.js", Required::Nothing),
+            (Method::GET, "/dashboard", Required::Nothing),
+            (Method::GET, "/v1/agent/samples", cap(Target::Cluster, Read)),
+            (
+                Method::GET,
+                "/v1/agent/settings",
+                cap(Target::Cluster, Read),
+            ),
             (Method::GET, "/api/v1/health", Required::Nothing),
             (Method::POST, "/v1/acl/bootstrap", Required::Nothing),
             (Method::GET, "/v1/acl/token/self", Required::AnyToken),

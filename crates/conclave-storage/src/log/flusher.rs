@@ -33,7 +33,13 @@ pub(super) fn run_flusher(rx: mpsc::Receiver<FlushJob>, stats: &LogStats) {
         let mut result: Result<(), (io::ErrorKind, String)> = Ok(());
         for f in files {
             stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = f.sync_data() {
+            let started = std::time::Instant::now();
+            let synced = f.sync_data();
+            // Through the `metrics` facade: recorded only where the agent installed an
+            // exporter, free elsewhere.
+            metrics::histogram!("conclave_storage_fsync_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            if let Err(e) = synced {
                 tracing::error!(error = %e, "fdatasync of the Raft log failed");
                 result = Err((e.kind(), e.to_string()));
                 break;

@@ -100,6 +100,26 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "fdatasync calls on the Raft log.",
     ),
     (
+        "conclave_storage_fsync_duration_seconds",
+        Kind::Histogram,
+        "How long each fdatasync of the Raft log took.",
+    ),
+    (
+        "conclave_snapshot_build_duration_seconds",
+        Kind::Histogram,
+        "How long building (copying, encoding, writing) a snapshot took.",
+    ),
+    (
+        "conclave_snapshot_size_bytes",
+        Kind::Gauge,
+        "Size of the last snapshot this node built.",
+    ),
+    (
+        "conclave_watch_streams",
+        Kind::Gauge,
+        "Streams open on this agent: key watches, member and audit watches, election observers.",
+    ),
+    (
         "conclave_audit_entries",
         Kind::Gauge,
         "Entries in the audit log.",
@@ -284,6 +304,9 @@ pub async fn record_http(
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    if let Some(kind) = conclave_api::agent_view::traffic(request.method(), &route) {
+        super::history::count(kind);
+    }
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
     let response = next.run(request).await;

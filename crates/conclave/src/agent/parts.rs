@@ -30,6 +30,13 @@ pub(super) struct MembershipParts {
     pub(super) handlers: conclave_publish::handlers::Handlers,
 }
 
+/// What the API shows and changes of the agent itself (see [`MembershipParts::control`]).
+pub(super) struct AgentControl {
+    reload: Option<conclave_api::agent_reload::ReloadRequests>,
+    settings: conclave_api::agent_view::SettingsView,
+    samples: conclave_api::agent_view::SamplesFn,
+}
+
 /// Start gossip, checks, publishers, the seed importer, configuration sync and roles; the
 /// last three reach the cluster through the coordinator `coordinator` makes (this node's own
 /// Raft node, or, for a client agent, the members gossip finds).
@@ -202,16 +209,42 @@ pub(super) async fn start_membership(
 }
 
 impl MembershipParts {
-    /// Start taking reloads of what these parts run (see [`super::reload`]).
-    pub(super) fn reloads(
+    /// A member's background work beside its API: its Raft state in gossip, its gauges.
+    pub(super) fn spawn_member_tasks(
+        &self,
+        node: &RaftNode,
+        shutdown: &CancellationToken,
+        tasks: &TaskTracker,
+    ) {
+        let membership = self.membership.clone();
+        tasks.spawn(advertise_raft(
+            node.clone(),
+            membership.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(raft_gauges(node.clone(), membership, shutdown.clone()));
+    }
+
+    /// Start what the API shows of the agent itself: reloads of what these parts run (see
+    /// [`super::reload`]), the settings in effect and the sampler behind the dashboard's
+    /// charts (see [`super::history`]). `node`: this agent's Raft node (`None`: a client).
+    pub(super) fn control(
         &self,
         source: Option<super::reload::ConfigSource>,
         as_loaded: AgentConfig,
         https: &super::tls::Https,
+        node: Option<RaftNode>,
         shutdown: &CancellationToken,
         tasks: &TaskTracker,
-    ) -> Option<conclave_api::agent_reload::ReloadRequests> {
-        super::reload::spawn(
+    ) -> AgentControl {
+        let (settings, view) = tokio::sync::watch::channel(super::reload::settings_of(&as_loaded));
+        let history = super::history::History::new(self.membership.node_id());
+        tasks.spawn(super::history::sample(
+            history.clone(),
+            node,
+            shutdown.clone(),
+        ));
+        let reload = super::reload::spawn(
             source,
             as_loaded,
             super::reload::Live {
@@ -221,9 +254,15 @@ impl MembershipParts {
                 membership: self.membership.clone(),
                 https: https.clone(),
             },
+            settings,
             shutdown.clone(),
             tasks,
-        )
+        );
+        AgentControl {
+            reload,
+            settings: view,
+            samples: Arc::new(move |since| history.samples(since)),
+        }
     }
 
     /// `node`: this agent's Raft node (`None` on a client agent); `closing` ends the
@@ -233,7 +272,7 @@ impl MembershipParts {
         node: Option<RaftNode>,
         closing: CancellationToken,
         peers: conclave_api::gossip_keys::PeerHttp,
-        reload: Option<conclave_api::agent_reload::ReloadRequests>,
+        control: AgentControl,
     ) -> MembersContext {
         MembersContext {
             peers,
@@ -244,17 +283,15 @@ impl MembershipParts {
             roles: self.roles.clone(),
             metrics: self.metrics.clone(),
             secrets: self.secrets.clone(),
-            reload,
+            reload: control.reload,
+            samples: control.samples,
+            settings: control.settings,
         }
     }
 }
 
 /// Raft and store gauges for `/metrics`, refreshed every second.
-pub(super) async fn raft_gauges(
-    node: RaftNode,
-    membership: Membership,
-    shutdown: CancellationToken,
-) {
+async fn raft_gauges(node: RaftNode, membership: Membership, shutdown: CancellationToken) {
     let mut networks = std::collections::BTreeSet::new();
     let mut sampled = super::metrics::Sampled::default();
     loop {
@@ -321,11 +358,7 @@ fn ipam_gauges(ipam: &conclave_state::ipam::Ipam, seen: &mut std::collections::B
 
 /// Keep this node's Raft role and cluster id current in its gossip state, and gossip's
 /// list of the other members' addresses current with the applied membership.
-pub(super) async fn advertise_raft(
-    node: RaftNode,
-    membership: Membership,
-    shutdown: CancellationToken,
-) {
+async fn advertise_raft(node: RaftNode, membership: Membership, shutdown: CancellationToken) {
     loop {
         let m = node.metrics();
         let role = if node.removed().is_some() {

@@ -16,6 +16,7 @@ use conclave_membership::Membership;
 use conclave_membership::checks::{Checks, ChecksChange};
 use conclave_publish::handlers::Handlers;
 use conclave_publish::{PublishChange, Publisher};
+use conclave_types::dashboard::AgentSetting;
 use conclave_types::reload::{AppliedChange, LiveSetting, ReloadReport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -78,6 +79,23 @@ pub fn plan(old: &AgentConfig, new: &AgentConfig) -> Plan {
     out
 }
 
+/// The settings of `config` as `GET /v1/agent/settings` shows them: each top-level key
+/// (secrets redacted) and whether a reload applies it live.
+pub fn settings_of(config: &AgentConfig) -> Vec<AgentSetting> {
+    let map = match serde_json::to_value(config.redacted()) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    map.into_iter()
+        .filter(|(key, _)| !NOT_SETTINGS.contains(&key.as_str()))
+        .map(|(key, value)| AgentSetting {
+            live: LIVE.iter().any(|(k, _)| *k == key),
+            key,
+            value,
+        })
+        .collect()
+}
+
 /// What a reload acts on.
 pub(super) struct Live {
     pub checks: Checks,
@@ -94,6 +112,7 @@ pub(super) fn spawn(
     source: Option<ConfigSource>,
     running: AgentConfig,
     live: Live,
+    settings: tokio::sync::watch::Sender<Vec<AgentSetting>>,
     shutdown: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
 ) -> Option<ReloadRequests> {
@@ -121,6 +140,7 @@ pub(super) fn spawn(
                 },
             };
             let outcome = reload(&source, &mut running, &live).await;
+            settings.send_replace(settings_of(&running));
             match &outcome {
                 Ok(report) => tracing::info!(
                     applied = ?report.applied.iter().map(|a| a.setting.key()).collect::<Vec<_>>(),
@@ -286,6 +306,22 @@ mod tests {
             BTreeSet::from([LiveSetting::LogLevel, LiveSetting::Tags])
         );
         assert_eq!(p.restart, vec!["http_addr".to_string(), "raft".into()]);
+    }
+
+    #[test]
+    fn settings_say_which_apply_live_and_show_no_secret() {
+        let c = AgentConfig {
+            cluster_token: Some(conclave_types::Secret::new("s3cret-token")),
+            ..AgentConfig::default()
+        };
+        let settings = settings_of(&c);
+        let live = |key: &str| settings.iter().find(|s| s.key == key).map(|s| s.live);
+        assert_eq!(live("check"), Some(true));
+        assert_eq!(live("log_level"), Some(true));
+        assert_eq!(live("raft"), Some(false));
+        assert_eq!(live("ignored_env"), None);
+        let shown = serde_json::to_string(&settings).unwrap();
+        assert!(!shown.contains("s3cret-token"), "{shown}");
     }
 
     #[test]

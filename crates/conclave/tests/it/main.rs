@@ -13,6 +13,8 @@ mod compose;
 mod config;
 mod config_seed;
 mod configmap;
+mod dashboard;
+mod dashboard_api;
 mod durability;
 mod elections;
 mod fake_kube;

@@ -1,0 +1,89 @@
+//! The dashboard at `/ui`: three files embedded in the binary (no CDN, no build step) that
+//! read and change the cluster through the same API as the CLI, with the caller's token.
+//!
+//! The page holds no data, so it is served to anyone (the ACL guard lets `/ui` through);
+//! every request it makes carries the token the user logs in with and is checked as usual.
+//! The content security policy allows only these files and requests to this origin.
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+const INDEX: &str = include_str!("../ui/index.html");
+const APP_JS: &str = include_str!("../ui/app.js");
+const APP_CSS: &str = include_str!("../ui/app.css");
+
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The dashboard's routes, to merge into an agent's router.
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/ui", get(|| async { asset("index.html") }))
+        .route("/ui/", get(|| async { asset("index.html") }))
+        .route(
+            "/ui/{file}",
+            get(|axum::extract::Path(file): axum::extract::Path<String>| async move {
+                asset(&file)
+            }),
+        )
+        // The database-cluster seed's dashboard path.
+        .route("/dashboard", get(|| async { Redirect::permanent("/ui") }))
+}
+
+/// One embedded file, or a JSON 404 naming the files there are.
+fn asset(file: &str) -> Response {
+    let (body, kind) = match file {
+        "index.html" => (INDEX, "text/html; charset=utf-8"),
+        "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "app.css" => (APP_CSS, "text/css; charset=utf-8"),
+        _ => {
+            return crate::ApiError::new(
+                StatusCode::NOT_FOUND,
+                conclave_types::ErrorCode::NotFound,
+                format!("the dashboard has no file {file:?}"),
+                "open /ui; its files are index.html, app.js and app.css",
+            )
+            .into_response();
+        }
+    };
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // The files change with the binary: revalidate, never serve a stale dashboard.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The embedded assets' total size in bytes (the dashboard's budget is 300 KB).
+pub fn assets_size() -> usize {
+    INDEX.len() + APP_JS.len() + APP_CSS.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_assets_stay_within_budget_and_reference_each_other() {
+        assert!(assets_size() < 300 * 1024, "{} bytes", assets_size());
+        assert!(INDEX.contains("/ui/app.js") && INDEX.contains("/ui/app.css"));
+        assert_eq!(asset("nope.js").status(), StatusCode::NOT_FOUND);
+        let page = asset("index.html");
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(
+            page.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("script-src 'self'")
+        );
+    }
+}
