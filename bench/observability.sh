@@ -65,6 +65,25 @@ for round in $(seq 1 "$ROUNDS"); do
     if [ "$watched" = dashboard ]; then kill "$BROWSER"; wait "$BROWSER" 2>/dev/null || true; BROWSER=""; fi
   done
 done
+# The agent's own CPU (utime + stime of its process, not the browser's) over 30 s with no
+# load: nothing open, then the dashboard open on the overview (it refreshes every 2 s).
+agent_cpu_ms() { # seconds
+  local pid=${PIDS[0]} hz; hz=$(getconf CLK_TCK)
+  local a; a=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  sleep "$1"
+  local b; b=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  echo $(( (b - a) * 1000 / hz ))
+}
+IDLE_CPU_MS=$(agent_cpu_ms 30)
+DASH_CPU_MS="–"
+if [ -n "$CHROMIUM" ]; then
+  "$CHROMIUM" --headless=new --no-sandbox --disable-gpu --no-first-run \
+    --user-data-dir="$WORK/chromium" "http://$ADDR/ui#/overview" >/dev/null 2>&1 &
+  BROWSER=$!
+  sleep 3
+  DASH_CPU_MS=$(agent_cpu_ms 30)
+  kill "$BROWSER"; wait "$BROWSER" 2>/dev/null || true; BROWSER=""
+fi
 SERIES=$(curl -sf "http://$ADDR/metrics" | grep -vc '^#')
 SCRAPE_MS=$(python3 - "$ADDR" <<'PY'
 import sys, time, urllib.request
@@ -76,9 +95,9 @@ times.sort(); print(f"{times[len(times)//2]:.2f}")
 PY
 )
 
-python3 - "$OUT_JSON" "$OUT_MD" "$SERIES" "$SCRAPE_MS" <<'PY'
+python3 - "$OUT_JSON" "$OUT_MD" "$SERIES" "$SCRAPE_MS" "$IDLE_CPU_MS" "$DASH_CPU_MS" <<'PY'
 import json, statistics, subprocess, sys
-src, dst, series, scrape_ms = sys.argv[1:5]
+src, dst, series, scrape_ms, idle_cpu, dash_cpu = sys.argv[1:7]
 rows = [json.loads(l) for l in open(src) if l.strip()]
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 modes = sorted({r["watched"] for r in rows}, key=["no", "yes", "dashboard"].index)
@@ -91,7 +110,8 @@ for op in ["put", "get"]:
     a = med["no"]
     cell = lambda m: (f"{med[m]:.0f} | {(med[m]-a)/a*100:+.1f} %" if m in med else "– | –")
     out.append(f"| {op} | {a:.0f} | {cell('yes')} | {cell('dashboard')} | " + " / ".join(f"{p99[m]:.0f}" for m in modes) + " |")
-out += ["", f"/metrics after the run: {series} series, answered in {scrape_ms} ms (median of 20)."]
+out += ["", f"/metrics after the run: {series} series, answered in {scrape_ms} ms (median of 20).",
+        "", f"The agent's own CPU over 30 s without load: {idle_cpu} ms with nothing open, {dash_cpu} ms with the dashboard open."]
 open(dst, "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 PY

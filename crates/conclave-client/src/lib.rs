@@ -258,13 +258,20 @@ impl Client {
         self.events("/v1/members/watch", &query, None).await
     }
 
-    pub async fn remove_dead(&self) -> Result<conclave_types::RemoveDeadResponse, ClientError> {
-        let resp = self
-            .send(
-                self.http
-                    .post(format!("{}/v1/members/remove-dead", self.base)),
-            )
-            .await?;
+    /// Forget dead and left members now; with `dry_run`, only list them.
+    pub async fn remove_dead(
+        &self,
+        dry_run: bool,
+    ) -> Result<conclave_types::RemoveDeadResponse, ClientError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/members/remove-dead", self.base));
+        let req = if dry_run {
+            req.query(&[("dry_run", "true")])
+        } else {
+            req
+        };
+        let resp = self.send(req).await?;
         self.json(resp).await
     }
 
@@ -321,17 +328,53 @@ impl Client {
         node_id: u64,
         force: bool,
     ) -> Result<Vec<ClusterMember>, ClientError> {
+        let resp = self
+            .send(self.member_request(action, node_id, force))
+            .await?;
+        self.json(resp).await
+    }
+
+    /// What [`Self::change_member`] would do (`?dry_run=true`): the effect, or the error the
+    /// change itself would get.
+    pub async fn preview_member(
+        &self,
+        action: &str,
+        node_id: u64,
+        force: bool,
+    ) -> Result<conclave_types::dashboard::ChangePreview, ClientError> {
+        let req = self
+            .member_request(action, node_id, force)
+            .query(&[("dry_run", "true")]);
+        let resp = self.send(req).await?;
+        self.json(resp).await
+    }
+
+    fn member_request(&self, action: &str, node_id: u64, force: bool) -> reqwest::RequestBuilder {
         let base = format!("{}/v1/cluster/members/{node_id}", self.base);
         let req = match action {
             "remove" => self.http.delete(base),
             _ => self.http.post(format!("{base}/{action}")),
         };
-        let req = if force {
+        if force {
             req.query(&[("force", "true")])
         } else {
             req
-        };
-        let resp = self.send(req).await?;
+        }
+    }
+
+    /// What a leadership transfer would do (`?dry_run=true`).
+    pub async fn preview_transfer(
+        &self,
+        to: Option<u64>,
+    ) -> Result<conclave_types::dashboard::ChangePreview, ClientError> {
+        let resp = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/cluster/leader/transfer", self.base))
+                    .query(&[("dry_run", "true")])
+                    .json(&TransferRequest { to }),
+            )
+            .await?;
         self.json(resp).await
     }
 

@@ -359,13 +359,16 @@ pub(crate) enum MembersCommand {
     },
     /// Remove a member. Refused if the remaining voters would have no healthy quorum.
     #[command(
-        after_help = "Examples:\n  conclave members remove 4\n  conclave members remove 3 --force   # node 3 is gone for good"
+        after_help = "Examples:\n  conclave members remove 4\n  conclave members remove 3 --force   # node 3 is gone for good\n  conclave members remove 3 --dry-run # what it would do, or why it would be refused"
     )]
     Remove {
         node_id: u64,
         /// Remove even if the remaining voters would have no healthy quorum.
         #[arg(long)]
         force: bool,
+        /// Only say what the change would do (the leader's checks), change nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -375,6 +378,9 @@ pub(crate) enum MembersCommand {
         after_help = "Examples:\n  conclave members remove-dead"
     )]
     RemoveDead {
+        /// Only list the members it would forget.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -393,6 +399,9 @@ pub(crate) enum MembersCommand {
     #[command(after_help = "Examples:\n  conclave members promote 4")]
     Promote {
         node_id: u64,
+        /// Only say what the change would do (the leader's checks), change nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -403,6 +412,9 @@ pub(crate) enum MembersCommand {
         /// Demote even if the remaining voters would have no healthy quorum.
         #[arg(long)]
         force: bool,
+        /// Only say what the change would do (the leader's checks), change nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         client: ClientOpts,
     },

@@ -10,19 +10,34 @@ use crate::output::print_json;
 pub(crate) enum LeaderCommand {
     /// Hand leadership to a voter (the most caught-up healthy one when none is named).
     #[command(
-        after_help = "Examples:\n  conclave leader transfer\n  conclave leader transfer --to 2"
+        after_help = "Examples:\n  conclave leader transfer\n  conclave leader transfer --to 2\n  conclave leader transfer --to 2 --dry-run"
     )]
     Transfer {
         /// The node to hand leadership to.
         #[arg(long)]
         to: Option<u64>,
+        /// Only say where leadership would go (or why it could not), change nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         client: ClientOpts,
     },
 }
 
 pub(crate) async fn leader(cmd: LeaderCommand) -> Result<(), ClientError> {
-    let LeaderCommand::Transfer { to, client } = cmd;
+    let LeaderCommand::Transfer {
+        to,
+        dry_run,
+        client,
+    } = cmd;
+    if dry_run {
+        let p = client.client()?.preview_transfer(to).await?;
+        match client.output {
+            Output::Json => print_json(&serde_json::to_value(&p).unwrap_or_default()),
+            Output::Human => out!("would transfer: {}", p.effect),
+        }
+        return Ok(());
+    }
     let r = client.client()?.transfer_leader(to).await?;
     match client.output {
         Output::Json => print_json(&serde_json::to_value(&r).unwrap_or_default()),

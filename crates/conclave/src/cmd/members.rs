@@ -131,13 +131,14 @@ pub(crate) async fn publish(client: ClientOpts) -> Result<(), ClientError> {
     Ok(())
 }
 
-async fn remove_dead(client: ClientOpts) -> Result<(), ClientError> {
-    let r = client.client()?.remove_dead().await?;
+async fn remove_dead(client: ClientOpts, dry_run: bool) -> Result<(), ClientError> {
+    let r = client.client()?.remove_dead(dry_run).await?;
     match client.output {
         Output::Json => print_json(&serde_json::to_value(&r).unwrap_or_default()),
         Output::Human if r.removed.is_empty() => out!("no dead or left members"),
         Output::Human => out!(
-            "removed {}",
+            "{} {}",
+            if dry_run { "would remove" } else { "removed" },
             r.removed
                 .iter()
                 .map(ToString::to_string)
@@ -171,7 +172,9 @@ pub(crate) async fn members(args: MembersArgs) -> Result<(), ClientError> {
         return Ok(());
     };
     let (client, result) = match cmd {
-        MembersCommand::RemoveDead { client } => return remove_dead(client).await,
+        MembersCommand::RemoveDead { client, dry_run } => {
+            return remove_dead(client, dry_run).await;
+        }
         MembersCommand::Watch { events, client } => return watch(events, client).await,
         MembersCommand::List { client } => {
             let c = client.client()?;
@@ -208,34 +211,47 @@ pub(crate) async fn members(args: MembersArgs) -> Result<(), ClientError> {
         MembersCommand::Remove {
             node_id,
             force,
+            dry_run,
             client,
-        } => {
-            let r = client
-                .client()?
-                .change_member("remove", node_id, force)
-                .await;
-            (client, r)
-        }
-        MembersCommand::Promote { node_id, client } => {
-            let r = client
-                .client()?
-                .change_member("promote", node_id, false)
-                .await;
-            (client, r)
-        }
+        } => return change(client, "remove", node_id, force, dry_run).await,
+        MembersCommand::Promote {
+            node_id,
+            dry_run,
+            client,
+        } => return change(client, "promote", node_id, false, dry_run).await,
         MembersCommand::Demote {
             node_id,
             force,
+            dry_run,
             client,
-        } => {
-            let r = client
-                .client()?
-                .change_member("demote", node_id, force)
-                .await;
-            (client, r)
-        }
+        } => return change(client, "demote", node_id, force, dry_run).await,
     };
     let members = result?;
+    match client.output {
+        Output::Json => print_json(&serde_json::to_value(&members).unwrap_or_default()),
+        Output::Human => print_members(&members),
+    }
+    Ok(())
+}
+
+/// `conclave members remove|promote|demote`: the change, or with `--dry-run` what it would do.
+async fn change(
+    client: ClientOpts,
+    action: &str,
+    node_id: u64,
+    force: bool,
+    dry_run: bool,
+) -> Result<(), ClientError> {
+    let c = client.client()?;
+    if dry_run {
+        let p = c.preview_member(action, node_id, force).await?;
+        match client.output {
+            Output::Json => print_json(&serde_json::to_value(&p).unwrap_or_default()),
+            Output::Human => out!("would {action}: {}", p.effect),
+        }
+        return Ok(());
+    }
+    let members = c.change_member(action, node_id, force).await?;
     match client.output {
         Output::Json => print_json(&serde_json::to_value(&members).unwrap_or_default()),
         Output::Human => print_members(&members),

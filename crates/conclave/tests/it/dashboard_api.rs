@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::cluster::{TOKEN, cluster_env, eventually, get_json, leader_of, start_static};
-use crate::support::{anonymous_builder, error_code, http};
+use crate::support::{anonymous_builder, cli, error_code, http};
 
 async fn post(url: &str) -> reqwest::Response {
     http().post(url).send().await.expect("request")
@@ -130,8 +130,9 @@ async fn the_page_samples_settings_and_previews_serve_the_dashboard() {
     let fid = nodes[follower].agent.status().await["node_id"]
         .as_u64()
         .unwrap();
+    let members_url = nodes[leader].agent.url("/v1/cluster/members");
     let roles = || async {
-        get_json(&nodes[leader].agent.url("/v1/cluster/members"))
+        get_json(&members_url)
             .await
             .unwrap()
             .as_array()
@@ -185,6 +186,9 @@ async fn the_page_samples_settings_and_previews_serve_the_dashboard() {
 
     // With a voter down, demoting another is refused by the preview as by the change.
     let down = (0..3).find(|i| *i != leader && *i != follower).unwrap();
+    let nodes_down_id = nodes[down].agent.status().await["node_id"]
+        .as_u64()
+        .unwrap();
     nodes[down].agent.kill9();
     let lead = &nodes[leader].agent;
     let status_url = nodes[leader].agent.url("/v1/cluster/status");
@@ -213,6 +217,38 @@ async fn the_page_samples_settings_and_previews_serve_the_dashboard() {
         (StatusCode::CONFLICT, "unsafe_membership_change")
     );
     assert_eq!((r_status, r_code), (p_status, p_code), "{p_body}");
+    // The same previews from the CLI: a refusal exits non-zero with the leader's reason.
+    let addr = lead.addr_flag();
+    let fid_s = fid.to_string();
+    let (code, out, err) = cli(
+        &["members", "demote", &fid_s, "--dry-run", "--addr", &addr],
+        None,
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("needed for a quorum"), "{err}");
+    let down_id = nodes_down_id.to_string();
+    let (code, out, err) = cli(
+        &["members", "remove", &down_id, "--dry-run", "--addr", &addr],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("would remove") && out.contains("leaves the cluster"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&["leader", "transfer", "--dry-run", "--addr", &addr], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("would transfer: leadership moves"), "{out}");
+    let (code, out, err) = cli(
+        &["members", "remove-dead", "--dry-run", "--addr", &addr],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        roles().await.len(),
+        3,
+        "a dry run changed the membership: {out}"
+    );
     let reap = post(&lead.url("/v1/members/remove-dead?dry_run=true")).await;
     assert_eq!(reap.status(), StatusCode::OK);
     assert_eq!(reap.json::<Value>().await.unwrap()["dry_run"], true);
