@@ -71,8 +71,9 @@ function show(page, ...children) {
 }
 
 const badge = (text, kind = "") => el("span", { class: `badge ${kind}` }, text);
-const card = (label, value, id) => el("div", { class: "card", id },
-  el("div", { class: "label" }, label), el("div", { class: "value" }, value));
+const card = (label, value, id, sub) => el("div", { class: "card", id },
+  el("div", { class: "label" }, label), el("div", { class: "value" }, value),
+  sub ? el("div", { class: "sub" }, sub) : null);
 const fmtNum = (n, digits = 1) => (n === null || n === undefined ? "–" : Number(n).toFixed(digits));
 const fmtMs = (ms) => (ms === null || ms === undefined ? "–" : ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`);
 
@@ -333,6 +334,15 @@ function nodeNamer(members) {
   return (id) => (byId.get(id) ? `${id} (${byId.get(id)})` : String(id));
 }
 
+/// "2 of 3 voters up, tolerates 0 more failures".
+function quorumDetail(cluster) {
+  const voters = cluster.members.filter((m) => m.role === "voter");
+  const up = voters.filter((m) => m.healthy).length;
+  const spare = up - (Math.floor(voters.length / 2) + 1);
+  return `${up} of ${voters.length} voters up` +
+    (spare >= 0 ? `, tolerates ${spare} more failure${spare === 1 ? "" : "s"}` : "");
+}
+
 async function overview(page) {
   const [status, cluster, gossip, drift, roles] = await gather([
     "/v1/status", "/v1/cluster/status", "/v1/gossip/stats", "/v1/config/status", "/v1/roles",
@@ -341,6 +351,14 @@ async function overview(page) {
   const alerts = [];
   if (failed(cluster)) alerts.push(["bad", `No leader answers: ${cluster.message}`]);
   else if (!cluster.quorum_healthy) alerts.push(["bad", "Quorum lost: fewer than a majority of voters are healthy; writes will stop."]);
+  if (!failed(cluster)) {
+    for (const m of cluster.members.filter((x) => !x.healthy)) {
+      const why = m.last_contact_ms === undefined ? "never heard from"
+        : `last heard from ${fmtMs(m.last_contact_ms)} ago, ${m.lag_entries ?? "?"} entries behind`;
+      alerts.push(["warn", `${m.role === "voter" ? "Voter" : "Learner"} ${m.node_id} (${m.api_addr || m.rpc_addr}) is unhealthy: ${why}. Bring it back, or remove it on the Nodes page if it is gone for good.`]);
+    }
+  }
+  if (!failed(gossip) && gossip.members.dead) alerts.push(["warn", `Gossip: ${gossip.members.dead} agent(s) dead. Remove-dead on the Nodes page forgets them.`]);
   if (!failed(drift) && drift.drifted > 0) alerts.push(["warn", `Configuration drift: ${drift.drifted} node(s) have not applied the current configuration.`]);
   if (!failed(roles)) for (const r of roles) if (r.split_brain) alerts.push(["bad", `Split brain: more than one node claims role ${r.name}. Hand it over or demote the stale holder.`]);
   if (!failed(status) && status.tls && status.tls.expires_in_seconds < 14 * 86400) {
@@ -357,7 +375,8 @@ async function overview(page) {
     el("div", { class: "cards" },
       card("Leader", failed(cluster) || !cluster.leader_id ? "none" : names(cluster.leader_id), "card-leader"),
       card("Term", failed(cluster) ? (failed(status) ? "–" : status.term) : cluster.term, "card-term"),
-      card("Quorum", failed(cluster) ? "unknown" : cluster.quorum_healthy ? "healthy" : "LOST", "card-quorum"),
+      card("Quorum", failed(cluster) ? "unknown" : cluster.quorum_healthy ? "healthy" : "LOST", "card-quorum",
+        failed(cluster) ? null : quorumDetail(cluster)),
       card("Raft members", failed(cluster) ? "–" : `${members.filter((m) => m.role === "voter").length} voters, ${members.filter((m) => m.role !== "voter").length} learners`),
       card("Gossip members", Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(", ") || "–", "card-gossip"),
       card("Commit index", failed(cluster) ? "–" : cluster.commit_index),

@@ -449,6 +449,16 @@ async fn the_dashboard_shows_and_changes_a_real_cluster_in_a_real_browser() {
         },
     )
     .await;
+    // The overview says which voter is down and how many more failures the quorum takes.
+    open(&client, &base, "overview").await;
+    wait_text(&client, "#alerts", &format!("Voter {down_id}")).await;
+    wait_text(
+        &client,
+        "#card-quorum",
+        "2 of 3 voters up, tolerates 0 more",
+    )
+    .await;
+    screenshot(&client, "overview-node-down").await;
     open(&client, &base, "nodes").await;
     click(
         &client,
