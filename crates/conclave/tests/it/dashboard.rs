@@ -47,7 +47,7 @@ impl WebDriverCompatibleCommand for BrowserLog {
         &self,
         base: &reqwest::Url,
         session: Option<&str>,
-    ) -> Result<reqwest::Url, url_error::ParseError> {
+    ) -> Result<reqwest::Url, <reqwest::Url as std::str::FromStr>::Err> {
         base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
     }
 
@@ -57,11 +57,6 @@ impl WebDriverCompatibleCommand for BrowserLog {
             Some(r#"{"type":"browser"}"#.into()),
         )
     }
-}
-
-mod url_error {
-    pub use reqwest::Url;
-    pub type ParseError = <Url as std::str::FromStr>::Err;
 }
 
 async fn start_browser() -> (Driver, Client) {
@@ -190,6 +185,13 @@ async fn click(client: &Client, css: &str) {
         .click()
         .await
         .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+/// Give `token` to the open login dialog and submit it.
+async fn log_in(client: &Client, token: &str) {
+    let field = client.find(Locator::Css("#login-token")).await.unwrap();
+    field.send_keys(token).await.expect("type the token");
+    click(client, "#login-submit").await;
 }
 
 /// Preview a change in the confirmation dialog (its effect must contain `effect`), then
@@ -333,14 +335,7 @@ async fn the_dashboard_shows_and_changes_a_real_cluster_in_a_real_browser() {
             "console before login: {level} {message}"
         );
     }
-    client
-        .find(Locator::Css("#login-token"))
-        .await
-        .unwrap()
-        .send_keys(TEST_TOKEN)
-        .await
-        .unwrap();
-    click(&client, "#login-submit").await;
+    log_in(&client, TEST_TOKEN).await;
     wait_loaded(&client, "overview").await;
     wait_text(&client, "#who-text", "cluster:").await;
 
@@ -548,14 +543,7 @@ async fn the_dashboard_shows_and_changes_a_real_cluster_in_a_real_browser() {
         .for_element(Locator::Css("#login[open]"))
         .await
         .expect("logged out, the dashboard asks for a token");
-    client
-        .find(Locator::Css("#login-token"))
-        .await
-        .unwrap()
-        .send_keys(&reader)
-        .await
-        .unwrap();
-    click(&client, "#login-submit").await;
+    log_in(&client, &reader).await;
     wait_text(&client, "#who-text", "cluster:read").await;
     // The refusals while logged out were logged; what follows must be clean.
     console(&client).await;
