@@ -153,17 +153,27 @@ pub(crate) async fn add(
     Ok((StatusCode::OK, Json(members(changed))))
 }
 
-/// The member a `/v1/cluster/members/{id}...` request names, and its `?force=` flag where
-/// the route takes one (elsewhere any query parameter is refused).
-fn member_target(uri: &Uri, takes_force: bool) -> Result<(u64, bool), ApiError> {
+/// What a `/v1/cluster/members/{id}...` request asks of a member.
+struct MemberTarget {
+    node_id: u64,
+    /// `?force=`, where the route takes it (elsewhere it is refused like any unknown one).
+    force: bool,
+    /// `?dry_run=`: preview the change instead of making it.
+    dry_run: bool,
+}
+
+fn member_target(uri: &Uri, takes_force: bool) -> Result<MemberTarget, ApiError> {
     let allowed: &[&str] = if takes_force {
         &["force", "dry_run"]
     } else {
         &["dry_run"]
     };
     let params = query::parse(uri.query(), allowed)?;
-    let force = query::flag(&params, "force")?;
-    Ok((node_id_from_path(uri)?, force))
+    Ok(MemberTarget {
+        node_id: node_id_from_path(uri)?,
+        force: query::flag(&params, "force")?,
+        dry_run: query::flag(&params, "dry_run")?,
+    })
 }
 
 pub(crate) async fn remove(
@@ -171,8 +181,12 @@ pub(crate) async fn remove(
     acting: Acting,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let (node_id, force) = member_target(&uri, true)?;
-    if dry_run(&uri)? {
+    let MemberTarget {
+        node_id,
+        force,
+        dry_run,
+    } = member_target(&uri, true)?;
+    if dry_run {
         return preview(&ctx, Change::Remove { node_id, force }).await;
     }
     let req = LeaderRequest::Remove { node_id, force };
@@ -185,8 +199,10 @@ pub(crate) async fn promote(
     acting: Acting,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let (node_id, _) = member_target(&uri, false)?;
-    if dry_run(&uri)? {
+    let MemberTarget {
+        node_id, dry_run, ..
+    } = member_target(&uri, false)?;
+    if dry_run {
         return preview(&ctx, Change::Promote { node_id }).await;
     }
     let req = LeaderRequest::Promote { node_id };
@@ -199,8 +215,12 @@ pub(crate) async fn demote(
     acting: Acting,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let (node_id, force) = member_target(&uri, true)?;
-    if dry_run(&uri)? {
+    let MemberTarget {
+        node_id,
+        force,
+        dry_run,
+    } = member_target(&uri, true)?;
+    if dry_run {
         return preview(&ctx, Change::Demote { node_id, force }).await;
     }
     let req = LeaderRequest::Demote { node_id, force };
@@ -252,12 +272,6 @@ pub(crate) async fn transfer(
         term,
     })
     .into_response())
-}
-
-/// `?dry_run=true`: preview the change instead of making it.
-fn dry_run(uri: &Uri) -> Result<bool, ApiError> {
-    let params = query::parse(uri.query(), &["force", "dry_run"])?;
-    query::flag(&params, "dry_run")
 }
 
 /// What `change` would do, judged by the leader's checks on the leader's current report

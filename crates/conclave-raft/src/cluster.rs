@@ -221,7 +221,9 @@ impl RaftNode {
         force: bool,
     ) -> Result<(), ConsensusError> {
         let healthy = self.healthy_members();
-        policy::voter_may_leave(action, node_id, voters, &healthy, force).map_err(Into::into)
+        policy::voter_may_leave(action, node_id, voters, &healthy, force)
+            .map(|_| ())
+            .map_err(Into::into)
     }
 
     /// Serve a membership request on the leader.

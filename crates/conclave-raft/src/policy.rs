@@ -14,31 +14,44 @@ use crate::{RejectReason, VoterExit};
 /// A learner at most this many entries behind may be promoted.
 pub(crate) const PROMOTE_MAX_LAG: u64 = 100;
 
+/// The voters a leaving voter leaves behind, and what they make of a quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VotersLeft {
+    pub(crate) remaining: Vec<NodeId>,
+    pub(crate) healthy: u64,
+    pub(crate) needed: u64,
+}
+
 /// Voter `node_id` may stop voting (removed or demoted) unless it is the last voter, or,
-/// unless `force`, the healthy voters left would be no quorum.
+/// unless `force`, the healthy voters left would be no quorum. Allowed, it answers with the
+/// voters left.
 pub(crate) fn voter_may_leave(
     action: VoterExit,
     node_id: NodeId,
     voters: &BTreeSet<NodeId>,
     healthy: &BTreeSet<NodeId>,
     force: bool,
-) -> Result<(), RejectReason> {
-    let remaining: BTreeSet<NodeId> = voters.iter().copied().filter(|v| *v != node_id).collect();
+) -> Result<VotersLeft, RejectReason> {
+    let remaining: Vec<NodeId> = voters.iter().copied().filter(|v| *v != node_id).collect();
     if remaining.is_empty() {
         return Err(RejectReason::LastVoter { action, node_id });
     }
-    let ok = remaining.iter().filter(|v| healthy.contains(v)).count();
-    let needed = remaining.len() / 2 + 1;
+    let ok = remaining.iter().filter(|v| healthy.contains(v)).count() as u64;
+    let needed = remaining.len() as u64 / 2 + 1;
     if ok < needed && !force {
         return Err(RejectReason::UnsafeQuorum {
             action,
             node_id,
-            remaining: remaining.into_iter().collect(),
-            healthy: ok as u64,
-            needed: needed as u64,
+            remaining,
+            healthy: ok,
+            needed,
         });
     }
-    Ok(())
+    Ok(VotersLeft {
+        remaining,
+        healthy: ok,
+        needed,
+    })
 }
 
 /// The learner to promote next while the cluster has fewer voters than wanted: healthy, not

@@ -48,10 +48,11 @@ pub fn preview(report: &ClusterReport, change: Change) -> Result<String, RejectR
             })
     };
     let leaves = |action: VoterExit, node_id: NodeId, force: bool| {
-        policy::voter_may_leave(action, node_id, &voters, &healthy, force)?;
-        let remaining: Vec<NodeId> = voters.iter().copied().filter(|v| *v != node_id).collect();
-        let ok = remaining.iter().filter(|v| healthy.contains(v)).count();
-        let needed = remaining.len() / 2 + 1;
+        let policy::VotersLeft {
+            remaining,
+            healthy: ok,
+            needed,
+        } = policy::voter_may_leave(action, node_id, &voters, &healthy, force)?;
         let handover = if report.leader_id == Some(node_id) {
             "; it leads, so leadership moves to another voter first"
         } else {

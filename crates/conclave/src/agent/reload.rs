@@ -47,14 +47,18 @@ pub struct Plan {
     pub restart: Vec<String>,
 }
 
+/// `config`'s top-level settings by key, as JSON, secrets redacted.
+fn top_level(config: &AgentConfig) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(config.redacted()) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
 /// Compare `old` (running) with `new` (read again), key by key.
 pub fn plan(old: &AgentConfig, new: &AgentConfig) -> Plan {
     let mut out = Plan::default();
-    let as_map = |c: &AgentConfig| match serde_json::to_value(c.redacted()) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
-    };
-    let (a, b) = (as_map(old), as_map(new));
+    let (a, b) = (top_level(old), top_level(new));
     let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     for key in keys {
         if NOT_SETTINGS.contains(&key.as_str()) || a.get(key) == b.get(key) {
@@ -82,11 +86,8 @@ pub fn plan(old: &AgentConfig, new: &AgentConfig) -> Plan {
 /// The settings of `config` as `GET /v1/agent/settings` shows them: each top-level key
 /// (secrets redacted) and whether a reload applies it live.
 pub fn settings_of(config: &AgentConfig) -> Vec<AgentSetting> {
-    let map = match serde_json::to_value(config.redacted()) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
-    };
-    map.into_iter()
+    top_level(config)
+        .into_iter()
         .filter(|(key, _)| !NOT_SETTINGS.contains(&key.as_str()))
         .map(|(key, value)| AgentSetting {
             live: LIVE.iter().any(|(k, _)| *k == key),
