@@ -181,6 +181,27 @@ async fn authorize(State(g): State<Arc<AclGuard>>, mut req: Request, next: Next)
     }
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    bootstrap,
+    token_self,
+    list_tokens,
+    get_token,
+    create_token,
+    delete_token,
+    list_policies,
+    get_policy,
+    put_policy,
+    delete_policy
+))]
+pub(crate) struct Doc;
+
+/// What a deletion answers: the name or accessor deleted.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    pub deleted: String,
+}
+
 /// The routes of `/v1/acl`.
 pub fn router(ctx: Ctx) -> Router {
     Router::new()
@@ -274,6 +295,10 @@ pub async fn bootstrap_with(ctx: &crate::AppContext, chosen: &str) -> Result<boo
 }
 
 /// `POST /v1/acl/bootstrap`: the first management token, once per cluster.
+/// Make the first management token (once per cluster; ACLs must be on).
+#[utoipa::path(post, path = "/v1/acl/bootstrap", tag = "acl",
+    responses((status = 200, body = TokenSecret, description = "the management token: its secret is shown this once"),
+        (status = 409, body = conclave_types::ErrorBody, description = "already bootstrapped")))]
 async fn bootstrap(State(ctx): State<Ctx>, acting: Acting) -> Result<Json<TokenSecret>, ApiError> {
     if !ctx.acl.enabled {
         return Err(ApiError::bad_request(
@@ -292,6 +317,9 @@ async fn bootstrap(State(ctx): State<Ctx>, acting: Acting) -> Result<Json<TokenS
     .await
 }
 
+/// The caller's own token and its policies.
+#[utoipa::path(get, path = "/v1/acl/token/self", tag = "acl",
+    responses((status = 200, body = TokenSelf), (status = 404, body = conclave_types::ErrorBody, description = "the token was deleted")))]
 async fn token_self(
     State(ctx): State<Ctx>,
     caller: Option<axum::Extension<Caller>>,
@@ -332,6 +360,8 @@ impl crate::AppContext {
     }
 }
 
+/// Every token (never a secret).
+#[utoipa::path(get, path = "/v1/acl/tokens", tag = "acl", responses((status = 200, body = Vec<TokenInfo>)))]
 async fn list_tokens(State(ctx): State<Ctx>) -> Result<Json<Vec<TokenInfo>>, ApiError> {
     ctx.node.read_barrier().await?;
     Ok(Json(
@@ -339,6 +369,9 @@ async fn list_tokens(State(ctx): State<Ctx>) -> Result<Json<Vec<TokenInfo>>, Api
     ))
 }
 
+/// One token (never its secret).
+#[utoipa::path(get, path = "/v1/acl/tokens/{accessor}", tag = "acl", params(("accessor" = String, Path, description = "the token's accessor id")),
+    responses((status = 200, body = TokenInfo), (status = 404, body = conclave_types::ErrorBody, description = "no such token")))]
 async fn get_token(
     State(ctx): State<Ctx>,
     Path(accessor): Path<String>,
@@ -349,6 +382,10 @@ async fn get_token(
         .ok_or_else(|| not_found("token", &accessor))
 }
 
+/// Make a token with these policies.
+#[utoipa::path(post, path = "/v1/acl/tokens", tag = "acl", request_body = TokenRequest,
+    responses((status = 200, body = TokenSecret, description = "its secret is shown this once"),
+        (status = 404, body = conclave_types::ErrorBody, description = "a named policy does not exist")))]
 async fn create_token(
     State(ctx): State<Ctx>,
     acting: Acting,
@@ -382,20 +419,25 @@ async fn create_token(
     .await
 }
 
+/// Delete a token: requests carrying it are refused from now on.
+#[utoipa::path(delete, path = "/v1/acl/tokens/{accessor}", tag = "acl", params(("accessor" = String, Path, description = "the token's accessor id")),
+    responses((status = 200, body = Deleted), (status = 404, body = conclave_types::ErrorBody, description = "no such token")))]
 async fn delete_token(
     State(ctx): State<Ctx>,
     acting: Acting,
     Path(accessor): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     ctx.coord
         .acting(acting.0)
         .acl(AclCommand::DeleteToken {
             accessor_id: accessor.clone(),
         })
         .await?;
-    Ok(Json(serde_json::json!({ "deleted": accessor })))
+    Ok(Json(Deleted { deleted: accessor }))
 }
 
+/// Every policy, `global-management` included.
+#[utoipa::path(get, path = "/v1/acl/policies", tag = "acl", responses((status = 200, body = Vec<Policy>)))]
 async fn list_policies(State(ctx): State<Ctx>) -> Result<Json<Vec<Policy>>, ApiError> {
     ctx.node.read_barrier().await?;
     Ok(Json(ctx.state_read(|acl| {
@@ -405,6 +447,9 @@ async fn list_policies(State(ctx): State<Ctx>) -> Result<Json<Vec<Policy>>, ApiE
     })))
 }
 
+/// One policy.
+#[utoipa::path(get, path = "/v1/acl/policies/{name}", tag = "acl", params(("name" = String, Path, description = "the policy's name")),
+    responses((status = 200, body = Policy), (status = 404, body = conclave_types::ErrorBody, description = "no such policy")))]
 async fn get_policy(
     State(ctx): State<Ctx>,
     Path(name): Path<String>,
@@ -415,6 +460,9 @@ async fn get_policy(
         .ok_or_else(|| not_found("policy", &name))
 }
 
+/// Create or replace a policy.
+#[utoipa::path(put, path = "/v1/acl/policies/{name}", tag = "acl", params(("name" = String, Path, description = "the policy's name")), request_body = PolicyRequest,
+    responses((status = 200, body = Policy), (status = 409, body = conclave_types::ErrorBody, description = "`global-management` cannot be changed")))]
 async fn put_policy(
     State(ctx): State<Ctx>,
     acting: Acting,
@@ -438,14 +486,18 @@ async fn put_policy(
     Ok(Json(policy))
 }
 
+/// Delete a policy (refused while a token uses it).
+#[utoipa::path(delete, path = "/v1/acl/policies/{name}", tag = "acl", params(("name" = String, Path, description = "the policy's name")),
+    responses((status = 200, body = Deleted), (status = 404, body = conclave_types::ErrorBody, description = "no such policy"),
+        (status = 409, body = conclave_types::ErrorBody, description = "a token still uses it, or it is `global-management`")))]
 async fn delete_policy(
     State(ctx): State<Ctx>,
     acting: Acting,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     ctx.coord
         .acting(acting.0)
         .acl(AclCommand::DeletePolicy { name: name.clone() })
         .await?;
-    Ok(Json(serde_json::json!({ "deleted": name })))
+    Ok(Json(Deleted { deleted: name }))
 }

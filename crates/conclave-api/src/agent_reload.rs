@@ -29,7 +29,17 @@ pub type ReloadRequest = oneshot::Sender<Result<ReloadReport, ReloadRefused>>;
 /// How the API asks the agent for a reload.
 pub type ReloadRequests = mpsc::Sender<ReloadRequest>;
 
-/// `POST /v1/agent/reload`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(post))]
+pub(crate) struct Doc;
+
+/// Read the configuration file again and apply what can change live (like SIGHUP).
+#[utoipa::path(post, path = "/v1/agent/reload", tag = "agent",
+    responses(
+        (status = 200, body = ReloadReport, description = "what changed, and what needs a restart"),
+        (status = 409, body = conclave_types::ErrorBody, description = "a reload is already running"),
+        (status = 422, body = conclave_types::ErrorBody, description = "the configuration is invalid; nothing changed"),
+    ))]
 pub(crate) async fn post(State(ctx): State<MCtx>) -> Result<Json<ReloadReport>, ApiError> {
     let not_running = || {
         ApiError::new(

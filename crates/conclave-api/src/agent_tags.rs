@@ -66,12 +66,21 @@ fn own_tags(ctx: &MCtx) -> Tags {
         .unwrap_or_default()
 }
 
-/// `GET /v1/agent/tags`: the tags this agent advertises.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get, put))]
+pub(crate) struct Doc;
+
+/// The tags this agent advertises over gossip.
+#[utoipa::path(get, path = "/v1/agent/tags", tag = "agent",
+    responses((status = 200, body = BTreeMap<String, String>)))]
 pub(crate) async fn get(State(ctx): State<MCtx>) -> Json<Tags> {
     Json(own_tags(&ctx))
 }
 
-/// `PUT /v1/agent/tags` with `{"key": "value", ...}`: advertise exactly these tags.
+/// Advertise exactly these tags (the whole set).
+#[utoipa::path(put, path = "/v1/agent/tags", tag = "agent",
+    request_body = BTreeMap<String, String>,
+    responses((status = 200, body = BTreeMap<String, String>)))]
 pub(crate) async fn put(
     State(ctx): State<MCtx>,
     body: axum::body::Bytes,

@@ -44,7 +44,14 @@ pub fn traffic(method: &axum::http::Method, route: &str) -> Option<Traffic> {
     )
 }
 
-/// `GET /v1/agent/samples[?since=MS]`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(samples, settings))]
+pub(crate) struct Doc;
+
+/// This agent's recent samples (one per 2 s, 15 minutes kept), for the dashboard's charts.
+#[utoipa::path(get, path = "/v1/agent/samples", tag = "agent",
+    params(("since" = Option<u64>, Query, minimum = 0, description = "only samples after this Unix time in milliseconds")),
+    responses((status = 200, body = Samples)))]
 pub(crate) async fn samples(
     State(ctx): State<MCtx>,
     RawQuery(raw): RawQuery,
@@ -63,7 +70,9 @@ pub(crate) async fn samples(
     Ok(Json((ctx.samples)(since)))
 }
 
-/// `GET /v1/agent/settings`.
+/// This agent's effective settings (secrets redacted), each marked live or restart.
+#[utoipa::path(get, path = "/v1/agent/settings", tag = "agent",
+    responses((status = 200, body = AgentSettings)))]
 pub(crate) async fn settings(
     State(ctx): State<MCtx>,
     RawQuery(raw): RawQuery,

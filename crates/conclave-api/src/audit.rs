@@ -215,7 +215,19 @@ fn limit(params: &[(String, String)]) -> Result<usize, ApiError> {
     }
 }
 
-/// `GET /v1/audit?kind=K&actor=A&since=S&limit=N&cursor=C`: entries newest first; the
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, watch))]
+pub(crate) struct Doc;
+
+/// The audit log, newest first, a page at a time.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit",
+    params(("kind" = Option<conclave_types::audit::AuditKind>, Query, description = "only entries of this kind"), ("actor" = Option<String>, Query, description = "only entries by this actor (token accessor, node or `anonymous`)"),
+        ("since" = Option<String>, Query, description = "an RFC 3339 time or a duration back from now (`1h`)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "entries per page (default 100)"),
+        ("cursor" = Option<u64>, Query, minimum = 0, description = "the previous page's `X-Conclave-Audit-Cursor`"),
+        crate::openapi::ReadQuery),
+    responses((status = 200, body = Vec<AuditRecord>,
+        headers(("X-Conclave-Audit-Cursor" = u64, description = "present when older entries follow")))))]
 /// `X-Conclave-Audit-Cursor` header, when present, fetches the next (older) page.
 pub(crate) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, ApiError> {
     let params =
@@ -272,7 +284,14 @@ fn since(state: &StateHandle, after: u64, q: &AuditQuery) -> Since {
     })
 }
 
-/// `GET /v1/audit/watch?after=SEQ&kind=K&actor=A[&heartbeat_ms=N]`: every entry after
+/// New audit entries as server-sent events (`entry`, id = sequence number).
+#[utoipa::path(get, path = "/v1/audit/watch", tag = "watch", operation_id = "audit",
+    params(("after" = Option<u64>, Query, minimum = 0, description = "replay entries after this sequence number first"),
+        ("kind" = Option<conclave_types::audit::AuditKind>, Query, description = "only entries of this kind"), ("actor" = Option<String>, Query, description = "only entries by this actor (token accessor, node or `anonymous`)"), ("heartbeat_ms" = Option<u64>, Query, minimum = 100, maximum = 300000, description = "a comment line this often (default 10 s)")),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String, description = "`entry` events whose data is an `AuditRecord`"),
+        (status = 410, body = conclave_types::ErrorBody, description = "entries after `after` were dropped from the log"),
+    ))]
 /// `after` (or `Last-Event-ID`; default: only new ones), then each new one as it applies,
 /// as `entry` events whose id is the sequence number. A start the log has dropped gets
 /// `410 Gone`; a follower that falls that far behind gets an `error` event and the end.

@@ -8,7 +8,6 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use conclave_raft::preview::Change;
 use conclave_raft::rpc::{ClusterReport, LeaderRequest, MemberReport, Transferred};
 use conclave_storage::NodeInfo;
@@ -23,6 +22,27 @@ use conclave_state::audit::{Ending, Note};
 
 use crate::audit::Acting;
 use crate::{ApiError, Ctx, query};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(status, list, add, remove, promote, demote, transfer, snapshot))]
+pub(crate) struct Doc;
+
+/// What a membership change answers: the members after it, or with `?dry_run=true` what
+/// the leader would do.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(crate) enum MembersAnswer {
+    Members(Vec<ClusterMember>),
+    Preview(ChangePreview),
+}
+
+/// What a leadership transfer answers: the new leader, or with `?dry_run=true` the preview.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(crate) enum TransferAnswer {
+    Transferred(TransferResponse),
+    Preview(ChangePreview),
+}
 
 /// Membership requests are small; anything larger is a mistake.
 const MAX_BODY: usize = 64 * 1024;
@@ -70,6 +90,9 @@ fn node_id_from_path(uri: &Uri) -> Result<u64, ApiError> {
         })
 }
 
+/// The cluster as the leader sees it: term, commit index, quorum, every member's replication.
+#[utoipa::path(get, path = "/v1/cluster/status", tag = "cluster",
+    responses((status = 200, body = ClusterStatus)))]
 pub(crate) async fn status(
     State(ctx): State<Ctx>,
     uri: Uri,
@@ -81,6 +104,8 @@ pub(crate) async fn status(
 /// The leader's view; with `?consistency=stale` this node's own view (roles and addresses,
 /// no replication or health). No silent fallback: when no leader answers, the error says so
 /// and the caller may ask for the stale view explicitly.
+#[utoipa::path(get, path = "/v1/cluster/members", tag = "cluster", params(crate::openapi::ReadQuery),
+    responses((status = 200, body = Vec<ClusterMember>)))]
 pub(crate) async fn list(
     State(ctx): State<Ctx>,
     uri: Uri,
@@ -105,6 +130,14 @@ pub(crate) async fn list(
 #[derive(Default, serde::Deserialize)]
 struct MaybeAdd(Option<AddMemberRequest>);
 
+/// Add a node as a learner (and, with `voter: true`, promote it once caught up).
+#[utoipa::path(post, path = "/v1/cluster/members", tag = "cluster",
+    request_body = AddMemberRequest,
+    responses(
+        (status = 200, body = Vec<ClusterMember>, description = "the members after the change"),
+        (status = 409, body = conclave_types::ErrorBody, description = "already a member, or another change is in progress"),
+        (status = 504, body = conclave_types::ErrorBody, description = "the new member did not catch up in time to become a voter"),
+    ))]
 pub(crate) async fn add(
     State(ctx): State<Ctx>,
     acting: Acting,
@@ -176,64 +209,110 @@ fn member_target(uri: &Uri, takes_force: bool) -> Result<MemberTarget, ApiError>
     })
 }
 
+/// Remove a member (refused when the voters left could not keep a quorum, unless forced).
+#[utoipa::path(delete, path = "/v1/cluster/members/{id}", tag = "cluster",
+    params(("id" = u64, Path, minimum = 1, description = "the member's node id"), crate::openapi::ChangeQuery),
+    responses(
+        (status = 200, body = MembersAnswer),
+        (status = 404, body = conclave_types::ErrorBody, description = "no member has this id"),
+        (status = 409, body = conclave_types::ErrorBody, description = "refused: it would leave too few healthy voters, or another change is in progress"),
+    ))]
 pub(crate) async fn remove(
     State(ctx): State<Ctx>,
     acting: Acting,
     uri: Uri,
-) -> Result<Response, ApiError> {
+) -> Result<Json<MembersAnswer>, ApiError> {
     let MemberTarget {
         node_id,
         force,
         dry_run,
     } = member_target(&uri, true)?;
     if dry_run {
-        return preview(&ctx, Change::Remove { node_id, force }).await;
+        return preview(&ctx, Change::Remove { node_id, force })
+            .await
+            .map(|p| Json(MembersAnswer::Preview(p)));
     }
     let req = LeaderRequest::Remove { node_id, force };
     let note = Note::Remove { node_id, force };
-    Ok(Json(members(change_noted(&ctx, acting, req, note).await?)).into_response())
+    let changed = change_noted(&ctx, acting, req, note).await?;
+    Ok(Json(MembersAnswer::Members(members(changed))))
 }
 
+/// Make a learner a voter.
+#[utoipa::path(post, path = "/v1/cluster/members/{id}/promote", tag = "cluster",
+    params(("id" = u64, Path, minimum = 1, description = "the member's node id"), ("dry_run" = Option<bool>, Query, description = "only preview the change")),
+    responses(
+        (status = 200, body = MembersAnswer),
+        (status = 404, body = conclave_types::ErrorBody, description = "no member has this id"),
+        (status = 409, body = conclave_types::ErrorBody, description = "refused: it would leave too few healthy voters, or another change is in progress"),
+        (status = 504, body = conclave_types::ErrorBody, description = "the learner did not catch up in time"),
+    ))]
 pub(crate) async fn promote(
     State(ctx): State<Ctx>,
     acting: Acting,
     uri: Uri,
-) -> Result<Response, ApiError> {
+) -> Result<Json<MembersAnswer>, ApiError> {
     let MemberTarget {
         node_id, dry_run, ..
     } = member_target(&uri, false)?;
     if dry_run {
-        return preview(&ctx, Change::Promote { node_id }).await;
+        return preview(&ctx, Change::Promote { node_id })
+            .await
+            .map(|p| Json(MembersAnswer::Preview(p)));
     }
     let req = LeaderRequest::Promote { node_id };
     let note = Note::Promote { node_id };
-    Ok(Json(members(change_noted(&ctx, acting, req, note).await?)).into_response())
+    let changed = change_noted(&ctx, acting, req, note).await?;
+    Ok(Json(MembersAnswer::Members(members(changed))))
 }
 
+/// Make a voter a learner.
+#[utoipa::path(post, path = "/v1/cluster/members/{id}/demote", tag = "cluster",
+    params(("id" = u64, Path, minimum = 1, description = "the member's node id"), crate::openapi::ChangeQuery),
+    responses(
+        (status = 200, body = MembersAnswer),
+        (status = 404, body = conclave_types::ErrorBody, description = "no member has this id"),
+        (status = 409, body = conclave_types::ErrorBody, description = "refused: it would leave too few healthy voters, or another change is in progress"),
+    ))]
 pub(crate) async fn demote(
     State(ctx): State<Ctx>,
     acting: Acting,
     uri: Uri,
-) -> Result<Response, ApiError> {
+) -> Result<Json<MembersAnswer>, ApiError> {
     let MemberTarget {
         node_id,
         force,
         dry_run,
     } = member_target(&uri, true)?;
     if dry_run {
-        return preview(&ctx, Change::Demote { node_id, force }).await;
+        return preview(&ctx, Change::Demote { node_id, force })
+            .await
+            .map(|p| Json(MembersAnswer::Preview(p)));
     }
     let req = LeaderRequest::Demote { node_id, force };
     let note = Note::Demote { node_id, force };
-    Ok(Json(members(change_noted(&ctx, acting, req, note).await?)).into_response())
+    let changed = change_noted(&ctx, acting, req, note).await?;
+    Ok(Json(MembersAnswer::Members(members(changed))))
 }
 
+/// Hand leadership to a voter (the best caught-up one unless `to` names one).
+#[utoipa::path(post, path = "/v1/cluster/leader/transfer", tag = "cluster",
+    params(
+        ("to" = Option<u64>, Query, minimum = 1, description = "the voter to hand leadership to"),
+        ("dry_run" = Option<bool>, Query, description = "only preview the transfer")),
+    request_body(content = Option<TransferRequest>, description = "optional; `?to=` overrides `to`"),
+    responses(
+        (status = 200, body = TransferAnswer),
+        (status = 404, body = conclave_types::ErrorBody, description = "`to` is not a member"),
+        (status = 409, body = conclave_types::ErrorBody, description = "no healthy voter to take over"),
+        (status = 504, body = conclave_types::ErrorBody, description = "no new leader in time"),
+    ))]
 pub(crate) async fn transfer(
     State(ctx): State<Ctx>,
     acting: Acting,
     uri: Uri,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Json<TransferAnswer>, ApiError> {
     let params = query::parse(uri.query(), &["to", "dry_run"])?;
     let mut req: TransferRequest = json_body(body, "transfer request (to)").await?;
     if let Some(to) = query::get(&params, "to") {
@@ -245,7 +324,9 @@ pub(crate) async fn transfer(
         })?);
     }
     if query::flag(&params, "dry_run")? {
-        return preview(&ctx, Change::TransferLeader { to: req.to }).await;
+        return preview(&ctx, Change::TransferLeader { to: req.to })
+            .await
+            .map(|p| Json(TransferAnswer::Preview(p)));
     }
     // Noted before the transfer, so the new leader's entry can say a transfer chose it.
     let requested = Note::TransferRequested { to: req.to };
@@ -266,25 +347,23 @@ pub(crate) async fn transfer(
         leader_id,
         term,
     } = transferred?;
-    Ok(Json(TransferResponse {
+    Ok(Json(TransferAnswer::Transferred(TransferResponse {
         previous_leader,
         leader_id,
         term,
-    })
-    .into_response())
+    })))
 }
 
 /// What `change` would do, judged by the leader's checks on the leader's current report
 /// (see `conclave_raft::preview`); a refusal is the error the change itself would get.
-async fn preview(ctx: &Ctx, change: Change) -> Result<Response, ApiError> {
+async fn preview(ctx: &Ctx, change: Change) -> Result<ChangePreview, ApiError> {
     let report = ctx.node.cluster_status().await?;
     let effect = conclave_raft::preview::preview(&report, change)
         .map_err(conclave_raft::ConsensusError::from)?;
-    Ok(Json(ChangePreview {
+    Ok(ChangePreview {
         dry_run: true,
         effect,
     })
-    .into_response())
 }
 
 /// Run membership request `req` on the leader and note it in the audit log for `acting`,
@@ -342,6 +421,9 @@ pub(crate) fn cluster_status(r: ClusterReport) -> ClusterStatus {
 
 /// `GET /v1/snapshot`: the whole state as a verified snapshot file, read at a linearizable
 /// point (`conclave snapshot save`).
+#[utoipa::path(get, path = "/v1/snapshot", tag = "cluster",
+    responses((status = 200, body = crate::openapi::Binary, content_type = "application/octet-stream",
+        description = "a verified snapshot file (`conclave snapshot restore` reads it)")))]
 pub(crate) async fn snapshot(
     State(ctx): State<Ctx>,
     uri: Uri,

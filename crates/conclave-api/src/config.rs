@@ -16,15 +16,25 @@ use serde_json::Value;
 
 use crate::audit::Acting;
 use crate::kv::read_body;
+use crate::openapi::ReadQuery;
 use crate::{ApiError, Ctx, query};
 
-/// `GET /v1/config[?kind=K]`: live documents.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, list_kind, get, history, put, delete))]
+pub(crate) struct Doc;
+
+/// The live documents (of every kind, or of `kind`).
+#[utoipa::path(get, path = "/v1/config", tag = "config",
+    params(("kind" = Option<String>, Query, description = "only this kind"), ReadQuery),
+    responses((status = 200, body = Vec<conclave_types::ConfigListItem>, headers(("X-Conclave-Index" = u64, description = "the revision read at: a watch from here misses nothing"))), (status = 404, body = conclave_types::ErrorBody, description = "no such kind, or no such document")))]
 pub(crate) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, ApiError> {
     let (params, read) = crate::read_params(&uri, &["kind"])?;
     listing(&ctx, query::get(&params, "kind"), read).await
 }
 
-/// `GET /v1/config/{kind}`: the live documents of one kind.
+/// The live documents of one kind.
+#[utoipa::path(get, path = "/v1/config/{kind}", tag = "config", params(("kind" = String, Path, description = "the document kind, e.g. `remote_peers`"), ReadQuery),
+    responses((status = 200, body = Vec<conclave_types::ConfigListItem>, headers(("X-Conclave-Index" = u64, description = "the revision read at: a watch from here misses nothing"))), (status = 404, body = conclave_types::ErrorBody, description = "no such kind, or no such document")))]
 pub(crate) async fn list_kind(
     State(ctx): State<Ctx>,
     Path(kind): Path<String>,
@@ -43,7 +53,18 @@ async fn listing(ctx: &Ctx, kind: Option<&str>, read: Read) -> Result<Response, 
     Ok(resp)
 }
 
-/// `GET /v1/config/{kind}/{name}[?revision=R]`.
+/// One document, now or at an earlier retained revision.
+#[utoipa::path(get, path = "/v1/config/{kind}/{name}", tag = "config",
+    params(("kind" = String, Path, description = "the document kind, e.g. `remote_peers`"), ("name" = String, Path, description = "the document's name"),
+        ("revision" = Option<u64>, Query, minimum = 0, description = "the version at this revision"),
+        ReadQuery),
+    responses(
+        (status = 200, body = conclave_types::ConfigDocument,
+            headers(("X-Conclave-Revision" = u64, description = "the document's revision"),
+                ("X-Conclave-Index" = u64, description = "the store's revision when read"))),
+        (status = 404, body = conclave_types::ErrorBody, description = "no such kind, or no such document"),
+        (status = 410, body = conclave_types::ErrorBody, description = "that revision is no longer retained"),
+    ))]
 pub(crate) async fn get(
     State(ctx): State<Ctx>,
     Path((kind, name)): Path<(String, String)>,
@@ -59,7 +80,10 @@ pub(crate) async fn get(
     Ok(resp)
 }
 
-/// `GET /v1/config/{kind}/{name}/history`: retained versions, newest first.
+/// The retained versions of a document, newest first.
+#[utoipa::path(get, path = "/v1/config/{kind}/{name}/history", tag = "config",
+    params(("kind" = String, Path, description = "the document kind, e.g. `remote_peers`"), ("name" = String, Path, description = "the document's name"), ReadQuery),
+    responses((status = 200, body = conclave_types::ConfigHistory), (status = 404, body = conclave_types::ErrorBody, description = "no such kind, or no such document")))]
 pub(crate) async fn history(
     State(ctx): State<Ctx>,
     Path((kind, name)): Path<(String, String)>,
@@ -69,7 +93,18 @@ pub(crate) async fn history(
     Ok(Json(ctx.coord.config_history(&kind, &name, read).await?).into_response())
 }
 
-/// `PUT /v1/config/{kind}/{name}[?cas=R][&dry_run=true]` with a JSON body.
+/// Write a document: validated against its kind's schema, then committed.
+#[utoipa::path(put, path = "/v1/config/{kind}/{name}", tag = "config",
+    params(("kind" = String, Path, description = "the document kind, e.g. `remote_peers`"), ("name" = String, Path, description = "the document's name"), ("cas" = Option<u64>, Query, minimum = 0, description = "write only if the document's revision is this (0: only if absent)"),
+        ("dry_run" = Option<bool>, Query, description = "validate only")),
+    request_body(content = Object, description = "the document's content (JSON)"),
+    responses(
+        (status = 200, body = conclave_types::ConfigWriteResponse),
+        (status = 404, body = conclave_types::ErrorBody, description = "no such kind, or no such document"),
+        (status = 409, body = conclave_types::ErrorBody, description = "`cas` did not match"),
+        (status = 413, body = conclave_types::ErrorBody, description = "above the agent's value limit"),
+        (status = 422, body = conclave_types::ErrorBody, description = "the content breaks the kind's schema: every violation with its path"),
+    ))]
 pub(crate) async fn put(
     State(ctx): State<Ctx>,
     acting: Acting,
@@ -108,7 +143,14 @@ pub(crate) async fn put(
     Ok(Json(written).into_response())
 }
 
-/// `DELETE /v1/config/{kind}/{name}[?cas=R]`.
+/// Delete a document (its history is kept until compacted).
+#[utoipa::path(delete, path = "/v1/config/{kind}/{name}", tag = "config",
+    params(("kind" = String, Path, description = "the document kind, e.g. `remote_peers`"), ("name" = String, Path, description = "the document's name"), ("cas" = Option<u64>, Query, minimum = 0, description = "write only if the document's revision is this (0: only if absent)")),
+    responses(
+        (status = 200, body = conclave_types::ConfigWriteResponse),
+        (status = 404, body = conclave_types::ErrorBody, description = "no such kind, or no such document"),
+        (status = 409, body = conclave_types::ErrorBody, description = "`cas` did not match"),
+    ))]
 pub(crate) async fn delete(
     State(ctx): State<Ctx>,
     acting: Acting,

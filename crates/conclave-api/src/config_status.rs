@@ -31,7 +31,7 @@ pub struct DriftTracker {
     since: Mutex<HashMap<(u64, String), (u64, Instant)>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct NodeApplied {
     pub node_id: u64,
     /// The node's gossip state (`alive`, `dead`, ...).
@@ -46,7 +46,7 @@ pub struct NodeApplied {
     pub drifted_for_ms: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DocumentStatus {
     pub kind: String,
     pub name: String,
@@ -55,7 +55,7 @@ pub struct DocumentStatus {
     pub nodes: Vec<NodeApplied>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SettingStatus {
     pub name: String,
     /// Value → the nodes that have it.
@@ -63,7 +63,7 @@ pub struct SettingStatus {
     pub mismatch: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ConfigStatus {
     pub revision: u64,
     /// Node-document pairs out of sync for longer than `drift_after` (or modified, or
@@ -76,6 +76,13 @@ pub struct ConfigStatus {
     pub seed_conflicts: BTreeMap<String, BTreeMap<String, Vec<u64>>>,
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(status))]
+pub(crate) struct Doc;
+
+/// Desired versus applied configuration on every node (drift), and mismatched settings.
+#[utoipa::path(get, path = "/v1/config/status", tag = "config", params(crate::openapi::ReadQuery),
+    responses((status = 200, body = ConfigStatus)))]
 pub(crate) async fn status(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, ApiError> {
     crate::read_point(&ctx, &uri, &[]).await?;
     #[allow(clippy::type_complexity)]

@@ -33,13 +33,30 @@ pub(crate) async fn json_body<T: DeserializeOwned>(
 
 const LEASE_EXAMPLE: &str = r#"{"candidate": "node-1", "epoch": 3}"#;
 
-/// `GET /v1/elections`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, get, campaign, keepalive, resign, observe))]
+pub(crate) struct Doc;
+
+/// What a resignation answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Resigned {
+    pub resigned: bool,
+    /// The revision of the resignation.
+    pub revision: u64,
+}
+
+/// Every election: holder, epoch (the fencing token), lease and handover.
+#[utoipa::path(get, path = "/v1/elections", tag = "elections", params(crate::openapi::ReadQuery),
+    responses((status = 200, body = Vec<ElectionStatus>)))]
 pub(crate) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, ApiError> {
     let (_, read) = crate::read_params(&uri, &[])?;
     Ok(Json(ctx.coord.elections(read).await?).into_response())
 }
 
 /// `GET /v1/elections/{name}`.
+/// One election.
+#[utoipa::path(get, path = "/v1/elections/{name}", tag = "elections", params(("name" = String, Path, description = "the election's name"), crate::openapi::ReadQuery),
+    responses((status = 200, body = ElectionStatus), (status = 404, body = conclave_types::ErrorBody, description = "no such election")))]
 pub(crate) async fn get(
     State(ctx): State<Ctx>,
     Path(name): Path<String>,
@@ -49,7 +66,14 @@ pub(crate) async fn get(
     Ok(Json(ctx.coord.election(&name, read).await?).into_response())
 }
 
-/// `POST /v1/elections/{name}/campaign`: become the holder, waiting up to `wait_ms`.
+/// Become the holder, waiting up to `wait_ms` while another holds it.
+#[utoipa::path(post, path = "/v1/elections/{name}/campaign", tag = "elections", params(("name" = String, Path, description = "the election's name")),
+    request_body = CampaignRequest,
+    responses(
+        (status = 200, body = ElectionStatus, description = "elected (or still held by another when `wait_ms` ran out: compare `holder`)"),
+        (status = 409, body = conclave_types::ErrorBody, description = "held by another candidate"),
+        (status = 413, body = conclave_types::ErrorBody, description = "the body is above the agent's value limit"),
+    ))]
 pub(crate) async fn campaign(
     State(ctx): State<Ctx>,
     acting: Acting,
@@ -67,7 +91,15 @@ pub(crate) async fn campaign(
     Ok(Json(ctx.coord.acting(acting.0).campaign(&name, &req).await?).into_response())
 }
 
-/// `POST /v1/elections/{name}/keepalive`: extend the lease of the holder's epoch.
+/// Extend the holder's lease (refused for any other candidate or epoch).
+#[utoipa::path(post, path = "/v1/elections/{name}/keepalive", tag = "elections", params(("name" = String, Path, description = "the election's name")),
+    request_body = LeaseRequest,
+    responses(
+        (status = 200, body = ElectionStatus),
+        (status = 404, body = conclave_types::ErrorBody, description = "no such election"),
+        (status = 409, body = conclave_types::ErrorBody, description = "not the holder, or not its epoch"),
+        (status = 413, body = conclave_types::ErrorBody, description = "the body is above the agent's value limit"),
+    ))]
 pub(crate) async fn keepalive(
     State(ctx): State<Ctx>,
     acting: Acting,
@@ -79,7 +111,15 @@ pub(crate) async fn keepalive(
     Ok(Json(ctx.coord.acting(acting.0).keepalive(&name, &req).await?).into_response())
 }
 
-/// `POST /v1/elections/{name}/resign`.
+/// Give the election up (the holder of that epoch only).
+#[utoipa::path(post, path = "/v1/elections/{name}/resign", tag = "elections", params(("name" = String, Path, description = "the election's name")),
+    request_body = LeaseRequest,
+    responses(
+        (status = 200, body = Resigned),
+        (status = 404, body = conclave_types::ErrorBody, description = "no such election"),
+        (status = 409, body = conclave_types::ErrorBody, description = "not the holder, or not its epoch"),
+        (status = 413, body = conclave_types::ErrorBody, description = "the body is above the agent's value limit"),
+    ))]
 pub(crate) async fn resign(
     State(ctx): State<Ctx>,
     acting: Acting,
@@ -89,7 +129,11 @@ pub(crate) async fn resign(
 ) -> Result<Response, ApiError> {
     let req: LeaseRequest = json_body(&ctx, &headers, body, LEASE_EXAMPLE).await?;
     let revision = ctx.coord.acting(acting.0).resign(&name, &req).await?;
-    Ok(Json(serde_json::json!({ "resigned": true, "revision": revision })).into_response())
+    Ok(Json(Resigned {
+        resigned: true,
+        revision,
+    })
+    .into_response())
 }
 
 fn render_transition(change: &Change) -> Event {
@@ -114,7 +158,12 @@ fn render_transition(change: &Change) -> Event {
         .data(data.to_string())
 }
 
-/// `GET /v1/elections/{name}/observe`: the current state, then every transition (SSE).
+/// The current state, then every transition, as server-sent events.
+#[utoipa::path(get, path = "/v1/elections/{name}/observe", tag = "watch", params(("name" = String, Path, description = "the election's name"), ("from_revision" = Option<u64>, Query, minimum = 0, description = "replay changes after this revision first (a `Last-Event-ID` header does the same)"), ("heartbeat_ms" = Option<u64>, Query, minimum = 100, maximum = 300000, description = "a comment line this often (default 10 s)")),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String, description = "`state` first (an `ElectionStatus`), then `elected`, `resigned`, `expired`, `handover_requested`"),
+        (status = 410, body = conclave_types::ErrorBody, description = "the start revision was compacted away: list again and watch from the listing's index"),
+    ))]
 pub(crate) async fn observe(
     State(ctx): State<Ctx>,
     Path(name): Path<String>,

@@ -190,6 +190,14 @@ fn rejection(reason: &RejectReason) -> (StatusCode, &'static str) {
             StatusCode::CONFLICT,
             "a member's address is updated by the node itself when it restarts; remove it first to re-add it",
         ),
+        RejectReason::NotInSync { .. } => (
+            StatusCode::CONFLICT,
+            "wait until it catches up (its lag is in `conclave members list`), and check that the leader can reach it",
+        ),
+        RejectReason::AddressInUse { .. } => (
+            StatusCode::CONFLICT,
+            "give the node's own RPC address; to replace a member at that address, remove it first",
+        ),
         RejectReason::NotCaughtUp { .. } => (
             StatusCode::GATEWAY_TIMEOUT,
             "check that it is running and reachable, then promote it with `conclave members promote`",

@@ -71,7 +71,13 @@ fn refused(e: GossipError) -> ApiError {
     }
 }
 
-/// `GET /v1/gossip/keys[?scope=local]`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, change))]
+pub(crate) struct Doc;
+
+/// The gossip keyring of every agent (ids only, never a key).
+#[utoipa::path(get, path = "/v1/gossip/keys", tag = "agent", params(("scope" = Option<String>, Query, description = "`local`: this agent only; `cluster` (default): every alive member")),
+    responses((status = 200, body = KeyringAnswer)))]
 pub(crate) async fn list(
     State(ctx): State<MCtx>,
     RawQuery(query): RawQuery,
@@ -81,7 +87,14 @@ pub(crate) async fn list(
     answer(&ctx, local, None, &headers).await
 }
 
-/// `POST /v1/gossip/keys[?scope=local]` with `{"op": "install"|"use"|"remove", "key": ...}`.
+/// Install, use or remove a gossip key on every agent at once.
+#[utoipa::path(post, path = "/v1/gossip/keys", tag = "agent", params(("scope" = Option<String>, Query, description = "`local`: this agent only; `cluster` (default): every alive member")),
+    request_body = KeyOp,
+    responses(
+        (status = 200, body = KeyringAnswer, description = "each agent's keyring after the change"),
+        (status = 404, body = conclave_types::ErrorBody, description = "no key with this id is held"),
+        (status = 422, body = conclave_types::ErrorBody, description = "not a key (32 bytes in base64), or the key in use"),
+    ))]
 pub(crate) async fn change(
     State(ctx): State<MCtx>,
     RawQuery(query): RawQuery,

@@ -13,7 +13,12 @@ use conclave_types::{
 };
 
 use crate::audit::Acting;
+use crate::openapi::{Binary, ReadQuery};
 use crate::{ApiError, Ctx, query};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get, put, delete, list))]
+pub(crate) struct Doc;
 
 /// Default and maximum page size of a listing.
 const DEFAULT_LIST_LIMIT: usize = 1000;
@@ -84,6 +89,16 @@ pub(crate) async fn read_body(
     }
 }
 
+/// Store the body as the key's value.
+#[utoipa::path(put, path = "/v1/kv/{key}", tag = "kv", params(
+        ("key" = String, Path, description = "the key: UTF-8, `/` allowed; percent-encode other reserved bytes"),
+        ("cas" = Option<u64>, Query, minimum = 0, description = "compare-and-swap: write only if the key's revision is this (0: only if absent)")),
+    request_body(content = Option<Binary>, content_type = "application/octet-stream", description = "the value (may be empty)"),
+    responses(
+        (status = 200, body = PutResponse, description = "stored; the revision of the write"),
+        (status = 409, body = conclave_types::ErrorBody, description = "`cas` did not match the key's revision"),
+        (status = 413, body = conclave_types::ErrorBody, description = "the key or value is above the agent's limits"),
+    ))]
 pub(crate) async fn put(
     State(ctx): State<Ctx>,
     acting: Acting,
@@ -110,6 +125,15 @@ pub(crate) async fn put(
     }
 }
 
+/// Delete the key (`deleted: false` when it did not exist).
+#[utoipa::path(delete, path = "/v1/kv/{key}", tag = "kv", params(
+        ("key" = String, Path, description = "the key: UTF-8, `/` allowed; percent-encode other reserved bytes"),
+        ("cas" = Option<u64>, Query, minimum = 0, description = "compare-and-swap: write only if the key's revision is this (0: only if absent)")),
+    responses(
+        (status = 200, body = DeleteResponse),
+        (status = 409, body = conclave_types::ErrorBody, description = "`cas` did not match the key's revision"),
+        (status = 413, body = conclave_types::ErrorBody, description = "the key is above the agent's limit"),
+    ))]
 pub(crate) async fn delete(
     State(ctx): State<Ctx>,
     acting: Acting,
@@ -148,6 +172,20 @@ pub(crate) fn unexpected(outcome: Outcome) -> ApiError {
     )
 }
 
+/// Read a key: the value as the raw body, its revisions in headers.
+#[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv", params(
+        ("key" = String, Path, description = "the key: UTF-8, `/` allowed; percent-encode other reserved bytes"), ReadQuery),
+    responses(
+        (status = 200, content_type = "application/octet-stream", body = Binary, description = "the value",
+            headers(
+                ("X-Conclave-Revision" = u64, description = "the key's last write"),
+                ("X-Conclave-Create-Revision" = u64, description = "the write that created it"),
+                ("X-Conclave-Version" = u64, description = "writes since it was created"),
+                ("X-Conclave-Index" = u64, description = "the store's revision when read"),
+            )),
+        (status = 404, body = conclave_types::ErrorBody, description = "the key does not exist"),
+        (status = 413, body = conclave_types::ErrorBody, description = "the key is above the agent's limit"),
+    ))]
 pub(crate) async fn get(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, ApiError> {
     let key = query::key_from_path(uri.path())?;
     let params = query::parse(uri.query(), &["consistency"])?;
@@ -187,6 +225,17 @@ pub(crate) async fn get(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, Ap
     }
 }
 
+/// List keys and values in key order, a page at a time.
+#[utoipa::path(get, path = "/v1/kv", tag = "kv", params(
+        ("prefix" = Option<String>, Query, description = "only keys starting with this"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "at most this many items (default 1000)"),
+        ("after" = Option<String>, Query, description = "start after this key (the previous page's X-Conclave-Next-After)"),
+        ReadQuery),
+    responses((status = 200, body = Vec<KvItem>,
+        headers(
+            ("X-Conclave-Index" = u64, description = "the store's revision when read"),
+            ("X-Conclave-Next-After" = String, description = "present when more keys follow: pass it as `after`"),
+        ))))]
 pub(crate) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, ApiError> {
     let params = query::parse(uri.query(), &["prefix", "limit", "after", "consistency"])?;
     let prefix = query::get(&params, "prefix").unwrap_or("").to_owned();

@@ -25,6 +25,7 @@ mod ipam;
 mod kv;
 mod member_watch;
 pub mod members;
+pub mod openapi;
 mod query;
 mod roles;
 mod status;
@@ -130,8 +131,11 @@ pub fn router(ctx: Ctx, members_ctx: members::MembersContext) -> Router {
             "/v1/cluster/members/{id}",
             axum::routing::delete(cluster::remove),
         )
-        // The IPAM seed's node management paths.
-        .route("/api/v1/cluster/nodes", post(cluster::add))
+        // The IPAM seed's node management paths (and the listing at the same path).
+        .route(
+            "/api/v1/cluster/nodes",
+            get(cluster::list).post(cluster::add),
+        )
         .route(
             "/api/v1/cluster/nodes/{id}",
             axum::routing::delete(cluster::remove),
@@ -161,6 +165,7 @@ pub fn router(ctx: Ctx, members_ctx: members::MembersContext) -> Router {
         .route("/v1/roles", get(roles::list))
         .route("/v1/roles/{name}", get(roles::get))
         .route("/v1/roles/{name}/handover", post(roles::handover))
+        .route(openapi::PATH, get(openapi::openapi_json))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // Bodies are read with our own limit (413 with a JSON error), not axum's default.

@@ -41,6 +41,15 @@ fn kinds(params: &[(String, String)]) -> Result<Vec<MemberEventKind>, ApiError> 
         .collect()
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(watch))]
+pub(crate) struct Doc;
+
+/// Membership changes as server-sent events: a `snapshot` first, then each change.
+#[utoipa::path(get, path = "/v1/members/watch", tag = "watch", operation_id = "members",
+    params(("events" = Option<String>, Query, description = "comma-separated event kinds to receive (default: all)"), ("heartbeat_ms" = Option<u64>, Query, minimum = 100, maximum = 300000, description = "a comment line this often (default 10 s)")),
+    responses((status = 200, content_type = "text/event-stream", body = String,
+        description = "`snapshot` (the members), then `MemberEvent`s by kind")))]
 pub(crate) async fn watch(State(ctx): State<MCtx>, uri: Uri) -> Result<Response, ApiError> {
     let params = query::parse(uri.query(), &["events", "heartbeat_ms"])?;
     let wanted = kinds(&params)?;

@@ -17,6 +17,19 @@ use conclave_state::audit::{Ending, Note};
 use crate::audit::Acting;
 use crate::{ApiError, query};
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list,
+    one,
+    remove_dead,
+    publish_status,
+    stats,
+    agent_roles,
+    prometheus,
+    check_secrets
+))]
+pub(crate) struct Doc;
+
 /// What the membership endpoints need.
 #[derive(Clone)]
 pub struct MembersContext {
@@ -73,20 +86,38 @@ pub fn router(ctx: MembersContext) -> Router {
 
 pub(crate) type MCtx = Arc<MembersContext>;
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SecretCheck {
+    /// Up to 100 references: `${NAME}`, `file:/path`.
     references: Vec<String>,
+}
+
+/// Whether each reference resolves on this node (never a value).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct SecretChecks {
+    results: Vec<SecretCheckResult>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct SecretCheckResult {
+    /// The reference as given, or `<not a reference>` (which may be a secret itself).
+    reference: String,
+    resolves: bool,
+    /// Why it does not resolve.
+    problem: Option<String>,
 }
 
 /// `POST /v1/agent/secrets/check`: whether secret references resolve on this node. Answers
 /// yes or no and why not; never a value. Only within this node's `[secrets]` policy, so it
 /// can tell nothing about files or variables a document could not use anyway; the reads
 /// run off the async runtime (a reference is never waited on: see `SecretRef::resolve`).
+#[utoipa::path(post, path = "/v1/agent/secrets/check", tag = "agent", request_body = SecretCheck,
+    responses((status = 200, body = SecretChecks)))]
 async fn check_secrets(
     State(ctx): State<MCtx>,
     body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SecretChecks>, ApiError> {
     let req: SecretCheck = crate::error::parse_json(
         &body,
         "check",
@@ -99,23 +130,23 @@ async fn check_secrets(
         ));
     }
     let policy = ctx.secrets.clone();
-    let check = move || -> Vec<serde_json::Value> {
+    let check = move || -> Vec<SecretCheckResult> {
         req.references
             .iter()
             .map(|r| match conclave_config::SecretRef::parse(r) {
                 // Not a reference: it may be a secret itself, so it is not echoed.
-                Err(e) => serde_json::json!({
-                    "reference": "<not a reference>",
-                    "resolves": false,
-                    "problem": e.to_string(),
-                }),
+                Err(e) => SecretCheckResult {
+                    reference: "<not a reference>".into(),
+                    resolves: false,
+                    problem: Some(e.to_string()),
+                },
                 Ok(reference) => {
                     let problem = reference.resolve(&policy).err().map(|e| e.to_string());
-                    serde_json::json!({
-                        "reference": reference.to_string(),
-                        "resolves": problem.is_none(),
-                        "problem": problem,
-                    })
+                    SecretCheckResult {
+                        reference: reference.to_string(),
+                        resolves: problem.is_none(),
+                        problem,
+                    }
                 }
             })
             .collect()
@@ -128,10 +159,12 @@ async fn check_secrets(
             "retry",
         )
     })?;
-    Ok(Json(serde_json::json!({ "results": results })))
+    Ok(Json(SecretChecks { results }))
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// Prometheus metrics (text format 0.0.4).
+#[utoipa::path(get, path = "/metrics", tag = "status",
+    responses((status = 200, content_type = "text/plain", body = String)))]
 async fn prometheus(State(ctx): State<MCtx>) -> axum::response::Response {
     use axum::response::IntoResponse;
     match &ctx.metrics {
@@ -153,7 +186,9 @@ async fn prometheus(State(ctx): State<MCtx>) -> axum::response::Response {
     }
 }
 
-/// `GET /v1/agent/roles`: this agent's own roles (state, epoch, hooks, OAuth2 peers).
+/// This agent's own roles (state, epoch, hooks, OAuth2 peers).
+#[utoipa::path(get, path = "/v1/agent/roles", tag = "agent",
+    responses((status = 200, body = Vec<conclave_roles::RoleStatus>)))]
 async fn agent_roles(State(ctx): State<MCtx>) -> Json<Vec<conclave_roles::RoleStatus>> {
     Json(ctx.roles.status())
 }
@@ -205,6 +240,14 @@ fn filter_from(raw: Option<&str>) -> Result<MemberFilter, ApiError> {
     Ok(f)
 }
 
+/// The gossip members this agent knows, filtered.
+#[utoipa::path(get, path = "/v1/members", tag = "members",
+    params(
+        ("role" = Option<String>, Query, description = "comma-separated roles (`voter,client`)"),
+        ("healthy" = Option<bool>, Query, description = "only healthy (or unhealthy) members"),
+        ("tag" = Option<String>, Query, description = "`key=value`; repeat for several"),
+        ("state" = Option<String>, Query, description = "comma-separated states: alive, suspect, dead, left")),
+    responses((status = 200, body = Vec<GossipMember>)))]
 async fn list(
     State(ctx): State<MCtx>,
     RawQuery(raw): RawQuery,
@@ -220,6 +263,11 @@ async fn list(
     ))
 }
 
+/// One gossip member.
+#[utoipa::path(get, path = "/v1/members/{id}", tag = "members",
+    params(("id" = u64, Path, description = "the member's node id")),
+    responses((status = 200, body = GossipMember),
+        (status = 404, body = conclave_types::ErrorBody, description = "this agent knows no such member")))]
 async fn one(
     State(ctx): State<MCtx>,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -246,6 +294,10 @@ async fn one(
         })
 }
 
+/// Forget members that are dead or left (gossip only; Raft membership is separate).
+#[utoipa::path(post, path = "/v1/members/remove-dead", tag = "members",
+    params(("dry_run" = Option<bool>, Query, description = "only list who would be removed")),
+    responses((status = 200, body = RemoveDeadResponse)))]
 async fn remove_dead(
     State(ctx): State<MCtx>,
     acting: Acting,
@@ -273,10 +325,16 @@ async fn remove_dead(
     }))
 }
 
+/// Each peer sink (files, ConfigMap, hooks): last render, guards, failures.
+#[utoipa::path(get, path = "/v1/publish/status", tag = "members",
+    responses((status = 200, body = Vec<SinkStatus>)))]
 async fn publish_status(State(ctx): State<MCtx>) -> Json<Vec<SinkStatus>> {
     Json(ctx.publisher.status())
 }
 
+/// Gossip counters of this agent.
+#[utoipa::path(get, path = "/v1/gossip/stats", tag = "members",
+    responses((status = 200, body = GossipStats)))]
 async fn stats(State(ctx): State<MCtx>) -> Json<GossipStats> {
     let m = &ctx.membership;
     let counters = m.counters();

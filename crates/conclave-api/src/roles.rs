@@ -25,7 +25,7 @@ use crate::audit::Acting;
 use crate::kv::{read_body, unexpected};
 use crate::{ApiError, Ctx};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Candidate {
     pub node_id: u64,
     /// `holder`, `candidate` or `ineligible`; `unknown` for a member that is not alive (its
@@ -36,7 +36,7 @@ pub struct Candidate {
     pub healthy: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RoleView {
     pub name: String,
     /// Node id of the holder (from the election), or `None`.
@@ -113,7 +113,13 @@ fn view_of(ctx: &Ctx, name: &str, members: &[GossipMember]) -> RoleView {
     }
 }
 
-/// `GET /v1/roles`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, get, handover))]
+pub(crate) struct Doc;
+
+/// Every role an agent declares: holder, epoch, candidates, claims and split brain.
+#[utoipa::path(get, path = "/v1/roles", tag = "roles", params(crate::openapi::ReadQuery),
+    responses((status = 200, body = Vec<RoleView>)))]
 pub(crate) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, ApiError> {
     crate::read_point(&ctx, &uri, &[]).await?;
     let members = ctx.membership.view().members;
@@ -124,7 +130,9 @@ pub(crate) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, A
     Ok(Json(roles).into_response())
 }
 
-/// `GET /v1/roles/{name}`.
+/// One role.
+#[utoipa::path(get, path = "/v1/roles/{name}", tag = "roles", params(("name" = String, Path, description = "the role's name"), crate::openapi::ReadQuery),
+    responses((status = 200, body = RoleView), (status = 404, body = conclave_types::ErrorBody, description = "no agent declares this role")))]
 pub(crate) async fn get(
     State(ctx): State<Ctx>,
     Path(name): Path<String>,
@@ -147,7 +155,7 @@ fn unknown_role(name: &str) -> ApiError {
     )
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct HandoverRequest {
     /// The node to hand over to; default: the highest-priority live eligible candidate.
@@ -155,7 +163,27 @@ struct HandoverRequest {
     to: Option<u64>,
 }
 
-/// `POST /v1/roles/{name}/handover`: the holder steps down for the chosen candidate.
+/// A handover the holder will carry out: it steps down for `to` within the handover window.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HandoverAccepted {
+    pub role: String,
+    /// The holder stepping down.
+    pub from: u64,
+    /// The candidate taking over.
+    pub to: u64,
+    /// The holder's epoch when asked; the new holder's is higher.
+    pub from_epoch: u64,
+}
+
+/// The holder steps down for the chosen candidate (default: the highest-priority live one).
+#[utoipa::path(post, path = "/v1/roles/{name}/handover", tag = "roles", params(("name" = String, Path, description = "the role's name")),
+    request_body(content = Option<HandoverRequest>, description = "optional: `to`, the node to hand over to"),
+    responses(
+        (status = 202, body = HandoverAccepted, description = "the holder was asked to step down"),
+        (status = 404, body = conclave_types::ErrorBody, description = "no agent declares this role"),
+        (status = 409, body = conclave_types::ErrorBody, description = "no holder, no eligible candidate, or the holder changed meanwhile"),
+        (status = 413, body = conclave_types::ErrorBody, description = "the body is above the agent's value limit"),
+    ))]
 pub(crate) async fn handover(
     State(ctx): State<Ctx>,
     acting: Acting,
@@ -239,7 +267,12 @@ pub(crate) async fn handover(
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({"role": name, "from": holder, "to": target, "from_epoch": view.epoch})),
+        Json(HandoverAccepted {
+            role: name,
+            from: holder,
+            to: target,
+            from_epoch: view.epoch,
+        }),
     )
         .into_response())
 }

@@ -24,6 +24,12 @@ pub fn role_name(state: ServerState) -> &'static str {
     }
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(status, health, ready))]
+pub(crate) struct Doc;
+
+/// This node: its role, leader, term, indexes, storage and TLS.
+#[utoipa::path(get, path = "/v1/status", tag = "status", responses((status = 200, body = Status)))]
 pub(crate) async fn status(State(ctx): State<Ctx>) -> Json<Status> {
     let node = &ctx.node;
     let m = node.metrics();
@@ -145,10 +151,16 @@ fn serving(ctx: &Ctx) -> Result<HealthResponse, ApiError> {
     })
 }
 
+/// 200 while this node has a leader and serves requests (the seed's health URL too).
+#[utoipa::path(get, path = "/v1/health", tag = "status",
+    responses((status = 200, body = HealthResponse)))]
 pub(crate) async fn health(State(ctx): State<Ctx>) -> Result<Json<HealthResponse>, ApiError> {
     serving(&ctx).map(Json)
 }
 
+/// Like health, with `not_ready` as the code: for readiness probes.
+#[utoipa::path(get, path = "/v1/ready", tag = "status",
+    responses((status = 200, body = HealthResponse)))]
 pub(crate) async fn ready(State(ctx): State<Ctx>) -> Result<Json<HealthResponse>, ApiError> {
     serving(&ctx).map(Json).map_err(|mut e| {
         if e.code == ErrorCode::NoLeader {

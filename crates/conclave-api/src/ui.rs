@@ -16,19 +16,50 @@ const APP_CSS: &str = include_str!("../ui/app.css");
 
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(page, page_slash, file, dashboard))]
+pub(crate) struct Doc;
+
 /// The dashboard's routes, to merge into an agent's router.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/ui", get(|| async { asset("index.html") }))
-        .route("/ui/", get(|| async { asset("index.html") }))
-        .route(
-            "/ui/{file}",
-            get(|axum::extract::Path(file): axum::extract::Path<String>| async move {
-                asset(&file)
-            }),
-        )
+        .route("/ui", get(page))
+        .route("/ui/", get(page_slash))
+        .route("/ui/{file}", get(file))
         // The database-cluster seed's dashboard path.
-        .route("/dashboard", get(|| async { Redirect::permanent("/ui") }))
+        .route("/dashboard", get(dashboard))
+}
+
+/// The dashboard.
+#[utoipa::path(get, path = "/ui", tag = "ui",
+    responses((status = 200, content_type = "text/html", body = String)))]
+async fn page() -> Response {
+    asset("index.html")
+}
+
+/// The dashboard.
+#[utoipa::path(get, path = "/ui/", tag = "ui",
+    responses((status = 200, content_type = "text/html", body = String)))]
+async fn page_slash() -> Response {
+    asset("index.html")
+}
+
+/// One of the dashboard's files.
+#[utoipa::path(get, path = "/ui/{file}", tag = "ui",
+    params(("file" = String, Path, description = "index.html, app.js or app.css")),
+    responses(
+        (status = 200, content_type = "text/plain", body = String, description = "the file (text/html, text/javascript or text/css)"),
+        (status = 404, body = conclave_types::ErrorBody, description = "no such file"),
+    ))]
+async fn file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    asset(&file)
+}
+
+/// The database-cluster seed's dashboard path: a permanent redirect to `/ui`.
+#[utoipa::path(get, path = "/dashboard", tag = "ui",
+    responses((status = 308, description = "to /ui", headers(("Location" = String)))))]
+async fn dashboard() -> Redirect {
+    Redirect::permanent("/ui")
 }
 
 /// One embedded file, or a JSON 404 naming the files there are.

@@ -205,7 +205,17 @@ pub(crate) fn render_change(change: &Change) -> Event {
         .data(serde_json::to_string(&data).unwrap_or_default())
 }
 
-/// `GET /v1/watch?prefix=P&from_revision=R[&heartbeat_ms=N]`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(watch))]
+pub(crate) struct Doc;
+
+/// Key changes as server-sent events (`put`, `delete`; each id is the revision), forever.
+#[utoipa::path(get, path = "/v1/watch", tag = "watch", operation_id = "kv",
+    params(("prefix" = Option<String>, Query, description = "only keys starting with this"), ("from_revision" = Option<u64>, Query, minimum = 0, description = "replay changes after this revision first (a `Last-Event-ID` header does the same)"), ("heartbeat_ms" = Option<u64>, Query, minimum = 100, maximum = 300000, description = "a comment line this often (default 10 s)")),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String, description = "events whose data is a `WatchEvent`"),
+        (status = 410, body = conclave_types::ErrorBody, description = "the start revision was compacted away: list again and watch from the listing's index"),
+    ))]
 pub(crate) async fn watch(
     State(ctx): State<Ctx>,
     uri: Uri,

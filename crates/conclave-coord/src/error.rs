@@ -142,10 +142,11 @@ pub fn rejection_code(reason: &RejectReason) -> ErrorCode {
         RejectReason::LastVoter { .. }
         | RejectReason::UnsafeQuorum { .. }
         | RejectReason::Unhealthy { .. }
-        | RejectReason::NoHealthyVoter => ErrorCode::UnsafeMembershipChange,
-        RejectReason::AlreadyMember { .. } | RejectReason::MembershipChangeInProgress { .. } => {
-            ErrorCode::Conflict
-        }
+        | RejectReason::NoHealthyVoter
+        | RejectReason::NotInSync { .. } => ErrorCode::UnsafeMembershipChange,
+        RejectReason::AlreadyMember { .. }
+        | RejectReason::MembershipChangeInProgress { .. }
+        | RejectReason::AddressInUse { .. } => ErrorCode::Conflict,
         RejectReason::NotCaughtUp { .. } => ErrorCode::NotReady,
         RejectReason::NotAVoter { .. }
         | RejectReason::Inadmissible { .. }

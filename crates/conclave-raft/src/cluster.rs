@@ -281,6 +281,7 @@ impl RaftNode {
                         .into());
                     }
                     None => {
+                        policy::address_free(&nodes, node_id, &info.rpc_addr)?;
                         let wait = self.request_timeout() * 4;
                         let _turn = self.membership_turn().await?;
                         match tokio::time::timeout(
@@ -362,6 +363,10 @@ impl RaftNode {
                 };
                 if voters.contains(&node_id) {
                     return Ok(LeaderReply::Members(self.leader_status().members));
+                }
+                let status = self.leader_status();
+                if let Some(m) = status.members.iter().find(|m| m.node_id == node_id) {
+                    policy::learner_may_vote(m)?;
                 }
                 if info.learner_only {
                     let info = NodeInfo {

@@ -117,6 +117,20 @@ pub enum RejectReason {
     /// every entry point checks before proposing).
     #[error("the state machine refused the command: {refusal}")]
     Refused { refusal: conclave_state::Refusal },
+    /// A learner too far behind (or never heard from) to become a voter: as a voter it would
+    /// count against the quorum from the moment it was added.
+    #[error(
+        "node {node_id} is not in sync with the leader ({}); a voter that cannot keep up would count against the quorum",
+        match lag_entries { Some(n) => format!("{n} entries behind, more than {max_lag}"), None => "it has not answered the leader".to_owned() }
+    )]
+    NotInSync {
+        node_id: NodeId,
+        lag_entries: Option<u64>,
+        max_lag: u64,
+    },
+    /// Another member already has this RPC address.
+    #[error("node {holder} is already a member at {rpc_addr}")]
+    AddressInUse { rpc_addr: String, holder: NodeId },
 }
 
 /// How long no majority answered a leader, for messages.

@@ -79,6 +79,41 @@ pub(crate) fn promotion_candidate(
         .map(|m| m.node_id)
 }
 
+/// Learner `m` may become a voter only when the leader hears from it and it is within
+/// [`PROMOTE_MAX_LAG`] entries: a voter that cannot keep up counts against the quorum from
+/// the moment it is added (a one-voter cluster promoting an unreachable learner would stop).
+/// etcd refuses the same ("can only promote a learner member which is in sync with leader").
+pub(crate) fn learner_may_vote(m: &MemberReport) -> Result<(), RejectReason> {
+    let lag = m.lag_entries();
+    match lag {
+        Some(l) if m.healthy && l <= PROMOTE_MAX_LAG => Ok(()),
+        _ => Err(RejectReason::NotInSync {
+            node_id: m.node_id,
+            lag_entries: lag.filter(|_| m.healthy),
+            max_lag: PROMOTE_MAX_LAG,
+        }),
+    }
+}
+
+/// A new member's RPC address must not be another member's: replication "to" it would
+/// reach that member instead.
+pub(crate) fn address_free(
+    nodes: &BTreeMap<NodeId, conclave_storage::NodeInfo>,
+    node_id: NodeId,
+    rpc_addr: &str,
+) -> Result<(), RejectReason> {
+    match nodes
+        .iter()
+        .find(|(id, info)| **id != node_id && info.rpc_addr == rpc_addr)
+    {
+        Some((holder, _)) => Err(RejectReason::AddressInUse {
+            rpc_addr: rpc_addr.to_owned(),
+            holder: *holder,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Where leadership should go.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum TransferTarget {
@@ -297,5 +332,51 @@ mod tests {
         assert_eq!(quorum_silence(1, &ids(&[1, 2, 3, 5]), &silence), ms(900));
         // A leader that is no longer a voter (being removed) counts only the others.
         assert_eq!(quorum_silence(1, &ids(&[2, 3, 5]), &silence), ms(900));
+    }
+
+    #[test]
+    fn only_a_learner_the_leader_hears_and_that_keeps_up_may_vote() {
+        let ok = member(4, MemberRole::Learner, true, Some(PROMOTE_MAX_LAG));
+        assert_eq!(learner_may_vote(&ok), Ok(()));
+        let behind = member(4, MemberRole::Learner, true, Some(PROMOTE_MAX_LAG + 1));
+        assert_eq!(
+            learner_may_vote(&behind),
+            Err(RejectReason::NotInSync {
+                node_id: 4,
+                lag_entries: Some(PROMOTE_MAX_LAG + 1),
+                max_lag: PROMOTE_MAX_LAG
+            })
+        );
+        // Never heard from (an address nobody answers at): unknown lag, refused.
+        let silent = member(4, MemberRole::Learner, false, None);
+        assert!(matches!(
+            learner_may_vote(&silent),
+            Err(RejectReason::NotInSync {
+                lag_entries: None,
+                ..
+            })
+        ));
+        // A lag the leader last saw, from a learner it no longer hears: refused too.
+        let gone = member(4, MemberRole::Learner, false, Some(0));
+        assert!(learner_may_vote(&gone).is_err());
+    }
+
+    #[test]
+    fn a_new_member_may_not_take_another_members_address() {
+        let info = |addr: &str| NodeInfo {
+            rpc_addr: addr.into(),
+            ..NodeInfo::default()
+        };
+        let nodes = BTreeMap::from([(1, info("10.0.0.1:7401")), (2, info("10.0.0.2:7401"))]);
+        assert_eq!(address_free(&nodes, 3, "10.0.0.3:7401"), Ok(()));
+        assert_eq!(
+            address_free(&nodes, 3, "10.0.0.1:7401"),
+            Err(RejectReason::AddressInUse {
+                rpc_addr: "10.0.0.1:7401".into(),
+                holder: 1
+            })
+        );
+        // Its own address, re-added with the same id, is its own.
+        assert_eq!(address_free(&nodes, 2, "10.0.0.2:7401"), Ok(()));
     }
 }

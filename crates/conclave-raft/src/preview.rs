@@ -100,14 +100,10 @@ pub fn preview(report: &ClusterReport, change: Change) -> Result<String, RejectR
                     "node {node_id} is already a voter: nothing changes"
                 ));
             }
+            policy::learner_may_vote(m)?;
             let lag = match m.lag_entries() {
-                Some(0) => "it is caught up".to_owned(),
-                Some(n) => {
-                    format!("it is {n} entries behind; the change waits until it catches up")
-                }
-                None => {
-                    "its replication is unknown; the change waits until it catches up".to_owned()
-                }
+                Some(0) | None => "it is caught up".to_owned(),
+                Some(n) => format!("it is {n} entries behind"),
             };
             let after = voters.len() + 1;
             Ok(format!(

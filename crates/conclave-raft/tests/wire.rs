@@ -142,6 +142,20 @@ fn reasons() -> Vec<RejectReason> {
             detail: "in progress".into(),
         },
         RejectReason::Removed { why: "gone".into() },
+        RejectReason::NotInSync {
+            node_id: 5,
+            lag_entries: None,
+            max_lag: 100,
+        },
+        RejectReason::NotInSync {
+            node_id: 5,
+            lag_entries: Some(300),
+            max_lag: 100,
+        },
+        RejectReason::AddressInUse {
+            rpc_addr: "10.0.0.1:7401".into(),
+            holder: 1,
+        },
     ]
     .into_iter()
     .chain(refusals().map(|refusal| RejectReason::Refused { refusal }))

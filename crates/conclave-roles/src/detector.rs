@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 /// A live node's claim: it believes it holds the role with this epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Claim {
     pub node_id: u64,
     pub epoch: u64,

@@ -47,7 +47,7 @@ struct ErrorResponse {
 }
 
 /// What `/v1/roles` shows about one remote peer of the holder.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PeerStatus {
     pub node_id: String,
     /// `ok` (a token is held), `error`, or `disabled`.

@@ -25,7 +25,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const RESIGN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// This agent's view of one of its roles (`/v1/roles/local`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct RoleStatus {
     pub name: String,
     /// `ineligible`, `candidate` or `holder`.

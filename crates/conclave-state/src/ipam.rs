@@ -68,9 +68,13 @@ pub fn allocation_watch_key(id: &str) -> String {
 }
 
 /// An inclusive range of addresses of one family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct AddrRange {
+    #[schema(value_type = String)]
     pub start: IpAddr,
+    #[schema(value_type = String)]
     pub end: IpAddr,
 }
 
@@ -81,9 +85,10 @@ impl AddrRange {
 }
 
 /// A network: its CIDR and how its addresses are handed out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Network {
     pub id: String,
+    #[schema(value_type = String, examples("10.0.0.0/24"))]
     pub cidr: IpNet,
     #[serde(default)]
     pub description: String,
@@ -91,6 +96,7 @@ pub struct Network {
     pub tags: BTreeMap<String, String>,
     /// Never allocated automatically.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub gateway: Option<IpAddr>,
     /// Addresses never allocated automatically (a request may still name one).
     #[serde(default)]
@@ -109,17 +115,18 @@ pub struct Network {
 
 /// An allocation's lease: released by the cluster when the cluster clock reaches
 /// `expires_at_ms` unless renewed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lease {
     pub ttl_ms: u64,
     pub expires_at_ms: u64,
 }
 
 /// One allocated address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Allocation {
     pub id: String,
     pub network: String,
+    #[schema(value_type = String)]
     pub address: IpAddr,
     #[serde(default)]
     pub hostname: Option<String>,

@@ -4,7 +4,19 @@
 use serde::{Deserialize, Serialize};
 
 /// How much a rule grants, each level including the ones below it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
     Read,
@@ -27,7 +39,7 @@ impl Access {
 /// JSON spells a rule flat, `{"resource": "kv", "prefix": "app/", "access": "write"}`; a
 /// compact format (the Raft log, snapshots: postcard, which cannot read tagged or flattened
 /// shapes) gets the plain enum. [`Rule`]'s serde picks by `is_human_readable`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Resource {
     /// Keys that start with `prefix` (`""`: every key), and watches within them.
     Kv { prefix: String },
@@ -55,8 +67,9 @@ pub struct Rule {
 }
 
 /// [`Resource`] as JSON spells it: tagged by `resource`.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "resource", rename_all = "snake_case")]
+#[schema(as = Resource)]
 enum ResourceJson {
     Kv {
         prefix: String,
@@ -73,7 +86,8 @@ enum ResourceJson {
     Audit,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Rule)]
 struct RuleJson {
     #[serde(flatten)]
     resource: ResourceJson,
@@ -110,6 +124,28 @@ impl From<ResourceJson> for Resource {
     }
 }
 
+/// A rule's schema is the JSON spelling's ([`RuleJson`]); postcard's tuple is not on the API.
+impl utoipa::PartialSchema for Rule {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <RuleJson as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for Rule {
+    fn name() -> std::borrow::Cow<'static, str> {
+        <RuleJson as utoipa::ToSchema>::name()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <RuleJson as utoipa::ToSchema>::schemas(schemas)
+    }
+}
+
 impl Serialize for Rule {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
@@ -139,7 +175,7 @@ impl<'de> Deserialize<'de> for Rule {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Policy {
     pub name: String,
     #[serde(default)]
@@ -148,7 +184,7 @@ pub struct Policy {
 }
 
 /// A token as `GET /v1/acl/tokens` lists it: never its secret, nor its hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub accessor_id: String,
     pub description: String,
@@ -161,7 +197,7 @@ pub struct TokenInfo {
 }
 
 /// A token just made: the only answer that carries its secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenSecret {
     pub accessor_id: String,
     /// `Authorization: Bearer <secret_id>`; shown once, stored nowhere.
@@ -173,7 +209,7 @@ pub struct TokenSecret {
 }
 
 /// `POST /v1/acl/tokens`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     #[serde(default)]
@@ -185,7 +221,7 @@ pub struct TokenRequest {
 }
 
 /// `PUT /v1/acl/policies/{name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRequest {
     #[serde(default)]
@@ -194,7 +230,7 @@ pub struct PolicyRequest {
 }
 
 /// `GET /v1/acl/token/self`: the caller's token and what its policies grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenSelf {
     pub token: TokenInfo,
     pub policies: Vec<Policy>,

@@ -21,7 +21,19 @@ pub const HEADER_REQUEST_ID: &str = "x-request-id";
 pub const HEADER_AUDIT_CURSOR: &str = "x-conclave-audit-cursor";
 
 /// What part of the cluster an entry is about (`?kind=` filters on it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditKind {
     /// Raft membership: joins, adds, removals, promotions, demotions, gossip reaping.
@@ -78,7 +90,7 @@ impl AuditKind {
 }
 
 /// What was done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditAction {
     Put,
@@ -116,7 +128,7 @@ pub enum AuditAction {
 }
 
 /// How a change ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditOutcome {
     /// It took effect.
@@ -126,7 +138,7 @@ pub enum AuditOutcome {
 }
 
 /// One audit-log entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Position in the log: increases by one per entry, never reused (`?cursor=` pages by it).
     pub seq: u64,

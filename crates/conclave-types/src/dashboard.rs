@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// `POST /v1/cluster/members/{id}/{remove,promote,demote}?dry_run=true` and
 /// `POST /v1/cluster/leader/transfer?dry_run=true` → 200 when the leader would accept the
 /// change (a refusal is the change's own 4xx error).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ChangePreview {
     /// Always true: nothing was changed.
     pub dry_run: bool,
@@ -17,7 +17,7 @@ pub struct ChangePreview {
 
 /// `GET /v1/agent/samples`: this agent's recent history, oldest first, one sample per
 /// `interval_ms` over the last 15 minutes (kept in memory; a restart starts afresh).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Samples {
     pub node_id: u64,
     pub interval_ms: u64,
@@ -25,7 +25,7 @@ pub struct Samples {
 }
 
 /// One round of the agent's sampler.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Sample {
     /// Unix time of the sample, in milliseconds.
     pub at_ms: u64,
@@ -45,7 +45,7 @@ pub struct Sample {
 }
 
 /// A member's replication lag at one sample.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct NodeLag {
     pub node_id: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,13 +55,13 @@ pub struct NodeLag {
 
 /// `GET /v1/agent/settings`: the agent's effective configuration (secrets redacted), each
 /// top-level setting with whether a reload applies it live or it takes a restart.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AgentSettings {
     pub node_id: u64,
     pub settings: Vec<AgentSetting>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AgentSetting {
     /// The top-level key in the config file.
     pub key: String,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// The stable error codes carried in [`crate::ErrorBody`]: one closed set, spelled once. The JSON
 /// strings are the API contract (snake_case); a code this build does not know (from a newer
 /// agent) reads as [`ErrorCode::Unknown`] instead of failing the whole answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,

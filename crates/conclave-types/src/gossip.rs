@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `GET /v1/gossip/stats`: counters of this agent's gossip and publishing (metrics-ready).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct GossipStats {
     pub node_id: u64,
     /// Members by state as this agent sees them.

@@ -10,7 +10,7 @@ pub const KEYS_VERSION: u32 = 1;
 
 /// A change of the keyring. `key` is a key in base64 (`install`), or a key or the
 /// 8-hex-digit id of one held (`use`, `remove`). Never shown: `Debug` redacts it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum KeyOp {
     /// Open datagrams sealed with this key too.
@@ -44,7 +44,7 @@ impl fmt::Debug for KeyOp {
 }
 
 /// A key as listed: its id (the first 4 bytes of its SHA-256), never the key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GossipKey {
     pub id: String,
     /// The key this agent seals with.
@@ -52,7 +52,7 @@ pub struct GossipKey {
 }
 
 /// One agent's keyring, or why it could not be read or changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeKeys {
     pub api_addr: String,
     #[serde(default)]
@@ -63,7 +63,7 @@ pub struct NodeKeys {
 
 /// The answer of `GET` and `POST /v1/gossip/keys`: every agent asked (every alive member,
 /// or this agent alone with `?scope=local`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyringAnswer {
     pub version: u32,
     pub nodes: BTreeMap<u64, NodeKeys>,

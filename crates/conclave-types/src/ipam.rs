@@ -10,7 +10,7 @@ use crate::ErrorCode;
 /// How a network's addresses are used (`usage` of a network; on 409 `network_full`).
 /// Counts are JSON integers: a /64 holds 2^64 addresses, past a double's exact range, so a
 /// client that needs exact large counts reads them as integers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NetworkUsage {
     /// Addresses automatic allocation may use, before reservations.
     pub total: u128,
@@ -24,16 +24,17 @@ pub struct NetworkUsage {
 
 /// The allocation holding a contested address or hostname (on 409 `address_taken` and
 /// `conflict` for a hostname that holds another address).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AddressHolder {
     pub allocation_id: String,
+    #[schema(value_type = String, format = "ip")]
     pub address: IpAddr,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
 }
 
 /// Why one row of an import cannot be taken.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportConflict {
     /// 1-based: the row's position in the list sent (for CSV, not counting the header).
     pub row: u32,
@@ -44,7 +45,7 @@ pub struct ImportConflict {
 }
 
 /// `POST /api/v1/allocations/import` → 201 (or 200 when every row was there already).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportReport {
     /// Rows that became allocations.
     pub created: u64,

@@ -43,12 +43,12 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// Every error response: `{"error": {"code", "message", "hint"}}`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
@@ -79,7 +79,7 @@ pub struct ErrorDetail {
 }
 
 /// One problem in a configuration document.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Violation {
     /// JSON Pointer of the bad field (`""` = the whole document).
     pub path: String,
@@ -87,7 +87,7 @@ pub struct Violation {
 }
 
 /// `GET /v1/config/{kind}/{name}` → 200 (also one version, with `?revision=`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ConfigDocument {
     pub kind: String,
     pub name: String,
@@ -103,7 +103,7 @@ pub struct ConfigDocument {
 }
 
 /// `PUT`/`DELETE /v1/config/{kind}/{name}` → 200.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ConfigWriteResponse {
     pub revision: u64,
     /// The content hash (empty after a delete).
@@ -117,7 +117,7 @@ pub struct ConfigWriteResponse {
 }
 
 /// One entry of `GET /v1/config/{kind}/{name}/history` (newest first).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ConfigVersionInfo {
     pub revision: u64,
     pub hash: String,
@@ -127,7 +127,7 @@ pub struct ConfigVersionInfo {
     pub deleted: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ConfigHistory {
     pub kind: String,
     pub name: String,
@@ -135,7 +135,7 @@ pub struct ConfigHistory {
 }
 
 /// One line of `GET /v1/config` (live documents).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ConfigListItem {
     pub kind: String,
     pub name: String,
@@ -144,7 +144,7 @@ pub struct ConfigListItem {
 }
 
 /// `POST /v1/elections/{name}/campaign` body.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignRequest {
     pub candidate: String,
@@ -156,7 +156,7 @@ pub struct CampaignRequest {
 }
 
 /// `/keepalive` and `/resign` body.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     pub candidate: String,
@@ -165,7 +165,7 @@ pub struct LeaseRequest {
 
 /// An election as the API shows it (`GET /v1/elections/{name}`, campaign and keepalive
 /// answers, observe events).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ElectionStatus {
     pub name: String,
     /// The current holder, or `None`.
@@ -192,7 +192,7 @@ pub struct ElectionStatus {
 }
 
 /// A planned handover of an election, as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct HandoverStatus {
     /// The candidate the holder steps down for.
     pub target: String,
@@ -203,7 +203,7 @@ pub struct HandoverStatus {
 }
 
 /// The data of one watch event (`GET /v1/watch`, SSE; the event id is the revision).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WatchEvent {
     pub revision: u64,
     /// `put` or `delete`.
@@ -217,13 +217,13 @@ pub struct WatchEvent {
 }
 
 /// `PUT /v1/kv/{key}` → 200.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PutResponse {
     pub revision: u64,
 }
 
 /// `DELETE /v1/kv/{key}` → 200.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DeleteResponse {
     pub revision: u64,
     pub deleted: bool,
@@ -231,7 +231,7 @@ pub struct DeleteResponse {
 
 /// One item of `GET /v1/kv?prefix=P`. `value` holds the value when it is UTF-8; otherwise
 /// `value` is absent and `value_base64` holds it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct KvItem {
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,7 +245,7 @@ pub struct KvItem {
 }
 
 /// One Raft member as `GET /v1/status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct MemberStatus {
     pub node_id: u64,
     pub rpc_addr: String,
@@ -255,7 +255,7 @@ pub struct MemberStatus {
 }
 
 /// Group-commit and storage counters.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct StorageStatus {
     pub log_fsyncs: u64,
     pub log_entries_appended: u64,
@@ -270,7 +270,7 @@ pub struct StorageStatus {
 }
 
 /// `GET /v1/status`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Status {
     pub node_id: u64,
     pub cluster_id: String,
@@ -292,7 +292,7 @@ pub struct Status {
 }
 
 /// `tls` in `GET /v1/status`: the certificate the API serves and how its files last loaded.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TlsStatus {
     pub cert_file: String,
     pub subject: String,
@@ -317,7 +317,7 @@ pub struct TlsStatus {
 }
 
 /// `GET /v1/health` and `/v1/ready` → 200.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct HealthResponse {
     /// `ok`, or `degraded` (serving, but see `degraded`).
     pub status: String,
@@ -332,7 +332,7 @@ pub struct HealthResponse {
 
 /// One Raft member as `GET /v1/cluster/members` and `/v1/cluster/status` show it. Replication
 /// fields come from the leader and are absent when no leader answered.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ClusterMember {
     pub node_id: u64,
     /// `voter` or `learner`.
@@ -359,7 +359,7 @@ pub struct ClusterMember {
 }
 
 /// `GET /v1/cluster/status`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ClusterStatus {
     pub cluster_id: String,
     pub leader_id: Option<u64>,
@@ -376,7 +376,7 @@ pub struct ClusterStatus {
 }
 
 /// `POST /v1/cluster/members`: add a node by its id and RPC address.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMemberRequest {
     pub node_id: u64,
@@ -391,7 +391,7 @@ pub struct AddMemberRequest {
 }
 
 /// `POST /v1/cluster/leader/transfer`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     /// The node to hand leadership to; the most caught-up voter when absent.
@@ -400,7 +400,7 @@ pub struct TransferRequest {
 }
 
 /// `POST /v1/cluster/leader/transfer` → 200.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TransferResponse {
     pub previous_leader: u64,
     pub leader_id: u64,
@@ -408,7 +408,19 @@ pub struct TransferResponse {
 }
 
 /// Liveness of a member as gossip sees it.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Serialize,
+    Deserialize,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberState {
     /// Heartbeats arrive.
@@ -441,7 +453,7 @@ impl MemberState {
 }
 
 /// One agent in `GET /v1/members`: every node, whatever its role, as gossip sees it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct GossipMember {
     pub id: u64,
     /// `voter`, `learner` or `client` (the role it was started with).
@@ -472,7 +484,7 @@ pub struct GossipMember {
 
 /// `POST /v1/members/remove-dead` → which dead or left members were reaped (with
 /// `?dry_run=true`: which would be, and nothing was changed).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RemoveDeadResponse {
     pub removed: Vec<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -480,7 +492,7 @@ pub struct RemoveDeadResponse {
 }
 
 /// One sink in `GET /v1/publish/status`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SinkStatus {
     pub name: String,
     pub path: String,
@@ -499,7 +511,7 @@ pub struct SinkStatus {
     pub hook_failures: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct HookResult {
     pub at: String,
     pub ok: bool,

@@ -6,7 +6,19 @@ use serde::{Deserialize, Serialize};
 use crate::GossipMember;
 
 /// What happened to a member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MemberEventKind {
     /// New here, back from dead or left, or restarted (a new generation).
@@ -67,7 +79,7 @@ impl MemberEventKind {
 }
 
 /// One change to one member.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberEvent {
     pub kind: MemberEventKind,
     /// The member after the change (as last seen, for `reaped`).

@@ -3,7 +3,19 @@
 use serde::{Deserialize, Serialize};
 
 /// One part of the configuration that a reload changes while the agent runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LiveSetting {
     /// `[[check]]`
@@ -35,7 +47,7 @@ impl LiveSetting {
 }
 
 /// A live setting that changed, and how.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AppliedChange {
     pub setting: LiveSetting,
     /// What changed, for a person: "started api; stopped peers.json".
@@ -43,7 +55,7 @@ pub struct AppliedChange {
 }
 
 /// The answer to a reload: nothing in it is a secret (settings by name only).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReloadReport {
     /// Live settings that changed and are now in effect.
     #[serde(default)]

@@ -23,8 +23,16 @@ use crate::{ApiError, Ctx};
 const CSV_HINT: &str = "send CSV with a header row naming network (or network_id), address (or ip) and optionally hostname and owner, e.g. \"network,address,hostname\\nlan,10.0.0.5,db-1\"";
 const JSON_HINT: &str = r#"send JSON like {"allocations": [{"network_id": "lan", "address": "10.0.0.5", "hostname": "db-1"}]}"#;
 
+/// The JSON body as the document shows it (a bare list of rows is taken too). Each row is
+/// parsed on its own (`from_json`) so that an error names its row; this type describes them.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ImportBody {
+    allocations: Vec<RowBody>,
+}
+
 /// One row as JSON.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RowBody {
     #[serde(alias = "network")]
@@ -179,8 +187,19 @@ fn from_csv(bytes: &[u8]) -> Result<Vec<ImportRow>, ApiError> {
     Ok(rows)
 }
 
-/// `POST /api/v1/allocations/import`: 201 with what was made, 200 when every row was
-/// there already, 409 with `conflicts` (and nothing imported) when any row conflicts.
+/// Import allocations kept elsewhere, all or none: 201 with what was made, 200 when every
+/// row was there already, 409 with `conflicts` (and nothing imported) when any row conflicts.
+#[utoipa::path(post, path = "/v1/ipam/allocations/import", tag = "ipam",
+    request_body(content(
+        (ImportBody = "application/json"),
+        (String = "text/csv")),
+        description = "JSON rows, or CSV with a header row naming network, address and optionally hostname, owner"),
+    responses(
+        (status = 201, body = ImportReport, description = "imported"),
+        (status = 200, body = ImportReport, description = "every row was there already"),
+        (status = 409, body = conclave_types::ErrorBody, description = "rows conflict with the cluster's allocations (listed in `conflicts`); nothing was imported"),
+        (status = 413, body = conclave_types::ErrorBody, description = "too many rows, or the body is above the value limit"),
+    ))]
 pub(crate) async fn import(
     State(ctx): State<Ctx>,
     acting: Acting,

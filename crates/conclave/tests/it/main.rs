@@ -28,6 +28,7 @@ mod kubernetes;
 mod leaks;
 mod member_events;
 mod metrics;
+mod openapi;
 mod recovery;
 mod reload;
 mod request_id;
