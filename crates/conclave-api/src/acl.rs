@@ -298,10 +298,10 @@ pub async fn bootstrap_with(ctx: &crate::AppContext, chosen: &str) -> Result<boo
 /// Make the first management token (once per cluster; ACLs must be on).
 #[utoipa::path(post, path = "/v1/acl/bootstrap", tag = "acl",
     responses((status = 200, body = TokenSecret, description = "the management token: its secret is shown this once"),
-        (status = 409, body = conclave_types::ErrorBody, description = "already bootstrapped")))]
+        (status = 409, body = conclave_types::ErrorBody, description = "already bootstrapped, or ACLs are off")))]
 async fn bootstrap(State(ctx): State<Ctx>, acting: Acting) -> Result<Json<TokenSecret>, ApiError> {
     if !ctx.acl.enabled {
-        return Err(ApiError::bad_request(
+        return Err(acls_off(
             "ACLs are not enabled on this agent",
             "set [acl] enabled = true (or CONCLAVE_ACL__ENABLED=true) on every node and restart them, then bootstrap",
         ));
@@ -319,13 +319,14 @@ async fn bootstrap(State(ctx): State<Ctx>, acting: Acting) -> Result<Json<TokenS
 
 /// The caller's own token and its policies.
 #[utoipa::path(get, path = "/v1/acl/token/self", tag = "acl",
-    responses((status = 200, body = TokenSelf), (status = 404, body = conclave_types::ErrorBody, description = "the token was deleted")))]
+    responses((status = 200, body = TokenSelf), (status = 404, body = conclave_types::ErrorBody, description = "the token was deleted"),
+        (status = 409, body = conclave_types::ErrorBody, description = "ACLs are off: requests carry no token")))]
 async fn token_self(
     State(ctx): State<Ctx>,
     caller: Option<axum::Extension<Caller>>,
 ) -> Result<Json<TokenSelf>, ApiError> {
     let accessor = caller.and_then(|c| c.0.accessor_id).ok_or_else(|| {
-        ApiError::bad_request(
+        acls_off(
             "ACLs are off: requests carry no token",
             "enable [acl] to use tokens",
         )
@@ -343,6 +344,11 @@ async fn token_self(
     })
     .map(Json)
     .ok_or_else(|| not_found("token", &accessor))
+}
+
+/// 409: the request is well formed, but this agent's ACLs are off.
+fn acls_off(message: &str, hint: &str) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message, hint)
 }
 
 fn not_found(what: &str, name: &str) -> ApiError {
@@ -399,13 +405,13 @@ async fn create_token(
     let expires_ms = match &req.ttl {
         None => None,
         Some(ttl) => {
-            let d = humantime::parse_duration(ttl).map_err(|e| {
+            let ms = crate::query::duration_ms(ttl).ok_or_else(|| {
                 ApiError::bad_request(
-                    format!("ttl {ttl:?} is not a duration: {e}"),
-                    "e.g. \"24h\" or \"30m\"",
+                    format!("ttl {ttl:?} is not a duration"),
+                    "numbers with a unit, e.g. \"24h\", \"30m\" or \"1d12h\" (units: ms, s, m, h, d)",
                 )
             })?;
-            Some(now_ms().saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+            Some(now_ms().saturating_add(ms))
         }
     };
     mint_and_store(

@@ -70,17 +70,29 @@ fn own_tags(ctx: &MCtx) -> Tags {
 #[openapi(paths(get, put))]
 pub(crate) struct Doc;
 
+/// The schema of [`Tags`]: what [`check`] accepts.
+struct TagMap;
+
+impl utoipa::PartialSchema for TagMap {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::pairs_schema(MAX_TAGS, MAX_KEY, MAX_VALUE)
+    }
+}
+
+impl utoipa::ToSchema for TagMap {}
+
 /// The tags this agent advertises over gossip.
 #[utoipa::path(get, path = "/v1/agent/tags", tag = "agent",
-    responses((status = 200, body = BTreeMap<String, String>)))]
+    responses((status = 200, body = TagMap)))]
 pub(crate) async fn get(State(ctx): State<MCtx>) -> Json<Tags> {
     Json(own_tags(&ctx))
 }
 
 /// Advertise exactly these tags (the whole set).
 #[utoipa::path(put, path = "/v1/agent/tags", tag = "agent",
-    request_body = BTreeMap<String, String>,
-    responses((status = 200, body = BTreeMap<String, String>)))]
+    request_body = TagMap,
+    responses((status = 200, body = TagMap),
+        (status = 422, body = conclave_types::ErrorBody, description = "a key or value breaks the tag rules")))]
 pub(crate) async fn put(
     State(ctx): State<MCtx>,
     body: axum::body::Bytes,

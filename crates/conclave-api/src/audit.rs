@@ -183,9 +183,10 @@ fn since_ms(params: &[(String, String)], now: SystemTime) -> Result<Option<u64>,
     let at = humantime::parse_rfc3339_weak(v)
         .ok()
         .or_else(|| {
-            humantime::parse_duration(v)
-                .ok()
-                .map(|d| now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH))
+            crate::query::duration_ms(v).map(|ms| {
+                now.checked_sub(std::time::Duration::from_millis(ms))
+                    .unwrap_or(SystemTime::UNIX_EPOCH)
+            })
         })
         .ok_or_else(|| {
             ApiError::bad_request(
@@ -222,7 +223,7 @@ pub(crate) struct Doc;
 /// The audit log, newest first, a page at a time.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit",
     params(("kind" = Option<conclave_types::audit::AuditKind>, Query, description = "only entries of this kind"), ("actor" = Option<String>, Query, description = "only entries by this actor (token accessor, node or `anonymous`)"),
-        ("since" = Option<String>, Query, description = "an RFC 3339 time or a duration back from now (`1h`)"),
+        ("since" = Option<String>, Query, pattern = "^([0-9]{1,9}(ms|s|m|h|d))+$|^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?Z$", description = "an RFC 3339 time (UTC, from 1970) or a duration back from now (`1h`, `90m`)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "entries per page (default 100)"),
         ("cursor" = Option<u64>, Query, minimum = 0, description = "the previous page's `X-Conclave-Audit-Cursor`"),
         crate::openapi::ReadQuery),

@@ -59,7 +59,7 @@ async fn json_body<T: DeserializeOwned + Default>(body: Body, what: &str) -> Res
             )
         })?
         .to_bytes();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if crate::error::absent(&bytes) {
         return Ok(T::default());
     }
     crate::error::parse_json(

@@ -25,7 +25,7 @@ pub(crate) struct Doc;
 
 /// The live documents (of every kind, or of `kind`).
 #[utoipa::path(get, path = "/v1/config", tag = "config",
-    params(("kind" = Option<String>, Query, description = "only this kind"), ReadQuery),
+    params(("kind" = Option<String>, Query, pattern = "^[a-z][a-z0-9-]{0,62}$", description = "only this kind"), ReadQuery),
     responses((status = 200, body = Vec<conclave_types::ConfigListItem>, headers(("X-Conclave-Index" = u64, description = "the revision read at: a watch from here misses nothing"))), (status = 404, body = conclave_types::ErrorBody, description = "no such kind, or no such document")))]
 pub(crate) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, ApiError> {
     let (params, read) = crate::read_params(&uri, &["kind"])?;
@@ -33,7 +33,7 @@ pub(crate) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, A
 }
 
 /// The live documents of one kind.
-#[utoipa::path(get, path = "/v1/config/{kind}", tag = "config", params(("kind" = String, Path, description = "the document kind, e.g. `remote_peers`"), ReadQuery),
+#[utoipa::path(get, path = "/v1/config/{kind}", tag = "config", params(("kind" = String, Path, pattern = "^[a-z][a-z0-9-]{0,62}$", description = "the document kind, e.g. `remote-peers`"), ReadQuery),
     responses((status = 200, body = Vec<conclave_types::ConfigListItem>, headers(("X-Conclave-Index" = u64, description = "the revision read at: a watch from here misses nothing"))), (status = 404, body = conclave_types::ErrorBody, description = "no such kind, or no such document")))]
 pub(crate) async fn list_kind(
     State(ctx): State<Ctx>,
@@ -55,14 +55,14 @@ async fn listing(ctx: &Ctx, kind: Option<&str>, read: Read) -> Result<Response, 
 
 /// One document, now or at an earlier retained revision.
 #[utoipa::path(get, path = "/v1/config/{kind}/{name}", tag = "config",
-    params(("kind" = String, Path, description = "the document kind, e.g. `remote_peers`"), ("name" = String, Path, description = "the document's name"),
+    params(("kind" = String, Path, pattern = "^[a-z][a-z0-9-]{0,62}$", description = "the document kind, e.g. `remote-peers`"), ("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "the document's name"),
         ("revision" = Option<u64>, Query, minimum = 0, description = "the version at this revision"),
         ReadQuery),
     responses(
         (status = 200, body = conclave_types::ConfigDocument,
             headers(("X-Conclave-Revision" = u64, description = "the document's revision"),
                 ("X-Conclave-Index" = u64, description = "the store's revision when read"))),
-        (status = 404, body = conclave_types::ErrorBody, description = "no such kind, or no such document"),
+        (status = 404, body = conclave_types::ErrorBody, description = "no such kind or document, or (`future_revision`) a revision the store has not reached"),
         (status = 410, body = conclave_types::ErrorBody, description = "that revision is no longer retained"),
     ))]
 pub(crate) async fn get(
@@ -82,7 +82,7 @@ pub(crate) async fn get(
 
 /// The retained versions of a document, newest first.
 #[utoipa::path(get, path = "/v1/config/{kind}/{name}/history", tag = "config",
-    params(("kind" = String, Path, description = "the document kind, e.g. `remote_peers`"), ("name" = String, Path, description = "the document's name"), ReadQuery),
+    params(("kind" = String, Path, pattern = "^[a-z][a-z0-9-]{0,62}$", description = "the document kind, e.g. `remote-peers`"), ("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "the document's name"), ReadQuery),
     responses((status = 200, body = conclave_types::ConfigHistory), (status = 404, body = conclave_types::ErrorBody, description = "no such kind, or no such document")))]
 pub(crate) async fn history(
     State(ctx): State<Ctx>,
@@ -95,7 +95,7 @@ pub(crate) async fn history(
 
 /// Write a document: validated against its kind's schema, then committed.
 #[utoipa::path(put, path = "/v1/config/{kind}/{name}", tag = "config",
-    params(("kind" = String, Path, description = "the document kind, e.g. `remote_peers`"), ("name" = String, Path, description = "the document's name"), ("cas" = Option<u64>, Query, minimum = 0, description = "write only if the document's revision is this (0: only if absent)"),
+    params(("kind" = String, Path, pattern = "^[a-z][a-z0-9-]{0,62}$", description = "the document kind, e.g. `remote-peers`"), ("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "the document's name"), ("cas" = Option<u64>, Query, minimum = 0, description = "write only if the document's revision is this (0: only if absent)"),
         ("dry_run" = Option<bool>, Query, description = "validate only")),
     request_body(content = Object, description = "the document's content (JSON)"),
     responses(
@@ -145,7 +145,7 @@ pub(crate) async fn put(
 
 /// Delete a document (its history is kept until compacted).
 #[utoipa::path(delete, path = "/v1/config/{kind}/{name}", tag = "config",
-    params(("kind" = String, Path, description = "the document kind, e.g. `remote_peers`"), ("name" = String, Path, description = "the document's name"), ("cas" = Option<u64>, Query, minimum = 0, description = "write only if the document's revision is this (0: only if absent)")),
+    params(("kind" = String, Path, pattern = "^[a-z][a-z0-9-]{0,62}$", description = "the document kind, e.g. `remote-peers`"), ("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "the document's name"), ("cas" = Option<u64>, Query, minimum = 0, description = "write only if the document's revision is this (0: only if absent)")),
     responses(
         (status = 200, body = conclave_types::ConfigWriteResponse),
         (status = 404, body = conclave_types::ErrorBody, description = "no such kind, or no such document"),

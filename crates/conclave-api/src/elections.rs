@@ -55,7 +55,7 @@ pub(crate) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, A
 
 /// `GET /v1/elections/{name}`.
 /// One election.
-#[utoipa::path(get, path = "/v1/elections/{name}", tag = "elections", params(("name" = String, Path, description = "the election's name"), crate::openapi::ReadQuery),
+#[utoipa::path(get, path = "/v1/elections/{name}", tag = "elections", params(("name" = String, Path, min_length = 1, max_length = 256, description = "the election's name (1 to 256 bytes)"), crate::openapi::ReadQuery),
     responses((status = 200, body = ElectionStatus), (status = 404, body = conclave_types::ErrorBody, description = "no such election")))]
 pub(crate) async fn get(
     State(ctx): State<Ctx>,
@@ -67,7 +67,7 @@ pub(crate) async fn get(
 }
 
 /// Become the holder, waiting up to `wait_ms` while another holds it.
-#[utoipa::path(post, path = "/v1/elections/{name}/campaign", tag = "elections", params(("name" = String, Path, description = "the election's name")),
+#[utoipa::path(post, path = "/v1/elections/{name}/campaign", tag = "elections", params(("name" = String, Path, min_length = 1, max_length = 256, description = "the election's name (1 to 256 bytes)")),
     request_body = CampaignRequest,
     responses(
         (status = 200, body = ElectionStatus, description = "elected (or still held by another when `wait_ms` ran out: compare `holder`)"),
@@ -88,11 +88,21 @@ pub(crate) async fn campaign(
         r#"{"candidate": "node-1", "ttl_ms": 10000, "wait_ms": 30000}"#,
     )
     .await?;
+    let longest = ctx.limits.max_campaign_wait_ms;
+    if req.wait_ms > longest {
+        return Err(ApiError::bad_request(
+            format!(
+                "wait_ms {} is above this agent's longest wait, {longest} ms (max_campaign_wait_ms)",
+                req.wait_ms
+            ),
+            "campaign again after a shorter wait; observe the election to learn when it is free",
+        ));
+    }
     Ok(Json(ctx.coord.acting(acting.0).campaign(&name, &req).await?).into_response())
 }
 
 /// Extend the holder's lease (refused for any other candidate or epoch).
-#[utoipa::path(post, path = "/v1/elections/{name}/keepalive", tag = "elections", params(("name" = String, Path, description = "the election's name")),
+#[utoipa::path(post, path = "/v1/elections/{name}/keepalive", tag = "elections", params(("name" = String, Path, min_length = 1, max_length = 256, description = "the election's name (1 to 256 bytes)")),
     request_body = LeaseRequest,
     responses(
         (status = 200, body = ElectionStatus),
@@ -112,7 +122,7 @@ pub(crate) async fn keepalive(
 }
 
 /// Give the election up (the holder of that epoch only).
-#[utoipa::path(post, path = "/v1/elections/{name}/resign", tag = "elections", params(("name" = String, Path, description = "the election's name")),
+#[utoipa::path(post, path = "/v1/elections/{name}/resign", tag = "elections", params(("name" = String, Path, min_length = 1, max_length = 256, description = "the election's name (1 to 256 bytes)")),
     request_body = LeaseRequest,
     responses(
         (status = 200, body = Resigned),
@@ -159,7 +169,7 @@ fn render_transition(change: &Change) -> Event {
 }
 
 /// The current state, then every transition, as server-sent events.
-#[utoipa::path(get, path = "/v1/elections/{name}/observe", tag = "watch", params(("name" = String, Path, description = "the election's name"), ("from_revision" = Option<u64>, Query, minimum = 0, description = "replay changes after this revision first (a `Last-Event-ID` header does the same)"), ("heartbeat_ms" = Option<u64>, Query, minimum = 100, maximum = 300000, description = "a comment line this often (default 10 s)")),
+#[utoipa::path(get, path = "/v1/elections/{name}/observe", tag = "watch", params(("name" = String, Path, min_length = 1, max_length = 256, description = "the election's name (1 to 256 bytes)"), ("from_revision" = Option<u64>, Query, minimum = 0, description = "replay changes after this revision first (a `Last-Event-ID` header does the same)"), ("heartbeat_ms" = Option<u64>, Query, minimum = 100, maximum = 300000, description = "a comment line this often (default 10 s)")),
     responses(
         (status = 200, content_type = "text/event-stream", body = String, description = "`state` first (an `ElectionStatus`), then `elected`, `resigned`, `expired`, `handover_requested`"),
         (status = 410, body = conclave_types::ErrorBody, description = "the start revision was compacted away: list again and watch from the listing's index"),

@@ -117,8 +117,9 @@ impl From<LimitError> for ApiError {
             LimitError::EmptyName { .. } => {
                 ApiError::bad_request(e.to_string(), "give a non-empty name in the path")
             }
-            LimitError::NameTooLong { .. } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
+            // A name is in the path or a small field, not a payload: a plain 400.
+            LimitError::NameTooLong { .. } | LimitError::NameTooManyChars { .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
                 ErrorCode::TooLarge,
                 e.to_string(),
                 "use a shorter name",
@@ -203,7 +204,7 @@ fn rejection(reason: &RejectReason) -> (StatusCode, &'static str) {
             "check that it is running and reachable, then promote it with `conclave members promote`",
         ),
         RejectReason::NotAVoter { .. } => (
-            StatusCode::BAD_REQUEST,
+            StatusCode::CONFLICT,
             "leadership can only go to a voter; promote it first",
         ),
         RejectReason::Unhealthy { .. } => (
@@ -294,8 +295,9 @@ impl From<CoordError> for ApiError {
                 StatusCode::NOT_FOUND,
                 "list documents with GET /v1/config; write one with PUT".into(),
             ),
+            // Not there yet, like a key that does not exist (the request itself is valid).
             CoordError::FutureRevision { .. } => error(
-                StatusCode::BAD_REQUEST,
+                StatusCode::NOT_FOUND,
                 "ask for a revision at or before the X-Conclave-Index of a recent response".into(),
             ),
             CoordError::RevisionGone { .. } => error(
@@ -371,6 +373,12 @@ impl From<CoordError> for ApiError {
     }
 }
 
+/// An optional JSON body that was left out: nothing, only whitespace, or `null`.
+pub(crate) fn absent(body: &[u8]) -> bool {
+    let trimmed = body.trim_ascii();
+    trimmed.is_empty() || trimmed == b"null"
+}
+
 pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -396,5 +404,69 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     hint: impl Into<String>,
 ) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
+        .or_else(|e| {
+            // JSON has one number type: `465.0` is the integer 465 (as JSON Schema counts
+            // it), which serde refuses for a `u64` field. Read such numbers as integers; the
+            // first error (with its line and column) stands when that does not help.
+            let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+                return Err(e);
+            };
+            integral_floats_as_integers(&mut value);
+            serde_json::from_value(value).map_err(|_| e)
+        })
         .map_err(|e| ApiError::bad_request(format!("the body is not a valid {what}: {e}"), hint))
+}
+
+fn integral_floats_as_integers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                // Only where a float holds every integer exactly (below 2^53): a larger
+                // one may stand for several integers, and is refused as written.
+                && (0.0..9_007_199_254_740_992.0).contains(&f)
+            {
+                *v = (f as u64).into();
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Body {
+        n: u64,
+    }
+
+    #[test]
+    fn an_integer_written_as_a_float_is_an_integer_and_nothing_else_is() {
+        let read = |s: &str| parse_json::<Body>(s.as_bytes(), "body", "hint");
+        assert_eq!(read(r#"{"n": 465.0}"#).unwrap(), Body { n: 465 });
+        assert_eq!(read(r#"{"n": 465}"#).unwrap(), Body { n: 465 });
+        for bad in [
+            r#"{"n": 465.5}"#,
+            r#"{"n": -1.0}"#,
+            r#"{"n": 18446744073709551616}"#,
+            r#"{"n": 1e300}"#,
+        ] {
+            let e = read(bad).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_optional_body_left_out_is_empty_whitespace_or_null() {
+        for body in ["", "  \n", "null", " null "] {
+            assert!(absent(body.as_bytes()), "{body:?}");
+        }
+        for body in ["{}", "nul", "[]"] {
+            assert!(!absent(body.as_bytes()), "{body:?}");
+        }
+    }
 }

@@ -32,18 +32,31 @@ pub struct PeerHttp {
 /// How long one agent has to answer.
 const PER_AGENT: Duration = Duration::from_secs(5);
 
+/// Which agents a keyring request reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Scope {
+    /// This agent only.
+    Local,
+    /// Every alive member (the default).
+    Cluster,
+}
+
 /// `?scope=local` (this agent only) or the default, every alive member.
 fn local_only(query: Option<&str>) -> Result<bool, ApiError> {
     let pairs = crate::query::parse(query, &["scope"])?;
     let scope = pairs.into_iter().map(|(_, v)| v).next_back();
-    match scope.as_deref() {
-        None | Some("cluster") => Ok(false),
-        Some("local") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(
-            format!("scope {other:?} is not one of local, cluster"),
-            "leave scope out to reach every agent",
-        )),
-    }
+    let scope = match scope.as_deref() {
+        None | Some("cluster") => Scope::Cluster,
+        Some("local") => Scope::Local,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                format!("scope {other:?} is not one of local, cluster"),
+                "leave scope out to reach every agent",
+            ));
+        }
+    };
+    Ok(scope == Scope::Local)
 }
 
 fn refused(e: GossipError) -> ApiError {
@@ -62,6 +75,14 @@ fn refused(e: GossipError) -> ApiError {
             e.to_string(),
             "conclave gossip keys list shows the keys each agent holds",
         ),
+        GossipError::Keyring(KeyStoreError::Keyring(
+            conclave_gossip::seal::KeyringError::RemovePrimary(_),
+        )) => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            e.to_string(),
+            "install another key and `use` it first",
+        ),
         other => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::BadRequest,
@@ -72,11 +93,11 @@ fn refused(e: GossipError) -> ApiError {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list, change))]
+#[openapi(paths(list, change), components(schemas(Scope)))]
 pub(crate) struct Doc;
 
 /// The gossip keyring of every agent (ids only, never a key).
-#[utoipa::path(get, path = "/v1/gossip/keys", tag = "agent", params(("scope" = Option<String>, Query, description = "`local`: this agent only; `cluster` (default): every alive member")),
+#[utoipa::path(get, path = "/v1/gossip/keys", tag = "agent", params(("scope" = Option<Scope>, Query, description = "`local`: this agent only; `cluster` (default): every alive member")),
     responses((status = 200, body = KeyringAnswer)))]
 pub(crate) async fn list(
     State(ctx): State<MCtx>,
@@ -88,12 +109,13 @@ pub(crate) async fn list(
 }
 
 /// Install, use or remove a gossip key on every agent at once.
-#[utoipa::path(post, path = "/v1/gossip/keys", tag = "agent", params(("scope" = Option<String>, Query, description = "`local`: this agent only; `cluster` (default): every alive member")),
+#[utoipa::path(post, path = "/v1/gossip/keys", tag = "agent", params(("scope" = Option<Scope>, Query, description = "`local`: this agent only; `cluster` (default): every alive member")),
     request_body = KeyOp,
     responses(
         (status = 200, body = KeyringAnswer, description = "each agent's keyring after the change"),
         (status = 404, body = conclave_types::ErrorBody, description = "no key with this id is held"),
-        (status = 422, body = conclave_types::ErrorBody, description = "not a key (32 bytes in base64), or the key in use"),
+        (status = 409, body = conclave_types::ErrorBody, description = "removing the key in use"),
+        (status = 422, body = conclave_types::ErrorBody, description = "not a key (32 bytes in base64)"),
     ))]
 pub(crate) async fn change(
     State(ctx): State<MCtx>,

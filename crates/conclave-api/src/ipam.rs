@@ -115,9 +115,23 @@ pub(super) fn parse_addr(field: &str, s: &str) -> Result<IpAddr, ApiError> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RangeBody {
+    #[schema(value_type = crate::openapi::IpText)]
     start: String,
+    #[schema(value_type = crate::openapi::IpText)]
     end: String,
 }
+
+/// The schema of tags and labels: what `conclave_state::ipam` accepts.
+pub(crate) struct IpamPairs;
+
+impl utoipa::PartialSchema for IpamPairs {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use conclave_state::ipam::{MAX_FIELD_BYTES, MAX_TAGS};
+        crate::openapi::pairs_schema(MAX_TAGS, MAX_FIELD_BYTES, MAX_FIELD_BYTES)
+    }
+}
+
+impl utoipa::ToSchema for IpamPairs {}
 
 pub(super) fn ranges(
     field: &str,
@@ -139,17 +153,30 @@ pub(super) fn ranges(
 #[serde(deny_unknown_fields)]
 struct NetworkBody {
     /// Default: `net-<n>`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,253}$")]
     id: Option<String>,
     /// e.g. `10.0.0.0/24` or `fd00::/64`.
+    #[schema(
+        pattern = "^(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])/(3[0-2]|[12]?[0-9])|(([0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|([0-9A-Fa-f]{1,4}:){1,7}:|([0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{1,4}|([0-9A-Fa-f]{1,4}:){1,5}(:[0-9A-Fa-f]{1,4}){1,2}|([0-9A-Fa-f]{1,4}:){1,4}(:[0-9A-Fa-f]{1,4}){1,3}|([0-9A-Fa-f]{1,4}:){1,3}(:[0-9A-Fa-f]{1,4}){1,4}|([0-9A-Fa-f]{1,4}:){1,2}(:[0-9A-Fa-f]{1,4}){1,5}|[0-9A-Fa-f]{1,4}:(:[0-9A-Fa-f]{1,4}){1,6}|:((:[0-9A-Fa-f]{1,4}){1,7}|:))/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))$"
+    )]
     cidr: String,
     #[serde(default)]
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     description: String,
     #[serde(default)]
+    #[schema(value_type = IpamPairs)]
     tags: BTreeMap<String, String>,
+    /// Inside the CIDR.
+    #[schema(value_type = Option<crate::openapi::IpText>)]
     gateway: Option<String>,
+    /// Ranges inside the CIDR (at most 64).
+    #[schema(max_items = 64)]
     reserved: Option<Vec<RangeBody>>,
+    #[schema(max_items = 64)]
     pools: Option<Vec<RangeBody>>,
+    /// The network this one is carved out of (also `parent_id`).
     #[serde(alias = "parent_id")]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,253}$")]
     parent: Option<String>,
 }
 
@@ -230,7 +257,7 @@ fn network_not_found(id: &str) -> ApiError {
 }
 
 /// One network with its utilisation.
-#[utoipa::path(get, path = "/v1/ipam/networks/{id}", tag = "ipam", params(("id" = String, Path, description = "the network's id"), crate::openapi::ReadQuery),
+#[utoipa::path(get, path = "/v1/ipam/networks/{id}", tag = "ipam", params(("id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,253}$", description = "the network's id"), crate::openapi::ReadQuery),
     responses((status = 200, body = NetworkView), (status = 404, body = conclave_types::ErrorBody, description = "no such network")))]
 pub(crate) async fn get_network(
     State(ctx): State<Ctx>,
@@ -253,12 +280,14 @@ pub(crate) async fn get_network(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     description: Option<String>,
+    #[schema(value_type = Option<IpamPairs>)]
     tags: Option<BTreeMap<String, String>>,
 }
 
 /// Change a network's description or tags.
-#[utoipa::path(patch, path = "/v1/ipam/networks/{id}", tag = "ipam", params(("id" = String, Path, description = "the network's id")), request_body = UpdateBody,
+#[utoipa::path(patch, path = "/v1/ipam/networks/{id}", tag = "ipam", params(("id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,253}$", description = "the network's id")), request_body = UpdateBody,
     responses((status = 200, body = NetworkView), (status = 404, body = conclave_types::ErrorBody, description = "no such network"), (status = 413, body = conclave_types::ErrorBody, description = "the body is above the agent's value limit")))]
 pub(crate) async fn update_network(
     State(ctx): State<Ctx>,
@@ -282,7 +311,7 @@ pub(crate) async fn update_network(
 
 /// Delete a network (refused while it holds allocations or children, unless forced).
 #[utoipa::path(delete, path = "/v1/ipam/networks/{id}", tag = "ipam",
-    params(("id" = String, Path, description = "the network's id"), ("force" = Option<bool>, Query, description = "release its allocations with it")),
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,253}$", description = "the network's id"), ("force" = Option<bool>, Query, description = "release its allocations with it")),
     responses((status = 200, body = NetworkDeleted), (status = 404, body = conclave_types::ErrorBody, description = "no such network"),
         (status = 409, body = conclave_types::ErrorBody, description = "it holds allocations (use force) or has child networks")))]
 pub(crate) async fn delete_network(

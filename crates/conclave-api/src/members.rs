@@ -203,9 +203,8 @@ fn filter_from(raw: Option<&str>) -> Result<MemberFilter, ApiError> {
             "role" => f.roles.extend(value.split(',').map(str::to_string)),
             "healthy" => {
                 f.healthy = match value.as_str() {
-                    "true" | "1" => Some(true),
-                    "false" | "0" => Some(false),
-                    "" => None,
+                    "true" => Some(true),
+                    "false" => Some(false),
                     other => {
                         return Err(ApiError::bad_request(
                             format!("healthy={other:?} is not a boolean"),
@@ -245,8 +244,8 @@ fn filter_from(raw: Option<&str>) -> Result<MemberFilter, ApiError> {
     params(
         ("role" = Option<String>, Query, description = "comma-separated roles (`voter,client`)"),
         ("healthy" = Option<bool>, Query, description = "only healthy (or unhealthy) members"),
-        ("tag" = Option<String>, Query, description = "`key=value`; repeat for several"),
-        ("state" = Option<String>, Query, description = "comma-separated states: alive, suspect, dead, left")),
+        ("tag" = Option<String>, Query, pattern = "=", description = "`key=value`; repeat for several"),
+        ("state" = Option<String>, Query, pattern = "^(alive|suspect|dead|left)(,(alive|suspect|dead|left))*$", description = "comma-separated states: alive, suspect, dead, left")),
     responses((status = 200, body = Vec<GossipMember>)))]
 async fn list(
     State(ctx): State<MCtx>,
@@ -265,7 +264,7 @@ async fn list(
 
 /// One gossip member.
 #[utoipa::path(get, path = "/v1/members/{id}", tag = "members",
-    params(("id" = u64, Path, description = "the member's node id")),
+    params(("id" = u64, Path, minimum = 1, description = "the member's node id")),
     responses((status = 200, body = GossipMember),
         (status = 404, body = conclave_types::ErrorBody, description = "this agent knows no such member")))]
 async fn one(

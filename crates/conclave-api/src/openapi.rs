@@ -65,6 +65,57 @@ impl utoipa::PartialSchema for Binary {
 
 impl ToSchema for Binary {}
 
+/// An IP address, v4 or v6, as text.
+pub struct IpText;
+
+impl utoipa::PartialSchema for IpText {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        let of = |f| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(f)))
+        };
+        OneOfBuilder::new()
+            .item(of(KnownFormat::Ipv4))
+            .item(of(KnownFormat::Ipv6))
+            .into()
+    }
+}
+
+impl ToSchema for IpText {}
+
+/// A map of names to text, as tags and labels are: at most `max` pairs, each key 1 to
+/// `key_len` letters, digits, `.`, `_` or `-`, each value at most `value_len` characters
+/// and no control character.
+pub(crate) fn pairs_schema(
+    max: usize,
+    key_len: usize,
+    value_len: usize,
+) -> RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(max))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(format!("^[A-Za-z0-9._-]{{1,{key_len}}}$"))),
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(value_len))
+                .pattern(Some(NO_CONTROL)),
+        ))
+        .into()
+}
+
+/// Text without control characters (what `char::is_control` refuses).
+pub const NO_CONTROL: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]*$";
+
 /// The query of a read that can be served stale.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -146,8 +197,217 @@ struct Root;
 /// `GET /v1/openapi.json`: this document.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "status",
     responses((status = 200, description = "the OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
-pub(crate) async fn openapi_json() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-cache")], Json(document()))
+pub(crate) async fn openapi_json(
+    axum::extract::State(ctx): axum::extract::State<crate::Ctx>,
+) -> impl IntoResponse {
+    let mut doc = document_json();
+    // This agent's own limits, where they are settings.
+    if let Some(wait) = doc.pointer_mut("/components/schemas/CampaignRequest/properties/wait_ms") {
+        wait["maximum"] = ctx.limits.max_campaign_wait_ms.into();
+    }
+    ([(header::CACHE_CONTROL, "no-cache")], Json(doc))
+}
+
+/// [`document`] as served: every unsigned integer also bounded above by its type, which
+/// utoipa's typed model cannot state for `u64` (its maximum does not fit a JSON float
+/// exactly): a checker then neither sends nor expects values the server cannot parse.
+pub fn document_json() -> serde_json::Value {
+    let mut json = serde_json::to_value(document()).unwrap_or_default();
+    bound_unsigned(&mut json);
+    add_links(&mut json);
+    if let Some(schemas) = json
+        .pointer_mut("/components/schemas")
+        .and_then(|s| s.as_object_mut())
+    {
+        for name in CLOSED_BODIES {
+            if let Some(schema) = schemas.get_mut(*name) {
+                close_objects(schema);
+            }
+        }
+    }
+    json
+}
+
+/// One parameter a link fills: (target operation, parameter, runtime expression).
+type LinkParam = (&'static str, &'static str, &'static str);
+
+/// What a response names that another operation takes (OpenAPI links): where a client, or
+/// a stateful checker, goes next. `(operation, status, [(target operation, parameter,
+/// runtime expression)])`.
+const LINKS: &[(&str, &str, &[LinkParam])] = &[
+    (
+        "kv_put",
+        "200",
+        &[
+            ("kv_get", "key", "$request.path.key"),
+            ("kv_delete", "key", "$request.path.key"),
+        ],
+    ),
+    (
+        "config_put",
+        "200",
+        &[
+            ("config_get", "kind", "$request.path.kind"),
+            ("config_get", "name", "$request.path.name"),
+            ("config_history", "kind", "$request.path.kind"),
+            ("config_history", "name", "$request.path.name"),
+            ("config_delete", "kind", "$request.path.kind"),
+            ("config_delete", "name", "$request.path.name"),
+        ],
+    ),
+    (
+        "elections_campaign",
+        "200",
+        &[("elections_get", "name", "$request.path.name")],
+    ),
+    (
+        "ipam_create_network",
+        "201",
+        &[
+            ("ipam_get_network", "id", "$response.body#/id"),
+            ("ipam_update_network", "id", "$response.body#/id"),
+            ("ipam_delete_network", "id", "$response.body#/id"),
+        ],
+    ),
+    (
+        "ipam_allocate",
+        "201",
+        &[
+            ("ipam_get_allocation", "id", "$response.body#/id"),
+            ("ipam_renew", "id", "$response.body#/id"),
+            ("ipam_release", "id", "$response.body#/id"),
+        ],
+    ),
+    (
+        "acl_create_token",
+        "200",
+        &[
+            ("acl_get_token", "accessor", "$response.body#/accessor_id"),
+            (
+                "acl_delete_token",
+                "accessor",
+                "$response.body#/accessor_id",
+            ),
+        ],
+    ),
+    (
+        "acl_put_policy",
+        "200",
+        &[
+            ("acl_get_policy", "name", "$response.body#/name"),
+            ("acl_delete_policy", "name", "$response.body#/name"),
+        ],
+    ),
+];
+
+fn add_links(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for op in item.values_mut() {
+            let Some(id) = op.get("operationId").and_then(|i| i.as_str()) else {
+                continue;
+            };
+            let canonical = id.trim_end_matches("_seed").to_owned();
+            // An alias links to the aliases of its targets.
+            let suffix = if canonical.len() < id.len() {
+                "_seed"
+            } else {
+                ""
+            };
+            for (from, status, targets) in LINKS {
+                if *from != canonical {
+                    continue;
+                }
+                let Some(response) = op.pointer_mut(&format!("/responses/{status}")) else {
+                    continue;
+                };
+                let mut links = serde_json::Map::new();
+                for (target, param, expression) in *targets {
+                    let target = if target.starts_with("ipam_") {
+                        format!("{target}{suffix}")
+                    } else {
+                        target.to_string()
+                    };
+                    let link = links.entry(target.clone()).or_insert_with(
+                        || serde_json::json!({"operationId": target, "parameters": {}}),
+                    );
+                    link["parameters"][*param] = (*expression).into();
+                }
+                response["links"] = links.into();
+            }
+        }
+    }
+}
+
+/// Request bodies read with `deny_unknown_fields`: their objects take no other property.
+const CLOSED_BODIES: &[&str] = &[
+    "AddMemberRequest",
+    "TransferRequest",
+    "CampaignRequest",
+    "LeaseRequest",
+    "TokenRequest",
+    "PolicyRequest",
+    "KeyOp",
+    "HandoverRequest",
+    "NetworkBody",
+    "UpdateBody",
+    "AllocationBody",
+    "RenewBody",
+    "RangeBody",
+    "RowBody",
+    "SecretCheck",
+];
+
+fn close_objects(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            if map.contains_key("properties") {
+                map.entry("additionalProperties").or_insert(false.into());
+            }
+            for (key, child) in map.iter_mut() {
+                // A map's values are data, not this body's fields.
+                if key != "additionalProperties" {
+                    close_objects(child);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(close_objects),
+        _ => {}
+    }
+}
+
+fn bound_unsigned(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            // utoipa spells these formats `u-int64`...; the registry's name is `uint64`.
+            let (name, max): (&str, u64) = match map.get("format").and_then(|f| f.as_str()) {
+                Some("uint64" | "u-int64") => ("uint64", u64::MAX),
+                Some("uint32" | "u-int32") => ("uint32", u32::MAX.into()),
+                Some("uint16" | "u-int16") => ("uint16", u16::MAX.into()),
+                Some("uint8" | "u-int8") => ("uint8", u8::MAX.into()),
+                _ => ("", 0),
+            };
+            if !name.is_empty() {
+                map.insert("format".into(), name.into());
+                map.entry("minimum").or_insert(0.into());
+                map.entry("maximum").or_insert(max.into());
+            }
+            // A map keyed by node id: JSON object keys are strings of digits.
+            if let Some(names) = map.get_mut("propertyNames")
+                && names.get("type").is_some_and(|t| t == "integer")
+            {
+                *names = serde_json::json!({"type": "string", "pattern": "^[0-9]{1,20}$"});
+            }
+            map.values_mut().for_each(bound_unsigned);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(bound_unsigned),
+        _ => {}
+    }
 }
 
 /// The whole document: every module's operations, the common errors and the aliases.

@@ -62,6 +62,39 @@ pub(crate) fn get<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a 
         .map(|(_, v)| v.as_str())
 }
 
+/// A duration written as numbers with units, `24h`, `1d12h`, `90s`, `250ms`, in
+/// milliseconds. Nothing else: the API document states exactly this grammar,
+/// `^([0-9]{1,9}(ms|s|m|h|d))+$` (token `ttl`, audit `since`).
+pub fn duration_ms(text: &str) -> Option<u64> {
+    let mut total: u64 = 0;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (1, 2)
+        } else {
+            match rest.as_bytes().first()? {
+                b's' => (1_000, 1),
+                b'm' => (60_000, 1),
+                b'h' => (3_600_000, 1),
+                b'd' => (86_400_000, 1),
+                _ => return None,
+            }
+        };
+        rest = &rest[len..];
+        total = total.saturating_add(n.saturating_mul(unit));
+    }
+    Some(total)
+}
+
 /// A revision parameter such as `cas`.
 pub(crate) fn revision(params: &[(String, String)], name: &str) -> Result<Option<u64>, ApiError> {
     get(params, name)
@@ -82,7 +115,7 @@ pub(crate) fn revision(params: &[(String, String)], name: &str) -> Result<Option
 pub(crate) fn flag(params: &[(String, String)], name: &str) -> Result<bool, ApiError> {
     match get(params, name) {
         None | Some("false") => Ok(false),
-        Some("true") | Some("") => Ok(true),
+        Some("true") => Ok(true),
         Some(other) => Err(ApiError::bad_request(
             format!("{name} must be true or false, got {other:?}"),
             format!("pass ?{name}=true or leave it out"),
@@ -112,6 +145,18 @@ mod tests {
         assert_eq!(key_from_path("/v1/kv/caf%C3%A9").unwrap(), "café");
         assert_eq!(key_from_path("/v1/kv/%2541").unwrap(), "%41");
         assert!(key_from_path("/v1/kv/%FF").is_err());
+    }
+
+    #[test]
+    fn durations_are_numbers_with_units() {
+        assert_eq!(duration_ms("24h"), Some(86_400_000));
+        assert_eq!(duration_ms("1d12h"), Some(129_600_000));
+        assert_eq!(duration_ms("250ms"), Some(250));
+        assert_eq!(duration_ms("90s"), Some(90_000));
+        assert_eq!(duration_ms("5m"), Some(300_000));
+        for bad in ["", "h", "24", "1 h", "1hour", "1.5h", "-1h", "1234567890s"] {
+            assert_eq!(duration_ms(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -131,7 +131,7 @@ pub(crate) async fn list(State(ctx): State<Ctx>, uri: Uri) -> Result<Response, A
 }
 
 /// One role.
-#[utoipa::path(get, path = "/v1/roles/{name}", tag = "roles", params(("name" = String, Path, description = "the role's name"), crate::openapi::ReadQuery),
+#[utoipa::path(get, path = "/v1/roles/{name}", tag = "roles", params(("name" = String, Path, min_length = 1, description = "the role's name"), crate::openapi::ReadQuery),
     responses((status = 200, body = RoleView), (status = 404, body = conclave_types::ErrorBody, description = "no agent declares this role")))]
 pub(crate) async fn get(
     State(ctx): State<Ctx>,
@@ -176,7 +176,7 @@ pub struct HandoverAccepted {
 }
 
 /// The holder steps down for the chosen candidate (default: the highest-priority live one).
-#[utoipa::path(post, path = "/v1/roles/{name}/handover", tag = "roles", params(("name" = String, Path, description = "the role's name")),
+#[utoipa::path(post, path = "/v1/roles/{name}/handover", tag = "roles", params(("name" = String, Path, min_length = 1, description = "the role's name")),
     request_body(content = Option<HandoverRequest>, description = "optional: `to`, the node to hand over to"),
     responses(
         (status = 202, body = HandoverAccepted, description = "the holder was asked to step down"),
@@ -192,7 +192,7 @@ pub(crate) async fn handover(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&ctx, &headers, body).await?;
-    let req: HandoverRequest = if bytes.is_empty() {
+    let req: HandoverRequest = if crate::error::absent(&bytes) {
         HandoverRequest::default()
     } else {
         crate::error::parse_json(

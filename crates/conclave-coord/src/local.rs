@@ -20,7 +20,7 @@ use crate::error::unexpected;
 use crate::{CoordError, Read};
 
 /// The longest a campaign may wait to be elected.
-pub const MAX_CAMPAIGN_WAIT: Duration = Duration::from_secs(300);
+pub const MAX_CAMPAIGN_WAIT: Duration = Duration::from_millis(conclave_types::MAX_CAMPAIGN_WAIT_MS);
 
 /// RFC 3339 of a leader wall-clock stamp.
 ///
@@ -209,6 +209,9 @@ impl Local {
         kind: Option<&str>,
         read: Read,
     ) -> Result<(Vec<ConfigListItem>, u64), CoordError> {
+        if let Some(kind) = kind {
+            kinds::check_kind_name(kind)?;
+        }
         self.read_point(read).await?;
         Ok(self.node.state().read(|a| {
             let items = a

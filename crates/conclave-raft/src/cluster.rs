@@ -304,6 +304,12 @@ impl RaftNode {
                     }
                 }
                 if voter && !voters.contains(&node_id) {
+                    // Like a promotion: only a learner the leader hears and that keeps up
+                    // (a learner added before, or one openraft stopped waiting for).
+                    let status = self.leader_status();
+                    if let Some(m) = status.members.iter().find(|m| m.node_id == node_id) {
+                        policy::learner_may_vote(m)?;
+                    }
                     self.change(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), true)
                         .await?;
                 }

@@ -11,6 +11,9 @@ use crate::{Command, SYSTEM_PREFIX, elections};
 pub struct Limits {
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
+    /// The longest an election campaign may wait to be elected (at most
+    /// [`conclave_types::MAX_CAMPAIGN_WAIT_MS`]).
+    pub max_campaign_wait_ms: u64,
 }
 
 impl Default for Limits {
@@ -18,6 +21,7 @@ impl Default for Limits {
         Self {
             max_key_bytes: 4096,
             max_value_bytes: 1024 * 1024,
+            max_campaign_wait_ms: conclave_types::MAX_CAMPAIGN_WAIT_MS,
         }
     }
 }
@@ -39,6 +43,12 @@ pub enum LimitError {
     NameTooLong {
         what: &'static str,
         size: usize,
+        limit: usize,
+    },
+    #[error("the {what} is {chars} characters, above the limit of {limit}")]
+    NameTooManyChars {
+        what: &'static str,
+        chars: usize,
         limit: usize,
     },
     #[error(
@@ -76,19 +86,21 @@ fn check_meta(meta: &crate::audit::AuditMeta) -> Result<(), LimitError> {
 /// Most rules in a policy, and most policies on a token.
 pub const MAX_ACL_ITEMS: usize = 128;
 
-/// Names of elections, candidates, kinds and documents stay short: they travel in every
-/// event and gossip message.
-pub const MAX_NAME_BYTES: usize = 256;
+/// Names of elections, candidates and policies stay short: they travel in every event and
+/// gossip message. Counted in characters, as JSON Schema's `maxLength` counts them, so the
+/// API document states the rule exactly (at most 1 KiB of UTF-8).
+pub const MAX_NAME_CHARS: usize = 256;
 
 fn check_name(what: &'static str, name: &str) -> Result<(), LimitError> {
     if name.is_empty() {
         return Err(LimitError::EmptyName { what });
     }
-    if name.len() > MAX_NAME_BYTES {
-        return Err(LimitError::NameTooLong {
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(LimitError::NameTooManyChars {
             what,
-            size: name.len(),
-            limit: MAX_NAME_BYTES,
+            chars,
+            limit: MAX_NAME_CHARS,
         });
     }
     Ok(())

@@ -76,6 +76,7 @@ enum ResourceJson {
     },
     Config {
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$")]
         kind: Option<String>,
     },
     Elections,
@@ -123,6 +124,21 @@ impl From<ResourceJson> for Resource {
         }
     }
 }
+
+/// A policy's name as the API document describes it: 1 to 256 bytes.
+pub struct PolicyName;
+
+impl utoipa::PartialSchema for PolicyName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(256))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PolicyName {}
 
 /// A rule's schema is the JSON spelling's ([`RuleJson`]); postcard's tuple is not on the API.
 impl utoipa::PartialSchema for Rule {
@@ -214,9 +230,12 @@ pub struct TokenSecret {
 pub struct TokenRequest {
     #[serde(default)]
     pub description: String,
+    #[schema(value_type = Vec<PolicyName>, max_items = 128)]
     pub policies: Vec<String>,
     /// How long the token lives, e.g. "24h"; absent: until deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Numbers with units: ms, s, m, h, d (the API's duration grammar).
+    #[schema(pattern = "^([0-9]{1,9}(ms|s|m|h|d))+$")]
     pub ttl: Option<String>,
 }
 

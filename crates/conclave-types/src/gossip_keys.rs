@@ -14,11 +14,20 @@ pub const KEYS_VERSION: u32 = 1;
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum KeyOp {
     /// Open datagrams sealed with this key too.
-    Install { key: String },
+    Install {
+        #[schema(pattern = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")]
+        key: String,
+    },
     /// Seal with this key from now on.
-    Use { key: String },
+    Use {
+        #[schema(pattern = "^([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=|[0-9a-f]{8})$")]
+        key: String,
+    },
     /// Stop opening datagrams sealed with this key (never the one in use).
-    Remove { key: String },
+    Remove {
+        #[schema(pattern = "^([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=|[0-9a-f]{8})$")]
+        key: String,
+    },
 }
 
 impl KeyOp {

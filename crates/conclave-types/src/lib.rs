@@ -143,15 +143,23 @@ pub struct ConfigListItem {
     pub hash: String,
 }
 
+/// The longest a campaign waits to be elected.
+pub const MAX_CAMPAIGN_WAIT_MS: u64 = 300_000;
+
 /// `POST /v1/elections/{name}/campaign` body.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignRequest {
+    /// 1 to 256 bytes.
+    #[schema(min_length = 1, max_length = 256)]
     pub candidate: String,
     /// Lease length; the holder must keep it alive within this time.
+    #[schema(minimum = 500, maximum = 3600000)]
     pub ttl_ms: u64,
-    /// How long to wait to be elected before answering `elected: false` (0 = try once).
+    /// How long to wait to be elected before answering `elected: false` (0 = try once);
+    /// at most [`MAX_CAMPAIGN_WAIT_MS`].
     #[serde(default)]
+    #[schema(maximum = 300000)]
     pub wait_ms: u64,
 }
 
@@ -159,6 +167,7 @@ pub struct CampaignRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
+    #[schema(min_length = 1, max_length = 256)]
     pub candidate: String,
     pub epoch: u64,
 }
@@ -379,9 +388,13 @@ pub struct ClusterStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMemberRequest {
+    #[schema(minimum = 1)]
     pub node_id: u64,
-    /// `addr` in the IPAM seed's `POST /api/v1/cluster/nodes`.
+    /// `HOST:PORT`; `addr` in the IPAM seed's `POST /api/v1/cluster/nodes`.
     #[serde(alias = "addr")]
+    #[schema(
+        pattern = "^([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\]):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+    )]
     pub rpc_addr: String,
     #[serde(default)]
     pub api_addr: String,
@@ -396,6 +409,7 @@ pub struct AddMemberRequest {
 pub struct TransferRequest {
     /// The node to hand leadership to; the most caught-up voter when absent.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub to: Option<u64>,
 }
 

@@ -46,6 +46,8 @@ pub struct AgentConfig {
     pub max_key_bytes: usize,
     /// Largest value accepted, bytes.
     pub max_value_bytes: usize,
+    /// The longest an election campaign may wait to be elected, ms (at most 300000).
+    pub max_campaign_wait_ms: u64,
     /// Raft timings and compaction.
     pub raft: RaftTuning,
     /// Join secret: required on every node RPC connection when set. Never printed.
@@ -221,6 +223,7 @@ impl Default for AgentConfig {
             log_level: "info".to_string(),
             max_key_bytes: limits.max_key_bytes,
             max_value_bytes: limits.max_value_bytes,
+            max_campaign_wait_ms: limits.max_campaign_wait_ms,
             raft: RaftTuning::default(),
             cluster_token: None,
             cluster_token_file: None,
@@ -258,6 +261,7 @@ impl AgentConfig {
         conclave_state::Limits {
             max_key_bytes: self.max_key_bytes,
             max_value_bytes: self.max_value_bytes,
+            max_campaign_wait_ms: self.max_campaign_wait_ms,
         }
     }
 
@@ -447,6 +451,13 @@ impl AgentConfig {
         }
         if self.max_key_bytes == 0 || self.max_value_bytes == 0 {
             bail!("max_key_bytes and max_value_bytes must be at least 1");
+        }
+        if self.max_campaign_wait_ms > conclave_types::MAX_CAMPAIGN_WAIT_MS {
+            bail!(
+                "max_campaign_wait_ms is {}, above the most a campaign can wait, {} ms",
+                self.max_campaign_wait_ms,
+                conclave_types::MAX_CAMPAIGN_WAIT_MS
+            );
         }
         let r = &self.raft;
         if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms {

@@ -47,16 +47,29 @@ pub(crate) struct Released {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AllocationBody {
+    /// Also `network`.
     #[serde(alias = "network")]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,253}$")]
     network_id: String,
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,253}$")]
     hostname: Option<String>,
+    /// A particular address (also `ip`, `ip_address`); default: the next free one.
     #[serde(alias = "ip", alias = "ip_address")]
+    #[schema(value_type = Option<crate::openapi::IpText>)]
     address: Option<String>,
+    #[schema(max_length = 253, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     owner: Option<String>,
     #[serde(default)]
+    #[schema(value_type = super::IpamPairs)]
     labels: BTreeMap<String, String>,
+    /// Repeat a request with the same id to get its allocation again.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,253}$")]
     request_id: Option<String>,
+    /// Lease the address for this long (renew before it ends).
+    #[schema(minimum = 1000, maximum = 31536000000_u64)]
     ttl_ms: Option<u64>,
+    /// How many addresses (default 1).
+    #[schema(minimum = 1, maximum = 1024)]
     count: Option<u32>,
 }
 
@@ -118,7 +131,7 @@ pub(crate) async fn allocate(
         ("network" = Option<String>, Query, description = "only this network's (also `network_id`)"),
         ("network_id" = Option<String>, Query, description = "the same as `network`"),
         ("hostname" = Option<String>, Query, description = "only this hostname's"),
-        ("label" = Option<String>, Query, description = "`key=value`: only allocations with this label"),
+        ("label" = Option<String>, Query, pattern = "=", description = "`key=value`: only allocations with this label"),
         ("prefix" = Option<String>, Query, description = "only addresses starting with this text"),
         ("after" = Option<String>, Query, description = "the previous page's `next_after`"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "at most this many (default 1000)"),
@@ -209,7 +222,7 @@ pub(crate) async fn list_allocations(
 }
 
 /// One allocation.
-#[utoipa::path(get, path = "/v1/ipam/allocations/{id}", tag = "ipam", params(("id" = String, Path, description = "the allocation's id"), crate::openapi::ReadQuery),
+#[utoipa::path(get, path = "/v1/ipam/allocations/{id}", tag = "ipam", params(("id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,253}$", description = "the allocation's id"), crate::openapi::ReadQuery),
     responses((status = 200, body = Allocation), (status = 404, body = conclave_types::ErrorBody, description = "no such allocation")))]
 pub(crate) async fn get_allocation(
     State(ctx): State<Ctx>,
@@ -227,7 +240,7 @@ pub(crate) async fn get_allocation(
 }
 
 /// Release an allocation.
-#[utoipa::path(delete, path = "/v1/ipam/allocations/{id}", tag = "ipam", params(("id" = String, Path, description = "the allocation's id")),
+#[utoipa::path(delete, path = "/v1/ipam/allocations/{id}", tag = "ipam", params(("id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,253}$", description = "the allocation's id")),
     responses((status = 200, body = Released), (status = 404, body = conclave_types::ErrorBody, description = "no such allocation")))]
 pub(crate) async fn release(
     State(ctx): State<Ctx>,
@@ -290,11 +303,12 @@ pub(crate) async fn release_by(
 #[serde(deny_unknown_fields)]
 pub(crate) struct RenewBody {
     /// A new lease length; default: the allocation's own.
+    #[schema(minimum = 1000, maximum = 31536000000_u64)]
     ttl_ms: Option<u64>,
 }
 
 /// Extend an allocation's lease (by its TTL or a new `ttl_ms`).
-#[utoipa::path(post, path = "/v1/ipam/allocations/{id}/renew", tag = "ipam", params(("id" = String, Path, description = "the allocation's id")),
+#[utoipa::path(post, path = "/v1/ipam/allocations/{id}/renew", tag = "ipam", params(("id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,253}$", description = "the allocation's id")),
     request_body(content = Option<RenewBody>, description = "optional"),
     responses((status = 200, body = Allocation),
         (status = 404, body = conclave_types::ErrorBody, description = "no such allocation"),
@@ -308,7 +322,7 @@ pub(crate) async fn renew(
     req: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&ctx, &headers, req).await?;
-    let b: RenewBody = if bytes.is_empty() {
+    let b: RenewBody = if crate::error::absent(&bytes) {
         RenewBody::default()
     } else {
         crate::error::parse_json(&bytes, "request", r#"send JSON like {"ttl_ms": 60000}"#)?

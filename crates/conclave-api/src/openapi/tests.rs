@@ -210,3 +210,56 @@ fn consistency_is_a_closed_set() {
         "{text}"
     );
 }
+
+#[test]
+fn the_served_document_bounds_unsigned_integers_closes_request_bodies_and_links_real_operations() {
+    let doc = document_json();
+    let text = doc.to_string();
+    assert!(!text.contains("u-int"), "utoipa's format spelling leaked");
+    let cas = doc["paths"]["/v1/kv/{key}"]["put"]["parameters"][1]["schema"].clone();
+    assert_eq!(cas["format"], "uint64");
+    assert_eq!(cas["maximum"], serde_json::json!(u64::MAX));
+    for name in CLOSED_BODIES {
+        let schema = &doc["components"]["schemas"][*name];
+        assert!(schema.is_object(), "{name} is not a component");
+        let has_closed = schema
+            .to_string()
+            .contains("\"additionalProperties\":false");
+        assert!(has_closed, "{name} is not closed: {schema}");
+    }
+    let ids: BTreeSet<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|op| op["operationId"].as_str().map(str::to_owned))
+        .collect();
+    let mut links = 0;
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            for response in op["responses"]
+                .as_object()
+                .into_iter()
+                .flat_map(|r| r.values())
+            {
+                for link in response["links"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|l| l.values())
+                {
+                    links += 1;
+                    let target = link["operationId"].as_str().unwrap();
+                    assert!(
+                        ids.contains(target),
+                        "a link to {target}, which is no operation"
+                    );
+                }
+            }
+        }
+    }
+    assert!(links >= 20, "{links} links");
+    // A map keyed by node id has string keys in JSON.
+    let names =
+        &doc["components"]["schemas"]["KeyringAnswer"]["properties"]["nodes"]["propertyNames"];
+    assert_eq!(names["type"], "string");
+}

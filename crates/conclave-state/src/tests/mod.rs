@@ -138,6 +138,7 @@ fn limits_reject_with_sizes() {
     let l = Limits {
         max_key_bytes: 3,
         max_value_bytes: 2,
+        ..Limits::default()
     };
     assert_eq!(l.check(&put("", "")), Err(LimitError::EmptyKey));
     assert_eq!(

@@ -174,7 +174,7 @@ async fn documents_are_validated_versioned_and_compare_and_swapped() {
     // A revision the store has not reached is refused, not answered with today's version.
     let future = get_doc(&agent, "remote-peers/default?revision=1000000").await;
     let (status, code, _) = error_code(future).await;
-    assert_eq!((status.as_u16(), code.as_str()), (400, "future_revision"));
+    assert_eq!((status.as_u16(), code.as_str()), (404, "future_revision"));
     let now: Value = get_doc(&agent, "remote-peers/default")
         .await
         .json()
