@@ -290,7 +290,7 @@ fn since(state: &StateHandle, after: u64, q: &AuditQuery) -> Since {
     params(("after" = Option<u64>, Query, minimum = 0, description = "replay entries after this sequence number first"),
         ("kind" = Option<conclave_types::audit::AuditKind>, Query, description = "only entries of this kind"), ("actor" = Option<String>, Query, description = "only entries by this actor (token accessor, node or `anonymous`)"), ("heartbeat_ms" = Option<u64>, Query, minimum = 100, maximum = 300000, description = "a comment line this often (default 10 s)")),
     responses(
-        (status = 200, content_type = "text/event-stream", body = String, description = "`entry` events whose data is an `AuditRecord`"),
+        (status = 200, content_type = "text/event-stream", body = crate::openapi::AuditEvent, description = "`entry` events whose data is an `AuditRecord`"),
         (status = 410, body = conclave_types::ErrorBody, description = "entries after `after` were dropped from the log"),
     ))]
 /// `after` (or `Last-Event-ID`; default: only new ones), then each new one as it applies,

@@ -171,7 +171,7 @@ fn render_transition(change: &Change) -> Event {
 /// The current state, then every transition, as server-sent events.
 #[utoipa::path(get, path = "/v1/elections/{name}/observe", tag = "watch", params(("name" = String, Path, min_length = 1, max_length = 256, description = "the election's name (1 to 256 bytes)"), ("from_revision" = Option<u64>, Query, minimum = 0, description = "replay changes after this revision first (a `Last-Event-ID` header does the same)"), ("heartbeat_ms" = Option<u64>, Query, minimum = 100, maximum = 300000, description = "a comment line this often (default 10 s)")),
     responses(
-        (status = 200, content_type = "text/event-stream", body = String, description = "`state` first (an `ElectionStatus`), then `elected`, `resigned`, `expired`, `handover_requested`"),
+        (status = 200, content_type = "text/event-stream", body = crate::openapi::ElectionEvent, description = "`state` first (an `ElectionStatus`), then `elected`, `resigned`, `expired`, `handover_requested`"),
         (status = 410, body = conclave_types::ErrorBody, description = "the start revision was compacted away: list again and watch from the listing's index"),
     ))]
 pub(crate) async fn observe(
@@ -181,6 +181,7 @@ pub(crate) async fn observe(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = query::parse(uri.query(), &["from_revision", "heartbeat_ms"])?;
+    conclave_state::check_election_name(&name)?;
     let state = ctx.node.state().clone();
     let resuming = headers.contains_key("last-event-id");
     let after = watch::start_revision(&state, &headers, &params)?;

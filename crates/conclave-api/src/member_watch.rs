@@ -20,15 +20,15 @@ use futures::StreamExt;
 use crate::members::MCtx;
 use crate::{ApiError, query};
 
-/// `?events=join,dead` as the kinds to send (default: all).
+/// `?events=join,dead` as the kinds to send (default: all); exactly that grammar, as the
+/// API document states it.
 fn kinds(params: &[(String, String)]) -> Result<Vec<MemberEventKind>, ApiError> {
     let Some(list) = query::get(params, "events") else {
         return Ok(MemberEventKind::ALL.to_vec());
     };
     list.split(',')
-        .filter(|s| !s.is_empty())
         .map(|s| {
-            MemberEventKind::parse(s.trim()).ok_or_else(|| {
+            MemberEventKind::parse(s).ok_or_else(|| {
                 ApiError::bad_request(
                     format!("{s:?} is not a membership event"),
                     format!(
@@ -47,8 +47,8 @@ pub(crate) struct Doc;
 
 /// Membership changes as server-sent events: a `snapshot` first, then each change.
 #[utoipa::path(get, path = "/v1/members/watch", tag = "watch", operation_id = "members",
-    params(("events" = Option<String>, Query, description = "comma-separated event kinds to receive (default: all)"), ("heartbeat_ms" = Option<u64>, Query, minimum = 100, maximum = 300000, description = "a comment line this often (default 10 s)")),
-    responses((status = 200, content_type = "text/event-stream", body = String,
+    params(("events" = Option<String>, Query, pattern = "^(join|update|suspect|dead|left|reaped)(,(join|update|suspect|dead|left|reaped))*$", description = "comma-separated event kinds to receive (default: all)"), ("heartbeat_ms" = Option<u64>, Query, minimum = 100, maximum = 300000, description = "a comment line this often (default 10 s)")),
+    responses((status = 200, content_type = "text/event-stream", body = crate::openapi::MemberStreamEvent,
         description = "`snapshot` (the members), then `MemberEvent`s by kind")))]
 pub(crate) async fn watch(State(ctx): State<MCtx>, uri: Uri) -> Result<Response, ApiError> {
     let params = query::parse(uri.query(), &["events", "heartbeat_ms"])?;

@@ -116,6 +116,52 @@ pub(crate) fn pairs_schema(
 /// Text without control characters (what `char::is_control` refuses).
 pub const NO_CONTROL: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]*$";
 
+/// One server-sent event of a stream whose events are named `events`: the event's name, its
+/// data (JSON, as text) and its id (a revision or sequence number, for `Last-Event-ID`).
+fn sse_event(events: &[&str]) -> RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("event", text().enum_values(Some(events.iter().copied())))
+        .property("data", text().content_media_type("application/json"))
+        .property("id", text().pattern(Some("^[0-9]+$")))
+        .required("data")
+        .into()
+}
+
+macro_rules! event_stream {
+    ($(#[$doc:meta])* $name:ident: $($event:literal),+) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+                sse_event(&[$($event),+])
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+event_stream!(
+    /// `/v1/watch`: each change, or an `error` (the start was compacted) before the end.
+    KvEvent: "put", "delete", "error"
+);
+event_stream!(
+    /// `/v1/members/watch`: the members now, then each change.
+    MemberStreamEvent: "snapshot", "join", "update", "suspect", "dead", "left", "reaped"
+);
+event_stream!(
+    /// `/v1/elections/{name}/observe`: the election now, then each transition.
+    ElectionEvent: "state", "elected", "resigned", "expired", "handover_requested", "changed", "error"
+);
+event_stream!(
+    /// `/v1/audit/watch`: each entry, or an `error` (entries were dropped) before the end.
+    AuditEvent: "entry", "error"
+);
+
 /// The query of a read that can be served stale.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]

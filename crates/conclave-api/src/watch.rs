@@ -213,7 +213,7 @@ pub(crate) struct Doc;
 #[utoipa::path(get, path = "/v1/watch", tag = "watch", operation_id = "kv",
     params(("prefix" = Option<String>, Query, description = "only keys starting with this"), ("from_revision" = Option<u64>, Query, minimum = 0, description = "replay changes after this revision first (a `Last-Event-ID` header does the same)"), ("heartbeat_ms" = Option<u64>, Query, minimum = 100, maximum = 300000, description = "a comment line this often (default 10 s)")),
     responses(
-        (status = 200, content_type = "text/event-stream", body = String, description = "events whose data is a `WatchEvent`"),
+        (status = 200, content_type = "text/event-stream", body = crate::openapi::KvEvent, description = "events whose data is a `WatchEvent`"),
         (status = 410, body = conclave_types::ErrorBody, description = "the start revision was compacted away: list again and watch from the listing's index"),
     ))]
 pub(crate) async fn watch(

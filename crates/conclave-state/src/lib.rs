@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 pub use command::{Batch, Change, Command, ExpectedRevision, Outcome};
 pub use elections::{ClusterClock, Election, ElectionEvent, Holder, PlannedHandover, Transition};
-pub use limits::{LimitError, Limits, MAX_NAME_CHARS};
+pub use limits::{LimitError, Limits, MAX_NAME_CHARS, check_election_name};
 pub use names::Refusal;
 pub use registry::{ConfigEntry, ConfigVersion};
 

@@ -91,6 +91,12 @@ pub const MAX_ACL_ITEMS: usize = 128;
 /// API document states the rule exactly (at most 1 KiB of UTF-8).
 pub const MAX_NAME_CHARS: usize = 256;
 
+/// An election's name follows the rules of every name here (for reads, which propose
+/// nothing to be checked).
+pub fn check_election_name(name: &str) -> Result<(), LimitError> {
+    check_name("election name", name)
+}
+
 fn check_name(what: &'static str, name: &str) -> Result<(), LimitError> {
     if name.is_empty() {
         return Err(LimitError::EmptyName { what });
