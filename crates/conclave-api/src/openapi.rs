@@ -261,6 +261,7 @@ pub fn document_json() -> serde_json::Value {
     let mut json = serde_json::to_value(document()).unwrap_or_default();
     bound_unsigned(&mut json);
     add_links(&mut json);
+    plain_descriptions(&mut json);
     if let Some(schemas) = json
         .pointer_mut("/components/schemas")
         .and_then(|s| s.as_object_mut())
@@ -423,6 +424,24 @@ fn close_objects(v: &mut serde_json::Value) {
             }
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(close_objects),
+        _ => {}
+    }
+}
+
+/// Descriptions come from doc comments: rustdoc's links (`` [`Name`] ``) read as `` `Name` ``.
+fn plain_descriptions(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                match child {
+                    serde_json::Value::String(text) if key == "description" => {
+                        *text = text.replace("[`", "`").replace("`]", "`");
+                    }
+                    _ => plain_descriptions(child),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(plain_descriptions),
         _ => {}
     }
 }

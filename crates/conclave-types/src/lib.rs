@@ -156,8 +156,8 @@ pub struct CampaignRequest {
     /// Lease length; the holder must keep it alive within this time.
     #[schema(minimum = 500, maximum = 3600000)]
     pub ttl_ms: u64,
-    /// How long to wait to be elected before answering `elected: false` (0 = try once);
-    /// at most [`MAX_CAMPAIGN_WAIT_MS`].
+    /// How long to wait to be elected before answering `elected: false` (0 = try once); at
+    /// most the agent's `max_campaign_wait_ms` (300000 unless set lower).
     #[serde(default)]
     #[schema(maximum = 300000)]
     pub wait_ms: u64,

@@ -216,6 +216,10 @@ fn the_served_document_bounds_unsigned_integers_closes_request_bodies_and_links_
     let doc = document_json();
     let text = doc.to_string();
     assert!(!text.contains("u-int"), "utoipa's format spelling leaked");
+    assert!(
+        !text.contains("[`"),
+        "a rustdoc link leaked into a description"
+    );
     let cas = doc["paths"]["/v1/kv/{key}"]["put"]["parameters"][1]["schema"].clone();
     assert_eq!(cas["format"], "uint64");
     assert_eq!(cas["maximum"], serde_json::json!(u64::MAX));
