@@ -397,8 +397,26 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-/// A JSON request body as `T`; a 400 says what was expected (`what`) and how to send it.
+/// A JSON object request body as `T`; a 400 says what was expected (`what`) and how to
+/// send it. Only an object: serde would also read a struct from an array of its fields
+/// (`[["a"]]` for `{"references": ["a"]}`), which no request here is documented to take.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+    hint: impl Into<String>,
+) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(ApiError::bad_request(
+            format!("the body is not a valid {what}: it must be a JSON object"),
+            hint,
+        ));
+    }
+    parse_json_value(bytes, what, hint)
+}
+
+/// Any JSON request body as `T` (for a body that may be an array, like an import's rows).
+pub(crate) fn parse_json_value<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     what: &str,
     hint: impl Into<String>,
@@ -450,6 +468,8 @@ mod tests {
         assert_eq!(read(r#"{"n": 465.0}"#).unwrap(), Body { n: 465 });
         assert_eq!(read(r#"{"n": 465}"#).unwrap(), Body { n: 465 });
         for bad in [
+            r#"[465]"#,
+            r#"[[]]"#,
             r#"{"n": 465.5}"#,
             r#"{"n": -1.0}"#,
             r#"{"n": 18446744073709551616}"#,

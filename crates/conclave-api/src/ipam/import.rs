@@ -70,7 +70,7 @@ fn import_row(
 /// `{"allocations": [...]}`, or the list alone; each row parsed on its own so an error
 /// names its row.
 fn from_json(bytes: &[u8]) -> Result<Vec<ImportRow>, ApiError> {
-    let body: serde_json::Value = crate::error::parse_json(bytes, "request", JSON_HINT)?;
+    let body: serde_json::Value = crate::error::parse_json_value(bytes, "request", JSON_HINT)?;
     let rows = match body {
         serde_json::Value::Array(rows) => rows,
         serde_json::Value::Object(mut o) => match o.remove("allocations") {
