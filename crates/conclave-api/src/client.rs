@@ -168,12 +168,17 @@ async fn health(State(ctx): State<CCtx>) -> Result<Json<HealthResponse>, ApiErro
     }))
 }
 
+/// What a client agent passes on to the voter: the body's type, the caller's token, a
+/// watch's resume point, and what ties the two nodes' records of the request together (the
+/// request id; the W3C trace context, which a build exporting traces rewrites to its own span).
 const FORWARDED_HEADERS: &[&str] = &[
     "content-type",
     "accept",
     "authorization",
     "last-event-id",
     "x-request-id",
+    "traceparent",
+    "tracestate",
 ];
 
 async fn forward(State(ctx): State<CCtx>, req: Request) -> Response {

@@ -16,6 +16,7 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
+use crate::telemetry::Telemetry;
 
 /// Targets whose every event is a retry of an RPC to a peer.
 const QUIET_TARGETS: &str =
@@ -77,8 +78,10 @@ pub fn set_level(log_level: &str) -> Result<(), LogLevelError> {
     }
 }
 
-/// Install the global subscriber. Errors name what was wrong with `log_level`.
-pub fn init(log_level: &str, format: LogFormat) -> Result<(), String> {
+/// Install the global subscriber, with the OpenTelemetry export when this build has it and
+/// the environment names a collector (`crate::telemetry`); keep the returned guard until
+/// exit. Errors name what was wrong with `log_level` or the export settings.
+pub fn init(log_level: &str, format: LogFormat) -> Result<Telemetry, String> {
     let quiet = !log_level.contains("openraft");
     let filter = parse_filter(log_level).map_err(|e| e.to_string())?;
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
@@ -89,11 +92,15 @@ pub fn init(log_level: &str, format: LogFormat) -> Result<(), String> {
     let registry = tracing_subscriber::registry()
         .with(filter)
         .with(quiet.then_some(DropNetworkNoise));
+    let (export, telemetry) = crate::telemetry::layer()?;
+    let registry = registry.with(export);
     match format {
         LogFormat::Json => registry.with(fmt.json()).try_init(),
         LogFormat::Text => registry.with(fmt).try_init(),
     }
-    .map_err(|e| format!("cannot install the logger: {e}"))
+    .map_err(|e| format!("cannot install the logger: {e}"))?;
+    telemetry.report();
+    Ok(telemetry)
 }
 
 /// Drops openraft's per-peer network failures (see the module docs).

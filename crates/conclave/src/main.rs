@@ -10,6 +10,7 @@ mod config;
 mod env_vars;
 mod logging;
 mod seed;
+mod telemetry;
 
 use conclave_client as client;
 

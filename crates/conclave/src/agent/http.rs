@@ -225,8 +225,15 @@ pub(super) fn app(
     let routes = conclave_api::edge::guard(routes, config.http_hosts());
     let routes = conclave_api::refuse_while_stopping(routes, stopping.clone(), id);
     let routes = routes.layer(axum::middleware::from_fn(super::metrics::record_http));
-    // Outermost: every answer, refusals included, carries the request's id.
-    routes.layer(axum::middleware::from_fn(conclave_api::audit::request_id))
+    // Every answer, refusals included, carries the request's id.
+    let routes = routes.layer(axum::middleware::from_fn(conclave_api::audit::request_id));
+    // Outermost in a build that exports traces: the request's server span.
+    #[cfg(feature = "otel")]
+    let routes = routes.layer(axum::middleware::from_fn_with_state(
+        id,
+        crate::telemetry::server_span,
+    ));
+    routes
 }
 
 /// How long a stopping agent answers new requests with `503 not_ready` before it closes its

@@ -29,10 +29,14 @@ pub(crate) fn run_agent(args: AgentArgs) -> ExitCode {
             }
         }
     }
-    if let Err(e) = crate::logging::init(&config.log_level, config.log_format) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
+    // Held to the end: dropping it sends the trace spans still buffered.
+    let _telemetry = match crate::logging::init(&config.log_level, config.log_format) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     for warning in &config.ignored_env {
         tracing::warn!("{warning}");
     }

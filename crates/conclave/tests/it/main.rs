@@ -36,6 +36,7 @@ mod role_overlap;
 mod roles;
 mod seams;
 mod shell;
+mod telemetry;
 mod tls;
 mod trust;
 mod watch;
