@@ -69,7 +69,10 @@ async fn json_body<T: DeserializeOwned + Default>(body: Body, what: &str) -> Res
     )
 }
 
-fn node_id_from_path(uri: &Uri) -> Result<u64, ApiError> {
+/// The member a `/v1/cluster/members/{id}` path names: by node id, or by name among the
+/// members this node knows (names are unique among them and never all digits, so neither
+/// can be mistaken for the other). An unknown name is a 404 that lists the known ones.
+fn node_id_from_path(ctx: &Ctx, uri: &Uri) -> Result<u64, ApiError> {
     let path = uri.path();
     let segment = ["/v1/cluster/members/", "/api/v1/cluster/nodes/"]
         .iter()
@@ -78,16 +81,30 @@ fn node_id_from_path(uri: &Uri) -> Result<u64, ApiError> {
         .split('/')
         .next()
         .unwrap_or("");
-    segment
-        .parse::<u64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                format!("{segment:?} is not a node id"),
-                "node ids are positive integers; list them with GET /v1/cluster/members",
-            )
-        })
+    if let Ok(id) = segment.parse::<u64>()
+        && id > 0
+    {
+        return Ok(id);
+    }
+    if conclave_state::node_names::check_node_name(segment).is_err() {
+        return Err(ApiError::bad_request(
+            format!("{segment:?} is neither a node id nor a node name"),
+            "name a member by its id (a positive integer) or its name; list them with GET /v1/cluster/members",
+        ));
+    }
+    let members = ctx.node.local_members();
+    if let Some(m) = members.iter().find(|m| m.name.as_deref() == Some(segment)) {
+        return Ok(m.node_id);
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        conclave_types::ErrorCode::MemberNotFound,
+        conclave_types::node_label::unknown_member(
+            segment,
+            members.iter().map(|m| (m.node_id, m.name.as_deref())),
+        ),
+        "name a member by one of these names or ids (conclave members list)",
+    ))
 }
 
 /// The cluster as the leader sees it: term, commit index, quorum, every member's replication.
@@ -195,7 +212,7 @@ struct MemberTarget {
     dry_run: bool,
 }
 
-fn member_target(uri: &Uri, takes_force: bool) -> Result<MemberTarget, ApiError> {
+fn member_target(ctx: &Ctx, uri: &Uri, takes_force: bool) -> Result<MemberTarget, ApiError> {
     let allowed: &[&str] = if takes_force {
         &["force", "dry_run"]
     } else {
@@ -203,7 +220,7 @@ fn member_target(uri: &Uri, takes_force: bool) -> Result<MemberTarget, ApiError>
     };
     let params = query::parse(uri.query(), allowed)?;
     Ok(MemberTarget {
-        node_id: node_id_from_path(uri)?,
+        node_id: node_id_from_path(ctx, uri)?,
         force: query::flag(&params, "force")?,
         dry_run: query::flag(&params, "dry_run")?,
     })
@@ -211,10 +228,10 @@ fn member_target(uri: &Uri, takes_force: bool) -> Result<MemberTarget, ApiError>
 
 /// Remove a member (refused when the voters left could not keep a quorum, unless forced).
 #[utoipa::path(delete, path = "/v1/cluster/members/{id}", tag = "cluster",
-    params(("id" = u64, Path, minimum = 1, description = "the member's node id"), crate::openapi::ChangeQuery),
+    params(("id" = String, Path, pattern = r"^([1-9][0-9]{0,15}|[A-Za-z][A-Za-z0-9._-]{0,62}|[0-9]{1,31}[A-Za-z._-][A-Za-z0-9._-]{0,31})$", description = "the member's node id or name"), crate::openapi::ChangeQuery),
     responses(
         (status = 200, body = MembersAnswer),
-        (status = 404, body = conclave_types::ErrorBody, description = "no member has this id"),
+        (status = 404, body = conclave_types::ErrorBody, description = "no member has this id or name (the message lists the members)"),
         (status = 409, body = conclave_types::ErrorBody, description = "refused: it would leave too few healthy voters, or another change is in progress"),
     ))]
 pub(crate) async fn remove(
@@ -226,7 +243,7 @@ pub(crate) async fn remove(
         node_id,
         force,
         dry_run,
-    } = member_target(&uri, true)?;
+    } = member_target(&ctx, &uri, true)?;
     if dry_run {
         return preview(&ctx, Change::Remove { node_id, force })
             .await
@@ -240,10 +257,10 @@ pub(crate) async fn remove(
 
 /// Make a learner a voter.
 #[utoipa::path(post, path = "/v1/cluster/members/{id}/promote", tag = "cluster",
-    params(("id" = u64, Path, minimum = 1, description = "the member's node id"), ("dry_run" = Option<bool>, Query, description = "only preview the change")),
+    params(("id" = String, Path, pattern = r"^([1-9][0-9]{0,15}|[A-Za-z][A-Za-z0-9._-]{0,62}|[0-9]{1,31}[A-Za-z._-][A-Za-z0-9._-]{0,31})$", description = "the member's node id or name"), ("dry_run" = Option<bool>, Query, description = "only preview the change")),
     responses(
         (status = 200, body = MembersAnswer),
-        (status = 404, body = conclave_types::ErrorBody, description = "no member has this id"),
+        (status = 404, body = conclave_types::ErrorBody, description = "no member has this id or name (the message lists the members)"),
         (status = 409, body = conclave_types::ErrorBody, description = "refused: it would leave too few healthy voters, or another change is in progress"),
         (status = 504, body = conclave_types::ErrorBody, description = "the learner did not catch up in time"),
     ))]
@@ -254,7 +271,7 @@ pub(crate) async fn promote(
 ) -> Result<Json<MembersAnswer>, ApiError> {
     let MemberTarget {
         node_id, dry_run, ..
-    } = member_target(&uri, false)?;
+    } = member_target(&ctx, &uri, false)?;
     if dry_run {
         return preview(&ctx, Change::Promote { node_id })
             .await
@@ -268,10 +285,10 @@ pub(crate) async fn promote(
 
 /// Make a voter a learner.
 #[utoipa::path(post, path = "/v1/cluster/members/{id}/demote", tag = "cluster",
-    params(("id" = u64, Path, minimum = 1, description = "the member's node id"), crate::openapi::ChangeQuery),
+    params(("id" = String, Path, pattern = r"^([1-9][0-9]{0,15}|[A-Za-z][A-Za-z0-9._-]{0,62}|[0-9]{1,31}[A-Za-z._-][A-Za-z0-9._-]{0,31})$", description = "the member's node id or name"), crate::openapi::ChangeQuery),
     responses(
         (status = 200, body = MembersAnswer),
-        (status = 404, body = conclave_types::ErrorBody, description = "no member has this id"),
+        (status = 404, body = conclave_types::ErrorBody, description = "no member has this id or name (the message lists the members)"),
         (status = 409, body = conclave_types::ErrorBody, description = "refused: it would leave too few healthy voters, or another change is in progress"),
     ))]
 pub(crate) async fn demote(
@@ -283,7 +300,7 @@ pub(crate) async fn demote(
         node_id,
         force,
         dry_run,
-    } = member_target(&uri, true)?;
+    } = member_target(&ctx, &uri, true)?;
     if dry_run {
         return preview(&ctx, Change::Demote { node_id, force })
             .await
@@ -388,6 +405,7 @@ pub(crate) fn member(m: MemberReport) -> ClusterMember {
     let replication = m.replication;
     ClusterMember {
         node_id: m.node_id,
+        name: m.name,
         role: m.role.as_str().to_string(),
         learner_only: m.info.learner_only,
         is_leader: m.is_leader,

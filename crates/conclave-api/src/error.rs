@@ -199,6 +199,10 @@ fn rejection(reason: &RejectReason) -> (StatusCode, &'static str) {
             StatusCode::CONFLICT,
             "give the node's own RPC address; to replace a member at that address, remove it first",
         ),
+        RejectReason::NameTaken { .. } => (
+            StatusCode::CONFLICT,
+            "names are unique among the members: give the node another --node-name, or remove the member holding it first",
+        ),
         RejectReason::NotCaughtUp { .. } => (
             StatusCode::GATEWAY_TIMEOUT,
             "check that it is running and reachable, then promote it with `conclave members promote`",

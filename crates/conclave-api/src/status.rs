@@ -39,10 +39,12 @@ pub(crate) async fn status(State(ctx): State<Ctx>) -> Json<Status> {
         .read(|a| (a.state.revision(), a.state.len() as u64));
     let membership = m.membership_config.membership();
     let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+    let names = node.node_names();
     let members = membership
         .nodes()
         .map(|(id, info)| MemberStatus {
             node_id: *id,
+            name: names.name_of(*id).map(str::to_owned),
             rpc_addr: info.rpc_addr.clone(),
             api_addr: info.api_addr.clone(),
             role: if voters.contains(id) {
@@ -60,6 +62,7 @@ pub(crate) async fn status(State(ctx): State<Ctx>) -> Json<Status> {
     let (first, last) = node.log_bounds();
     Json(Status {
         node_id: node.id,
+        node_name: Some(node.name().to_owned()),
         cluster_id: node.cluster_id().unwrap_or_default(),
         leader_id: m.current_leader,
         term: m.current_term,

@@ -330,8 +330,8 @@ const failed = (v) => v instanceof Error;
 
 function nodeNamer(members) {
   const byId = new Map();
-  for (const m of members || []) byId.set(m.node_id ?? m.id, m.api_addr || m.rpc_addr || "");
-  return (id) => (byId.get(id) ? `${id} (${byId.get(id)})` : String(id));
+  for (const m of members || []) byId.set(m.node_id ?? m.id, m.name || m.api_addr || m.rpc_addr || "");
+  return (id) => (byId.get(id) ? `${byId.get(id)} (${id})` : String(id));
 }
 
 /// "2 of 3 voters up, tolerates 0 more failures".
@@ -380,7 +380,7 @@ async function overview(page) {
       card("Raft members", failed(cluster) ? "–" : `${members.filter((m) => m.role === "voter").length} voters, ${members.filter((m) => m.role !== "voter").length} learners`),
       card("Gossip members", Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(", ") || "–", "card-gossip"),
       card("Commit index", failed(cluster) ? "–" : cluster.commit_index),
-      card("This node", failed(status) ? "–" : `${status.node_id} (${status.role})`),
+      card("This node", failed(status) ? "–" : `${status.node_name || status.node_id} (${status.role})`),
       card("Config revision", failed(drift) ? "–" : `${drift.revision}, ${drift.drifted} drifted`)),
     chartsOf(state.samples, names));
 }
@@ -409,7 +409,7 @@ async function nodes(page) {
       actions);
   });
   const gossipRows = failed(gossip) ? [] : gossip.map((m) => el("tr", { "data-member": m.id },
-    el("td", {}, String(m.id)),
+    el("td", {}, m.name ? `${m.name} (${m.id})` : String(m.id)),
     el("td", {}, m.role),
     el("td", {}, badge(m.state, m.state === "alive" ? "ok" : m.state === "suspect" ? "warn" : "bad")),
     el("td", {}, m.state !== "alive" && m.state !== "suspect" ? badge("unknown")
@@ -427,7 +427,7 @@ async function nodes(page) {
     failed(gossip) ? problem(gossip) : null,
     el("p", {}, actionButton("Remove dead members", "cluster", "write",
       () => confirmChange("Remove dead and left members", "/v1/members/remove-dead"), { id: "remove-dead" })),
-    table(["Id", "Role", "State", "Checks", "Tags", "API address", "Last seen", "Version"], gossipRows, "gossip-members"));
+    table(["Node", "Role", "State", "Checks", "Tags", "API address", "Last seen", "Version"], gossipRows, "gossip-members"));
 }
 
 function confirmRemove(id) {
@@ -607,7 +607,7 @@ async function start() {
   window.addEventListener("hashchange", route);
   try {
     const status = await api("/v1/status");
-    document.getElementById("cluster-name").textContent = `cluster ${status.cluster_id} · node ${status.node_id}`;
+    document.getElementById("cluster-name").textContent = `cluster ${status.cluster_id} · node ${status.node_name || status.node_id}`;
     document.title = `conclave · ${status.cluster_id}`;
   } catch (err) {
     if (err.status !== 401) report(err);

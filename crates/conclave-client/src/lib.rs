@@ -20,6 +20,7 @@ mod documents;
 mod elections;
 mod error;
 mod ipam;
+mod members;
 pub mod retry;
 mod send;
 mod tags;
@@ -29,6 +30,7 @@ use std::sync::atomic::AtomicUsize;
 
 pub use audit::AuditFilter;
 pub use error::{ApiError, ClientError};
+pub use members::NodeLabels;
 pub use retry::RetryPolicy;
 pub use tags::Tags;
 
@@ -319,47 +321,6 @@ impl Client {
             )
             .await?;
         self.json(resp).await
-    }
-
-    /// `action` is `remove`, `promote` or `demote`.
-    pub async fn change_member(
-        &self,
-        action: &str,
-        node_id: u64,
-        force: bool,
-    ) -> Result<Vec<ClusterMember>, ClientError> {
-        let resp = self
-            .send(self.member_request(action, node_id, force))
-            .await?;
-        self.json(resp).await
-    }
-
-    /// What [`Self::change_member`] would do (`?dry_run=true`): the effect, or the error the
-    /// change itself would get.
-    pub async fn preview_member(
-        &self,
-        action: &str,
-        node_id: u64,
-        force: bool,
-    ) -> Result<conclave_types::dashboard::ChangePreview, ClientError> {
-        let req = self
-            .member_request(action, node_id, force)
-            .query(&[("dry_run", "true")]);
-        let resp = self.send(req).await?;
-        self.json(resp).await
-    }
-
-    fn member_request(&self, action: &str, node_id: u64, force: bool) -> reqwest::RequestBuilder {
-        let base = format!("{}/v1/cluster/members/{node_id}", self.base);
-        let req = match action {
-            "remove" => self.http.delete(base),
-            _ => self.http.post(format!("{base}/{action}")),
-        };
-        if force {
-            req.query(&[("force", "true")])
-        } else {
-            req
-        }
     }
 
     /// What a leadership transfer would do (`?dry_run=true`).

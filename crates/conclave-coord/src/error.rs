@@ -146,7 +146,8 @@ pub fn rejection_code(reason: &RejectReason) -> ErrorCode {
         | RejectReason::NotInSync { .. } => ErrorCode::UnsafeMembershipChange,
         RejectReason::AlreadyMember { .. }
         | RejectReason::MembershipChangeInProgress { .. }
-        | RejectReason::AddressInUse { .. } => ErrorCode::Conflict,
+        | RejectReason::AddressInUse { .. }
+        | RejectReason::NameTaken { .. } => ErrorCode::Conflict,
         RejectReason::NotCaughtUp { .. } => ErrorCode::NotReady,
         RejectReason::NotAVoter { .. }
         | RejectReason::Inadmissible { .. }

@@ -87,6 +87,7 @@ mod tests {
 
     fn member(id: u64, state: MemberState) -> GossipMember {
         GossipMember {
+            name: None,
             id,
             role: "client".into(),
             api_addr: String::new(),

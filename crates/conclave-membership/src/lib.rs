@@ -43,6 +43,8 @@ use crate::view::keys;
 #[derive(Debug, Clone)]
 pub struct GossipOptions {
     pub node_id: u64,
+    /// Its readable name (`--node-name`), advertised to every agent.
+    pub name: String,
     /// `voter`, `learner` or `client`.
     pub role: String,
     /// UDP address to bind (the RPC port).
@@ -198,6 +200,7 @@ impl Membership {
             now,
         );
         let mut advert = BTreeMap::from([
+            (keys::NAME.to_string(), opts.name.clone()),
             (keys::ROLE.to_string(), opts.role.clone()),
             (keys::API.to_string(), opts.api_addr.clone()),
             (keys::RPC.to_string(), opts.rpc_addr.clone()),

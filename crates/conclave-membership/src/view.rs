@@ -20,6 +20,8 @@ use conclave_types::{GossipMember, MemberState};
 /// Keys every agent advertises in its gossip state.
 pub mod keys {
     pub const ROLE: &str = "role";
+    /// The node's readable name (`--node-name`).
+    pub const NAME: &str = "name";
     pub const API: &str = "api";
     pub const RPC: &str = "rpc";
     pub const VERSION: &str = "version";
@@ -144,6 +146,7 @@ fn member(id: u64, o: &Observed) -> GossipMember {
         .collect();
     GossipMember {
         id,
+        name: o.keys.get(keys::NAME).cloned().filter(|n| !n.is_empty()),
         role: get(keys::ROLE),
         api_addr: get(keys::API),
         rpc_addr: get(keys::RPC),

@@ -24,6 +24,7 @@ async fn start(
     let m = Membership::start(
         GossipOptions {
             node_id: id,
+            name: format!("agent-{id}"),
             role: if id == 1 {
                 "voter".into()
             } else {
@@ -83,6 +84,7 @@ async fn members_meet_outsiders_are_refused_leavers_leave_and_dead_are_removed()
     let seen_by_c = c.view();
     let one = seen_by_c.members.iter().find(|m| m.id == 1).unwrap();
     assert_eq!(one.role, "voter");
+    assert_eq!(one.name.as_deref(), Some("agent-1"));
     assert_eq!(one.tags.get("zone").map(String::as_str), Some("z1"));
     assert_eq!(one.cluster_id, "c1");
     assert!(one.healthy);
@@ -204,6 +206,7 @@ async fn keys_rotate_without_downtime_crashes_are_detected_and_a_restart_is_the_
     let c = Membership::start(
         GossipOptions {
             node_id: 3,
+            name: "agent-3".into(),
             role: "client".into(),
             listen: c_addr,
             advertise: c_addr,

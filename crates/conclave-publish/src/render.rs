@@ -65,9 +65,11 @@ impl Peer {
         let (host, port) = host_and_port(addr)?;
         Some(Peer {
             id: m.id,
+            // A `name` tag (how names were given before nodes had them) still wins.
             name: m
                 .tags
                 .get("name")
+                .or(m.name.as_ref())
                 .cloned()
                 .unwrap_or_else(|| format!("node-{}", m.id)),
             role: m.role.clone(),

@@ -126,6 +126,7 @@ impl RaftNode {
             })
             .unwrap_or_default();
         let contact_limit = Duration::from_millis(self.inner.tuning.election_timeout_max_ms);
+        let names = self.node_names();
         let members: Vec<MemberReport> = nodes
             .iter()
             .map(|(id, info)| {
@@ -146,6 +147,7 @@ impl RaftNode {
                         && lag.is_some_and(|l| l <= MAX_HEALTHY_LAG));
                 MemberReport {
                     node_id: *id,
+                    name: names.name_of(*id).map(str::to_owned),
                     role: role_of(*id, &voters),
                     info: info.clone(),
                     is_leader: me,
@@ -190,10 +192,12 @@ impl RaftNode {
     pub fn local_members(&self) -> Vec<MemberReport> {
         let m = self.metrics();
         let (nodes, voters) = self.membership();
+        let names = self.node_names();
         nodes
             .into_iter()
             .map(|(id, info)| MemberReport {
                 node_id: id,
+                name: names.name_of(id).map(str::to_owned),
                 role: role_of(id, &voters),
                 info,
                 is_leader: m.current_leader == Some(id),
@@ -237,7 +241,13 @@ impl RaftNode {
                 ConsensusError::Unavailable("not a membership request".into()),
             ),
             LeaderRequest::Status => Ok(LeaderReply::Status(Box::new(self.leader_status()))),
-            LeaderRequest::Join { node_id, info } => {
+            LeaderRequest::Join {
+                node_id,
+                info,
+                name,
+            } => {
+                // Before the membership: a joiner whose name a member holds stays out.
+                self.claim_name(node_id, &name, &nodes).await?;
                 match nodes.get(&node_id) {
                     Some(known) if *known == info => {}
                     // A join never moves a member: a moved member announces itself
@@ -250,7 +260,7 @@ impl RaftNode {
                         .into());
                     }
                     None => {
-                        tracing::info!(node_id, %info, "adding a joining node as a learner");
+                        tracing::info!(node_id, name, %info, "adding a joining node as a learner");
                         let rpc_addr = info.rpc_addr.clone();
                         let _turn = self.membership_turn().await?;
                         self.raft()
@@ -357,10 +367,12 @@ impl RaftNode {
                     self.change(ChangeMembers::RemoveNodes(BTreeSet::from([node_id])), false)
                         .await?;
                 }
-                tracing::info!(node_id, "removed a member");
+                let name = self.name_of(node_id);
+                tracing::info!(node_id, name, "removed a member");
                 if let Some(info) = nodes.get(&node_id) {
                     self.tell_removed(info.rpc_addr.clone());
                 }
+                self.forget_name(node_id).await;
                 Ok(LeaderReply::Members(self.leader_status().members))
             }
             LeaderRequest::Promote { node_id } => {
@@ -411,6 +423,13 @@ impl RaftNode {
                 Ok(LeaderReply::Members(self.leader_status().members))
             }
             LeaderRequest::TransferLeader { to } => self.transfer_leadership(to).await,
+            LeaderRequest::SetName { node_id, name } => {
+                if !nodes.contains_key(&node_id) {
+                    return Err(not_a_member(node_id, &nodes));
+                }
+                self.claim_name(node_id, &name, &nodes).await?;
+                Ok(LeaderReply::Members(self.leader_status().members))
+            }
         }
     }
 

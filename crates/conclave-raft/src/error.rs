@@ -128,6 +128,15 @@ pub enum RejectReason {
         lag_entries: Option<u64>,
         max_lag: u64,
     },
+    /// Another member already has this name.
+    #[error(
+        "the name {name:?} is taken by node {holder}, a member at {rpc_addr}; give this node another --node-name, or remove node {holder} first"
+    )]
+    NameTaken {
+        name: String,
+        holder: NodeId,
+        rpc_addr: String,
+    },
     /// Another member already has this RPC address.
     #[error("node {holder} is already a member at {rpc_addr}")]
     AddressInUse { rpc_addr: String, holder: NodeId },

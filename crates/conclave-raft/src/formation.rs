@@ -188,6 +188,7 @@ async fn join_via(node: &RaftNode, addr: &str) -> Result<bool, FormError> {
         req: LeaderRequest::Join {
             node_id: node.id,
             info: node.info(),
+            name: node.name().to_owned(),
         },
         hops: 1,
     };
@@ -196,6 +197,10 @@ async fn join_via(node: &RaftNode, addr: &str) -> Result<bool, FormError> {
             tracing::info!(%addr, cluster_id = %cluster, "joined the cluster as a learner");
             Ok(true)
         }
+        // A name another member holds will not free itself: say so and stop.
+        Ok(RpcResponse::Leader(Err(crate::ConsensusError::Rejected(
+            reason @ crate::RejectReason::NameTaken { .. },
+        )))) => Err(FormError::Refused(reason.to_string())),
         Ok(RpcResponse::Leader(Err(e))) => {
             tracing::info!(%addr, error = %e, "join: the cluster could not add this node yet");
             Ok(false)

@@ -26,6 +26,7 @@ pub mod fuzzing;
 mod leadership;
 mod leases;
 mod maintain;
+mod naming;
 pub mod network;
 mod notes;
 mod policy;
@@ -89,6 +90,8 @@ pub struct NodeOptions {
     pub data_dir: PathBuf,
     /// How this node is reached, as recorded in the membership.
     pub info: NodeInfo,
+    /// Its readable name (`--node-name`), recorded in the replicated state.
+    pub name: String,
     /// Voters the leader promotes learners towards.
     pub voters_wanted: usize,
     /// Set while waiting to form a cluster with `--bootstrap-expect`.
@@ -116,6 +119,7 @@ struct Inner {
     tuning: RaftTuning,
     data_dir: PathBuf,
     info: RwLock<NodeInfo>,
+    name: String,
     voters_wanted: usize,
     bootstrap_expect: Option<u32>,
     removed: watch::Sender<Option<String>>,
@@ -212,6 +216,7 @@ impl RaftNode {
                 tuning: options.tuning,
                 data_dir: options.data_dir,
                 info: RwLock::new(options.info),
+                name: options.name,
                 voters_wanted: options.voters_wanted.max(1),
                 bootstrap_expect: options.bootstrap_expect,
                 proposal_gate: options.proposal_gate.clone(),
@@ -344,7 +349,7 @@ impl RaftNode {
     fn admit_forwarded(&self, from: NodeId, command: &Command) -> Result<(), ConsensusError> {
         let checked = if command.is_leader_only() {
             Err(RejectReason::Inadmissible {
-                reason: "only the leader stamps its clock and expires leases".into(),
+                reason: "only the leader stamps its clock, expires leases and names nodes".into(),
             })
         } else {
             match &self.inner.proposal_gate {
@@ -465,6 +470,11 @@ impl RaftNode {
     }
 
     /// How this node is reached, as it announces itself.
+    /// This node's readable name (`--node-name`).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
     pub fn info(&self) -> NodeInfo {
         self.inner
             .info

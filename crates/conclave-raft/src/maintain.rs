@@ -62,12 +62,23 @@ impl RaftNode {
             node_id: self.id,
             info: wanted.clone(),
         };
+        if self.send_to_leader(req, "this node's new addresses").await {
+            tracing::info!(info = %wanted, "announced this node's new addresses");
+        }
+    }
+
+    /// Send a request about this node to the leader: served here when this node leads, else
+    /// through any member it can reach, the leader first (the leader may not be able to
+    /// reach this node at an old address). `what` names it in the log. True once served.
+    pub(crate) async fn send_to_leader(&self, req: LeaderRequest, what: &str) -> bool {
         if self.metrics().current_leader == Some(self.id) {
             if let Err(e) = self.serve_membership(req).await {
-                tracing::warn!(error = %e, "could not record this node's new addresses");
+                tracing::warn!(error = %e, "could not record {what}");
+                return false;
             }
-            return;
+            return true;
         }
+        let (nodes, _) = self.membership();
         let leader = self.metrics().current_leader;
         let mut targets: Vec<(NodeId, String)> = nodes
             .iter()
@@ -86,16 +97,18 @@ impl RaftNode {
                 .call::<_, RpcResponse>(&addr, &rpc, Duration::from_secs(3), true)
                 .await
             {
-                Ok(RpcResponse::Leader(Ok(_))) => {
-                    tracing::info!(via = id, info = %wanted, "announced this node's new addresses");
-                    return;
+                Ok(RpcResponse::Leader(Ok(_))) => return true,
+                Ok(RpcResponse::Leader(Err(e))) => {
+                    // A refusal (a name another member holds) will not change by retrying
+                    // through another member.
+                    tracing::warn!(via = id, error = %e, "the leader refused {what}");
+                    return false;
                 }
-                Ok(other) => {
-                    tracing::debug!(via = id, reply = ?other, "address announcement not accepted")
-                }
-                Err(e) => tracing::debug!(via = id, error = %e, "address announcement failed"),
+                Ok(other) => tracing::debug!(via = id, reply = ?other, "{what}: not accepted"),
+                Err(e) => tracing::debug!(via = id, error = %e, "{what}: announcement failed"),
             }
         }
+        false
     }
 
     /// Ask the members, at the addresses this node's membership records (never the sender of
@@ -219,6 +232,7 @@ pub(crate) async fn maintain(node: RaftNode, shutdown: CancellationToken) {
         }
         if initialized && tick % 4 == 2 {
             node.announce_if_moved().await;
+            node.announce_name_if_changed().await;
         }
         if initialized && m.current_leader.is_none() {
             let since = *leaderless_since.get_or_insert_with(Instant::now);

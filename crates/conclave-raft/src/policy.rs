@@ -202,6 +202,7 @@ mod tests {
 
     fn member(id: NodeId, role: MemberRole, healthy: bool, lag: Option<u64>) -> MemberReport {
         MemberReport {
+            name: None,
             node_id: id,
             role,
             info: NodeInfo::default(),

@@ -135,6 +135,7 @@ mod tests {
 
     fn member(node_id: NodeId, role: MemberRole, healthy: bool, lag: u64) -> MemberReport {
         MemberReport {
+            name: None,
             node_id,
             role,
             info: NodeInfo {

@@ -86,6 +86,8 @@ pub enum LeaderRequest {
     Join {
         node_id: NodeId,
         info: NodeInfo,
+        /// Its readable name, unique among the members.
+        name: String,
     },
     /// An operator adds a node, optionally as a voter once it has caught up.
     AddMember {
@@ -113,6 +115,11 @@ pub enum LeaderRequest {
         to: Option<NodeId>,
     },
     Status,
+    /// A member announces its name (it restarted with another `--node-name`).
+    SetName {
+        node_id: NodeId,
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +151,8 @@ impl MemberRole {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberReport {
     pub node_id: NodeId,
+    /// Its readable name, as the replicated state records it (`None`: not named yet).
+    pub name: Option<String>,
     pub role: MemberRole,
     /// Its addresses and whether it is learner-only, as the membership records them.
     pub info: NodeInfo,

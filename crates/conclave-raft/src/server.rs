@@ -168,8 +168,9 @@ async fn dispatch(node: &RaftNode, peer: &Accepted, req: RpcRequest) -> RpcRespo
             }
             // A node joins and announces its address only for itself (a member may pass
             // another's request on).
-            if let LeaderRequest::Join { node_id, .. } | LeaderRequest::SetInfo { node_id, .. } =
-                &req
+            if let LeaderRequest::Join { node_id, .. }
+            | LeaderRequest::SetInfo { node_id, .. }
+            | LeaderRequest::SetName { node_id, .. } = &req
                 && *node_id != peer.peer_id
                 && !node.is_member(peer.peer_id)
             {

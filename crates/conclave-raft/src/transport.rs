@@ -54,7 +54,7 @@ pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// 9: `ConsensusError::NoQuorum`. 10: `Command::Acl` and `Outcome::Acl` (tokens and
 /// policies). 11: `Command::Audited`, `Command::Note` and `Refusal::NotAuditable` (the
 /// audit log). 12: `Command::Ipam` and `Outcome::Ipam` (networks and allocations).
-pub const PROTOCOL_VERSION: u32 = 12;
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// Idle connections kept per peer address by a [`Pool`].
 const MAX_IDLE_PER_PEER: usize = 64;

@@ -84,6 +84,7 @@ async fn start(id: NodeId, disk: &PowerLossDisk, listener: TcpListener, dirs: &P
             tuning: tuning(),
             data_dir,
             info,
+            name: format!("node-{id}"),
             voters_wanted: NODES as usize,
             bootstrap_expect: None,
             proposal_gate: None,

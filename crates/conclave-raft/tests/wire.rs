@@ -67,6 +67,7 @@ fn members() -> Vec<MemberReport> {
         .enumerate()
         .map(|(i, replication)| MemberReport {
             node_id: i as u64 + 1,
+            name: (i == 0).then(|| "db-1".to_owned()),
             role: if i == 0 {
                 MemberRole::Voter
             } else {
@@ -152,6 +153,11 @@ fn reasons() -> Vec<RejectReason> {
             lag_entries: Some(300),
             max_lag: 100,
         },
+        RejectReason::NameTaken {
+            name: "db-1".into(),
+            holder: 3,
+            rpc_addr: "127.0.0.1:7401".into(),
+        },
         RejectReason::AddressInUse {
             rpc_addr: "10.0.0.1:7401".into(),
             holder: 1,
@@ -213,6 +219,17 @@ fn outcomes() -> Vec<Outcome> {
             current: 1,
         },
         Outcome::Unchanged { revision: 2 },
+        Outcome::Named {
+            revision: 2,
+            refusal: None,
+        },
+        Outcome::Named {
+            revision: 2,
+            refusal: Some(conclave_state::node_names::NameRefusal::Taken {
+                name: "db-1".into(),
+                holder: 3,
+            }),
+        },
         Outcome::Elected {
             revision: 3,
             epoch: 1,
@@ -330,7 +347,23 @@ fn leader_requests() -> Vec<LeaderRequest> {
         LeaderRequest::Join {
             node_id: 5,
             info: info(true),
+            name: "db-5".into(),
         },
+        LeaderRequest::SetName {
+            node_id: 5,
+            name: "db-five".into(),
+        },
+        LeaderRequest::Propose(Command::NameNode {
+            node_id: 5,
+            name: "db-5".into(),
+            replaces: None,
+        }),
+        LeaderRequest::Propose(Command::NameNode {
+            node_id: 5,
+            name: "db-5".into(),
+            replaces: Some(4),
+        }),
+        LeaderRequest::Propose(Command::ForgetNode { node_id: 5 }),
         LeaderRequest::AddMember {
             node_id: 5,
             info: info(false),
@@ -549,5 +582,5 @@ fn a_status_with_an_unknown_member_decodes_on_a_follower() {
 fn the_protocol_version_names_this_message_set() {
     // Bump it with any change to the messages above; nodes of another version refuse
     // each other at the handshake instead of misreading frames.
-    assert_eq!(PROTOCOL_VERSION, 12);
+    assert_eq!(PROTOCOL_VERSION, 13);
 }

@@ -90,6 +90,15 @@ pub enum Command {
     },
     /// Change networks or address allocations ([`crate::ipam`]).
     Ipam(crate::ipam::IpamCommand),
+    /// Name a node ([`crate::node_names`]); `replaces` is the former holder of the name,
+    /// no longer a member, that loses it.
+    NameNode {
+        node_id: u64,
+        name: String,
+        replaces: Option<u64>,
+    },
+    /// Free the name of a node that left the cluster.
+    ForgetNode { node_id: u64 },
 }
 
 impl Command {
@@ -97,7 +106,11 @@ impl Command {
     /// taken from a peer's forwarded proposal, where a forged one could end live leases.
     pub fn is_leader_only(&self) -> bool {
         match self {
-            Command::Clock { .. } | Command::ExpireLeases => true,
+            // Names: the leader checks membership before naming (`conclave-raft::naming`).
+            Command::Clock { .. }
+            | Command::ExpireLeases
+            | Command::NameNode { .. }
+            | Command::ForgetNode { .. } => true,
             // Only a leader says it leads.
             Command::Note {
                 note: crate::audit::Note::LeaderElected { .. },
@@ -112,7 +125,11 @@ impl Command {
     pub fn needs_clock(&self) -> bool {
         !matches!(
             self,
-            Command::Put { .. } | Command::Delete { .. } | Command::Clock { .. }
+            Command::Put { .. }
+                | Command::Delete { .. }
+                | Command::Clock { .. }
+                | Command::NameNode { .. }
+                | Command::ForgetNode { .. }
         )
     }
 }
@@ -216,6 +233,12 @@ pub enum Outcome {
         revision: u64,
         refusal: Refusal,
     },
+    /// A node was named, or why not (`refusal`). Names are no key-value changes:
+    /// `revision` is unchanged.
+    Named {
+        revision: u64,
+        refusal: Option<crate::node_names::NameRefusal>,
+    },
     /// What an IPAM command did, or why it changed nothing.
     Ipam {
         revision: u64,
@@ -242,7 +265,8 @@ impl Outcome {
             | Outcome::Reserved { revision, .. }
             | Outcome::Acl { revision, .. }
             | Outcome::Refused { revision, .. }
-            | Outcome::Ipam { revision, .. } => revision,
+            | Outcome::Ipam { revision, .. }
+            | Outcome::Named { revision, .. } => revision,
         }
     }
 }

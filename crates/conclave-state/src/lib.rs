@@ -25,6 +25,7 @@ pub mod fuzzing;
 pub mod ipam;
 mod limits;
 pub mod names;
+pub mod node_names;
 mod recorded;
 pub mod registry;
 pub mod snapshot;
@@ -102,6 +103,8 @@ pub struct State {
     audit: audit::AuditLog,
     /// Networks and address allocations.
     ipam: ipam::Ipam,
+    /// The readable name of each node.
+    node_names: node_names::NodeNames,
     /// Who asks for the command being applied (set by `Audited` and `Note`); not part of
     /// the replicated state.
     #[serde(skip)]
@@ -123,6 +126,7 @@ impl PartialEq for State {
             && self.acl == other.acl
             && self.audit == other.audit
             && self.ipam == other.ipam
+            && self.node_names == other.node_names
     }
 }
 
@@ -314,7 +318,26 @@ impl State {
                 window_ms,
             } => self.handover(election, target, *from_epoch, *window_ms),
             Command::Ipam(change) => self.apply_ipam(change),
+            Command::NameNode {
+                node_id,
+                name,
+                replaces,
+            } => Outcome::Named {
+                revision: self.revision,
+                refusal: self.node_names.set(*node_id, name, *replaces).err(),
+            },
+            Command::ForgetNode { node_id } => {
+                self.node_names.forget(*node_id);
+                Outcome::Unchanged {
+                    revision: self.revision,
+                }
+            }
         }
+    }
+
+    /// The nodes' readable names.
+    pub fn node_names(&self) -> &node_names::NodeNames {
+        &self.node_names
     }
 
     /// Take the changes applied since the last call, in revision order.

@@ -199,6 +199,8 @@ impl Limits {
                 check_name("candidate id", candidate)
             }
             Command::Acl(change) => self.check_acl(change),
+            // The naming rules bound a node name (`node_names::check_node_name`).
+            Command::NameNode { .. } | Command::ForgetNode { .. } => Ok(()),
             Command::Audited { meta, command } => {
                 check_meta(meta)?;
                 self.check(command)

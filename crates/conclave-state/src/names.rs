@@ -78,6 +78,8 @@ pub enum Refusal {
     /// An `Audited` around another `Audited`, a `Note` or a leader-only command.
     #[error("this command cannot be wrapped for the audit log")]
     NotAuditable,
+    #[error("the node name breaks the node naming rules")]
+    BadNodeName,
 }
 
 /// Whether `apply` may apply `command` to a state at `revision` whose cluster clock is at
@@ -126,6 +128,9 @@ pub(crate) fn admissible(command: &Command, clock_term: u64, revision: u64) -> R
                 Ok(())
             }
         }
+        Command::NameNode { name, .. } => {
+            crate::node_names::check_node_name(name).map_err(|_| Refusal::BadNodeName)
+        }
         // Log terms never go down, so a stamp of an earlier term was not made by a leader.
         Command::Clock { term, .. } if *term < clock_term => Err(Refusal::StaleClock),
         Command::Audited { command, .. } => {
@@ -144,7 +149,8 @@ pub(crate) fn admissible(command: &Command, clock_term: u64, revision: u64) -> R
         | Command::ExpireLeases
         | Command::Acl(_)
         | Command::Note { .. }
-        | Command::Ipam(_) => Ok(()),
+        | Command::Ipam(_)
+        | Command::ForgetNode { .. } => Ok(()),
     }
 }
 

@@ -6,7 +6,7 @@
 //!
 //! Versions: 1 = key-value store only; 2 adds the cluster clock, elections and the
 //! configuration registry; 3 adds the ACL state (tokens and policies); 4 adds the audit
-//! log; 5 adds IPAM networks and allocations. An older snapshot
+//! log; 5 adds IPAM networks and allocations; 6 adds node names. An older snapshot
 //! decodes into the current state with the parts it lacks empty.
 
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use crate::{ClusterClock, KeyValue, State};
 const MAGIC: &[u8; 8] = b"CNCLSTAT";
 /// The snapshot format this build writes. Bump it when `State`'s serialized shape changes,
 /// and keep decoding the older versions.
-pub const FORMAT_VERSION: u16 = 5;
+pub const FORMAT_VERSION: u16 = 6;
 
 /// The shape of a version 1 snapshot.
 #[derive(Deserialize)]
@@ -60,6 +60,19 @@ struct StateV4 {
     config: BTreeMap<String, ConfigEntry>,
     acl: crate::acl::AclState,
     audit: crate::audit::AuditLog,
+}
+
+/// The shape of a version 5 snapshot.
+#[derive(Deserialize)]
+struct StateV5 {
+    revision: u64,
+    kv: BTreeMap<String, KeyValue>,
+    clock: ClusterClock,
+    elections: BTreeMap<String, Election>,
+    config: BTreeMap<String, ConfigEntry>,
+    acl: crate::acl::AclState,
+    audit: crate::audit::AuditLog,
+    ipam: crate::ipam::Ipam,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +148,20 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
                 config: v4.config,
                 acl: v4.acl,
                 audit: v4.audit,
+                ..State::default()
+            })
+        }
+        5 => {
+            let v5: StateV5 = postcard::from_bytes(body)?;
+            plausible(State {
+                revision: v5.revision,
+                kv: v5.kv.into_iter().collect(),
+                clock: v5.clock,
+                elections: v5.elections,
+                config: v5.config,
+                acl: v5.acl,
+                audit: v5.audit,
+                ipam: v5.ipam,
                 ..State::default()
             })
         }

@@ -23,6 +23,9 @@ pub struct Identity {
     /// Why this node is no longer a member, once it has been removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed: Option<String>,
+    /// Its readable name, as last started (absent in files of earlier releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +129,7 @@ pub fn load_or_create(
         node_id: want_node.unwrap_or_else(mint_node_id),
         cluster_id: new_cluster,
         removed: None,
+        name: None,
     };
     save(data_dir, &id)?;
     Ok((id, true))

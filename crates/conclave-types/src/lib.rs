@@ -26,6 +26,7 @@ pub mod gossip_keys;
 pub mod invalid;
 pub mod ipam;
 pub mod member_events;
+pub mod node_label;
 pub mod reload;
 pub mod secret;
 pub mod sse;
@@ -257,6 +258,9 @@ pub struct KvItem {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct MemberStatus {
     pub node_id: u64,
+    /// Its readable name; absent until the leader has recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub rpc_addr: String,
     pub api_addr: String,
     /// `voter` or `learner`.
@@ -282,6 +286,9 @@ pub struct StorageStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Status {
     pub node_id: u64,
+    /// This node's readable name (`--node-name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
     pub cluster_id: String,
     pub leader_id: Option<u64>,
     pub term: u64,
@@ -344,6 +351,9 @@ pub struct HealthResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ClusterMember {
     pub node_id: u64,
+    /// Its readable name (`--node-name`); absent until the leader has recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// `voter` or `learner`.
     pub role: String,
     /// Started with `--role learner` or demoted: never promoted automatically.
@@ -470,6 +480,9 @@ impl MemberState {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct GossipMember {
     pub id: u64,
+    /// Its readable name (`--node-name`); absent from agents of earlier releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// `voter`, `learner` or `client` (the role it was started with).
     pub role: String,
     pub api_addr: String,

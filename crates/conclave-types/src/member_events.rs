@@ -103,6 +103,7 @@ mod tests {
         let e = MemberEvent {
             kind: MemberEventKind::Dead,
             member: GossipMember {
+                name: None,
                 id: 7,
                 role: "client".into(),
                 api_addr: String::new(),

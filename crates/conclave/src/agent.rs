@@ -36,6 +36,7 @@ use crate::config::{AgentConfig, Formation, NodeRole};
 mod history;
 mod http;
 pub mod metrics;
+mod node_name;
 mod parts;
 pub mod reload;
 mod systemd;
@@ -49,28 +50,6 @@ async fn bind(addr: std::net::SocketAddr, what: &str, flag: &str) -> anyhow::Res
             "cannot listen on {addr} ({what}); another process (perhaps another conclave agent) may be using it — choose another address with {flag}"
         )
     })
-}
-
-/// The node id to use: the flag, else the data dir's, else (static formation) the entry of
-/// `--initial-members` whose address is this node's RPC address.
-fn choose_node_id(
-    config: &AgentConfig,
-    formation: &Formation,
-    existing: Option<&identity::Identity>,
-) -> anyhow::Result<Option<u64>> {
-    if config.node_id.is_some() || existing.is_some() {
-        return Ok(config.node_id);
-    }
-    if let Formation::Static(members) = formation {
-        let me = config.advertised_rpc();
-        return match members.iter().find(|(_, addr)| *addr == me) {
-            Some((id, _)) => Ok(Some(*id)),
-            None => bail!(
-                "this node's RPC address {me} is not in --initial-members; give its id with --node-id, or list it as ID={me}"
-            ),
-        };
-    }
-    Ok(None)
 }
 
 /// The gossip seeds: every address this node was told about, except its own.
@@ -164,8 +143,14 @@ async fn run_client(
     let agent_token = config.acl.agent_token()?;
     let _lock = prepare_data_dir(&config)?;
     // A client keeps only its identity, so a restart is the same member.
-    let (identity, created) =
+    let (mut identity, created) =
         identity::load_or_create(&config.data_dir, config.node_id, None, None)?;
+    node_name::settle(
+        config.node_name.as_deref(),
+        config.http_addr.port(),
+        &config.data_dir,
+        &mut identity,
+    )?;
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let verified = conclave_coord::VerifiedMembers::new(Credentials::client_agent(
@@ -175,7 +160,7 @@ async fn run_client(
     ));
     let parts = start_membership(
         &config,
-        identity.node_id,
+        &identity,
         config.cluster_id.clone(),
         gossip_seeds(&config, &formation),
         |_| remote_coordinator(verified.clone(), &https, agent_token.as_ref()),
@@ -191,6 +176,7 @@ async fn run_client(
     ));
     tracing::info!(
         node_id = identity.node_id,
+        name = identity.name.as_deref().unwrap_or_default(),
         new = created,
         http = %config.http_addr,
         gossip = %config.rpc_addr,
@@ -295,7 +281,7 @@ pub async fn run(
             "{why}. This data directory no longer belongs to a cluster member; to bring the node back, start it with a fresh --data-dir and --join a member"
         );
     }
-    let want_node = choose_node_id(&config, &formation, existing.as_ref())?;
+    let want_node = node_name::choose_node_id(&config, &formation, existing.as_ref())?;
     // The cluster id a brand-new cluster gets; joining nodes adopt theirs later.
     let new_cluster = match &formation {
         Formation::Single => Some(
@@ -322,6 +308,12 @@ pub async fn run(
         identity.cluster_id = new_cluster;
         identity::save(&config.data_dir, &identity)?;
     }
+    let name = node_name::settle(
+        config.node_name.as_deref(),
+        config.http_addr.port(),
+        &config.data_dir,
+        &mut identity,
+    )?;
     if let Formation::Static(members) = &formation
         && !members.iter().any(|(id, _)| *id == identity.node_id)
     {
@@ -352,6 +344,7 @@ pub async fn run(
             tuning: config.raft.clone(),
             data_dir: config.data_dir.clone(),
             info: me,
+            name,
             voters_wanted: config.voters,
             bootstrap_expect: match &formation {
                 Formation::Bootstrap { expect, .. } => Some(*expect),
@@ -427,6 +420,7 @@ pub async fn run(
 
     tracing::info!(
         node_id = identity.node_id,
+        name = node.name(),
         cluster_id = identity.cluster_id.as_deref().unwrap_or("(joining)"),
         new = created,
         data_dir = %config.data_dir.display(),
@@ -438,7 +432,7 @@ pub async fn run(
     let local = conclave_coord::Local::new(node.clone(), config.limits());
     let parts = start_membership(
         &config,
-        identity.node_id,
+        &identity,
         node.cluster_id(),
         gossip_seeds(&config, &formation),
         |_| Ok(Coordinator::Local(local.clone())),

@@ -231,9 +231,9 @@ pub(crate) enum RolesCommand {
     /// The holder steps down for the highest-priority live candidate (or --to).
     Handover {
         name: String,
-        /// The node id to hand over to.
-        #[arg(long)]
-        to: Option<u64>,
+        /// The Raft member to hand over to, by name or node id.
+        #[arg(long, value_name = "NODE")]
+        to: Option<String>,
         /// How long to wait for the new holder.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
         wait: std::time::Duration,
@@ -359,10 +359,12 @@ pub(crate) enum MembersCommand {
     },
     /// Remove a member. Refused if the remaining voters would have no healthy quorum.
     #[command(
-        after_help = "Examples:\n  conclave members remove 4\n  conclave members remove 3 --force   # node 3 is gone for good\n  conclave members remove 3 --dry-run # what it would do, or why it would be refused"
+        after_help = "Examples:\n  conclave members remove db-4\n  conclave members remove db-3 --force   # db-3 is gone for good\n  conclave members remove db-3 --dry-run # what it would do, or why it would be refused\n  conclave members remove 8329513455031959   # by node id"
     )]
     Remove {
-        node_id: u64,
+        /// The member's node id or name.
+        #[arg(value_name = "NODE")]
+        node: String,
         /// Remove even if the remaining voters would have no healthy quorum.
         #[arg(long)]
         force: bool,
@@ -396,9 +398,11 @@ pub(crate) enum MembersCommand {
         client: ClientOpts,
     },
     /// Make a learner a voter.
-    #[command(after_help = "Examples:\n  conclave members promote 4")]
+    #[command(after_help = "Examples:\n  conclave members promote db-4")]
     Promote {
-        node_id: u64,
+        /// The member's node id or name.
+        #[arg(value_name = "NODE")]
+        node: String,
         /// Only say what the change would do (the leader's checks), change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -406,9 +410,11 @@ pub(crate) enum MembersCommand {
         client: ClientOpts,
     },
     /// Make a voter a learner (it stays one until promoted by hand).
-    #[command(after_help = "Examples:\n  conclave members demote 3")]
+    #[command(after_help = "Examples:\n  conclave members demote db-3")]
     Demote {
-        node_id: u64,
+        /// The member's node id or name.
+        #[arg(value_name = "NODE")]
+        node: String,
         /// Demote even if the remaining voters would have no healthy quorum.
         #[arg(long)]
         force: bool,

@@ -26,6 +26,9 @@ use serde::{Deserialize, Serialize};
 pub struct AgentConfig {
     /// This node's id. Minted once (random) when the data dir is new and not given.
     pub node_id: Option<u64>,
+    /// This node's readable name, unique in the cluster. Default: the name it had, else the
+    /// hostname (plus `-<port>` when the HTTP port is not 7400).
+    pub node_name: Option<String>,
     /// The cluster's id. Minted once when the data dir is new and not given.
     pub cluster_id: Option<String>,
     /// Where the Raft log, snapshots and the node identity live.
@@ -213,6 +216,7 @@ impl Default for AgentConfig {
         let limits = conclave_state::Limits::default();
         Self {
             node_id: None,
+            node_name: None,
             cluster_id: None,
             data_dir: PathBuf::from("./conclave-data"),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 7400)),
@@ -389,6 +393,11 @@ impl AgentConfig {
     /// Cross-field checks figment cannot express.
     fn validate(&self) -> anyhow::Result<()> {
         self.formation()?;
+        if let Some(name) = &self.node_name {
+            conclave_state::node_names::check_node_name(name).map_err(|e| {
+                anyhow::anyhow!("{e} (set by node_name, --node-name or CONCLAVE_NODE_NAME)")
+            })?;
+        }
         for handler in &self.event_handler {
             handler.kinds()?;
         }

@@ -468,6 +468,7 @@ fn handover(name: &str, target: &str, from_epoch: u64, window_ms: u64) -> Comman
 
 mod audit;
 mod elections;
+mod node_names;
 mod refusals;
 
 mod arbitrary_commands;

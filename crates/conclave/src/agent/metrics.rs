@@ -70,6 +70,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Raft members by gossip state and Raft role (the seed's nodes count).",
     ),
     (
+        "conclave_node_info",
+        Kind::Gauge,
+        "1 per Raft member, labelled with its node id and name (0 for a name it no longer has).",
+    ),
+    (
         "conclave_replication_lag_entries",
         Kind::Gauge,
         "On the leader: log entries each member is behind.",
@@ -324,6 +329,8 @@ pub(super) struct Sampled {
     term: Option<u64>,
     leader: Option<u64>,
     lag_labels: BTreeSet<String>,
+    /// (node id, name) of every `conclave_node_info` series reported so far.
+    name_labels: BTreeSet<(String, String)>,
     node_labels: BTreeSet<(String, String)>,
 }
 
@@ -370,7 +377,22 @@ pub(super) fn sample_raft(node: &RaftNode, membership: &Membership, seen: &mut S
         .map(|g| (g.id, g.state.as_str()))
         .collect();
     let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for member in node.local_members() {
+    let members = node.local_members();
+    // Names as an info series: the lag and other per-node series keep the id alone, so a
+    // rename does not split them; a query joins on `node` for the name.
+    let mut names: BTreeMap<(String, String), f64> =
+        seen.name_labels.iter().map(|k| (k.clone(), 0.0)).collect();
+    for member in &members {
+        if let Some(name) = &member.name {
+            names.insert((member.node_id.to_string(), name.clone()), 1.0);
+        }
+    }
+    for ((id, name), value) in names {
+        metrics::gauge!("conclave_node_info", "node" => id.clone(), "name" => name.clone())
+            .set(value);
+        seen.name_labels.insert((id, name));
+    }
+    for member in members {
         let state = states.get(&member.node_id).copied().unwrap_or("unknown");
         *counts
             .entry((state.to_owned(), member.role.as_str().to_owned()))

@@ -42,13 +42,14 @@ pub(super) struct AgentControl {
 /// Raft node, or, for a client agent, the members gossip finds).
 pub(super) async fn start_membership(
     config: &AgentConfig,
-    node_id: u64,
+    identity: &conclave_storage::identity::Identity,
     cluster_id: Option<String>,
     seeds: Vec<String>,
     coordinator: impl FnOnce(&Membership) -> anyhow::Result<Coordinator>,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> anyhow::Result<MembershipParts> {
+    let node_id = identity.node_id;
     // One recorder per process (a second agent in the same process, in tests, goes
     // without), installed before anything registers a metric: a counter registered earlier
     // (the split-brain alerts at 0) would be lost.
@@ -75,6 +76,7 @@ pub(super) async fn start_membership(
     let membership = Membership::start(
         GossipOptions {
             node_id,
+            name: identity.name.clone().unwrap_or_default(),
             role: config.role.name().into(),
             listen: config.rpc_addr,
             advertise,

@@ -10,12 +10,12 @@ use crate::output::print_json;
 pub(crate) enum LeaderCommand {
     /// Hand leadership to a voter (the most caught-up healthy one when none is named).
     #[command(
-        after_help = "Examples:\n  conclave leader transfer\n  conclave leader transfer --to 2\n  conclave leader transfer --to 2 --dry-run"
+        after_help = "Examples:\n  conclave leader transfer\n  conclave leader transfer --to db-2\n  conclave leader transfer --to db-2 --dry-run"
     )]
     Transfer {
-        /// The node to hand leadership to.
-        #[arg(long)]
-        to: Option<u64>,
+        /// The voter to hand leadership to, by name or node id.
+        #[arg(long, value_name = "NODE")]
+        to: Option<String>,
         /// Only say where leadership would go (or why it could not), change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -30,6 +30,10 @@ pub(crate) async fn leader(cmd: LeaderCommand) -> Result<(), ClientError> {
         dry_run,
         client,
     } = cmd;
+    let to = match to {
+        Some(member) => Some(client.client()?.resolve_member(&member).await?),
+        None => None,
+    };
     if dry_run {
         let p = client.client()?.preview_transfer(to).await?;
         match client.output {

@@ -9,8 +9,9 @@ use crate::output::print_json;
 
 pub(crate) fn print_members(members: &[conclave_types::ClusterMember]) {
     out!(
-        "{:<18} {:<8} {:<7} {:<22} {:<22} {:>8} {:>8} {:>9} {:<8}",
-        "MEMBER",
+        "{:<20} {:<18} {:<8} {:<7} {:<22} {:<22} {:>8} {:>8} {:>9} {:<8}",
+        "NAME",
+        "ID",
         "ROLE",
         "LEADER",
         "API",
@@ -23,7 +24,8 @@ pub(crate) fn print_members(members: &[conclave_types::ClusterMember]) {
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
     for m in members {
         out!(
-            "{:<18} {:<8} {:<7} {:<22} {:<22} {:>8} {:>8} {:>9} {:<8}",
+            "{:<20} {:<18} {:<8} {:<7} {:<22} {:<22} {:>8} {:>8} {:>9} {:<8}",
+            m.name.as_deref().unwrap_or("-"),
             m.node_id,
             if m.learner_only && m.role == "learner" {
                 "learner*"
@@ -53,8 +55,9 @@ pub(crate) fn print_members(members: &[conclave_types::ClusterMember]) {
 
 fn print_gossip_members(members: &[conclave_types::GossipMember]) {
     out!(
-        "{:<18} {:<8} {:<9} {:<8} {:<9} {:<22} {:<22} {:>8}  {}",
-        "MEMBER",
+        "{:<20} {:<18} {:<8} {:<9} {:<8} {:<9} {:<22} {:<22} {:>8}  {}",
+        "NAME",
+        "ID",
         "ROLE",
         "RAFT",
         "STATE",
@@ -83,7 +86,8 @@ fn print_gossip_members(members: &[conclave_types::GossipMember]) {
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default();
         out!(
-            "{:<18} {:<8} {:<9} {:<8} {:<9} {:<22} {:<22} {:>8}  {}",
+            "{:<20} {:<18} {:<8} {:<9} {:<8} {:<9} {:<22} {:<22} {:>8}  {}",
+            m.name.as_deref().unwrap_or("-"),
             m.id,
             m.role,
             m.raft_role.as_deref().unwrap_or("-"),
@@ -209,22 +213,22 @@ pub(crate) async fn members(args: MembersArgs) -> Result<(), ClientError> {
             (client, r)
         }
         MembersCommand::Remove {
-            node_id,
+            node,
             force,
             dry_run,
             client,
-        } => return change(client, "remove", node_id, force, dry_run).await,
+        } => return change(client, "remove", node, force, dry_run).await,
         MembersCommand::Promote {
-            node_id,
+            node,
             dry_run,
             client,
-        } => return change(client, "promote", node_id, false, dry_run).await,
+        } => return change(client, "promote", node, false, dry_run).await,
         MembersCommand::Demote {
-            node_id,
+            node,
             force,
             dry_run,
             client,
-        } => return change(client, "demote", node_id, force, dry_run).await,
+        } => return change(client, "demote", node, force, dry_run).await,
     };
     let members = result?;
     match client.output {
@@ -238,20 +242,20 @@ pub(crate) async fn members(args: MembersArgs) -> Result<(), ClientError> {
 async fn change(
     client: ClientOpts,
     action: &str,
-    node_id: u64,
+    node: String,
     force: bool,
     dry_run: bool,
 ) -> Result<(), ClientError> {
     let c = client.client()?;
     if dry_run {
-        let p = c.preview_member(action, node_id, force).await?;
+        let p = c.preview_member(action, &node, force).await?;
         match client.output {
             Output::Json => print_json(&serde_json::to_value(&p).unwrap_or_default()),
             Output::Human => out!("would {action}: {}", p.effect),
         }
         return Ok(());
     }
-    let members = c.change_member(action, node_id, force).await?;
+    let members = c.change_member(action, &node, force).await?;
     match client.output {
         Output::Json => print_json(&serde_json::to_value(&members).unwrap_or_default()),
         Output::Human => print_members(&members),

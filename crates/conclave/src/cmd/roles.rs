@@ -17,11 +17,13 @@ pub async fn list(client: &Client, json: bool) -> Result<(), ClientError> {
     }
     if roles.as_array().is_none_or(|r| r.is_empty()) {
         out!("no roles: no live agent declares one (add a [[roles]] table to the agent config)");
+        return Ok(());
     }
+    let labels = client.node_labels().await?;
     for r in roles.as_array().into_iter().flatten() {
         let holder = r["holder"]
             .as_u64()
-            .map_or("none".to_string(), |h| h.to_string());
+            .map_or("none".to_string(), |h| labels.label(h));
         out!(
             "{}: holder {holder}, epoch {}, lease {} ms{}",
             r["name"].as_str().unwrap_or_default(),
@@ -35,8 +37,8 @@ pub async fn list(client: &Client, json: bool) -> Result<(), ClientError> {
         );
         for c in r["candidates"].as_array().into_iter().flatten() {
             out!(
-                "  node {:>20}  {:<10} priority {:>4}  {}{}",
-                c["node_id"].as_u64().unwrap_or(0),
+                "  node {:>30}  {:<10} priority {:>4}  {}{}",
+                labels.label(c["node_id"].as_u64().unwrap_or(0)),
                 c["state"].as_str().unwrap_or_default(),
                 c["priority"].as_i64().unwrap_or(0),
                 c["member_state"].as_str().unwrap_or_default(),
@@ -62,9 +64,13 @@ pub async fn list(client: &Client, json: bool) -> Result<(), ClientError> {
 pub async fn handover(
     client: &Client,
     name: &str,
-    to: Option<u64>,
+    to: Option<String>,
     wait: Duration,
 ) -> Result<(), ClientError> {
+    let to = match to {
+        Some(member) => Some(client.resolve_member(&member).await?),
+        None => None,
+    };
     let r: Value = client.handover(name, to).await?;
     let target = r["to"].as_u64().unwrap_or_default();
     out!(

@@ -39,11 +39,22 @@ pub(crate) async fn status(opts: &ClientOpts) -> Result<(), ClientError> {
         Output::Json => print_json(&serde_json::to_value(&s).unwrap_or_default()),
         Output::Human => {
             out!("cluster   {}", s.cluster_id);
-            out!("node      {} ({})", s.node_id, s.role);
-            out!(
-                "leader    {}",
-                s.leader_id.map_or("none".to_string(), |l| l.to_string())
-            );
+            match &s.node_name {
+                Some(name) => out!("node      {name} (id {}, {})", s.node_id, s.role),
+                None => out!("node      {} ({})", s.node_id, s.role),
+            }
+            let leader = s.leader_id.map_or("none".to_string(), |l| {
+                match s
+                    .members
+                    .iter()
+                    .find(|m| m.node_id == l)
+                    .and_then(|m| m.name.as_deref())
+                {
+                    Some(name) => format!("{name} (id {l})"),
+                    None => l.to_string(),
+                }
+            });
+            out!("leader    {leader}");
             out!("term      {}", s.term);
             out!(
                 "index     commit {}  applied {}  revision {}",
@@ -98,10 +109,18 @@ pub(crate) async fn status(opts: &ClientOpts) -> Result<(), ClientError> {
                 }
                 Err(e) => {
                     out!("(no leader answered: {e}; showing this node's view)");
-                    out!("{:<18} {:<8} {:<22} {:<22}", "MEMBER", "ROLE", "API", "RPC");
+                    out!(
+                        "{:<20} {:<18} {:<8} {:<22} {:<22}",
+                        "NAME",
+                        "ID",
+                        "ROLE",
+                        "API",
+                        "RPC"
+                    );
                     for m in &s.members {
                         out!(
-                            "{:<18} {:<8} {:<22} {:<22}",
+                            "{:<20} {:<18} {:<8} {:<22} {:<22}",
+                            m.name.as_deref().unwrap_or("-"),
                             m.node_id,
                             m.role,
                             m.api_addr,

@@ -18,6 +18,10 @@ pub struct AgentFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_id: Option<u64>,
+    /// This node's readable name, unique in the cluster [default: the name it had, else the hostname, plus -PORT off port 7400].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
     /// The cluster's id (minted once when the data dir is new).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -65,7 +65,7 @@ async fn kv_commands_and_exit_codes() {
 
     let (code, out, _) = cli(&["status", "--addr", addr], None);
     assert_eq!(code, 0);
-    assert!(out.contains("leader") && out.contains("MEMBER"), "{out}");
+    assert!(out.contains("leader") && out.contains("NAME"), "{out}");
     let (code, out, _) = cli(&["status", "-o", "json", "--addr", addr], None);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

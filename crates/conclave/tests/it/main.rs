@@ -28,6 +28,7 @@ mod kubernetes;
 mod leaks;
 mod member_events;
 mod metrics;
+mod names;
 mod openapi;
 mod recovery;
 mod reload;

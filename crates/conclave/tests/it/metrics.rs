@@ -137,6 +137,11 @@ async fn every_family_is_described_and_the_seed_figures_and_alerts_are_there() {
                 .count()
                 == 3
                 && s.samples
+                    .iter()
+                    .filter(|(k, v)| k.starts_with("conclave_node_info{") && **v == 1.0)
+                    .count()
+                    == 3
+                && s.samples
                     .get("conclave_cluster_nodes{state=\"alive\",role=\"voter\"}")
                     == Some(&3.0)
         },

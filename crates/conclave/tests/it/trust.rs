@@ -275,6 +275,7 @@ async fn attack(nodes: &[crate::cluster::Node], token: Option<&str>) {
         req: LeaderRequest::Join {
             node_id,
             info: evil.clone(),
+            name: "evil".into(),
         },
         hops: 1,
     };

@@ -1,0 +1,121 @@
+//! Node names: given by the leader, unique among the members.
+//!
+//! The names live in the replicated state (`conclave_state::node_names`); whether the node
+//! holding a name is still a member is the membership's knowledge, so only the leader names
+//! nodes (`NameNode` is a leader-only command) and tells the state machine which former
+//! member, if any, a name is taken from. A joiner is named before it enters the membership,
+//! so one whose name a member holds stays out; a member that restarts with another name
+//! announces it ([`RaftNode::announce_name_if_changed`]), as it announces a new address.
+
+use std::collections::BTreeMap;
+
+use conclave_state::node_names::{NameRefusal, NodeNames, check_node_name};
+use conclave_state::{Command, Outcome};
+use conclave_storage::{NodeId, NodeInfo};
+
+use crate::rpc::LeaderRequest;
+use crate::{ConsensusError, RaftNode, RejectReason};
+
+impl RaftNode {
+    /// The names the replicated state holds, as this node has applied them.
+    pub fn node_names(&self) -> NodeNames {
+        self.state().read(|a| a.state.node_names().clone())
+    }
+
+    /// The name of `node_id`, as this node has applied it.
+    pub fn name_of(&self, node_id: NodeId) -> Option<String> {
+        self.state()
+            .read(|a| a.state.node_names().name_of(node_id).map(str::to_owned))
+    }
+
+    /// Leader: give `node_id` the name `name`, refused when another member (`nodes`) holds
+    /// it. A former member's hold on the name ends here.
+    pub(crate) async fn claim_name(
+        &self,
+        node_id: NodeId,
+        name: &str,
+        nodes: &BTreeMap<NodeId, NodeInfo>,
+    ) -> Result<(), ConsensusError> {
+        if check_node_name(name).is_err() {
+            return Err(RejectReason::Refused {
+                refusal: conclave_state::Refusal::BadNodeName,
+            }
+            .into());
+        }
+        let names = self.node_names();
+        if names.name_of(node_id) == Some(name) {
+            return Ok(());
+        }
+        let taken = |holder: NodeId| -> ConsensusError {
+            RejectReason::NameTaken {
+                name: name.to_owned(),
+                holder,
+                rpc_addr: nodes
+                    .get(&holder)
+                    .map_or_else(String::new, |n| n.rpc_addr.clone()),
+            }
+            .into()
+        };
+        let replaces = match names.holder_of(name) {
+            Some(holder) if holder != node_id && nodes.contains_key(&holder) => {
+                return Err(taken(holder));
+            }
+            Some(holder) if holder != node_id => Some(holder),
+            _ => None,
+        };
+        let command = Command::NameNode {
+            node_id,
+            name: name.to_owned(),
+            replaces,
+        };
+        match self.propose_boxed(command).await? {
+            Outcome::Named { refusal: None, .. } => {
+                match names.name_of(node_id) {
+                    Some(old) => tracing::info!(node_id, old, name, "renamed a node"),
+                    None => tracing::info!(node_id, name, "named a node"),
+                }
+                Ok(())
+            }
+            Outcome::Named {
+                refusal: Some(NameRefusal::Taken { holder, .. }),
+                ..
+            } => Err(taken(holder)),
+            other => Err(ConsensusError::Unavailable(format!(
+                "unexpected outcome of naming node {node_id}: {other:?}"
+            ))),
+        }
+    }
+
+    /// Leader: free the name of a node that left. A failure leaves the name with a former
+    /// member, which the next node to claim it takes over anyway.
+    pub(crate) async fn forget_name(&self, node_id: NodeId) {
+        if self.name_of(node_id).is_none() {
+            return;
+        }
+        if let Err(e) = self.propose_boxed(Command::ForgetNode { node_id }).await {
+            tracing::warn!(node_id, error = %e, "could not free the name of a removed member");
+        }
+    }
+
+    /// [`RaftNode::propose`] behind a box with an explicit `Send` bound: it is called from
+    /// `serve_membership`, which `propose` reaches again through `leader_call`.
+    fn propose_boxed(
+        &self,
+        command: Command,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Outcome, ConsensusError>> + Send>> {
+        let node = self.clone();
+        Box::pin(async move { node.propose(command).await })
+    }
+
+    /// A member whose recorded name is not its current one tells the leader.
+    pub(crate) async fn announce_name_if_changed(&self) {
+        if !self.is_member(self.id) || self.name_of(self.id).as_deref() == Some(self.name()) {
+            return;
+        }
+        let req = LeaderRequest::SetName {
+            node_id: self.id,
+            name: self.name().to_owned(),
+        };
+        self.send_to_leader(req, "this node's name").await;
+    }
+}
