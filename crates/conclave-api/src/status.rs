@@ -62,7 +62,7 @@ pub(crate) async fn status(State(ctx): State<Ctx>) -> Json<Status> {
     let (first, last) = node.log_bounds();
     Json(Status {
         node_id: node.id,
-        node_name: Some(node.name().to_owned()),
+        node_name: Some(node.recorded_name()),
         cluster_id: node.cluster_id().unwrap_or_default(),
         leader_id: m.current_leader,
         term: m.current_term,

@@ -245,9 +245,10 @@ impl RaftNode {
                 node_id,
                 info,
                 name,
+                name_given,
             } => {
                 // Before the membership: a joiner whose name a member holds stays out.
-                self.claim_name(node_id, &name, &nodes).await?;
+                self.claim_name(node_id, &name, name_given, &nodes).await?;
                 match nodes.get(&node_id) {
                     Some(known) if *known == info => {}
                     // A join never moves a member: a moved member announces itself
@@ -423,11 +424,15 @@ impl RaftNode {
                 Ok(LeaderReply::Members(self.leader_status().members))
             }
             LeaderRequest::TransferLeader { to } => self.transfer_leadership(to).await,
-            LeaderRequest::SetName { node_id, name } => {
+            LeaderRequest::SetName {
+                node_id,
+                name,
+                name_given,
+            } => {
                 if !nodes.contains_key(&node_id) {
                     return Err(not_a_member(node_id, &nodes));
                 }
-                self.claim_name(node_id, &name, &nodes).await?;
+                self.claim_name(node_id, &name, name_given, &nodes).await?;
                 Ok(LeaderReply::Members(self.leader_status().members))
             }
         }

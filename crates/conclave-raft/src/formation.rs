@@ -189,6 +189,7 @@ async fn join_via(node: &RaftNode, addr: &str) -> Result<bool, FormError> {
             node_id: node.id,
             info: node.info(),
             name: node.name().to_owned(),
+            name_given: node.name_given(),
         },
         hops: 1,
     };

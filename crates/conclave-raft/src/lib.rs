@@ -92,6 +92,8 @@ pub struct NodeOptions {
     pub info: NodeInfo,
     /// Its readable name (`--node-name`), recorded in the replicated state.
     pub name: String,
+    /// `name` was configured rather than made from the hostname (see `naming`).
+    pub name_given: bool,
     /// Voters the leader promotes learners towards.
     pub voters_wanted: usize,
     /// Set while waiting to form a cluster with `--bootstrap-expect`.
@@ -120,6 +122,7 @@ struct Inner {
     data_dir: PathBuf,
     info: RwLock<NodeInfo>,
     name: String,
+    name_given: bool,
     voters_wanted: usize,
     bootstrap_expect: Option<u32>,
     removed: watch::Sender<Option<String>>,
@@ -217,6 +220,7 @@ impl RaftNode {
                 data_dir: options.data_dir,
                 info: RwLock::new(options.info),
                 name: options.name,
+                name_given: options.name_given,
                 voters_wanted: options.voters_wanted.max(1),
                 bootstrap_expect: options.bootstrap_expect,
                 proposal_gate: options.proposal_gate.clone(),
@@ -473,6 +477,11 @@ impl RaftNode {
     /// This node's readable name (`--node-name`).
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// Whether [`RaftNode::name`] was configured rather than made from the hostname.
+    pub fn name_given(&self) -> bool {
+        self.inner.name_given
     }
 
     pub fn info(&self) -> NodeInfo {

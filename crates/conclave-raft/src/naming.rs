@@ -4,17 +4,34 @@
 //! holding a name is still a member is the membership's knowledge, so only the leader names
 //! nodes (`NameNode` is a leader-only command) and tells the state machine which former
 //! member, if any, a name is taken from. A joiner is named before it enters the membership,
-//! so one whose name a member holds stays out; a member that restarts with another name
-//! announces it ([`RaftNode::announce_name_if_changed`]), as it announces a new address.
+//! so one whose configured name a member holds stays out; a member that restarts with another
+//! name announces it ([`RaftNode::announce_name_if_changed`]), as it announces a new address.
+//!
+//! A name made from the hostname (none configured) is a default, not a claim: hosts that share
+//! one (network namespaces, one machine with several agents on the same port) would refuse each
+//! other. A node whose default a member holds goes by [`fallback_name`] (its id appended).
 
 use std::collections::BTreeMap;
 
-use conclave_state::node_names::{NameRefusal, NodeNames, check_node_name};
+use conclave_state::node_names::{MAX_NODE_NAME, NameRefusal, NodeNames, check_node_name};
 use conclave_state::{Command, Outcome};
 use conclave_storage::{NodeId, NodeInfo};
 
 use crate::rpc::LeaderRequest;
 use crate::{ConsensusError, RaftNode, RejectReason};
+
+/// The name of a node whose default `name` another member holds: `name-<node id>`, within
+/// the length limit.
+pub fn fallback_name(name: &str, node_id: NodeId) -> String {
+    let suffix = format!("-{node_id}");
+    let keep = MAX_NODE_NAME.saturating_sub(suffix.len()).min(name.len());
+    let base = name
+        .get(..keep)
+        .unwrap_or("")
+        .trim_end_matches(['.', '-', '_']);
+    let base = if base.is_empty() { "node" } else { base };
+    format!("{base}{suffix}")
+}
 
 impl RaftNode {
     /// The names the replicated state holds, as this node has applied them.
@@ -29,8 +46,39 @@ impl RaftNode {
     }
 
     /// Leader: give `node_id` the name `name`, refused when another member (`nodes`) holds
-    /// it. A former member's hold on the name ends here.
+    /// it and the name was `given`; a default name goes to its [`fallback_name`] instead. A
+    /// former member's hold on the name ends here.
     pub(crate) async fn claim_name(
+        &self,
+        node_id: NodeId,
+        name: &str,
+        given: bool,
+        nodes: &BTreeMap<NodeId, NodeInfo>,
+    ) -> Result<(), ConsensusError> {
+        if !given {
+            let fallback = fallback_name(name, node_id);
+            if self.node_names().name_of(node_id) == Some(fallback.as_str()) {
+                return Ok(());
+            }
+            return match self.claim_exact(node_id, name, nodes).await {
+                Err(ConsensusError::Rejected(RejectReason::NameTaken { holder, .. })) => {
+                    tracing::info!(
+                        node_id,
+                        name,
+                        holder,
+                        fallback,
+                        "a member holds this node's default name; it goes by its fallback"
+                    );
+                    self.claim_exact(node_id, &fallback, nodes).await
+                }
+                other => other,
+            };
+        }
+        self.claim_exact(node_id, name, nodes).await
+    }
+
+    /// [`RaftNode::claim_name`] for exactly `name`.
+    async fn claim_exact(
         &self,
         node_id: NodeId,
         name: &str,
@@ -107,15 +155,46 @@ impl RaftNode {
         Box::pin(async move { node.propose(command).await })
     }
 
+    /// The name the cluster knows this node by: the recorded one, else the one it wants.
+    pub fn recorded_name(&self) -> String {
+        self.name_of(self.id)
+            .unwrap_or_else(|| self.name().to_owned())
+    }
+
     /// A member whose recorded name is not its current one tells the leader.
     pub(crate) async fn announce_name_if_changed(&self) {
-        if !self.is_member(self.id) || self.name_of(self.id).as_deref() == Some(self.name()) {
+        let recorded = self.name_of(self.id);
+        let settled = recorded.as_deref() == Some(self.name())
+            || (!self.name_given()
+                && recorded.as_deref() == Some(fallback_name(self.name(), self.id).as_str()));
+        if !self.is_member(self.id) || settled {
             return;
         }
         let req = LeaderRequest::SetName {
             node_id: self.id,
             name: self.name().to_owned(),
+            name_given: self.name_given(),
         };
         self.send_to_leader(req, "this node's name").await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fallback_name_is_a_valid_name_with_the_id() {
+        assert_eq!(fallback_name("web01", 42), "web01-42");
+        let long = "a".repeat(63);
+        let f = fallback_name(&long, 9_007_199_254_740_991);
+        assert!(
+            f.ends_with("-9007199254740991") && f.len() <= MAX_NODE_NAME,
+            "{f}"
+        );
+        assert_eq!(fallback_name("---", 7), "node-7");
+        for name in ["web01", &long, "a.b-", "x"] {
+            assert!(check_node_name(&fallback_name(name, 123)).is_ok());
+        }
     }
 }

@@ -88,6 +88,9 @@ pub enum LeaderRequest {
         info: NodeInfo,
         /// Its readable name, unique among the members.
         name: String,
+        /// The name was configured (`--node-name`), not made from the hostname: when a
+        /// member holds it, the join is refused instead of the node taking a fallback name.
+        name_given: bool,
     },
     /// An operator adds a node, optionally as a voter once it has caught up.
     AddMember {
@@ -119,6 +122,8 @@ pub enum LeaderRequest {
     SetName {
         node_id: NodeId,
         name: String,
+        /// As in `Join`.
+        name_given: bool,
     },
 }
 

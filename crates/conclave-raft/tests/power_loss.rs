@@ -85,6 +85,7 @@ async fn start(id: NodeId, disk: &PowerLossDisk, listener: TcpListener, dirs: &P
             data_dir,
             info,
             name: format!("node-{id}"),
+            name_given: true,
             voters_wanted: NODES as usize,
             bootstrap_expect: None,
             proposal_gate: None,

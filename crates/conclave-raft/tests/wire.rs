@@ -348,10 +348,12 @@ fn leader_requests() -> Vec<LeaderRequest> {
             node_id: 5,
             info: info(true),
             name: "db-5".into(),
+            name_given: true,
         },
         LeaderRequest::SetName {
             node_id: 5,
             name: "db-five".into(),
+            name_given: false,
         },
         LeaderRequest::Propose(Command::NameNode {
             node_id: 5,

@@ -345,6 +345,7 @@ pub async fn run(
             data_dir: config.data_dir.clone(),
             info: me,
             name,
+            name_given: config.node_name.is_some(),
             voters_wanted: config.voters,
             bootstrap_expect: match &formation {
                 Formation::Bootstrap { expect, .. } => Some(*expect),

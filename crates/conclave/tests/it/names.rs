@@ -223,4 +223,27 @@ async fn an_unnamed_agent_is_named_after_its_host_and_port() {
     // Gossip carries it too (every agent's view; peers files name peers by it).
     let gossip = get_json(&agent.url("/v1/members")).await.unwrap();
     assert_eq!(gossip[0]["name"], expected.as_str(), "{gossip}");
+
+    // A default name is not a claim: a joiner whose default a member holds (hosts sharing
+    // a hostname) joins under its fallback, the name with its id.
+    let twin_dir = root.path().join("twin");
+    std::fs::create_dir_all(twin_dir.join("data")).unwrap();
+    let identity = serde_json::json!({"node_id": 777, "cluster_id": null, "name": expected});
+    std::fs::write(twin_dir.join("data/identity.json"), identity.to_string()).unwrap();
+    let rpc = agent.rpc.to_string();
+    let twin = Agent::spawn(&twin_dir, free_addr(), free_addr(), &["--join", &rpc]);
+    twin.wait_healthy(Duration::from_secs(30)).await;
+    let fallback = format!("{expected}-777");
+    eventually(
+        "the twin goes by its fallback",
+        Duration::from_secs(10),
+        || async {
+            names(&agent)
+                .await
+                .iter()
+                .any(|(n, id)| *n == fallback && *id == 777)
+        },
+    )
+    .await;
+    assert_eq!(twin.status().await["node_name"], fallback.as_str());
 }

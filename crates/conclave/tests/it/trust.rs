@@ -276,6 +276,7 @@ async fn attack(nodes: &[crate::cluster::Node], token: Option<&str>) {
             node_id,
             info: evil.clone(),
             name: "evil".into(),
+            name_given: true,
         },
         hops: 1,
     };
