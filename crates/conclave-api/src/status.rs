@@ -63,6 +63,7 @@ pub(crate) async fn status(State(ctx): State<Ctx>) -> Json<Status> {
     Json(Status {
         node_id: node.id,
         node_name: Some(node.recorded_name()),
+        cluster_name: node.cluster_name().map(str::to_owned),
         cluster_id: node.cluster_id().unwrap_or_default(),
         leader_id: m.current_leader,
         term: m.current_term,

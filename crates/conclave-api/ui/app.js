@@ -607,8 +607,8 @@ async function start() {
   window.addEventListener("hashchange", route);
   try {
     const status = await api("/v1/status");
-    document.getElementById("cluster-name").textContent = `cluster ${status.cluster_id} · node ${status.node_name || status.node_id}`;
-    document.title = `conclave · ${status.cluster_id}`;
+    document.getElementById("cluster-name").textContent = `cluster ${status.cluster_name || status.cluster_id} · node ${status.node_name || status.node_id}`;
+    document.title = `conclave · ${status.cluster_name || status.cluster_id}`;
   } catch (err) {
     if (err.status !== 401) report(err);
   }

@@ -216,6 +216,7 @@ mod tests {
         NodeReport {
             node_id,
             cluster_id: cluster.map(str::to_owned),
+            cluster_name: None,
             initialized: true,
             bootstrap_expect: None,
             info: info("a:1"),

@@ -161,6 +161,18 @@ async fn pause(shutdown: &CancellationToken, attempt: u32) -> Result<(), FormErr
     }
 }
 
+/// A node at `addr` configured with another `--cluster-name` than this one: the two were
+/// meant for different clusters (checked like the cluster id; a node without a name
+/// configured matches any).
+fn other_cluster_name(node: &RaftNode, addr: &str, report: &NodeReport) -> Result<(), FormError> {
+    match (node.cluster_name(), report.cluster_name.as_deref()) {
+        (Some(mine), Some(theirs)) if mine != theirs => Err(FormError::Refused(format!(
+            "this node is configured for cluster {mine:?}, but {addr} belongs to cluster {theirs:?}; fix --cluster-name or --join"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Try one address: adopt its cluster and ask to join. `Ok(false)`: not possible yet.
 async fn join_via(node: &RaftNode, addr: &str) -> Result<bool, FormError> {
     let (mut conn, report) = match ask_info(node, addr).await {
@@ -171,6 +183,7 @@ async fn join_via(node: &RaftNode, addr: &str) -> Result<bool, FormError> {
             return Ok(false);
         }
     };
+    other_cluster_name(node, addr, &report)?;
     let Some(cluster) = report.cluster_id.filter(|_| report.initialized) else {
         tracing::info!(%addr, node = report.node_id, "join: that node has not formed a cluster yet");
         return Ok(false);
@@ -250,6 +263,7 @@ pub async fn check_join_targets(node: &RaftNode, addrs: &[String]) -> Result<(),
                         "this node's data directory belongs to cluster {mine:?}, but {addr} is in cluster {theirs:?}; start with a fresh --data-dir to join that cluster"
                     )));
                 }
+                other_cluster_name(node, addr, &report)?;
             }
             Err(CallError::Refused(why)) => return Err(FormError::Refused(why)),
             Err(_) => {}

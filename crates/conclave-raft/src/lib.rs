@@ -94,6 +94,8 @@ pub struct NodeOptions {
     pub name: String,
     /// `name` was configured rather than made from the hostname (see `naming`).
     pub name_given: bool,
+    /// `--cluster-name`: a joiner configured with another is refused.
+    pub cluster_name: Option<String>,
     /// Voters the leader promotes learners towards.
     pub voters_wanted: usize,
     /// Set while waiting to form a cluster with `--bootstrap-expect`.
@@ -123,6 +125,7 @@ struct Inner {
     info: RwLock<NodeInfo>,
     name: String,
     name_given: bool,
+    cluster_name: Option<String>,
     voters_wanted: usize,
     bootstrap_expect: Option<u32>,
     removed: watch::Sender<Option<String>>,
@@ -221,6 +224,7 @@ impl RaftNode {
                 info: RwLock::new(options.info),
                 name: options.name,
                 name_given: options.name_given,
+                cluster_name: options.cluster_name,
                 voters_wanted: options.voters_wanted.max(1),
                 bootstrap_expect: options.bootstrap_expect,
                 proposal_gate: options.proposal_gate.clone(),
@@ -474,16 +478,6 @@ impl RaftNode {
     }
 
     /// How this node is reached, as it announces itself.
-    /// This node's readable name (`--node-name`).
-    pub fn name(&self) -> &str {
-        &self.inner.name
-    }
-
-    /// Whether [`RaftNode::name`] was configured rather than made from the hostname.
-    pub fn name_given(&self) -> bool {
-        self.inner.name_given
-    }
-
     pub fn info(&self) -> NodeInfo {
         self.inner
             .info
@@ -574,6 +568,7 @@ impl RaftNode {
         NodeReport {
             node_id: self.id,
             cluster_id: self.cluster_id(),
+            cluster_name: self.cluster_name().map(str::to_owned),
             initialized: membership.nodes().next().is_some(),
             bootstrap_expect: self.inner.bootstrap_expect,
             info: self.info(),

@@ -34,6 +34,21 @@ pub fn fallback_name(name: &str, node_id: NodeId) -> String {
 }
 
 impl RaftNode {
+    /// This node's readable name (`--node-name`).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether [`RaftNode::name`] was configured rather than made from the hostname.
+    pub fn name_given(&self) -> bool {
+        self.inner.name_given
+    }
+
+    /// The cluster's readable name (`--cluster-name`), as this node was configured.
+    pub fn cluster_name(&self) -> Option<&str> {
+        self.inner.cluster_name.as_deref()
+    }
+
     /// The names the replicated state holds, as this node has applied them.
     pub fn node_names(&self) -> NodeNames {
         self.state().read(|a| a.state.node_names().clone())

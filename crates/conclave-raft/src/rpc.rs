@@ -65,6 +65,8 @@ pub enum RpcResponse {
 pub struct NodeReport {
     pub node_id: NodeId,
     pub cluster_id: Option<String>,
+    /// `--cluster-name` of the node, when it has one.
+    pub cluster_name: Option<String>,
     /// The node holds a membership: it belongs to a formed cluster.
     pub initialized: bool,
     /// `--bootstrap-expect` of a node waiting to form a cluster.

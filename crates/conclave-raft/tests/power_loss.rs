@@ -86,6 +86,7 @@ async fn start(id: NodeId, disk: &PowerLossDisk, listener: TcpListener, dirs: &P
             info,
             name: format!("node-{id}"),
             name_given: true,
+            cluster_name: None,
             voters_wanted: NODES as usize,
             bootstrap_expect: None,
             proposal_gate: None,

@@ -485,6 +485,7 @@ fn node_reports() -> Vec<NodeReport> {
         NodeReport {
             node_id: 1,
             cluster_id: None,
+            cluster_name: None,
             initialized: false,
             bootstrap_expect: None,
             info: info(false),
@@ -496,6 +497,7 @@ fn node_reports() -> Vec<NodeReport> {
         NodeReport {
             node_id: 1,
             cluster_id: Some("c".into()),
+            cluster_name: Some("prod".into()),
             initialized: true,
             bootstrap_expect: Some(3),
             info: info(true),

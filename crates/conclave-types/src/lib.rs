@@ -289,6 +289,9 @@ pub struct Status {
     /// This node's readable name (`--node-name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// The cluster's readable name (`--cluster-name`), when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
     pub cluster_id: String,
     pub leader_id: Option<u64>,
     pub term: u64,

@@ -346,6 +346,7 @@ pub async fn run(
             info: me,
             name,
             name_given: config.node_name.is_some(),
+            cluster_name: config.cluster_name.clone(),
             voters_wanted: config.voters,
             bootstrap_expect: match &formation {
                 Formation::Bootstrap { expect, .. } => Some(*expect),

@@ -31,6 +31,9 @@ pub struct AgentConfig {
     pub node_name: Option<String>,
     /// The cluster's id. Minted once when the data dir is new and not given.
     pub cluster_id: Option<String>,
+    /// The cluster's readable name: shown in `status`, the dashboard and metrics; a node
+    /// configured with another one is refused at join.
+    pub cluster_name: Option<String>,
     /// Where the Raft log, snapshots and the node identity live.
     pub data_dir: PathBuf,
     /// HTTP API listen address.
@@ -218,6 +221,7 @@ impl Default for AgentConfig {
             node_id: None,
             node_name: None,
             cluster_id: None,
+            cluster_name: None,
             data_dir: PathBuf::from("./conclave-data"),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 7400)),
             rpc_addr: SocketAddr::from(([127, 0, 0, 1], 7401)),
@@ -396,6 +400,13 @@ impl AgentConfig {
         if let Some(name) = &self.node_name {
             conclave_state::node_names::check_node_name(name).map_err(|e| {
                 anyhow::anyhow!("{e} (set by node_name, --node-name or CONCLAVE_NODE_NAME)")
+            })?;
+        }
+        if let Some(name) = &self.cluster_name {
+            conclave_state::node_names::check_node_name(name).map_err(|_| {
+                anyhow::anyhow!(
+                    "cluster name {name:?} is not valid: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 characters, not only digits (set by cluster_name, --cluster-name or CONCLAVE_CLUSTER_NAME)"
+                )
             })?;
         }
         for handler in &self.event_handler {

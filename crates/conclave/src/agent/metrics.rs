@@ -70,6 +70,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Raft members by gossip state and Raft role (the seed's nodes count).",
     ),
     (
+        "conclave_cluster_info",
+        Kind::Gauge,
+        "1, labelled with the cluster's id and name (empty when none is configured).",
+    ),
+    (
         "conclave_node_info",
         Kind::Gauge,
         "1 per Raft member, labelled with its node id and name (0 for a name it no longer has).",
@@ -378,6 +383,11 @@ pub(super) fn sample_raft(node: &RaftNode, membership: &Membership, seen: &mut S
         .collect();
     let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
     let members = node.local_members();
+    if let Some(id) = node.cluster_id() {
+        let name = node.cluster_name().unwrap_or_default().to_owned();
+        metrics::gauge!("conclave_cluster_info", "cluster_id" => id, "cluster_name" => name)
+            .set(1.0);
+    }
     // Names as an info series: the lag and other per-node series keep the id alone, so a
     // rename does not split them; a query joins on `node` for the name.
     let mut names: BTreeMap<(String, String), f64> =

@@ -38,7 +38,10 @@ pub(crate) async fn status(opts: &ClientOpts) -> Result<(), ClientError> {
     match opts.output {
         Output::Json => print_json(&serde_json::to_value(&s).unwrap_or_default()),
         Output::Human => {
-            out!("cluster   {}", s.cluster_id);
+            match &s.cluster_name {
+                Some(name) => out!("cluster   {name} ({})", s.cluster_id),
+                None => out!("cluster   {}", s.cluster_id),
+            }
             match &s.node_name {
                 Some(name) => out!("node      {name} (id {}, {})", s.node_id, s.role),
                 None => out!("node      {} ({})", s.node_id, s.role),

@@ -26,6 +26,10 @@ pub struct AgentFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
+    /// The cluster's readable name; a node configured with another is refused at join.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
     /// Data directory [default: ./conclave-data].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -247,3 +247,45 @@ async fn an_unnamed_agent_is_named_after_its_host_and_port() {
     .await;
     assert_eq!(twin.status().await["node_name"], fallback.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_name_is_shown_and_a_node_meant_for_another_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&root.path().join("a"), &["--cluster-name", "prod"]).await;
+    assert_eq!(agent.status().await["cluster_name"], "prod");
+    let (code, out, err) = cli(&["status", "--addr", &agent.addr_flag()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("cluster   prod ("), "{out}");
+    eventually(
+        "the cluster is in the metrics",
+        Duration::from_secs(10),
+        || async {
+            crate::cluster::get_text(&agent.url("/metrics"))
+                .await
+                .contains("cluster_name=\"prod\"")
+        },
+    )
+    .await;
+
+    let rpc = agent.rpc.to_string();
+    let mut stranger = Agent::spawn(
+        &root.path().join("b"),
+        free_addr(),
+        free_addr(),
+        &["--join", &rpc, "--cluster-name", "staging"],
+    );
+    let exit = stranger.wait_exit(Duration::from_secs(30));
+    assert!(
+        exit.is_some_and(|s| !s.success()),
+        "{}",
+        stranger.log_text()
+    );
+    assert!(
+        stranger
+            .log_text()
+            .contains("this node is configured for cluster \"staging\", but"),
+        "{}",
+        stranger.log_text()
+    );
+    assert_eq!(names(&agent).await.len(), 1);
+}
