@@ -324,8 +324,9 @@ pub async fn status(client: &Client, json: bool, fail_on_drift: bool) -> Result<
     if json {
         out!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
     } else {
+        let labels = client.node_labels().await?;
         out!(
-            "{:<36} {:>8}  {:>18}  {:<8} {:<9} {:>7} {:>5}  DRIFTED FOR",
+            "{:<36} {:>8}  {:<30}  {:<8} {:<9} {:>7} {:>5}  DRIFTED FOR",
             "DOCUMENT",
             "REVISION",
             "NODE",
@@ -343,10 +344,10 @@ pub async fn status(client: &Client, json: bool, fail_on_drift: bool) -> Result<
             for n in d["nodes"].as_array().into_iter().flatten() {
                 let drifted = n["drifted_for_ms"].as_u64().unwrap_or(0);
                 out!(
-                    "{:<36} {:>8}  {:>18}  {:<8} {:<9} {:>7} {:>5}  {}",
+                    "{:<36} {:>8}  {:<30}  {:<8} {:<9} {:>7} {:>5}  {}",
                     id,
                     d["revision"].as_u64().unwrap_or(0),
-                    n["node_id"].as_u64().unwrap_or(0),
+                    labels.label(n["node_id"].as_u64().unwrap_or(0)),
                     n["state"].as_str().unwrap_or_default(),
                     n["status"].as_str().unwrap_or_default(),
                     n["applied_revision"]
