@@ -62,7 +62,8 @@ pub(crate) async fn status(State(ctx): State<Ctx>) -> Json<Status> {
     let (first, last) = node.log_bounds();
     Json(Status {
         node_id: node.id,
-        node_name: Some(node.recorded_name()),
+        // The name the cluster records (a taken default's fallback), else the one wanted.
+        node_name: Some(names.name_of(node.id).unwrap_or(node.name()).to_owned()),
         cluster_name: node.cluster_name().map(str::to_owned),
         cluster_id: node.cluster_id().unwrap_or_default(),
         leader_id: m.current_leader,

@@ -66,6 +66,14 @@ impl Client {
         ))
     }
 
+    /// [`Self::resolve_member`] for an optional `--to`.
+    pub async fn resolve_optional(&self, member: Option<&str>) -> Result<Option<u64>, ClientError> {
+        match member {
+            Some(member) => self.resolve_member(member).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The node id of `member`: an id as it is, a name looked up among the members (an
     /// unknown name is an error that lists the known ones).
     pub async fn resolve_member(&self, member: &str) -> Result<u64, ClientError> {

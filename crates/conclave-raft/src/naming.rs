@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use conclave_state::node_names::{MAX_NODE_NAME, NameRefusal, NodeNames, check_node_name};
+use conclave_state::node_names::{NameRefusal, NodeNames, check_node_name, with_suffix};
 use conclave_state::{Command, Outcome};
 use conclave_storage::{NodeId, NodeInfo};
 
@@ -23,14 +23,13 @@ use crate::{ConsensusError, RaftNode, RejectReason};
 /// The name of a node whose default `name` another member holds: `name-<node id>`, within
 /// the length limit.
 pub fn fallback_name(name: &str, node_id: NodeId) -> String {
-    let suffix = format!("-{node_id}");
-    let keep = MAX_NODE_NAME.saturating_sub(suffix.len()).min(name.len());
-    let base = name
-        .get(..keep)
-        .unwrap_or("")
-        .trim_end_matches(['.', '-', '_']);
-    let base = if base.is_empty() { "node" } else { base };
-    format!("{base}{suffix}")
+    with_suffix(name, &node_id.to_string())
+}
+
+/// Whether a node recorded as `recorded` already goes by the name it asks for: `name`
+/// itself, or, for a default (`given` false), its [`fallback_name`].
+fn answers_to(recorded: Option<&str>, name: &str, given: bool, node_id: NodeId) -> bool {
+    recorded == Some(name) || (!given && recorded == Some(fallback_name(name, node_id).as_str()))
 }
 
 impl RaftNode {
@@ -70,31 +69,31 @@ impl RaftNode {
         given: bool,
         nodes: &BTreeMap<NodeId, NodeInfo>,
     ) -> Result<(), ConsensusError> {
-        if !given {
-            let fallback = fallback_name(name, node_id);
-            if self.node_names().name_of(node_id) == Some(fallback.as_str()) {
-                return Ok(());
-            }
-            return match self.claim_exact(node_id, name, nodes).await {
-                Err(ConsensusError::Rejected(RejectReason::NameTaken { holder, .. })) => {
-                    tracing::info!(
-                        node_id,
-                        name,
-                        holder,
-                        fallback,
-                        "a member holds this node's default name; it goes by its fallback"
-                    );
-                    self.claim_exact(node_id, &fallback, nodes).await
-                }
-                other => other,
-            };
+        let names = self.node_names();
+        if answers_to(names.name_of(node_id), name, given, node_id) {
+            return Ok(());
         }
-        self.claim_exact(node_id, name, nodes).await
+        match self.claim_exact(&names, node_id, name, nodes).await {
+            Err(ConsensusError::Rejected(RejectReason::NameTaken { holder, .. })) if !given => {
+                let fallback = fallback_name(name, node_id);
+                tracing::info!(
+                    node_id,
+                    name,
+                    holder,
+                    fallback,
+                    "a member holds this node's default name; it goes by its fallback"
+                );
+                self.claim_exact(&names, node_id, &fallback, nodes).await
+            }
+            other => other,
+        }
     }
 
-    /// [`RaftNode::claim_name`] for exactly `name`.
+    /// Propose exactly `name` for `node_id`, which `names` (the state before) does not
+    /// record under it.
     async fn claim_exact(
         &self,
+        names: &NodeNames,
         node_id: NodeId,
         name: &str,
         nodes: &BTreeMap<NodeId, NodeInfo>,
@@ -104,10 +103,6 @@ impl RaftNode {
                 refusal: conclave_state::Refusal::BadNodeName,
             }
             .into());
-        }
-        let names = self.node_names();
-        if names.name_of(node_id) == Some(name) {
-            return Ok(());
         }
         let taken = |holder: NodeId| -> ConsensusError {
             RejectReason::NameTaken {
@@ -170,19 +165,12 @@ impl RaftNode {
         Box::pin(async move { node.propose(command).await })
     }
 
-    /// The name the cluster knows this node by: the recorded one, else the one it wants.
-    pub fn recorded_name(&self) -> String {
-        self.name_of(self.id)
-            .unwrap_or_else(|| self.name().to_owned())
-    }
-
     /// A member whose recorded name is not its current one tells the leader.
     pub(crate) async fn announce_name_if_changed(&self) {
         let recorded = self.name_of(self.id);
-        let settled = recorded.as_deref() == Some(self.name())
-            || (!self.name_given()
-                && recorded.as_deref() == Some(fallback_name(self.name(), self.id).as_str()));
-        if !self.is_member(self.id) || settled {
+        if !self.is_member(self.id)
+            || answers_to(recorded.as_deref(), self.name(), self.name_given(), self.id)
+        {
             return;
         }
         let req = LeaderRequest::SetName {
@@ -204,12 +192,22 @@ mod tests {
         let long = "a".repeat(63);
         let f = fallback_name(&long, 9_007_199_254_740_991);
         assert!(
-            f.ends_with("-9007199254740991") && f.len() <= MAX_NODE_NAME,
+            f.ends_with("-9007199254740991")
+                && f.len() <= conclave_state::node_names::MAX_NODE_NAME,
             "{f}"
         );
         assert_eq!(fallback_name("---", 7), "node-7");
         for name in ["web01", &long, "a.b-", "x"] {
             assert!(check_node_name(&fallback_name(name, 123)).is_ok());
         }
+    }
+
+    #[test]
+    fn a_node_answers_to_its_name_or_the_fallback_of_a_default() {
+        assert!(answers_to(Some("web01"), "web01", true, 7));
+        assert!(answers_to(Some("web01-7"), "web01", false, 7));
+        assert!(!answers_to(Some("web01-7"), "web01", true, 7));
+        assert!(!answers_to(None, "web01", false, 7));
+        assert!(!answers_to(Some("db-1"), "web01", false, 7));
     }
 }

@@ -36,6 +36,21 @@ pub fn check_node_name(name: &str) -> Result<(), BadNodeName> {
     }
 }
 
+/// `base-suffix` within [`MAX_NODE_NAME`]: `base` cut to fit, without the separators the cut
+/// may leave at its end (`node` when nothing is left). How a name is told apart from another
+/// with the same base: a port for a second agent on one host, an id for a taken default.
+pub fn with_suffix(base: &str, suffix: &str) -> String {
+    let keep = MAX_NODE_NAME
+        .saturating_sub(suffix.len() + 1)
+        .min(base.len());
+    let base = base
+        .get(..keep)
+        .unwrap_or("")
+        .trim_end_matches(['.', '-', '_']);
+    let base = if base.is_empty() { "node" } else { base };
+    format!("{base}-{suffix}")
+}
+
 /// A node name that breaks the rules of [`check_node_name`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -122,6 +137,19 @@ mod tests {
             assert!(check_node_name(bad).is_err(), "{bad:?} accepted");
         }
         assert!(check_node_name(&"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn a_suffix_fits_within_the_limit_and_leaves_a_valid_name() {
+        assert_eq!(with_suffix("web01", "7401"), "web01-7401");
+        assert_eq!(with_suffix("---", "7"), "node-7");
+        let long = "a".repeat(63);
+        let s = with_suffix(&long, "9007199254740991");
+        assert!(
+            s.ends_with("-9007199254740991") && s.len() == MAX_NODE_NAME,
+            "{s}"
+        );
+        assert!(check_node_name(&with_suffix("a.b-", "1")).is_ok());
     }
 
     #[test]

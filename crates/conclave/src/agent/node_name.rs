@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use conclave_state::node_names::{MAX_NODE_NAME, check_node_name};
+use conclave_state::node_names::{MAX_NODE_NAME, check_node_name, with_suffix};
 use conclave_storage::identity::{self, Identity};
 
 use crate::config::{AgentConfig, Formation};
@@ -51,10 +51,7 @@ pub(crate) fn choose(
         return host;
     }
     // A second agent on one host listens elsewhere: its port tells the two apart.
-    let suffix = format!("-{http_port}");
-    let keep = MAX_NODE_NAME - suffix.len();
-    let host = host[..host.len().min(keep)].trim_end_matches(['.', '-', '_']);
-    format!("{host}{suffix}")
+    with_suffix(&host, &http_port.to_string())
 }
 
 /// A hostname as a node name: characters names do not take become `-`, at most

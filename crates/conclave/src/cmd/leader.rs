@@ -30,10 +30,7 @@ pub(crate) async fn leader(cmd: LeaderCommand) -> Result<(), ClientError> {
         dry_run,
         client,
     } = cmd;
-    let to = match to {
-        Some(member) => Some(client.client()?.resolve_member(&member).await?),
-        None => None,
-    };
+    let to = client.client()?.resolve_optional(to.as_deref()).await?;
     if dry_run {
         let p = client.client()?.preview_transfer(to).await?;
         match client.output {

@@ -67,10 +67,7 @@ pub async fn handover(
     to: Option<String>,
     wait: Duration,
 ) -> Result<(), ClientError> {
-    let to = match to {
-        Some(member) => Some(client.resolve_member(&member).await?),
-        None => None,
-    };
+    let to = client.resolve_optional(to.as_deref()).await?;
     let r: Value = client.handover(name, to).await?;
     let target = r["to"].as_u64().unwrap_or_default();
     out!(
